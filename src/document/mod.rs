@@ -1,0 +1,360 @@
+//! YAML documents on disk (`kanibako.yaml`, `project.yaml`, `names.yaml`, crab files):
+//! the only user of `serde_yaml` (for parsing; [`emit`] writes).
+//!
+//! A document is kept as an ordered YAML mapping, so keys this version does not know (or
+//! that a newer or older kanibako wrote) survive a read-modify-write. Parse errors name
+//! the file and line; type errors name the file and the dotted key. Nothing is ever
+//! rewritten after an error.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::{Mapping, Value};
+
+use crate::fsutil::{self, FsError};
+
+mod emit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("{path}:{line}:{column}: invalid YAML: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: invalid YAML: {message}")]
+    ParseNoLocation { path: PathBuf, message: String },
+    #[error("{path}: `{key}` should be {expected}, found {found}")]
+    WrongType {
+        path: PathBuf,
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Write(#[from] FsError),
+}
+
+impl DocError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DocError::Parse { path, .. }
+            | DocError::ParseNoLocation { path, .. }
+            | DocError::WrongType { path, .. } => Some(format!(
+                "fix or remove {}; kanibako has not changed it",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Document {
+    path: PathBuf,
+    root: Mapping,
+}
+
+impl Document {
+    /// An empty document that will be written to `path`.
+    pub fn empty(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            root: Mapping::new(),
+        }
+    }
+
+    /// Load `path`; a missing or empty file is an empty document.
+    pub fn load(path: &Path) -> Result<Self, DocError> {
+        match fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::empty(path)),
+            Err(source) => Err(DocError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, DocError> {
+        let value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_yaml::from_str(text).map_err(|e| match e.location() {
+                Some(loc) => DocError::Parse {
+                    path: path.to_owned(),
+                    line: loc.line(),
+                    column: loc.column(),
+                    message: strip_location(&e.to_string()),
+                },
+                None => DocError::ParseNoLocation {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                },
+            })?
+        };
+        let root = match value {
+            Value::Null => Mapping::new(),
+            Value::Mapping(m) => m,
+            other => {
+                return Err(DocError::WrongType {
+                    path: path.to_owned(),
+                    key: "(top level)".into(),
+                    expected: "a mapping",
+                    found: kind(&other),
+                });
+            }
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            root,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn root(&self) -> &Mapping {
+        &self.root
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.root.is_empty()
+    }
+
+    fn wrong(&self, keys: &[&str], expected: &'static str, found: &Value) -> DocError {
+        DocError::WrongType {
+            path: self.path.clone(),
+            key: keys.join("."),
+            expected,
+            found: kind(found),
+        }
+    }
+
+    /// The value at a nested key path, or `None` if any step is absent. An intermediate
+    /// step that is not a mapping is a type error (upstream crashes on these).
+    pub fn get(&self, keys: &[&str]) -> Result<Option<&Value>, DocError> {
+        let mut map = &self.root;
+        for (i, key) in keys.iter().enumerate() {
+            let Some(v) = map.get(*key) else {
+                return Ok(None);
+            };
+            if i + 1 == keys.len() {
+                return Ok(Some(v));
+            }
+            match v {
+                Value::Mapping(m) => map = m,
+                Value::Null => return Ok(None),
+                other => return Err(self.wrong(&keys[..=i], "a mapping", other)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A scalar read as a string (numbers and booleans as their YAML spelling, since the
+    /// Python tool writes most values as strings and users hand-edit the rest).
+    pub fn get_str(&self, keys: &[&str]) -> Result<Option<String>, DocError> {
+        match self.get(keys)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(self.wrong(keys, "a string", other)),
+        }
+    }
+
+    /// A boolean; the strings the Python CLI wrote (`"false"`, `"yes"` …) count as the
+    /// boolean they spell.
+    pub fn get_bool(&self, keys: &[&str]) -> Result<Option<bool>, DocError> {
+        match self.get(keys)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v @ Value::String(s)) => match parse_bool(s) {
+                Some(b) => Ok(Some(b)),
+                None => Err(self.wrong(keys, "a boolean", v)),
+            },
+            Some(other) => Err(self.wrong(keys, "a boolean", other)),
+        }
+    }
+
+    /// A mapping of string keys to string values (numbers and booleans rendered).
+    pub fn get_string_map(&self, keys: &[&str]) -> Result<Vec<(String, String)>, DocError> {
+        match self.get(keys)? {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Mapping(m)) => Ok(m
+                .iter()
+                .filter_map(|(k, v)| {
+                    let k = k.as_str()?.to_owned();
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return None,
+                    };
+                    Some((k, v))
+                })
+                .collect()),
+            Some(other) => Err(self.wrong(keys, "a mapping", other)),
+        }
+    }
+
+    /// Set a nested key, creating intermediate mappings; existing sibling keys stay in
+    /// place and keep their order.
+    pub fn set(&mut self, keys: &[&str], value: Value) -> Result<(), DocError> {
+        let path = self.path.clone();
+        let mut map = &mut self.root;
+        for (i, key) in keys.iter().enumerate() {
+            if i + 1 == keys.len() {
+                map.insert(Value::from(*key), value);
+                return Ok(());
+            }
+            let entry = map
+                .entry(Value::from(*key))
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            if entry.is_null() {
+                *entry = Value::Mapping(Mapping::new());
+            }
+            map = match entry {
+                Value::Mapping(m) => m,
+                other => {
+                    return Err(DocError::WrongType {
+                        path,
+                        key: keys[..=i].join("."),
+                        expected: "a mapping",
+                        found: kind(other),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Remove a nested key; returns whether it was there.
+    pub fn remove(&mut self, keys: &[&str]) -> bool {
+        fn go(map: &mut Mapping, keys: &[&str]) -> bool {
+            match keys {
+                [] => false,
+                [last] => map.remove(*last).is_some(),
+                [first, rest @ ..] => match map.get_mut(*first) {
+                    Some(Value::Mapping(m)) => go(m, rest),
+                    _ => false,
+                },
+            }
+        }
+        go(&mut self.root, keys)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        emit::document(&self.root)
+    }
+
+    /// Write atomically with ordinary config permissions.
+    pub fn save(&self) -> Result<(), DocError> {
+        fsutil::atomic_write(&self.path, self.to_yaml().as_bytes(), fsutil::MODE_CONFIG)?;
+        Ok(())
+    }
+}
+
+/// The spellings a boolean setting accepts.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Some(true),
+        "false" | "no" | "0" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// serde_yaml appends " at line L column C" to its messages; we print the location first.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_yaml_names_file_and_line() {
+        let err = Document::parse(Path::new("/x/kanibako.yaml"), "a: 1\nb: [unclosed\nc: 2\n")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/x/kanibako.yaml:"), "{msg}");
+        match err {
+            DocError::Parse { line, .. } => assert!(line >= 2, "line {line}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let d = Document::parse(Path::new("k.yaml"), "system: 5\n").unwrap();
+        let err = d.get_str(&["system", "path", "data"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "k.yaml: `system` should be a mapping, found a number"
+        );
+        let top = Document::parse(Path::new("k.yaml"), "- a\n").unwrap_err();
+        assert!(top.to_string().contains("(top level)"));
+    }
+
+    #[test]
+    fn unknown_keys_survive_a_rewrite_in_order() {
+        let text = "zeta: 1\nproject:\n  mode: default\n  custom: keep\nalpha: [1, 2]\n";
+        let mut d = Document::parse(Path::new("p.yaml"), text).unwrap();
+        d.set(&["project", "name"], "x".into()).unwrap();
+        let out = d.to_yaml();
+        assert_eq!(
+            out,
+            "zeta: 1\nproject:\n  mode: default\n  custom: keep\n  name: x\nalpha:\n- 1\n- 2\n"
+        );
+    }
+
+    #[test]
+    fn python_string_booleans_read_as_booleans() {
+        let d = Document::parse(Path::new("p.yaml"), "box:\n  share_images: 'false'\n").unwrap();
+        assert_eq!(d.get_bool(&["box", "share_images"]).unwrap(), Some(false));
+    }
+
+    #[test]
+    fn yaml_11_words_are_quoted_for_pyyaml() {
+        // PyYAML reads a bare `yes`/`on` as a boolean; a box named `yes` must stay a string.
+        let mut d = Document::empty(Path::new("n.yaml"));
+        for word in [
+            "yes", "no", "on", "off", "y", "n", "true", "null", "~", "1", "@x",
+        ] {
+            d.set(&["projects", word], "/p".into()).unwrap();
+            d.set(&["values", "k"], word.into()).unwrap();
+            let text = d.to_yaml();
+            let back: Value = serde_yaml::from_str(&text).unwrap();
+            assert!(back["values"]["k"].is_string(), "{word}: {text}");
+        }
+        let text = d.to_yaml();
+        for word in ["yes", "no", "on", "off", "y", "n"] {
+            assert!(
+                text.contains(&format!("'{word}':")) || text.contains(&format!("\"{word}\":")),
+                "{word} must be quoted as a key: {text}"
+            );
+        }
+    }
+}

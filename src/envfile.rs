@@ -1,0 +1,80 @@
+//! Docker-style `KEY=VALUE` env files (`$DATA/env`, `<box>/env`, `<workset>/env`).
+//!
+//! Reading follows the Python tool exactly (blank lines, `#` comments and lines without
+//! `=` are skipped; the value is literal). Writing sorts by key and is atomic with mode
+//! 0600, since env files are where users keep tokens.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::fsutil::{self, FsError};
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn parse(text: &str) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if is_valid_name(key) {
+            vars.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    vars
+}
+
+pub fn read(path: &Path) -> io::Result<BTreeMap<String, String>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(parse(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn render(vars: &BTreeMap<String, String>) -> String {
+    vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+pub fn write(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), FsError> {
+    fsutil::atomic_write(path, render(vars).as_bytes(), fsutil::MODE_SECRET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_upstream() {
+        let vars = parse("# c\n\nA=1\n  B = x y \nnoeq\n1BAD=z\nC=a=b\n");
+        assert_eq!(
+            vars.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), " x y".into()),
+                ("C".into(), "a=b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_sorted_with_trailing_newline() {
+        let vars = BTreeMap::from([("Z".to_owned(), "1".to_owned()), ("A".into(), "2".into())]);
+        assert_eq!(render(&vars), "A=2\nZ=1\n");
+        assert_eq!(render(&BTreeMap::new()), "");
+    }
+}

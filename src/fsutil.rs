@@ -1,0 +1,197 @@
+//! Crash-safe file writes and advisory locks: the only module that creates config or
+//! secret files and the only one that takes `flock`s.
+//!
+//! Writes go to a temporary file in the target's directory, are fsynced, then renamed
+//! over the target, so a reader sees the old or the new content and never a torn file.
+//! A target that is a symbolic link is refused: a box can plant links in directories it
+//! shares with the host, and writing through one would let it pick a host file.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode for ordinary config files (the umask still applies).
+pub const MODE_CONFIG: u32 = 0o644;
+/// Mode for anything holding a secret: credentials, env files.
+pub const MODE_SECRET: u32 = 0o600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("refusing to write {0}: it is a symbolic link")]
+    Symlink(PathBuf),
+    #[error("writing {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
+    move |source| FsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Whether `path` itself (not what it points to) is a symbolic link.
+pub fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Atomically replace `path` with `contents`, creating parent directories.
+pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    if is_symlink(path) {
+        return Err(FsError::Symlink(path.to_owned()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kanibako-tmp-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err(path))?;
+    tmp.write_all(contents).map_err(io_err(path))?;
+    tmp.as_file().sync_all().map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| FsError::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    // Make the rename itself durable; failure here loses nothing already written.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// An exclusive `flock` held until this value is dropped.
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replace the lock file's content while holding the lock (truncating only now, so a
+    /// contender that lost the race never wipes the winner's record).
+    pub fn write_record(&mut self, record: &str) -> io::Result<()> {
+        self.file.set_len(0)?;
+        use std::io::Seek;
+        self.file.seek(io::SeekFrom::Start(0))?;
+        self.file.write_all(record.as_bytes())?;
+        self.file.flush()
+    }
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Block until the exclusive lock on `path` is ours.
+pub fn lock_exclusive(path: &Path) -> io::Result<FileLock> {
+    let file = open_lock_file(path)?;
+    file.lock()?;
+    Ok(FileLock {
+        file,
+        path: path.to_owned(),
+    })
+}
+
+/// Take the exclusive lock on `path` if nobody holds it; `Ok(None)` if somebody does.
+pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<FileLock>> {
+    let file = open_lock_file(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(FileLock {
+            file,
+            path: path.to_owned(),
+        })),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether some process holds an exclusive lock on `path`. The file merely existing
+/// means nothing: the lock dies with its holder, the file stays.
+pub fn is_locked(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/f.yaml");
+        atomic_write(&p, b"one", MODE_CONFIG).unwrap();
+        atomic_write(&p, b"two", MODE_SECRET).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[test]
+    fn atomic_write_refuses_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, "host secret").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(matches!(
+            atomic_write(&link, b"x", MODE_SECRET),
+            Err(FsError::Symlink(_))
+        ));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "host secret");
+    }
+
+    #[test]
+    fn a_losing_contender_keeps_the_winners_record() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".kanibako.lock");
+        let mut held = try_lock_exclusive(&p).unwrap().unwrap();
+        held.write_record("kanibako-one\n").unwrap();
+        assert!(is_locked(&p));
+        assert!(try_lock_exclusive(&p).unwrap().is_none());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "kanibako-one\n");
+        drop(held);
+        assert!(!is_locked(&p), "a stale file blocks nothing");
+        assert!(try_lock_exclusive(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn lock_refuses_a_symlinked_lock_file() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("elsewhere");
+        fs::write(&target, "keep").unwrap();
+        let p = d.path().join("lock");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert!(try_lock_exclusive(&p).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    }
+}
