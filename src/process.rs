@@ -1,0 +1,188 @@
+//! Child processes: an external command as plain data ([`Invocation`]) and the one
+//! [`Executor`] that runs it.
+//!
+//! Every engine call and helper program goes through here, so `-v` shows each one as a
+//! copy-pasteable command line and tests can record instead of run.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+/// A command to run: program, arguments and extra environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Set in the child's environment on top of ours. Values never appear on argv.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Invocation {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        #[allow(clippy::disallowed_methods)] // the one place that builds a Command
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+/// Quote `s` for a POSIX shell, only when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c));
+    if safe {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Invocation {
+    /// `program arg …`, shell-quoted; environment values are left out on purpose.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", shell_quote(&self.program.to_string_lossy()))?;
+        for a in &self.args {
+            write!(f, " {}", shell_quote(&a.to_string_lossy()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs invocations. The real one spawns processes; tests substitute a recorder.
+pub trait Executor {
+    /// Run with captured stdout/stderr and no stdin.
+    fn output(&self, inv: &Invocation) -> io::Result<Output>;
+    /// Run attached to our stdio.
+    fn status(&self, inv: &Invocation) -> io::Result<ExitStatus>;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemExecutor;
+
+impl Executor for SystemExecutor {
+    fn output(&self, inv: &Invocation) -> io::Result<Output> {
+        tracing::debug!("+ {inv}");
+        inv.command().stdin(Stdio::null()).output()
+    }
+
+    fn status(&self, inv: &Invocation) -> io::Result<ExitStatus> {
+        tracing::debug!("+ {inv}");
+        inv.command().status()
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! A recording executor with canned answers, for unit tests of engine calls.
+    use super::*;
+    use std::cell::RefCell;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[derive(Default)]
+    pub struct Recorder {
+        pub calls: RefCell<Vec<Invocation>>,
+        /// (argument prefix, exit code, stdout) — the first match answers.
+        pub answers: Vec<(Vec<String>, i32, String)>,
+    }
+
+    impl Recorder {
+        pub fn answer(mut self, prefix: &[&str], code: i32, stdout: &str) -> Self {
+            self.answers.push((
+                prefix.iter().map(|s| (*s).to_owned()).collect(),
+                code,
+                stdout.into(),
+            ));
+            self
+        }
+
+        pub fn lines(&self) -> Vec<String> {
+            self.calls
+                .borrow()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }
+    }
+
+    impl Executor for Recorder {
+        fn output(&self, inv: &Invocation) -> io::Result<Output> {
+            self.calls.borrow_mut().push(inv.clone());
+            let args: Vec<String> = inv
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let (code, stdout) = self
+                .answers
+                .iter()
+                .find(|(p, _, _)| args.starts_with(p))
+                .map_or((0, String::new()), |(_, c, s)| (*c, s.clone()));
+            Ok(Output {
+                status: ExitStatus::from_raw(code << 8),
+                stdout: stdout.into_bytes(),
+                stderr: Vec::new(),
+            })
+        }
+
+        fn status(&self, inv: &Invocation) -> io::Result<ExitStatus> {
+            self.output(inv).map(|o| o.status)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_copy_pasteable() {
+        let inv = Invocation::new("/usr/bin/podman").args([
+            "ps",
+            "--format",
+            "{{.Names}}",
+            "it's",
+            "a b",
+            "",
+        ]);
+        assert_eq!(
+            inv.to_string(),
+            r#"/usr/bin/podman ps --format '{{.Names}}' 'it'\''s' 'a b' ''"#
+        );
+    }
+
+    #[test]
+    fn env_values_stay_out_of_display() {
+        let mut inv = Invocation::new("podman").arg("run");
+        inv.env.push(("TOKEN".into(), "s3cret".into()));
+        assert!(!inv.to_string().contains("s3cret"));
+    }
+}
