@@ -1,0 +1,346 @@
+//! Creating boxes: registering a name, laying out metadata, the agent home skeleton and
+//! the vault (spec: upstream-cli-and-data §6.3, §6.6, §5.5, §5.9).
+//!
+//! Nothing is left half-made: a default-mode box's metadata is built while the registry
+//! lock is held and the name is recorded last; if any step fails the new metadata is
+//! removed and `names.yaml` is untouched.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+use super::error::BoxError;
+use super::registry::{Registry, same_dir};
+use super::resolve::{self, normalize};
+use super::{BoxIdentity, BoxName, Mode, ProjectSettings};
+use crate::document::Document;
+use crate::fsutil;
+use crate::paths::Paths;
+
+/// What `create` was asked for.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub path: Option<String>,
+    pub name: Option<String>,
+    pub standalone: bool,
+    pub image: Option<String>,
+    pub no_vault: bool,
+    pub distinct_auth: bool,
+    pub allow_home: bool,
+}
+
+const BASHRC: &str = r#"# kanibako: box shell environment
+[ -f /etc/bashrc ] && . /etc/bashrc
+export PS1="${KANIBAKO_PS1:-(kanibako) \u@\h:\w\$ }"
+# Source user init scripts
+for _f in ~/.shell.d/*.sh; do [ -r "$_f" ] && . "$_f"; done
+unset _f
+"#;
+
+const PROFILE: &str = "# kanibako: login profile\n[ -f ~/.bashrc ] && . ~/.bashrc\n";
+
+/// `rw/` is the agent's writable share; `.versions/` holds its snapshots. Neither belongs
+/// in the project's history.
+const VAULT_GITIGNORE: &str = "rw/\n.versions/\n";
+
+/// Write `contents` to `path` only if nothing (not even a dangling link) is there.
+fn write_new(path: &Path, contents: &str) -> Result<(), BoxError> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(mut f) => f
+            .write_all(contents.as_bytes())
+            .map_err(BoxError::io(format!("writing {}", path.display()))),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(BoxError::io(format!("creating {}", path.display()))(e)),
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), BoxError> {
+    fs::create_dir_all(path).map_err(BoxError::io(format!("creating {}", path.display())))
+}
+
+/// The agent home skeleton: `.bashrc`, `.profile` and `.shell.d/`, never overwriting.
+pub fn shell_skeleton(shell: &Path) -> Result<(), BoxError> {
+    mkdir(&shell.join(".shell.d"))?;
+    write_new(&shell.join(".bashrc"), BASHRC)?;
+    write_new(&shell.join(".profile"), PROFILE)
+}
+
+fn vault_dirs(b: &BoxIdentity) -> Result<(), BoxError> {
+    let Some(v) = &b.vault else { return Ok(()) };
+    mkdir(&v.ro)?;
+    mkdir(&v.rw)?;
+    if let Some(parent) = v.rw.parent() {
+        write_new(&parent.join(".gitignore"), VAULT_GITIGNORE)?;
+    }
+    Ok(())
+}
+
+/// `project.yaml` in the layout the Python tool reads. The `resolved:` paths are written
+/// for it; kanibako itself derives them.
+fn project_document(
+    paths: &Paths,
+    b: &BoxIdentity,
+    image: Option<&str>,
+) -> Result<Document, BoxError> {
+    let mut doc = Document::empty(&b.project_file());
+    let s = |p: &Path| Value::from(p.to_string_lossy().into_owned());
+    doc.set(&["project", "mode"], b.mode.as_str().into())?;
+    doc.set(&["project", "layout"], b.layout.as_str().into())?;
+    doc.set(&["project", "enable_vault"], b.vault.is_some().into())?;
+    doc.set(&["project", "group_auth"], b.group_auth.into())?;
+    if let Some(n) = &b.name {
+        doc.set(&["project", "name"], n.as_str().into())?;
+    }
+    let vault_dir = match b.layout {
+        super::Layout::Robust if b.mode == Mode::Default => b.metadata.join("vault"),
+        _ => b.workspace.join("vault"),
+    };
+    let (global, local) = match b.mode {
+        Mode::Standalone => (Value::from(""), Value::from("")),
+        _ => (
+            s(&paths.data.join("shared/global")),
+            s(&paths.data.join("shared")),
+        ),
+    };
+    for (key, value) in [
+        ("workspace", s(&b.workspace)),
+        ("shell", s(&b.shell)),
+        ("vault_ro", s(&vault_dir.join("ro"))),
+        ("vault_rw", s(&vault_dir.join("rw"))),
+        ("metadata", s(&b.metadata)),
+        ("project_hash", Value::from(b.hash.clone())),
+        ("global_shared", global),
+        ("local_shared", local),
+    ] {
+        doc.set(&["resolved", key], value)?;
+    }
+    if let Some(image) = image {
+        doc.set(&["box", "image"], image.into())?;
+    }
+    Ok(doc)
+}
+
+/// The absolute, symlink-free spelling of a directory that may not exist yet.
+fn target_dir(cwd: &Path, path: Option<&str>) -> Result<PathBuf, BoxError> {
+    let raw = normalize(&cwd.join(path.unwrap_or(".")));
+    if raw.exists() {
+        let dir = raw
+            .canonicalize()
+            .map_err(BoxError::io(format!("resolving {}", raw.display())))?;
+        if !dir.is_dir() {
+            return Err(BoxError::NotADirectory(dir));
+        }
+        return Ok(dir);
+    }
+    // Canonicalise the part that exists, keep the rest as given.
+    let mut existing = raw.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    let mut dir = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_owned());
+    dir.extend(rest.iter().rev());
+    Ok(dir)
+}
+
+fn is_home(paths: &Paths, dir: &Path) -> bool {
+    same_dir(dir, paths.home())
+}
+
+/// Pick a free name: the explicit one (taken = error), or the slug of the directory's
+/// basename with 2, 3, … appended while taken. A `boxes/<name>` directory left behind by
+/// an earlier box counts as taken unless it recorded this very directory, in which case
+/// registering again brings that box's home back.
+fn choose_name(
+    paths: &Paths,
+    reg: &Registry,
+    dir: &Path,
+    explicit: Option<BoxName>,
+) -> Result<BoxName, BoxError> {
+    if let Some(name) = explicit {
+        if let Some((section, path)) = reg.lookup(name.as_str()) {
+            return Err(BoxError::NameTaken {
+                name: name.to_string(),
+                section,
+                path: path.to_owned(),
+            });
+        }
+        return Ok(name);
+    }
+    let base = BoxName::slug(&dir.file_name().unwrap_or_default().to_string_lossy());
+    let mut n = 1;
+    loop {
+        let candidate = base.numbered(n);
+        let free_in_registry = reg.lookup(candidate.as_str()).is_none();
+        if free_in_registry && leftover_fits(paths, &candidate, dir) {
+            return Ok(candidate);
+        }
+        n += 1;
+    }
+}
+
+fn leftover_fits(paths: &Paths, name: &BoxName, dir: &Path) -> bool {
+    let meta = paths.boxes.join(name.as_str());
+    if !meta.exists() {
+        return true;
+    }
+    let recorded = Document::load(&meta.join(super::PROJECT_FILE))
+        .ok()
+        .and_then(|d| d.get_str(&["resolved", "workspace"]).ok().flatten());
+    recorded.is_some_and(|w| same_dir(Path::new(&w), dir))
+}
+
+/// Create a box as `kanibako create` does. Returns the new box and whether its metadata
+/// was freshly made (false when an earlier box's data was re-adopted).
+pub fn create(
+    paths: &Paths,
+    cwd: &Path,
+    req: &CreateRequest,
+) -> Result<(BoxIdentity, bool), BoxError> {
+    let dir = target_dir(cwd, req.path.as_deref())?;
+    if req.standalone {
+        return create_standalone(paths, &dir, req).map(|b| (b, true));
+    }
+    if is_home(paths, &dir) {
+        return Err(BoxError::HomeRefused);
+    }
+    let explicit = req.name.as_deref().map(BoxName::parse).transpose()?;
+    if dir.exists() {
+        let registry = Registry::load(&paths.names_file())?;
+        if registry.project_for_path(&dir).is_some() || resolve::standalone_at(&dir)?.is_some() {
+            return Err(BoxError::AlreadyInitialized(dir));
+        }
+    }
+    mkdir(&dir)?;
+    let settings = ProjectSettings {
+        group_auth: !req.distinct_auth,
+        enable_vault: !req.no_vault,
+        ..ProjectSettings::default()
+    };
+    register_new(paths, &dir, explicit, settings, req.image.as_deref())
+}
+
+/// Register `dir` under a new name and lay out its metadata (the implicit creation of
+/// `start`/`shell` uses this too).
+pub fn register_new(
+    paths: &Paths,
+    dir: &Path,
+    explicit: Option<BoxName>,
+    settings: ProjectSettings,
+    image: Option<&str>,
+) -> Result<(BoxIdentity, bool), BoxError> {
+    Registry::update(paths, |reg| {
+        // Checked again under the lock: another process may have registered it meanwhile.
+        if reg.project_for_path(dir).is_some() {
+            return Err(BoxError::AlreadyInitialized(dir.to_owned()));
+        }
+        let name = choose_name(paths, reg, dir, explicit)?;
+        let identity =
+            BoxIdentity::default_mode(name.clone(), dir.to_owned(), &paths.boxes, settings);
+        let fresh = !identity.metadata.exists();
+        if let Err(e) = lay_out(paths, &identity, image, fresh) {
+            if fresh {
+                let _ = fs::remove_dir_all(&identity.metadata);
+            }
+            return Err(e);
+        }
+        reg.projects.insert(name.to_string(), dir.to_owned());
+        Ok(((identity, fresh), true))
+    })
+}
+
+fn lay_out(
+    paths: &Paths,
+    b: &BoxIdentity,
+    image: Option<&str>,
+    fresh: bool,
+) -> Result<(), BoxError> {
+    mkdir(&b.metadata)?;
+    shell_skeleton(&b.shell)?;
+    vault_dirs(b)?;
+    if fresh || !b.project_file().exists() {
+        project_document(paths, b, image)?.save()?;
+    }
+    Ok(())
+}
+
+fn create_standalone(
+    paths: &Paths,
+    dir: &Path,
+    req: &CreateRequest,
+) -> Result<BoxIdentity, BoxError> {
+    if is_home(paths, dir) && !req.allow_home {
+        return Err(BoxError::HomeStandalone);
+    }
+    if dir.exists() && resolve::standalone_at(dir)?.is_some() {
+        return Err(BoxError::AlreadyInitialized(dir.to_owned()));
+    }
+    mkdir(dir)?;
+    let settings = ProjectSettings {
+        mode: Some(Mode::Standalone),
+        group_auth: !req.distinct_auth,
+        enable_vault: !req.no_vault,
+        ..ProjectSettings::default()
+    };
+    let b = BoxIdentity::standalone(dir.to_owned(), settings);
+    mkdir(&b.metadata)?;
+    shell_skeleton(&b.shell)?;
+    vault_dirs(&b)?;
+    project_document(paths, &b, req.image.as_deref())?.save()?;
+    ignore_metadata_in_git(dir)?;
+    Ok(b)
+}
+
+/// Append `.kanibako/` to the project's `.gitignore` unless it is listed already. A
+/// `.gitignore` that is a symbolic link (a cloned repository can ship one pointing
+/// anywhere) is left alone.
+fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
+    let file = dir.join(".gitignore");
+    if fsutil::is_symlink(&file) {
+        eprintln!(
+            "Warning: {} is a symbolic link; not adding .kanibako/ to it",
+            file.display()
+        );
+        return Ok(());
+    }
+    let mut text = match fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(BoxError::io(format!("reading {}", file.display()))(e)),
+    };
+    if text
+        .lines()
+        .any(|l| matches!(l.trim(), ".kanibako/" | ".kanibako" | "/.kanibako/"))
+    {
+        return Ok(());
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(".kanibako/\n");
+    fsutil::atomic_write(&file, text.as_bytes(), fsutil::MODE_CONFIG)?;
+    Ok(())
+}
+
+/// The one-time-setup lines a new box prints (on stderr: they are chatter, not data).
+pub fn announce(b: &BoxIdentity) {
+    eprintln!(
+        "[One Time Setup] Initializing kanibako in {}... done.",
+        b.workspace.display()
+    );
+    if let Some(n) = &b.name {
+        eprintln!("Project name: {n}");
+    }
+}

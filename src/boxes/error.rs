@@ -1,0 +1,88 @@
+//! Errors about boxes, each with the advice a user needs to get unstuck.
+
+use std::path::PathBuf;
+
+use super::name::NameError;
+use super::registry::Section;
+use crate::document::DocError;
+use crate::fsutil::FsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoxError {
+    #[error("'{0}' is not a registered box, and there is no directory of that name here")]
+    NoSuchBox(String),
+    #[error("'{0}' is a workset, not a box")]
+    IsWorkset(String),
+    #[error("Project path '{}' does not exist.", .0.display())]
+    PathMissing(PathBuf),
+    #[error("Project path '{}' is not a directory.", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} is not a kanibako box", .0.display())]
+    NotABox(PathBuf),
+    #[error("Refusing to create a project at $HOME.")]
+    HomeRefused,
+    #[error("Refusing to create a standalone project at $HOME without --allow-home.")]
+    HomeStandalone,
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("Name '{name}' is already registered ({}: {})", .section.key(), .path.display())]
+    NameTaken {
+        name: String,
+        section: Section,
+        path: PathBuf,
+    },
+    #[error("project already initialized in {}", .0.display())]
+    AlreadyInitialized(PathBuf),
+    #[error("'{0}' is not a registered project or workset.")]
+    NotRegistered(String),
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<std::io::Error> for BoxError {
+    fn from(source: std::io::Error) -> Self {
+        BoxError::Io {
+            context: "file system".into(),
+            source,
+        }
+    }
+}
+
+impl BoxError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BoxError {
+        let context = context.into();
+        move |source| BoxError::Io { context, source }
+    }
+
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            BoxError::NoSuchBox(_) | BoxError::NotRegistered(_) => {
+                vec!["`kanibako list -a` shows every box kanibako knows".into()]
+            }
+            BoxError::NotABox(_) => vec!["create one here with `kanibako create`".into()],
+            BoxError::HomeRefused => vec![
+                "a home-directory project must be standalone and explicit:".into(),
+                "  kanibako create --standalone ~ --allow-home".into(),
+            ],
+            BoxError::HomeStandalone => vec![
+                "a box at $HOME mounts your whole home directory into the container; if you mean it:"
+                    .into(),
+                "  kanibako create --standalone ~ --allow-home".into(),
+            ],
+            BoxError::Name(_) => vec!["for example: --name my-project".into()],
+            BoxError::NameTaken { .. } => vec!["choose another name with --name".into()],
+            BoxError::AlreadyInitialized(_) => {
+                vec!["`kanibako box info` shows the existing box".into()]
+            }
+            BoxError::Doc(e) => e.hint().into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Listing boxes with their status (spec: upstream-cli-and-data §6.9).
+//!
+//! The registry says which boxes exist; the engine says which are active, by the labels
+//! kanibako puts on its containers. A running container without labels whose name is
+//! exactly a box's upstream container name was started by the Python tool and counts as
+//! active too ("legacy"); any other container is not ours and is ignored.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::error::BoxError;
+use super::registry::Registry;
+use super::resolve::registered;
+use super::{BoxIdentity, BoxName, PROJECT_FILE};
+use crate::document::Document;
+use crate::paths::Paths;
+use crate::runtime::containers::ContainerSummary;
+use crate::runtime::labels;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A container of this box is running.
+    Active,
+    /// The project directory exists; nothing runs.
+    Stopped,
+    /// Registered, but the project directory is gone (moved or deleted).
+    Missing,
+    /// Metadata under `boxes/` with no name in `names.yaml` (removed without `--purge`).
+    Unregistered,
+    /// Metadata that records no project directory at all.
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Stopped => "stopped",
+            Status::Missing => "missing",
+            Status::Unregistered => "unregistered",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// Orphans are hidden unless asked for.
+    pub fn is_orphan(self) -> bool {
+        matches!(
+            self,
+            Status::Missing | Status::Unregistered | Status::Unknown
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub status: Status,
+    /// Active through an unlabelled container the Python tool started.
+    pub legacy: bool,
+    pub path: Option<PathBuf>,
+    /// The running container, when active.
+    pub container: Option<String>,
+    pub metadata: Option<PathBuf>,
+}
+
+impl Row {
+    pub fn status_text(&self) -> String {
+        if self.legacy {
+            format!("{} (legacy)", self.status.as_str())
+        } else {
+            self.status.as_str().to_owned()
+        }
+    }
+}
+
+/// What is running, as far as boxes are concerned.
+#[derive(Clone, Debug, Default)]
+pub struct Activity {
+    running: Vec<ContainerSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Active {
+    pub container: String,
+    pub legacy: bool,
+}
+
+fn is_ours(c: &ContainerSummary) -> bool {
+    c.labels.contains_key(labels::HASH) || c.labels.contains_key(labels::BOX)
+}
+
+impl Activity {
+    pub fn new(containers: Vec<ContainerSummary>) -> Self {
+        Self {
+            running: containers.into_iter().filter(|c| c.running).collect(),
+        }
+    }
+
+    /// The running container of `b`, if any: ours by label (the path hash, or the name
+    /// for containers labelled before hashes existed), or upstream's by exact name.
+    pub fn of(&self, b: &BoxIdentity) -> Option<Active> {
+        let labelled = self
+            .running
+            .iter()
+            .find(|c| match c.labels.get(labels::HASH) {
+                Some(h) => *h == b.hash,
+                None => b.name.as_ref().is_some_and(|n| {
+                    c.labels.get(labels::BOX).map(String::as_str) == Some(n.as_str())
+                }),
+            });
+        if let Some(c) = labelled {
+            return Some(Active {
+                container: c.name.clone(),
+                legacy: false,
+            });
+        }
+        let legacy_name = b.legacy_container_name();
+        self.running
+            .iter()
+            .find(|c| !is_ours(c) && c.name == legacy_name)
+            .map(|c| Active {
+                container: c.name.clone(),
+                legacy: true,
+            })
+    }
+
+    /// Running kanibako containers not claimed by any of `rows` (standalone boxes, or
+    /// boxes of another data directory).
+    fn unclaimed<'a>(
+        &'a self,
+        claimed: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = &'a ContainerSummary> {
+        self.running
+            .iter()
+            .filter(move |c| is_ours(c) && !claimed.contains(&c.name))
+    }
+}
+
+fn recorded_workspace(meta: &Path) -> Option<PathBuf> {
+    let doc = Document::load(&meta.join(PROJECT_FILE)).ok()?;
+    if let Some(w) = doc.get_str(&["resolved", "workspace"]).ok().flatten() {
+        return Some(PathBuf::from(w));
+    }
+    if let Some(w) = doc.get_str(&["paths", "workspace"]).ok().flatten() {
+        return Some(PathBuf::from(w));
+    }
+    // Breadcrumb of boxes made before project.yaml existed.
+    let crumb = fs::read_to_string(meta.join("project-path.txt")).ok()?;
+    let line = crumb.lines().next()?.trim();
+    (!line.is_empty()).then(|| PathBuf::from(line))
+}
+
+/// Every box row, registered ones first (by name), then leftover metadata, then running
+/// containers that belong to no listed box. `activity` is `None` when no engine could be
+/// asked; every box then shows as stopped.
+pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxError> {
+    let registry = Registry::load(&paths.names_file())?;
+    let mut out = Vec::new();
+    let mut claimed = BTreeSet::new();
+    for (name, path) in &registry.projects {
+        let identity = BoxName::from_registry(name)
+            .map(|n| registered(paths, n, path.clone()))
+            .transpose()?;
+        let active = match (&identity, activity) {
+            (Some(b), Some(a)) => a.of(b),
+            _ => None,
+        };
+        let status = if !path.is_dir() {
+            Status::Missing
+        } else if active.is_some() {
+            Status::Active
+        } else {
+            Status::Stopped
+        };
+        if let Some(a) = &active {
+            claimed.insert(a.container.clone());
+        }
+        out.push(Row {
+            name: name.clone(),
+            status,
+            legacy: active.as_ref().is_some_and(|a| a.legacy),
+            path: Some(path.clone()),
+            container: active.map(|a| a.container),
+            metadata: identity.map(|b| b.metadata),
+        });
+    }
+    let mut leftovers: Vec<_> = match fs::read_dir(&paths.boxes) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !registry.projects.contains_key(n))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    leftovers.sort();
+    for name in leftovers {
+        let meta = paths.boxes.join(&name);
+        let path = recorded_workspace(&meta);
+        out.push(Row {
+            status: if path.is_some() {
+                Status::Unregistered
+            } else {
+                Status::Unknown
+            },
+            name,
+            legacy: false,
+            path,
+            container: None,
+            metadata: Some(meta),
+        });
+    }
+    if let Some(a) = activity {
+        for c in a.unclaimed(&claimed) {
+            let name = c
+                .labels
+                .get(labels::BOX)
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .unwrap_or_else(|| c.name.clone());
+            out.push(Row {
+                name,
+                status: Status::Active,
+                legacy: false,
+                path: None,
+                container: Some(c.name.clone()),
+                metadata: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boxes::ProjectSettings;
+    use std::collections::BTreeMap;
+
+    fn container(name: &str, running: bool, labels: &[(&str, &str)]) -> ContainerSummary {
+        ContainerSummary {
+            name: name.into(),
+            running,
+            image: "img".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn app() -> BoxIdentity {
+        BoxIdentity::default_mode(
+            BoxName::parse("app").unwrap(),
+            "/p/app".into(),
+            Path::new("/d/boxes"),
+            ProjectSettings::default(),
+        )
+    }
+
+    #[test]
+    fn labelled_container_makes_a_box_active() {
+        let b = app();
+        let a = Activity::new(vec![container(
+            "whatever",
+            true,
+            &[(labels::HASH, &b.hash)],
+        )]);
+        assert_eq!(
+            a.of(&b),
+            Some(Active {
+                container: "whatever".into(),
+                legacy: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_stopped_or_foreign_container_does_not() {
+        let b = app();
+        let a = Activity::new(vec![
+            container("kanibako-app", false, &[]),
+            container("kanibako-app-db", true, &[]),
+            container("x", true, &[(labels::HASH, "other")]),
+        ]);
+        assert_eq!(a.of(&b), None);
+    }
+
+    #[test]
+    fn an_unlabelled_exact_name_is_legacy() {
+        let b = app();
+        let a = Activity::new(vec![container("kanibako-app", true, &[("unrelated", "1")])]);
+        assert_eq!(a.of(&b).map(|x| x.legacy), Some(true));
+        // but a labelled container of another box with that name is not legacy
+        let a = Activity::new(vec![container(
+            "kanibako-app",
+            true,
+            &[(labels::HASH, "other")],
+        )]);
+        assert_eq!(a.of(&b), None);
+    }
+}

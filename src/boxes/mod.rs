@@ -1,0 +1,338 @@
+//! Boxes: what a box is (identity, mode, layout, where its files live), how a directory
+//! or a name resolves to one, and how one is created, listed and removed.
+//!
+//! Where a box's home and vault live is derived from its mode, layout, name and
+//! project path every time; paths recorded in `project.yaml` are written for the Python
+//! tool's sake but never trusted (a standalone box's `project.yaml` sits inside the
+//! workspace, where the box itself could rewrite it).
+
+pub mod create;
+pub mod error;
+pub mod listing;
+pub mod name;
+pub mod registry;
+pub mod resolve;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::document::{DocError, Document};
+use crate::fsutil;
+
+pub use name::BoxName;
+
+/// The image a box runs on when nobody chose one.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
+pub const PROJECT_FILE: &str = "project.yaml";
+pub const LOCK_FILE: &str = ".kanibako.lock";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// State under `$DATA/boxes/<name>/`, registered in `names.yaml`.
+    Default,
+    /// State under a workset root.
+    Workset,
+    /// State inside the project (`<project>/.kanibako/`).
+    Standalone,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Default => "default",
+            Mode::Workset => "workset",
+            Mode::Standalone => "standalone",
+        }
+    }
+
+    /// Current and legacy spellings.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "default" | "account_centric" | "local" => Some(Mode::Default),
+            "workset" => Some(Mode::Workset),
+            "standalone" | "decentralized" => Some(Mode::Standalone),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Simple,
+    Default,
+    Robust,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Simple => "simple",
+            Layout::Default => "default",
+            Layout::Robust => "robust",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "simple" => Some(Layout::Simple),
+            "default" => Some(Layout::Default),
+            "robust" | "tree" => Some(Layout::Robust),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vault {
+    pub ro: PathBuf,
+    pub rw: PathBuf,
+}
+
+/// Lowercase hex sha256 of the project path, as upstream computes it.
+pub fn project_hash(path: &Path) -> String {
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Upstream's container name for a standalone box: the path without its leading `/`,
+/// `-` as `-.`, `/` as `-`.
+pub fn ronin_escape(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    s.strip_prefix('/')
+        .unwrap_or(&s)
+        .replace('-', "-.")
+        .replace('/', "-")
+}
+
+/// Everything kanibako knows about one box.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoxIdentity {
+    pub mode: Mode,
+    pub layout: Layout,
+    /// Registered name; standalone boxes have none.
+    pub name: Option<BoxName>,
+    /// The project directory, mounted at `/home/agent/workspace`.
+    pub workspace: PathBuf,
+    pub metadata: PathBuf,
+    /// The persistent agent home, mounted at `/home/agent`.
+    pub shell: PathBuf,
+    /// `None` when the vault is disabled.
+    pub vault: Option<Vault>,
+    pub group_auth: bool,
+    pub hash: String,
+}
+
+/// The settings read from a `project.yaml`'s `project:` section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProjectSettings {
+    pub mode: Option<Mode>,
+    pub layout: Option<Layout>,
+    pub enable_vault: bool,
+    pub group_auth: bool,
+}
+
+impl Default for ProjectSettings {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            layout: None,
+            enable_vault: true,
+            group_auth: true,
+        }
+    }
+}
+
+impl ProjectSettings {
+    pub fn read(doc: &Document) -> Result<Self, DocError> {
+        Ok(Self {
+            mode: doc
+                .get_str(&["project", "mode"])?
+                .and_then(|m| Mode::parse(&m)),
+            layout: doc
+                .get_str(&["project", "layout"])?
+                .and_then(|l| Layout::parse(&l)),
+            enable_vault: doc.get_bool(&["project", "enable_vault"])?.unwrap_or(true),
+            group_auth: doc.get_bool(&["project", "group_auth"])?.unwrap_or(true),
+        })
+    }
+}
+
+impl BoxIdentity {
+    /// A default-mode box: metadata under `boxes/<name>`, paths from the layout.
+    pub fn default_mode(
+        name: BoxName,
+        workspace: PathBuf,
+        boxes_dir: &Path,
+        settings: ProjectSettings,
+    ) -> Self {
+        let metadata = boxes_dir.join(name.as_str());
+        let layout = settings.layout.unwrap_or(Layout::Default);
+        let shell = match layout {
+            Layout::Simple => workspace.join(".shell"),
+            Layout::Default | Layout::Robust => metadata.join("shell"),
+        };
+        let vault_dir = match layout {
+            Layout::Robust => metadata.join("vault"),
+            Layout::Simple | Layout::Default => workspace.join("vault"),
+        };
+        Self {
+            mode: Mode::Default,
+            layout,
+            name: Some(name),
+            hash: project_hash(&workspace),
+            shell,
+            vault: settings.enable_vault.then(|| Vault {
+                ro: vault_dir.join("ro"),
+                rw: vault_dir.join("rw"),
+            }),
+            group_auth: settings.group_auth,
+            metadata,
+            workspace,
+        }
+    }
+
+    /// A standalone box rooted at `workspace`; everything derives from the root, never
+    /// from paths recorded in the (box-writable) metadata.
+    pub fn standalone(workspace: PathBuf, settings: ProjectSettings) -> Self {
+        let layout = settings.layout.unwrap_or(Layout::Simple);
+        let (metadata, shell) = match layout {
+            Layout::Robust => (workspace.join("kanibako"), workspace.join("shell")),
+            Layout::Simple | Layout::Default => {
+                let m = workspace.join(".kanibako");
+                let s = m.join("shell");
+                (m, s)
+            }
+        };
+        let vault_dir = workspace.join("vault");
+        Self {
+            mode: Mode::Standalone,
+            layout,
+            name: None,
+            hash: project_hash(&workspace),
+            shell,
+            vault: settings.enable_vault.then(|| Vault {
+                ro: vault_dir.join("ro"),
+                rw: vault_dir.join("rw"),
+            }),
+            group_auth: settings.group_auth,
+            metadata,
+            workspace,
+        }
+    }
+
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..8]
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name.as_ref().map_or("(unnamed)", BoxName::as_str)
+    }
+
+    /// The name kanibako gives this box's container. Named boxes keep upstream's
+    /// `kanibako-<name>`; standalone boxes get a slug plus the short hash, because
+    /// upstream's path escaping is not injective (`/a/.b` and `/a-b` collide).
+    pub fn container_name(&self) -> String {
+        match &self.name {
+            Some(n) => format!("kanibako-{n}"),
+            None => {
+                let base = self
+                    .workspace
+                    .file_name()
+                    .map(|b| BoxName::slug(&b.to_string_lossy()))
+                    .unwrap_or_else(|| BoxName::slug(""));
+                format!("kanibako-ronin-{base}-{}", self.short_hash())
+            }
+        }
+    }
+
+    /// The name the Python tool gives this box's container, to recognise containers it
+    /// started (they carry no labels).
+    pub fn legacy_container_name(&self) -> String {
+        match (&self.name, self.mode) {
+            (_, Mode::Standalone) => format!("kanibako-ronin-{}", ronin_escape(&self.workspace)),
+            (Some(n), _) => format!("kanibako-{n}"),
+            (None, _) => format!("kanibako-{}", self.short_hash()),
+        }
+    }
+
+    pub fn project_file(&self) -> PathBuf {
+        self.metadata.join(PROJECT_FILE)
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.metadata.join(LOCK_FILE)
+    }
+
+    /// Whether a session holds this box's lock right now.
+    pub fn session_active(&self) -> bool {
+        fsutil::is_locked(&self.lock_file())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> BoxName {
+        BoxName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn hash_matches_upstream() {
+        // as the Python tool recorded it in a project.yaml it wrote
+        assert_eq!(
+            project_hash(Path::new("/tmp/tmp.TI8tahi01F/home/projects/myapp")),
+            "6dde1c148505e626ccfb979aa229bdabffbfd38f391d3ab8a30b7dba7b220f38"
+        );
+    }
+
+    #[test]
+    fn ronin_escaping_matches_upstream() {
+        assert_eq!(
+            ronin_escape(Path::new("/home/alice/projects/solo")),
+            "home-alice-projects-solo"
+        );
+        assert_eq!(
+            ronin_escape(Path::new("/home/u/my-project/app")),
+            "home-u-my-.project-app"
+        );
+        // the collision that makes it unusable as our own name
+        assert_eq!(
+            ronin_escape(Path::new("/a/.b")),
+            ronin_escape(Path::new("/a-b"))
+        );
+    }
+
+    #[test]
+    fn default_layouts() {
+        let boxes = Path::new("/d/boxes");
+        let ws = PathBuf::from("/p/app");
+        let mut s = ProjectSettings::default();
+        let b = BoxIdentity::default_mode(name("app"), ws.clone(), boxes, s);
+        assert_eq!(b.shell, Path::new("/d/boxes/app/shell"));
+        assert_eq!(b.vault.as_ref().unwrap().ro, Path::new("/p/app/vault/ro"));
+        assert_eq!(b.container_name(), "kanibako-app");
+        assert_eq!(b.legacy_container_name(), "kanibako-app");
+        s.layout = Some(Layout::Robust);
+        let b = BoxIdentity::default_mode(name("app"), ws.clone(), boxes, s);
+        assert_eq!(b.vault.unwrap().rw, Path::new("/d/boxes/app/vault/rw"));
+        s.layout = Some(Layout::Simple);
+        s.enable_vault = false;
+        let b = BoxIdentity::default_mode(name("app"), ws, boxes, s);
+        assert_eq!(b.shell, Path::new("/p/app/.shell"));
+        assert!(b.vault.is_none());
+    }
+
+    #[test]
+    fn standalone_names_do_not_collide() {
+        let s = ProjectSettings::default();
+        let a = BoxIdentity::standalone("/a/.b".into(), s);
+        let b = BoxIdentity::standalone("/a-b".into(), s);
+        assert_eq!(a.legacy_container_name(), b.legacy_container_name());
+        assert_ne!(a.container_name(), b.container_name());
+        assert!(a.container_name().starts_with("kanibako-ronin-b-"));
+        assert_eq!(a.shell, Path::new("/a/.b/.kanibako/shell"));
+        assert!(BoxName::parse(a.container_name().as_str()).is_ok());
+    }
+}

@@ -1,0 +1,69 @@
+//! The per-invocation context every command handler receives: the captured host, the
+//! resolved paths, the global config document and the process executor.
+//!
+//! Building it performs the upstream start-up work in order: legacy config migration,
+//! `system.path` resolution, lazy first-run initialisation, base directories.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use serde_yaml::Value;
+
+use crate::document::Document;
+use crate::host::HostEnv;
+use crate::init;
+use crate::paths::{Bases, Paths};
+use crate::process::Executor;
+use crate::runtime::{self, Runtime, RuntimeError};
+
+pub struct Context {
+    pub host: HostEnv,
+    pub paths: Paths,
+    /// `$CFG/kanibako.yaml`.
+    pub config: Document,
+    pub exec: Box<dyn Executor>,
+}
+
+/// `system.path.<leaf>` string values from the global config. Nested tables (such as
+/// `share_rw: {name: …}`) are shares, not directories, and are skipped here.
+fn system_path_values(config: &Document) -> Result<BTreeMap<String, String>> {
+    let Some(Value::Mapping(m)) = config.get(&["system", "path"])? else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(m.iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+        .collect())
+}
+
+impl Context {
+    pub fn load(host: HostEnv, exec: Box<dyn Executor>) -> Result<Self> {
+        let bases = Bases::from_host(&host)?;
+        init::migrate_legacy_config(&bases)?;
+        let config_file = bases.config_file();
+        let first_run = !config_file.exists();
+        let config = Document::load(&config_file)?;
+        let paths = Paths::resolve(&host, bases, &system_path_values(&config)?)?;
+        init::migrate_legacy_data(&paths)?;
+        let config = if first_run {
+            init::initialize(&paths)?
+        } else {
+            config
+        };
+        paths
+            .ensure_base_dirs()
+            .context("creating kanibako's directories")?;
+        Ok(Self {
+            host,
+            paths,
+            config,
+            exec,
+        })
+    }
+
+    /// The container engine. Detection is a `PATH` lookup, so it is done where needed
+    /// rather than up front for commands that never touch the engine.
+    pub fn runtime(&self) -> Result<Runtime<'_>, RuntimeError> {
+        let engine = runtime::detect(&self.host, self.exec.as_ref())?;
+        Ok(Runtime::new(engine, self.exec.as_ref()))
+    }
+}
