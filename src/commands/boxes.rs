@@ -1,0 +1,458 @@
+//! `create`, `list`, `ps`, `rm` and `box info`.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+
+use crate::boxes::create::{self, CreateRequest};
+use crate::boxes::error::BoxError;
+use crate::boxes::listing::{self, Activity, Row, Status};
+use crate::boxes::registry::Registry;
+use crate::boxes::resolve::{self, Resolution};
+use crate::boxes::{BoxIdentity, BoxName, DEFAULT_IMAGE, Mode};
+use crate::cli::{CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
+use crate::context::Context;
+use crate::document::Document;
+use crate::error::{Exit, UserError};
+use crate::prompt;
+use crate::runtime::EngineKind;
+
+pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
+    let req = CreateRequest {
+        path: a.path,
+        name: a.name,
+        standalone: a.standalone,
+        image: a.image,
+        no_vault: a.no_vault,
+        distinct_auth: a.distinct_auth,
+        allow_home: a.allow_home,
+    };
+    let (b, fresh) = create::create(&cx.paths, &cx.host.cwd, &req)?;
+    if fresh {
+        create::announce(&b);
+    } else if let Some(n) = &b.name {
+        eprintln!("Project name: {n} (re-registered; its earlier home was kept)");
+    }
+    println!(
+        "Created {} project in {}",
+        b.mode.as_str(),
+        b.workspace.display()
+    );
+    Ok(Exit::Success)
+}
+
+/// Ask the engine what runs. Without an engine every box is shown stopped, with a note.
+fn activity(cx: &Context) -> Option<Activity> {
+    match cx.runtime().and_then(|rt| rt.containers()) {
+        Ok(list) => Some(Activity::new(list)),
+        Err(e) => {
+            eprintln!("note: box activity unknown: {e}");
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    Default,
+    All,
+    Active,
+    Orphans,
+}
+
+impl Filter {
+    fn keeps(self, r: &Row) -> bool {
+        match self {
+            Filter::Default => !r.status.is_orphan(),
+            Filter::All => true,
+            Filter::Active => r.status == Status::Active,
+            Filter::Orphans => r.status.is_orphan(),
+        }
+    }
+}
+
+fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else if quiet {
+        for r in rows {
+            println!("{}", r.name);
+        }
+    } else if rows.is_empty() {
+        println!("{empty}");
+    } else {
+        println!("{:<18} {:<10} PATH", "NAME", "STATUS");
+        for r in rows {
+            let path = match &r.path {
+                Some(p) => p.display().to_string(),
+                None if r.status == Status::Unknown => "(no breadcrumb)".into(),
+                None => format!("({})", r.container.as_deref().unwrap_or("-")),
+            };
+            println!("{:<18} {:<10} {path}", r.name, r.status_text());
+        }
+    }
+    Ok(())
+}
+
+fn show(cx: &Context, filter: Filter, quiet: bool, json: bool) -> Result<Exit> {
+    let activity = activity(cx);
+    let rows: Vec<Row> = listing::rows(&cx.paths, activity.as_ref())?
+        .into_iter()
+        .filter(|r| filter.keeps(r))
+        .collect();
+    let empty = match filter {
+        Filter::Active => "No active boxes.",
+        Filter::Orphans => "No orphaned projects found.",
+        _ => "No known projects.",
+    };
+    print_rows(&rows, quiet, json, empty)?;
+    Ok(Exit::Success)
+}
+
+pub fn list(cx: &Context, a: &ListArgs, orphans: bool) -> Result<Exit> {
+    let filter = if orphans {
+        Filter::Orphans
+    } else if a.all {
+        Filter::All
+    } else if a.active {
+        Filter::Active
+    } else {
+        Filter::Default
+    };
+    show(cx, filter, a.quiet, a.json)
+}
+
+pub fn ps(cx: &Context, a: &PsArgs) -> Result<Exit> {
+    let filter = if a.all { Filter::All } else { Filter::Active };
+    show(cx, filter, a.quiet, a.json)
+}
+
+/// What an `rm` target named.
+enum RmTarget {
+    Registered(BoxIdentity),
+    /// A `boxes/<name>` directory no name points to any more.
+    Leftover {
+        name: String,
+        metadata: std::path::PathBuf,
+    },
+}
+
+fn rm_target(cx: &Context, target: &str) -> Result<RmTarget> {
+    let registry = Registry::load(&cx.paths.names_file())?;
+    let by_name = !target.contains('/') && !cx.host.cwd.join(target).exists();
+    if by_name {
+        if let Some(path) = registry.projects.get(target) {
+            return registered_target(cx, target, path);
+        }
+        if registry.worksets.contains_key(target) {
+            return Err(BoxError::IsWorkset(target.into()).into());
+        }
+        let metadata = cx.paths.boxes.join(target);
+        if BoxName::from_registry(target).is_some() && metadata.is_dir() {
+            return Ok(RmTarget::Leftover {
+                name: target.into(),
+                metadata,
+            });
+        }
+        return Err(BoxError::NotRegistered(target.into()).into());
+    }
+    // A path: only the box registered for exactly that directory (not an enclosing one).
+    let dir = cx
+        .host
+        .cwd
+        .join(target)
+        .canonicalize()
+        .map_err(|_| BoxError::NotRegistered(target.into()))?;
+    match registry.project_for_path(&dir) {
+        Some(name) => registered_target(cx, name, &dir),
+        None => Err(BoxError::NotRegistered(target.into()).into()),
+    }
+}
+
+fn registered_target(cx: &Context, name: &str, path: &Path) -> Result<RmTarget> {
+    let name = BoxName::from_registry(name).ok_or_else(|| BoxError::NotRegistered(name.into()))?;
+    Ok(RmTarget::Registered(resolve::registered(
+        &cx.paths,
+        name,
+        path.to_owned(),
+    )?))
+}
+
+/// Delete a box's metadata. Files a rootless container created belong to sub-uids the
+/// user cannot remove directly; podman's user namespace can.
+fn delete_tree(cx: &Context, dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            let rt = cx.runtime()?;
+            if rt.engine.kind != EngineKind::Podman || !rt.engine.rootless {
+                return Err(e).with_context(|| format!("deleting {}", dir.display()));
+            }
+            let inv = rt.invocation().arg("unshare").arg("rm").arg("-rf").arg(dir);
+            rt.query(&inv)?;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("deleting {}", dir.display())),
+    }
+}
+
+fn confirm_purge(cx: &Context, what: &str, force: bool) -> Result<bool> {
+    if force {
+        return Ok(true);
+    }
+    Ok(prompt::confirm_yes(
+        &cx.host,
+        &format!("Delete all data of {what}? This cannot be undone."),
+        "--force",
+    )?)
+}
+
+pub fn rm(cx: &Context, a: &RmArgs) -> Result<Exit> {
+    match rm_target(cx, &a.target)? {
+        RmTarget::Leftover { name, metadata } => {
+            if !a.purge {
+                return Err(UserError::new(format!(
+                    "'{name}' is not registered; its leftover data is at {}",
+                    metadata.display()
+                ))
+                .hint(format!("`kanibako rm {name} --purge` deletes it"))
+                .into());
+            }
+            if !confirm_purge(cx, &format!("'{name}' ({})", metadata.display()), a.force)? {
+                println!("Aborted.");
+                return Ok(Exit::Declined);
+            }
+            delete_tree(cx, &metadata)?;
+            println!("Deleted {}", metadata.display());
+            Ok(Exit::Success)
+        }
+        RmTarget::Registered(b) => {
+            let name = b.display_name().to_owned();
+            println!("Removing project: {name} ({})", b.workspace.display());
+            if a.purge {
+                if !a.force {
+                    refuse_if_active(cx, &b)?;
+                }
+                if !confirm_purge(
+                    cx,
+                    &format!("box '{name}' ({})", b.metadata.display()),
+                    a.force,
+                )? {
+                    println!("Aborted.");
+                    return Ok(Exit::Declined);
+                }
+            }
+            Registry::update(&cx.paths, |reg| {
+                let removed = reg.projects.remove(&name).is_some();
+                Ok::<_, anyhow::Error>(((), removed))
+            })?;
+            println!("Removed '{name}' from names.yaml");
+            if a.purge {
+                delete_tree(cx, &b.metadata)?;
+                if b.shell.exists() && !b.shell.starts_with(&b.metadata) {
+                    delete_tree(cx, &b.shell)?;
+                }
+                println!("Deleted {}", b.metadata.display());
+            } else if b.metadata.exists() {
+                println!(
+                    "Metadata kept at {}; `kanibako rm {name} --purge` deletes it.",
+                    b.metadata.display()
+                );
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn refuse_if_active(cx: &Context, b: &BoxIdentity) -> Result<()> {
+    let running = if b.session_active() {
+        Some("a kanibako session holds its lock".to_owned())
+    } else {
+        cx.runtime()
+            .ok()
+            .and_then(|rt| rt.containers().ok())
+            .and_then(|list| Activity::new(list).of(b))
+            .map(|a| format!("container {} is running", a.container))
+    };
+    match running {
+        Some(why) => Err(UserError::new(format!(
+            "box '{}' is active ({why}); purging would pull its home out from under it",
+            b.display_name()
+        ))
+        .hint("stop the box first, or pass --force")
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The image a launch of `b` would use today: box, then workset, then system config.
+fn effective_image(cx: &Context, b: &BoxIdentity) -> Result<String> {
+    let mut docs = vec![Document::load(&b.project_file())?];
+    if b.mode == Mode::Default {
+        docs.push(Document::load(&cx.paths.default_workset_config())?);
+    }
+    for doc in docs.iter().chain(std::iter::once(&cx.config)) {
+        if let Some(image) = doc.get_str(&["box", "image"])?.filter(|s| !s.is_empty()) {
+            return Ok(image);
+        }
+    }
+    Ok(DEFAULT_IMAGE.to_owned())
+}
+
+fn container_state(cx: &Context, b: &BoxIdentity) -> String {
+    let list = match cx.runtime().and_then(|rt| rt.containers()) {
+        Ok(l) => l,
+        Err(_) => return "unknown (no container runtime)".into(),
+    };
+    if let Some(active) = Activity::new(list.clone()).of(b) {
+        let image = list
+            .iter()
+            .find(|c| c.name == active.container)
+            .map_or("", |c| c.image.as_str());
+        let legacy = if active.legacy { ", legacy" } else { "" };
+        return format!("running ({}: {image}{legacy})", active.container);
+    }
+    let own = b.container_name();
+    if list
+        .iter()
+        .any(|c| c.name == own || c.name == b.legacy_container_name())
+    {
+        return format!("stopped ({own})");
+    }
+    format!("not running ({own})")
+}
+
+/// `2026-11-26 17:43:01 UTC` from seconds since the epoch (civil-from-days).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn credentials_state(b: &BoxIdentity) -> String {
+    let file = b.shell.join(".claude/.credentials.json");
+    let Ok(meta) = fs::symlink_metadata(&file) else {
+        return "n/a (no credentials file)".into();
+    };
+    if meta.file_type().is_symlink() {
+        return "n/a (a symbolic link; kanibako ignores it)".into();
+    }
+    let Ok(modified) = meta.modified() else {
+        return "n/a".into();
+    };
+    let at = modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ago = SystemTime::now()
+        .duration_since(modified)
+        .map_or(0, |d| d.as_secs());
+    format!("{} ago ({})", age(ago), utc(at))
+}
+
+pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
+    let b = match resolve::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
+        Resolution::Found(b) => b,
+        Resolution::Unregistered(p) => {
+            return Err(
+                UserError::new(format!("No project data found for: {}", p.display()))
+                    .hint("this directory has not been used with kanibako yet")
+                    .hint("`kanibako create` makes it a box")
+                    .into(),
+            );
+        }
+    };
+    let mut fields: Vec<(&str, String)> = vec![
+        ("Name", b.display_name().to_owned()),
+        ("Mode", b.mode.as_str().to_owned()),
+        ("Project", b.workspace.display().to_string()),
+        ("Hash", b.short_hash().to_owned()),
+        ("Metadata", b.metadata.display().to_string()),
+        ("Shell", b.shell.display().to_string()),
+    ];
+    match &b.vault {
+        Some(v) => {
+            fields.push(("Vault RO", v.ro.display().to_string()));
+            fields.push(("Vault RW", v.rw.display().to_string()));
+        }
+        None => fields.push(("Vault", "disabled".into())),
+    }
+    if b.mode != Mode::Standalone {
+        fields.push((
+            "Shared",
+            cx.paths.data.join("shared/global").display().to_string(),
+        ));
+        fields.push(("Local", cx.paths.data.join("shared").display().to_string()));
+    }
+    fields.push(("Image", effective_image(cx, &b)?));
+    fields.push((
+        "Auth",
+        if b.group_auth {
+            "shared with host"
+        } else {
+            "distinct"
+        }
+        .into(),
+    ));
+    fields.push((
+        "Lock",
+        if b.session_active() {
+            "held (a session is running)"
+        } else {
+            "none"
+        }
+        .into(),
+    ));
+    fields.push(("Container", container_state(cx, &b)));
+    fields.push(("Credentials", credentials_state(&b)));
+    for (label, value) in fields {
+        println!("  {:<14}{value}", format!("{label}:"));
+    }
+    Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_714_981), "2026-11-26 17:43:01 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(age(5), "5s");
+        assert_eq!(age(125), "2m");
+        assert_eq!(age(7200), "2h");
+        assert_eq!(age(3 * 86_400), "3d");
+    }
+}

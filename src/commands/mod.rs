@@ -1,0 +1,39 @@
+//! Command handlers: one function per leaf command, called with the parsed arguments
+//! and the [`Context`]. Shortcuts and their `box …` forms meet here.
+
+pub mod boxes;
+
+use anyhow::Result;
+
+use crate::cli::{BoxCommand, Command, ListArgs};
+use crate::context::Context;
+use crate::error::Exit;
+
+pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
+    match command {
+        Command::Create(a) => boxes::create(cx, a),
+        Command::Box {
+            command: Some(BoxCommand::Create(a)),
+        } => {
+            let mut create = a.create;
+            create.image = create.image.or(a.rig);
+            boxes::create(cx, create)
+        }
+        Command::List(a) => boxes::list(cx, &a, false),
+        Command::Box {
+            command: Some(BoxCommand::List(a)),
+        } => boxes::list(cx, &a.list, a.orphan),
+        Command::Box { command: None } => boxes::list(cx, &ListArgs::default(), false),
+        Command::Ps(a)
+        | Command::Box {
+            command: Some(BoxCommand::Ps(a)),
+        } => boxes::ps(cx, &a),
+        Command::Rm(a)
+        | Command::Box {
+            command: Some(BoxCommand::Rm(a)),
+        } => boxes::rm(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Info(a)),
+        } => boxes::info(cx, &a),
+    }
+}

@@ -1,0 +1,88 @@
+//! How failures reach the user: one `Error: …` line (the whole cause chain), then any
+//! `hint:` lines, and an exit code.
+//!
+//! Domain modules return their own `thiserror` types; handlers wrap them in `anyhow`
+//! with context; [`report`] walks the chain and collects hints from the types it knows.
+
+use std::process::ExitCode;
+
+use crate::boxes::error::BoxError;
+use crate::document::DocError;
+use crate::paths::PathsError;
+use crate::runtime::RuntimeError;
+
+/// A failure with its message and advice, for cases no domain type covers.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UserError {
+    pub message: String,
+    pub hints: Vec<String>,
+}
+
+impl UserError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+}
+
+/// How a command ended, when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    /// The user declined a confirmation (`Aborted.`): exit 2, as upstream.
+    Declined,
+    /// Another program's status, passed through.
+    Code(u8),
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        match e {
+            Exit::Success => ExitCode::SUCCESS,
+            Exit::Declined => ExitCode::from(2),
+            Exit::Code(c) => ExitCode::from(c),
+        }
+    }
+}
+
+fn hints_of(cause: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    if let Some(e) = cause.downcast_ref::<UserError>() {
+        return e.hints.clone();
+    }
+    if let Some(e) = cause.downcast_ref::<BoxError>() {
+        return e.hints();
+    }
+    if let Some(e) = cause.downcast_ref::<DocError>() {
+        return e.hint().into_iter().collect();
+    }
+    if let Some(e) = cause.downcast_ref::<RuntimeError>() {
+        return e.hint().into_iter().collect();
+    }
+    if cause.downcast_ref::<PathsError>().is_some() {
+        return vec!["check system.path in your kanibako.yaml".into()];
+    }
+    Vec::new()
+}
+
+/// The lines to print for a failure: `Error: <chain>` and its hints.
+pub fn report(err: &anyhow::Error) -> Vec<String> {
+    let mut lines = vec![format!("Error: {err:#}")];
+    for cause in err.chain() {
+        for h in hints_of(cause) {
+            if h.starts_with(' ') {
+                lines.push(h);
+            } else {
+                lines.push(format!("hint: {h}"));
+            }
+        }
+    }
+    lines
+}

@@ -1,0 +1,88 @@
+//! kanibako runs AI coding agents inside podman or docker containers, one persistent
+//! "box" per project. This crate is the `kanibako` binary's library.
+//!
+//! # Module map
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | the command line as clap types; no I/O, no logic |
+//! | [`commands`] | one handler per command; joins shortcuts with their `box …` forms |
+//! | [`context`] | the per-run context: host, paths, global config, executor; start-up work |
+//! | [`host`] | the only reader of environment variables, uid, cwd and tty state |
+//! | [`paths`] | XDG base directories and the `system.path.*` tier |
+//! | [`settings`] | the settings expression language (`~`, `$VAR`, `@key`) |
+//! | [`init`] | first-run initialisation and legacy-layout migrations |
+//! | [`boxes`] | box identity, names, `names.yaml`, resolution, creation, listing |
+//! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
+//! | [`envfile`] | `KEY=VALUE` env files |
+//! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
+//! | [`runtime`] | engine detection (podman/docker), container labels, engine queries |
+//! | [`process`] | [`process::Invocation`] and the one executor that starts processes |
+//! | [`prompt`] | yes/no questions that fail fast without a terminal |
+//! | [`error`] | `Error:` lines, hints and exit codes |
+//! | [`logging`] | `-v` / `KANIBAKO_LOG` tracing to stderr |
+//!
+//! # From argv to the engine
+//!
+//! `main` → [`run`]: clap parses argv into [`cli::Cli`]; [`host::HostEnv::capture`]
+//! reads the environment once; [`context::Context::load`] resolves paths, migrates and
+//! initialises; [`commands::dispatch`] calls the handler. A handler resolves boxes with
+//! [`boxes::resolve`], plans engine calls as [`process::Invocation`] values (pure, see
+//! [`runtime::containers`]) and runs them through [`runtime::Runtime`], which hands
+//! them to the context's [`process::Executor`] — the only place a child process starts,
+//! and the place `-v` logs each call as a copy-pasteable command line.
+
+pub mod boxes;
+pub mod cli;
+pub mod commands;
+pub mod context;
+pub mod document;
+pub mod envfile;
+pub mod error;
+pub mod fsutil;
+pub mod host;
+pub mod init;
+pub mod logging;
+pub mod paths;
+pub mod process;
+pub mod prompt;
+pub mod runtime;
+pub mod settings;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::context::Context;
+use crate::host::HostEnv;
+use crate::process::SystemExecutor;
+
+/// Run kanibako with these arguments (the first is the program name).
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.
+        Err(e) => e.exit(),
+    };
+    let host = match HostEnv::capture() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("Error: cannot read the current directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&host, cli.verbose);
+    let result = Context::load(host, Box::new(SystemExecutor))
+        .and_then(|cx| commands::dispatch(&cx, cli.command));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            for line in error::report(&err) {
+                eprintln!("{line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
