@@ -32,6 +32,7 @@
 //! them to the context's [`process::Executor`] — the only place a child process starts,
 //! and the place `-v` logs each call as a copy-pasteable command line.
 
+pub mod agents;
 pub mod boxes;
 pub mod cli;
 pub mod commands;
@@ -42,6 +43,7 @@ pub mod error;
 pub mod fsutil;
 pub mod host;
 pub mod init;
+pub mod launch;
 pub mod logging;
 pub mod paths;
 pub mod process;
@@ -61,6 +63,7 @@ use crate::process::SystemExecutor;
 
 /// Run kanibako with these arguments (the first is the program name).
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = cli::with_default_command(args.into_iter().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.

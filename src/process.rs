@@ -83,6 +83,21 @@ pub trait Executor {
     fn output(&self, inv: &Invocation) -> io::Result<Output>;
     /// Run attached to our stdio.
     fn status(&self, inv: &Invocation) -> io::Result<ExitStatus>;
+    /// Run attached to our terminal as the foreground job (an interactive container):
+    /// Ctrl-C and Ctrl-\ go to the child, not to us, so we live to clean up after it.
+    fn foreground(&self, inv: &Invocation) -> io::Result<ExitStatus> {
+        self.status(inv)
+    }
+}
+
+/// The exit code a shell would report: the child's code, or 128 + the signal that
+/// killed it.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -97,6 +112,46 @@ impl Executor for SystemExecutor {
     fn status(&self, inv: &Invocation) -> io::Result<ExitStatus> {
         tracing::debug!("+ {inv}");
         inv.command().status()
+    }
+
+    fn foreground(&self, inv: &Invocation) -> io::Result<ExitStatus> {
+        tracing::debug!("+ {inv}");
+        let mut child = inv.command().spawn()?;
+        let _ignored = IgnoreInterrupts::new();
+        child.wait()
+    }
+}
+
+/// SIGINT and SIGQUIT ignored while alive. The terminal sends them to the whole
+/// foreground process group; the engine forwards them into the container, and we must
+/// survive to release the box's lock and clean up.
+struct IgnoreInterrupts {
+    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigHandler)>,
+}
+
+impl IgnoreInterrupts {
+    #[allow(unsafe_code)]
+    fn new() -> Self {
+        use nix::sys::signal::{SigHandler, Signal, signal};
+        let mut previous = Vec::new();
+        for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+            // SAFETY: SIG_IGN installs no handler code, so nothing can run in signal
+            // context; the previous disposition is restored on drop.
+            if let Ok(old) = unsafe { signal(sig, SigHandler::SigIgn) } {
+                previous.push((sig, old));
+            }
+        }
+        Self { previous }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        for (sig, old) in self.previous.drain(..) {
+            // SAFETY: restores the disposition that was in place before `new`.
+            let _ = unsafe { nix::sys::signal::signal(sig, old) };
+        }
     }
 }
 

@@ -155,7 +155,7 @@ fn target_dir(cwd: &Path, path: Option<&str>) -> Result<PathBuf, BoxError> {
     Ok(dir)
 }
 
-fn is_home(paths: &Paths, dir: &Path) -> bool {
+pub fn is_home(paths: &Paths, dir: &Path) -> bool {
     same_dir(dir, paths.home())
 }
 
@@ -163,7 +163,7 @@ fn is_home(paths: &Paths, dir: &Path) -> bool {
 /// basename with 2, 3, … appended while taken. A `boxes/<name>` directory left behind by
 /// an earlier box counts as taken unless it recorded this very directory, in which case
 /// registering again brings that box's home back.
-fn choose_name(
+pub fn choose_name(
     paths: &Paths,
     reg: &Registry,
     dir: &Path,

@@ -8,6 +8,7 @@
 
 pub mod create;
 pub mod error;
+pub mod home;
 pub mod listing;
 pub mod name;
 pub mod registry;

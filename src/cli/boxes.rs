@@ -3,8 +3,14 @@
 
 use clap::{Args, Subcommand};
 
+use super::session::{ShellArgs, StartArgs};
+
 #[derive(Debug, Subcommand)]
 pub enum BoxCommand {
+    /// Start the agent in a box (as `kanibako start`).
+    Start(Box<StartArgs>),
+    /// Open a shell in a box, or run one command there (as `kanibako shell`).
+    Shell(Box<ShellArgs>),
     /// Create a box for a project directory without starting it.
     Create(BoxCreateArgs),
     /// List boxes and their status (the default).

@@ -4,10 +4,53 @@
 //! Only commands that work are here; later ones join as they are built.
 
 pub mod boxes;
+pub mod session;
+
+use std::ffi::OsString;
 
 use clap::{ArgAction, Parser, Subcommand};
 
 pub use boxes::{BoxCommand, CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
+pub use session::{LaunchArgs, ShellArgs, StartArgs};
+
+/// The first words that name a command; anything else means `start`.
+const COMMANDS: &[&str] = &[
+    "start",
+    "shell",
+    "create",
+    "list",
+    "ps",
+    "rm",
+    "box",
+    "container",
+];
+
+/// Bare `kanibako`, or a first word that is not a command, means `start` (so
+/// `kanibako myapp` starts the box `myapp`, and `kanibako -- -p hi` passes `-p hi` to the
+/// agent). Global `-v` flags before the first word are skipped over.
+pub fn with_default_command(args: Vec<OsString>) -> Vec<OsString> {
+    let mut args = args;
+    let first = args
+        .iter()
+        .skip(1)
+        .position(|a| {
+            let s = a.to_string_lossy();
+            !(s == "--verbose" || (s.starts_with("-v") && s[1..].chars().all(|c| c == 'v')))
+        })
+        .map(|i| i + 1);
+    match first {
+        None => args.push("start".into()),
+        Some(i) => {
+            let word = args[i].to_string_lossy();
+            let keep = COMMANDS.contains(&word.as_ref())
+                || matches!(word.as_ref(), "-h" | "--help" | "-V" | "--version");
+            if !keep {
+                args.insert(i, "start".into());
+            }
+        }
+    }
+    args
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,7 +58,6 @@ pub use boxes::{BoxCommand, CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
     version,
     about = "Run AI coding agents in podman or docker containers, one persistent box per project",
     disable_help_subcommand = true,
-    arg_required_else_help = true,
     max_term_width = 100
 )]
 pub struct Cli {
@@ -29,6 +71,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start the agent in a box (the default command: `kanibako` alone starts the box of
+    /// the current directory, creating it if needed).
+    Start(Box<StartArgs>),
+    /// Open a shell in a box, or run one command there (`shell -- cmd args`).
+    Shell(Box<ShellArgs>),
     /// Create a box for a project directory without starting it.
     Create(CreateArgs),
     /// List boxes and their status.
@@ -61,6 +108,66 @@ mod tests {
         assert_eq!(cli.verbose, 1);
         let cli = Cli::try_parse_from(["kanibako", "-vv", "box", "ls"]).unwrap();
         assert_eq!(cli.verbose, 2);
+    }
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        with_default_command(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn unknown_first_words_mean_start() {
+        assert_eq!(norm(&["kanibako"]), ["kanibako", "start"]);
+        assert_eq!(norm(&["kanibako", "myapp"]), ["kanibako", "start", "myapp"]);
+        assert_eq!(norm(&["kanibako", "-N"]), ["kanibako", "start", "-N"]);
+        assert_eq!(
+            norm(&["kanibako", "-v", "--", "-p"]),
+            ["kanibako", "-v", "start", "--", "-p"]
+        );
+        assert_eq!(norm(&["kanibako", "-v"]), ["kanibako", "-v", "start"]);
+        assert_eq!(
+            norm(&["kanibako", "list", "-a"]),
+            ["kanibako", "list", "-a"]
+        );
+        assert_eq!(norm(&["kanibako", "--version"]), ["kanibako", "--version"]);
+        assert_eq!(norm(&["kanibako", "-vv", "ps"]), ["kanibako", "-vv", "ps"]);
+    }
+
+    #[test]
+    fn arguments_after_double_dash_are_untouched() {
+        let cli = Cli::try_parse_from(norm(&["kanibako", "shell", "--", "ls", "-v", "--verbose"]))
+            .unwrap();
+        assert_eq!(cli.verbose, 0);
+        let Command::Shell(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.command, ["ls", "-v", "--verbose"]);
+        // and under `box` too (upstream had no `--` split there)
+        let cli =
+            Cli::try_parse_from(["kanibako", "box", "start", "--", "--foo", "--bar"]).unwrap();
+        let Command::Box {
+            command: Some(BoxCommand::Start(a)),
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.args, ["--foo", "--bar"]);
+    }
+
+    #[test]
+    fn conflicting_switches_are_usage_errors() {
+        for bad in [["-N", "-R"], ["-A", "-S"]] {
+            let mut args = vec!["kanibako", "start"];
+            args.extend(bad);
+            assert!(Cli::try_parse_from(args).is_err());
+        }
+        let cli = Cli::try_parse_from(["kanibako", "start", "--image", "a", "--rig", "b"]).unwrap();
+        let Command::Start(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.launch.rig.as_deref(), Some("b"), "the last one wins");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and the [`Context`]. Shortcuts and their `box …` forms meet here.
 
 pub mod boxes;
+pub mod session;
 
 use anyhow::Result;
 
@@ -11,6 +12,14 @@ use crate::error::Exit;
 
 pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
     match command {
+        Command::Start(a)
+        | Command::Box {
+            command: Some(BoxCommand::Start(a)),
+        } => session::start(cx, *a),
+        Command::Shell(a)
+        | Command::Box {
+            command: Some(BoxCommand::Shell(a)),
+        } => session::shell(cx, *a),
         Command::Create(a) => boxes::create(cx, a),
         Command::Box {
             command: Some(BoxCommand::Create(a)),

@@ -6,6 +6,7 @@
 //! remote. Calls are built as [`Invocation`]s and run through one [`Executor`].
 
 pub mod containers;
+pub mod spec;
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +111,26 @@ pub fn kind_from_version_output(out: &str) -> Option<EngineKind> {
     }
 }
 
+/// An engine version, `major.minor.patch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+/// The version in `podman version 4.3.1` or `Docker version 20.10.24, build 297e128`.
+pub fn parse_version(out: &str) -> Option<Version> {
+    let word = out
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut nums = word
+        .trim_end_matches(',')
+        .split(['.', '-', '+'])
+        .map(|n| n.parse::<u32>().ok());
+    Some(Version(
+        nums.next()??,
+        nums.next().flatten().unwrap_or(0),
+        nums.next().flatten().unwrap_or(0),
+    ))
+}
+
 /// Find the engine: `KANIBAKO_DOCKER_CMD`, else `podman`, else `docker` on `PATH`.
 pub fn detect(host: &HostEnv, exec: &dyn Executor) -> Result<EngineInfo, RuntimeError> {
     let program = match host.var_str(vars::DOCKER_CMD) {
@@ -183,6 +204,17 @@ impl<'a> Runtime<'a> {
         Invocation::new(&self.engine.program)
     }
 
+    /// The engine's version (one `--version` call; asked only where a capability depends
+    /// on it, never on every launch).
+    pub fn version(&self) -> Result<Version, RuntimeError> {
+        let inv = self.invocation().arg("--version");
+        let out = self.query(&inv)?;
+        parse_version(&out).ok_or_else(|| RuntimeError::BadOutput {
+            command: inv.to_string(),
+            message: format!("no version in {:?}", out.trim()),
+        })
+    }
+
     /// Run a query and return its stdout; a non-zero exit is an error with its stderr.
     pub fn query(&self, inv: &Invocation) -> Result<String, RuntimeError> {
         let out = self
@@ -224,6 +256,24 @@ mod tests {
         let mut h = HostEnv::for_test(Path::new("/"), vars);
         h.uid = uid;
         h
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("podman version 4.3.1\n"),
+            Some(Version(4, 3, 1))
+        );
+        assert_eq!(
+            parse_version("Docker version 20.10.24+dfsg1, build 297e128"),
+            Some(Version(20, 10, 24))
+        );
+        assert_eq!(
+            parse_version("podman version 5.0.0-dev"),
+            Some(Version(5, 0, 0))
+        );
+        assert_eq!(parse_version("podman version"), None);
+        assert!(Version(4, 3, 1) >= Version(4, 3, 0));
     }
 
     #[test]

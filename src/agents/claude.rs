@@ -1,0 +1,178 @@
+//! Claude Code: the host's `claude` binary mounted read-only into the box, and the
+//! argument rules of spec upstream-runtime §3.11.
+
+use std::path::PathBuf;
+
+use super::{Agent, Install, SessionFlags};
+use crate::host::HostEnv;
+use crate::runtime::spec::Mount;
+
+pub struct Claude;
+
+impl Agent for Claude {
+    fn id(&self) -> &'static str {
+        "claude"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Claude Code"
+    }
+
+    /// `claude` on `PATH`, symlinks resolved; the install root is the nearest ancestor
+    /// directory named `claude` (the native installer's layout), else the binary's
+    /// directory.
+    fn detect(&self, host: &HostEnv) -> Option<Install> {
+        let binary = host.which("claude")?.canonicalize().ok()?;
+        let parent = binary.parent()?.to_owned();
+        let install_dir = binary
+            .ancestors()
+            .skip(1)
+            .find(|a| a.file_name().is_some_and(|n| n == "claude"))
+            .map_or(parent, PathBuf::from);
+        Some(Install {
+            binary,
+            install_dir,
+        })
+    }
+
+    fn mounts(&self, install: &Install) -> Vec<Mount> {
+        vec![
+            Mount::Bind {
+                src: install.install_dir.clone(),
+                dst: "/home/agent/.local/share/claude".into(),
+                read_only: true,
+                relabel: false,
+            },
+            Mount::Bind {
+                src: install.binary.clone(),
+                dst: "/home/agent/.local/bin/claude".into(),
+                read_only: true,
+                relabel: false,
+            },
+        ]
+    }
+
+    /// The mounted binary by its full path: rigs need not put `~/.local/bin` on `PATH`.
+    fn entrypoint(&self) -> &'static str {
+        "/home/agent/.local/bin/claude"
+    }
+
+    fn args(&self, flags: SessionFlags, extra: &[String], model: Option<&str>) -> Vec<String> {
+        let mut args = Vec::new();
+        if !flags.secure {
+            args.push("--dangerously-skip-permissions".to_owned());
+        }
+        let user_resumes = extra.iter().any(|a| a == "--resume" || a == "-r");
+        if flags.resume {
+            args.push("--resume".to_owned());
+        } else if !(flags.new_box || flags.new_session || user_resumes) {
+            args.push("--continue".to_owned());
+        }
+        args.extend(extra.iter().cloned());
+        if let Some(m) = model.filter(|m| !m.is_empty()) {
+            args.push("--model".to_owned());
+            args.push(m.to_owned());
+        }
+        args
+    }
+
+    fn env_defaults(&self) -> &'static [(&'static str, &'static str)] {
+        &[("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")]
+    }
+
+    fn default_model(&self) -> Option<&'static str> {
+        Some("opus")
+    }
+
+    fn config_dir(&self) -> &'static str {
+        ".claude"
+    }
+
+    fn instruction_files(&self) -> &'static [&'static str] {
+        &["CLAUDE.md"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: SessionFlags, extra: &[&str], model: Option<&str>) -> String {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        Claude.args(flags, &extra, model).join(" ")
+    }
+
+    #[test]
+    fn rows_of_the_upstream_table() {
+        let existing = SessionFlags::default();
+        let new_box = SessionFlags {
+            new_box: true,
+            ..existing
+        };
+        assert_eq!(
+            args(new_box, &[], Some("opus")),
+            "--dangerously-skip-permissions --model opus"
+        );
+        assert_eq!(
+            args(existing, &[], Some("opus")),
+            "--dangerously-skip-permissions --continue --model opus"
+        );
+        let n = SessionFlags {
+            new_session: true,
+            ..existing
+        };
+        assert_eq!(
+            args(n, &[], Some("opus")),
+            "--dangerously-skip-permissions --model opus"
+        );
+        let r = SessionFlags {
+            resume: true,
+            ..existing
+        };
+        assert_eq!(
+            args(r, &[], Some("opus")),
+            "--dangerously-skip-permissions --resume --model opus"
+        );
+        let s = SessionFlags {
+            secure: true,
+            ..existing
+        };
+        assert_eq!(args(s, &[], Some("opus")), "--continue --model opus");
+        assert_eq!(
+            args(existing, &[], Some("sonnet")),
+            "--dangerously-skip-permissions --continue --model sonnet"
+        );
+        // -v after `--` belongs to the agent (upstream swallowed it)
+        assert_eq!(
+            args(n, &["--verbose", "-p", "hello", "-v"], Some("opus")),
+            "--dangerously-skip-permissions --verbose -p hello -v --model opus"
+        );
+        assert_eq!(
+            args(existing, &["--resume"], Some("opus")),
+            "--dangerously-skip-permissions --resume --model opus"
+        );
+        // an empty model (suppressed at some level) passes no --model
+        assert_eq!(
+            args(existing, &[], Some("")),
+            "--dangerously-skip-permissions --continue"
+        );
+    }
+
+    #[test]
+    fn install_root_is_the_nearest_claude_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let bin = root.join("claude/versions/2.0.0/claude");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::write(&bin, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = root.join("path");
+        std::fs::create_dir_all(&path).unwrap();
+        std::os::unix::fs::symlink(&bin, path.join("claude")).unwrap();
+        let host = HostEnv::for_test(&root, &[("PATH", path.to_str().unwrap())]);
+        let i = Claude.detect(&host).unwrap();
+        assert_eq!(i.binary, bin);
+        assert_eq!(i.install_dir, root.join("claude"));
+    }
+}

@@ -1,0 +1,74 @@
+//! Arguments of `start` and `shell` (and `box start`, `box shell`).
+
+use std::ffi::OsString;
+
+use clap::Args;
+
+/// Switches every launch takes.
+#[derive(Debug, Args, Clone)]
+pub struct LaunchArgs {
+    /// Set an environment variable in the box for this run (repeatable). The value
+    /// reaches the box without appearing on any command line.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Rig (container image) for this run; pinned into a box this run creates.
+    #[arg(
+        long,
+        visible_alias = "image",
+        value_name = "IMAGE",
+        overrides_with = "rig"
+    )]
+    pub rig: Option<String>,
+    /// Run this instead of the agent (or shell); the arguments after -- go to it.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Print the engine command(s) that would run, and change nothing. With -v, also the
+    /// environment (secret-looking values masked).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run in the foreground and remove the container on exit.
+    #[arg(long)]
+    pub ephemeral: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StartArgs {
+    /// Box name or project directory (default: the current directory; a new directory
+    /// becomes a box).
+    pub project: Option<String>,
+    /// Start a new conversation instead of continuing the last one.
+    #[arg(short = 'N', long = "new", conflicts_with_all = ["resume", "cont"])]
+    pub new: bool,
+    /// Continue the last conversation (the default for existing boxes).
+    #[arg(short = 'C', long = "continue", id = "cont")]
+    pub cont: bool,
+    /// Pick a conversation to resume.
+    #[arg(short = 'R', long)]
+    pub resume: bool,
+    /// Let the agent act without asking (the default).
+    #[arg(short = 'A', long, conflicts_with = "secure")]
+    pub autonomous: bool,
+    /// Keep the agent's permission prompts.
+    #[arg(short = 'S', long)]
+    pub secure: bool,
+    /// Model for this run.
+    #[arg(short = 'M', long, value_name = "MODEL")]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+    /// Arguments for the agent, after `--`.
+    #[arg(last = true, value_name = "AGENT_ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ShellArgs {
+    /// Box name or project directory (default: the current directory).
+    pub project: Option<String>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+    /// A command and its arguments, after `--`, passed exactly as given (no shell
+    /// re-parsing: use `sh -c '…'` for a shell line). Default: an interactive bash.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}

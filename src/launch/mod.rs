@@ -1,0 +1,820 @@
+//! `start` and `shell`: from a request to a running box (spec: upstream-runtime §3).
+//!
+//! The order: check the request, find (or create) the box, read its config, decide the
+//! agent and the in-box user, look at the box's container once, then plan the run
+//! ([`plan`], pure) — which `--dry-run` prints — and only then take the session lock,
+//! prepare the home ([`prep`]) and run. Nothing on the way asks the engine more than it
+//! must: no `podman info`, no image pre-checks (a missing image is learnt from the run).
+
+pub mod levels;
+pub mod plan;
+pub mod prep;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::agents::{self, Agent, Install, NO_AGENT, NO_AGENTS_MESSAGE, SessionFlags};
+use crate::boxes::create::{self, register_new};
+use crate::boxes::error::BoxError;
+use crate::boxes::home::SafeDir;
+use crate::boxes::registry::Registry;
+use crate::boxes::resolve::{self, Resolution};
+use crate::boxes::{BoxIdentity, BoxName, Mode, ProjectSettings};
+use crate::context::Context;
+use crate::document::Document;
+use crate::envfile;
+use crate::error::{Exit, UserError};
+use crate::fsutil::{self, FileLock};
+use crate::process::{Invocation, exit_code};
+use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
+use crate::runtime::{EngineKind, Runtime, Version, labels};
+use levels::Levels;
+use plan::{EnvLayers, PlanInputs};
+
+/// What kind of session was asked for.
+#[derive(Clone, Debug)]
+pub enum Session {
+    /// `start`: the agent, with its switches and the arguments after `--`.
+    Start {
+        flags: SessionFlags,
+        model: Option<String>,
+        args: Vec<String>,
+    },
+    /// `shell`: a shell, or the exact command after `--`.
+    Shell { command: Vec<OsString> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub project: Option<String>,
+    /// `-e KEY=VALUE` items as typed.
+    pub env: Vec<String>,
+    pub rig: Option<String>,
+    pub entrypoint: Option<String>,
+    pub dry_run: bool,
+    pub session: Session,
+}
+
+/// `-e` items: each must be `KEY=VALUE` with a valid name; the value may hold `=`.
+pub fn parse_env_items(items: &[String]) -> Result<BTreeMap<String, String>, UserError> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(
+                UserError::new(format!("-e expects KEY=VALUE, got '{item}'"))
+                    .hint("for example: -e DEBUG=1"),
+            );
+        };
+        if !envfile::is_valid_name(k) {
+            return Err(UserError::new(format!(
+                "invalid environment variable name '{k}' in -e {item}"
+            ))
+            .hint("names are letters, digits and '_', not starting with a digit"));
+        }
+        if v.contains('\n') || v.contains('\0') {
+            return Err(UserError::new(format!(
+                "the value of {k} contains a newline or NUL byte"
+            )));
+        }
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+/// Names that look like they hold secrets: their values are masked even in `-v` output.
+fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+        "COOKIE",
+        "SESSION",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// What the agent side of a launch turned out to be.
+enum Target {
+    Agent(Box<dyn Agent>, Install),
+    /// `box.crab: no_agent`: the rig's own entrypoint.
+    NoAgent,
+    /// `shell`, or `start --entrypoint`.
+    Plain,
+}
+
+/// Container state as one `inspect` call reports it.
+#[derive(Debug, PartialEq, Eq)]
+enum Existing {
+    Absent,
+    Running,
+    Stopped { ours: bool },
+}
+
+fn existing(rt: &Runtime<'_>, b: &BoxIdentity) -> Result<Existing> {
+    let format = format!(
+        "{{{{.State.Running}}}}|{{{{index .Config.Labels \"{}\"}}}}",
+        labels::HASH
+    );
+    let inv = rt
+        .invocation()
+        .args(["container", "inspect", "--format", &format])
+        .arg(b.container_name());
+    let out = rt
+        .exec
+        .output(&inv)
+        .with_context(|| format!("running {}", rt.engine.program.display()))?;
+    if !out.status.success() {
+        return Ok(Existing::Absent);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (running, hash) = text.trim().split_once('|').unwrap_or((text.trim(), ""));
+    Ok(if running == "true" {
+        Existing::Running
+    } else {
+        Existing::Stopped {
+            ours: hash == b.hash,
+        }
+    })
+}
+
+/// The in-box user for this engine and invoking user (see [`UserMapping`]).
+fn user_mapping(cx: &Context, rt: &Runtime<'_>) -> Result<UserMapping> {
+    let uid = cx.host.uid;
+    Ok(match rt.engine.kind {
+        EngineKind::Podman if rt.engine.rootless => UserMapping::KeepId {
+            // keep-id's uid/gid pinning arrived in podman 4.3
+            pin: rt.version().is_ok_and(|v| v >= Version(4, 3, 0)),
+        },
+        EngineKind::Podman if !rt.engine.remote => UserMapping::SplitMap {
+            host_uid: uid,
+            host_gid: cx.host.gid,
+        },
+        _ if uid == 0 || rt.engine.remote => {
+            if uid == 0 && !rt.engine.remote {
+                eprintln!(
+                    "Warning: {} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
+                    rt.engine.kind.name()
+                );
+                eprintln!(
+                    "hint: run kanibako as your own user (in the docker group), or use podman"
+                );
+            }
+            UserMapping::User {
+                uid: BOX_UID,
+                gid: BOX_GID,
+            }
+        }
+        _ => UserMapping::User {
+            uid,
+            gid: cx.host.gid,
+        },
+    })
+}
+
+/// A box that may not exist yet, and whether this launch makes it.
+struct Chosen {
+    identity: BoxIdentity,
+    new: bool,
+}
+
+fn choose_box(cx: &Context, l: &Launch) -> Result<Chosen> {
+    match resolve::resolve(&cx.paths, &cx.host.cwd, l.project.as_deref())? {
+        Resolution::Found(identity) => Ok(Chosen {
+            identity,
+            new: false,
+        }),
+        Resolution::Unregistered(dir) => {
+            if create::is_home(&cx.paths, &dir) {
+                return Err(BoxError::HomeRefused.into());
+            }
+            let settings = ProjectSettings::default();
+            if l.dry_run {
+                // What a real launch would create, without creating it.
+                let reg = Registry::load(&cx.paths.names_file())?;
+                let name = create::choose_name(&cx.paths, &reg, &dir, None)?;
+                let identity = BoxIdentity::default_mode(name, dir, &cx.paths.boxes, settings);
+                return Ok(Chosen {
+                    identity,
+                    new: true,
+                });
+            }
+            let (identity, fresh) = register_new(&cx.paths, &dir, None, settings, None)?;
+            if fresh {
+                create::announce(&identity);
+            }
+            Ok(Chosen {
+                identity,
+                new: true,
+            })
+        }
+    }
+}
+
+fn load_levels(cx: &Context, b: &BoxIdentity, crab: Option<&str>) -> Result<Levels> {
+    let workset = match b.mode {
+        Mode::Default => Some(Document::load(&cx.paths.default_workset_config())?),
+        _ => None,
+    };
+    let crab = crab
+        .map(|id| Document::load(&cx.paths.crabs.join(format!("{id}.yaml"))))
+        .transpose()?;
+    Ok(Levels {
+        boxed: Document::load(&b.project_file())?,
+        workset,
+        crab,
+        system: cx.config.clone(),
+    })
+}
+
+/// Write a crab file the first time an agent is used, without built-in defaults (a
+/// model written here would beat a model set for all boxes at system level).
+fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
+    let path = cx.paths.crabs.join(format!("{}.yaml", agent.id()));
+    if path.exists() {
+        return Ok(());
+    }
+    let mut doc = Document::empty(&path);
+    doc.set(&["crab", "name"], agent.display_name().into())?;
+    doc.set(&["crab", "shell"], "standard".into())?;
+    doc.set(
+        &["crab", "run_args"],
+        serde_yaml::Value::Sequence(Vec::new()),
+    )?;
+    for key in ["env", "shared", "tweakcc"] {
+        doc.set(&[key], serde_yaml::Value::Mapping(Default::default()))?;
+    }
+    doc.save()?;
+    Ok(())
+}
+
+/// A `-v` source whose path the engine's `-v src:dst` syntax cannot carry.
+fn check_mount_paths(spec: &RunSpec) -> Result<()> {
+    for m in &spec.mounts {
+        if let Mount::Bind { src, .. } = m {
+            let s = src.to_string_lossy();
+            if s.contains(':') || s.contains(',') {
+                bail!(UserError::new(format!(
+                    "cannot mount {s}: paths containing ':' or ',' cannot be passed to the engine"
+                ))
+                .hint("rename the directory, or move the project to a path without them"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An image mounted for [`UserMapping::SplitMap`], unmounted when dropped.
+struct MountedImage<'a> {
+    rt: &'a Runtime<'a>,
+    image: String,
+    dir: PathBuf,
+}
+
+impl Drop for MountedImage<'_> {
+    fn drop(&mut self) {
+        let inv = self
+            .rt
+            .invocation()
+            .args(["image", "unmount"])
+            .arg(&self.image);
+        let _ = self.rt.exec.output(&inv);
+    }
+}
+
+fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
+    UserError::new(format!("rig '{image}' is not available locally")).hint(format!(
+        "pull it (`{} pull {image}`), or pass a local image with --rig",
+        rt.engine.kind.name()
+    ))
+}
+
+/// The image's own `Env` (PATH, LANG …): a `--rootfs` run does not read the image
+/// config, so kanibako passes it on. Also tells us at once whether the image exists.
+fn image_env(rt: &Runtime<'_>, image: &str) -> Result<BTreeMap<String, String>> {
+    let inv = rt
+        .invocation()
+        .args(["image", "inspect", "--format", "{{json .Config.Env}}"])
+        .arg(image);
+    let out = rt.exec.output(&inv)?;
+    if !out.status.success() {
+        return Err(missing_rig(rt, image).into());
+    }
+    let list: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(list
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect())
+}
+
+fn print_env(env: &BTreeMap<String, String>) {
+    for (k, v) in env {
+        let shown = if looks_secret(k) { "****" } else { v.as_str() };
+        tracing::debug!("  env {k}={shown}");
+    }
+}
+
+/// The engine process gets the values; argv only the names.
+fn with_env(mut inv: Invocation, env: &BTreeMap<String, String>) -> Invocation {
+    inv.env.extend(
+        env.iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    inv
+}
+
+pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
+    let cli_env = parse_env_items(&l.env)?;
+    let agent_mode = matches!(l.session, Session::Start { .. }) && l.entrypoint.is_none();
+    let detected = if agent_mode {
+        match agents::detect_any(&cx.host) {
+            Some(found) => Some(found),
+            None => {
+                println!("{NO_AGENTS_MESSAGE}");
+                return Ok(Exit::Success);
+            }
+        }
+    } else {
+        None
+    };
+    let chosen = choose_box(cx, &l)?;
+    let b = &chosen.identity;
+
+    // Which agent: the box's `box.crab`, else the one installed.
+    let pre = load_levels(cx, b, None)?;
+    let target = if agent_mode {
+        match pre.crab_id()? {
+            Some(id) if id == NO_AGENT => Target::NoAgent,
+            Some(id) => {
+                let agent = agents::by_id(&id).ok_or_else(|| {
+                    UserError::new(format!(
+                        "unknown agent '{id}' (box.crab); available: {}",
+                        agents::known_ids().join(", ")
+                    ))
+                    .hint(
+                        "set box.crab to one of those, or remove it to use whichever is installed",
+                    )
+                })?;
+                let install = agent.detect(&cx.host).ok_or_else(|| {
+                    UserError::new(format!(
+                        "{} is not installed on this host",
+                        agent.display_name()
+                    ))
+                })?;
+                Target::Agent(agent, install)
+            }
+            None => {
+                let (agent, install) = detected.expect("agent mode detected one");
+                Target::Agent(agent, install)
+            }
+        }
+    } else {
+        Target::Plain
+    };
+    let crab_id = match &target {
+        Target::Agent(a, _) => a.id(),
+        Target::NoAgent => NO_AGENT,
+        Target::Plain => "general",
+    };
+    if let Target::Agent(a, install) = &target {
+        if !l.dry_run {
+            ensure_crab_file(cx, a.as_ref())?;
+        }
+        eprintln!(
+            "Using host {}: {}",
+            a.display_name(),
+            install.binary.display()
+        );
+    }
+    let levels = load_levels(cx, b, Some(crab_id))?;
+
+    let image = match &l.rig {
+        Some(r) => r.clone(),
+        None => levels.image()?,
+    };
+    if chosen.new && !l.dry_run && l.rig.is_some() {
+        let mut doc = levels.boxed.clone();
+        doc.set(&["box", "image"], image.clone().into())?;
+        doc.save()?;
+    }
+
+    let rt = cx.runtime()?;
+    let user = user_mapping(cx, &rt)?;
+
+    // The command inside the box.
+    let (entrypoint, command): (Option<String>, Vec<OsString>) = match (&l.session, &target) {
+        (Session::Start { flags, model, args }, Target::Agent(agent, _)) => {
+            let mut extra = levels.run_args()?;
+            extra.extend(args.iter().cloned());
+            let model = match model {
+                Some(m) => Some(m.clone()),
+                None => levels.crab_state("model", agent.default_model())?,
+            };
+            let flags = SessionFlags {
+                new_box: chosen.new,
+                ..*flags
+            };
+            let args = agent.args(flags, &extra, model.as_deref());
+            (
+                Some(agent.entrypoint().to_owned()),
+                args.into_iter().map(OsString::from).collect(),
+            )
+        }
+        (Session::Start { args, .. }, _) => (
+            l.entrypoint.clone(),
+            args.iter().map(OsString::from).collect(),
+        ),
+        (Session::Shell { command }, _) => match (&l.entrypoint, command.split_first()) {
+            (Some(e), _) => (Some(e.clone()), command.clone()),
+            (None, Some((first, rest))) => {
+                (Some(first.to_string_lossy().into_owned()), rest.to_vec())
+            }
+            (None, None) => (Some("/bin/bash".to_owned()), Vec::new()),
+        },
+    };
+
+    // An agent session holds the box's lock for its whole run; a second one stops here.
+    // (A shell first looks for a running container to join.)
+    let shell_like = matches!(l.session, Session::Shell { .. }) || l.entrypoint.is_some();
+    let mut lock = if l.dry_run || shell_like {
+        None
+    } else {
+        Some(session_lock(b)?)
+    };
+
+    // One look at the box's container decides: exec into it, clear a leftover, or run.
+    let state = existing(&rt, b)?;
+    if state == Existing::Running {
+        if shell_like {
+            return exec_into(cx, &rt, b, &cli_env, entrypoint, command, l.dry_run);
+        }
+        return Err(
+            UserError::new("A container already exists for this project.")
+                .hint(format!("it is running as {}", b.container_name()))
+                .hint(format!(
+                    "`kanibako shell {}` opens a shell in it",
+                    b.display_name()
+                ))
+                .into(),
+        );
+    }
+    let leftover = matches!(state, Existing::Stopped { .. });
+    if let Existing::Stopped { ours: false } = state {
+        return Err(UserError::new(format!(
+            "a stopped container named {} exists and was not started by this kanibako",
+            b.container_name()
+        ))
+        .hint(format!(
+            "remove it with `{} rm {}`",
+            rt.engine.kind.name(),
+            b.container_name()
+        ))
+        .into());
+    }
+
+    // Environment, lowest layer first.
+    let split = matches!(user, UserMapping::SplitMap { .. });
+    let mut layers = EnvLayers {
+        image: if split {
+            image_env(&rt, &image)?
+        } else {
+            BTreeMap::new()
+        },
+        system: envfile::read(&cx.paths.system_env_file())?,
+        crab: levels.crab_env()?,
+        boxed: envfile::read(&b.metadata.join("env"))?,
+        cli: cli_env,
+        ..EnvLayers::default()
+    };
+    if let Target::Agent(a, _) = &target {
+        layers.defaults = a
+            .env_defaults()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+    let env = plan::layer_env(&layers, b.name.as_ref().map(BoxName::as_str));
+
+    // Mount facts.
+    let vault_present = b
+        .vault
+        .as_ref()
+        .map_or((false, false), |v| (v.ro.is_dir(), v.rw.is_dir()));
+    if let Some(v) = &b.vault {
+        for (dir, present) in [(&v.ro, vault_present.0), (&v.rw, vault_present.1)] {
+            if !present && !chosen.new {
+                eprintln!("Warning: mount source does not exist: {}", dir.display());
+            }
+        }
+    }
+    let agent_mounts: Vec<Mount> = match &target {
+        Target::Agent(a, install) => a
+            .mounts(install)
+            .into_iter()
+            .filter(|m| match m {
+                Mount::Bind { src, .. } if !src.exists() => {
+                    eprintln!("Warning: mount source does not exist: {}", src.display());
+                    false
+                }
+                _ => true,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let global_shared = cx.paths.data.join("shared/global");
+    let mut shared: Vec<(PathBuf, String)> = Vec::new();
+    if b.mode != Mode::Standalone {
+        for (name, rel) in levels.shared()? {
+            let src = global_shared.join(&name);
+            if src.is_dir() {
+                shared.push((src, rel));
+            }
+        }
+        for (name, rel) in levels.crab_shared()? {
+            let src = cx.paths.data.join("shared").join(crab_id).join(&name);
+            if src.is_dir() {
+                shared.push((src, rel));
+            }
+        }
+    }
+    let inputs = PlanInputs {
+        identity: b.clone(),
+        image: image.clone(),
+        mode: RunMode::Foreground {
+            tty: cx.host.stdin_tty,
+        },
+        user: user.clone(),
+        vault_present,
+        agent_mounts,
+        self_binary: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.canonicalize().ok()),
+        shared,
+        comms: Some(cx.paths.comms.clone()),
+        env,
+        entrypoint,
+        command,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let spec = plan::plan(&inputs);
+    check_mount_paths(&spec)?;
+
+    if l.dry_run {
+        return dry_run(&rt, &spec, &image, leftover, split);
+    }
+
+    // From here on, things change: hold the box's lock for the whole session.
+    let mut lock = match lock.take() {
+        Some(l) => l,
+        None => session_lock(b)?,
+    };
+    lock.write_record(&format!("{}\n", spec.name))?;
+    if leftover {
+        let inv = rt.invocation().arg("rm").arg(&spec.name);
+        let _ = rt.exec.output(&inv);
+    }
+    prepare_home(cx, b, &target, chosen.new, &spec)?;
+
+    let mounted = if split {
+        let inv = rt.invocation().args(["image", "mount"]).arg(&image);
+        let dir = rt.query(&inv).map_err(|_| missing_rig(&rt, &image))?;
+        Some(MountedImage {
+            rt: &rt,
+            image: image.clone(),
+            dir: PathBuf::from(dir.trim()),
+        })
+    } else {
+        None
+    };
+    let run = with_env(
+        rt.invocation()
+            .args(spec.to_args(mounted.as_ref().map(|m| m.dir.as_path()))),
+        &spec.env,
+    );
+    print_env(&spec.env);
+    let status = rt
+        .exec
+        .foreground(&run)
+        .with_context(|| format!("running {}", rt.engine.program.display()))?;
+    drop(mounted);
+    drop(lock);
+    let code = exit_code(status);
+    after_run(&rt, &l, &spec, &image, split, code);
+    Ok(Exit::Code(u8::try_from(code).unwrap_or(1)))
+}
+
+fn session_lock(b: &BoxIdentity) -> Result<FileLock> {
+    match fsutil::try_lock_exclusive(&b.lock_file())
+        .with_context(|| format!("locking {}", b.lock_file().display()))?
+    {
+        Some(lock) => Ok(lock),
+        None => Err(UserError::new(
+            "Another Kanibako session is already running for this project.",
+        )
+        .hint("wait for it to end, or open a shell in it: kanibako shell")
+        .into()),
+    }
+}
+
+/// Messages after the container ended: name the missing image, hint at `sh -c`.
+fn after_run(rt: &Runtime<'_>, l: &Launch, spec: &RunSpec, image: &str, split: bool, code: i32) {
+    if code == 125 && !split {
+        let inv = rt.invocation().args(["image", "inspect"]).arg(image);
+        if rt.exec.output(&inv).is_ok_and(|o| !o.status.success()) {
+            let e = missing_rig(rt, image);
+            eprintln!("Error: {}", e.message);
+            for h in e.hints {
+                eprintln!("hint: {h}");
+            }
+            return;
+        }
+    }
+    match &l.session {
+        Session::Shell { command }
+            if code == 127 && l.entrypoint.is_none() && !command.is_empty() =>
+        {
+            eprintln!(
+                "hint: `{}` was not found in the box; arguments after -- are one command and its arguments, to run a shell line use: kanibako shell -- sh -c '…'",
+                command[0].to_string_lossy()
+            );
+        }
+        Session::Start { flags, .. }
+            if code != 0
+                && code != 125
+                && !flags.new_session
+                && spec.entrypoint.is_some()
+                && l.entrypoint.is_none() =>
+        {
+            eprintln!(
+                "hint: if the agent exited because there was no conversation to continue, use 'kanibako start -N' to start fresh."
+            );
+        }
+        _ => {}
+    }
+}
+
+fn dry_run(
+    rt: &Runtime<'_>,
+    spec: &RunSpec,
+    image: &str,
+    leftover: bool,
+    split: bool,
+) -> Result<Exit> {
+    if leftover {
+        println!("{}", rt.invocation().arg("rm").arg(&spec.name));
+    }
+    let rootfs = PathBuf::from(format!("<{image} mounted>"));
+    if split {
+        println!("{}", rt.invocation().args(["image", "mount"]).arg(image));
+    }
+    println!(
+        "{}",
+        rt.invocation()
+            .args(spec.to_args(split.then_some(rootfs.as_path())))
+    );
+    if split {
+        println!("{}", rt.invocation().args(["image", "unmount"]).arg(image));
+    }
+    print_env(&spec.env);
+    Ok(Exit::Success)
+}
+
+fn exec_into(
+    cx: &Context,
+    rt: &Runtime<'_>,
+    b: &BoxIdentity,
+    env: &BTreeMap<String, String>,
+    entrypoint: Option<String>,
+    command: Vec<OsString>,
+    dry_run: bool,
+) -> Result<Exit> {
+    let mut inv = rt
+        .invocation()
+        .arg("exec")
+        .arg(if cx.host.stdin_tty { "-it" } else { "-i" });
+    for k in env.keys() {
+        inv = inv.arg("-e").arg(k);
+    }
+    inv = inv
+        .arg(b.container_name())
+        .arg(entrypoint.unwrap_or_else(|| "/bin/bash".into()))
+        .args(command);
+    if dry_run {
+        println!("{inv}");
+        print_env(env);
+        return Ok(Exit::Success);
+    }
+    let status = rt.exec.foreground(&with_env(inv, env))?;
+    Ok(Exit::Code(u8::try_from(exit_code(status)).unwrap_or(1)))
+}
+
+/// Host-side preparation of the home, under the session lock.
+fn prepare_home(
+    cx: &Context,
+    b: &BoxIdentity,
+    target: &Target,
+    new: bool,
+    spec: &RunSpec,
+) -> Result<()> {
+    if !b.shell.exists() {
+        // Recovery: a box whose home was deleted gets a fresh skeleton.
+        create::shell_skeleton(&b.shell)?;
+    }
+    let home = SafeDir::open(&b.shell).with_context(|| {
+        format!(
+            "opening the box home {} (it must be a real directory)",
+            b.shell.display()
+        )
+    })?;
+    prep::upgrade_shell(&home)?;
+    for action in prep::hygiene(&home, SystemTime::now())? {
+        tracing::debug!("hygiene: {action}");
+    }
+    if new && let Target::Agent(agent, _) = target {
+        apply_templates(cx, &home, agent.as_ref())?;
+    }
+    let stubs: Vec<(String, bool)> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Bind { src, dst, .. } => dst
+                .strip_prefix("/home/agent/")
+                .filter(|_| !dst.starts_with("/home/agent/workspace/"))
+                .map(|rel| (rel.to_owned(), !src.is_file())),
+            Mount::Mask { .. } => None,
+        })
+        .collect();
+    prep::mount_stubs(&home, &stubs)?;
+    prep::comms(&cx.paths.comms, b.name.as_ref().map(BoxName::as_str))?;
+    Ok(())
+}
+
+/// A new box's home: `templates/general/base`, then the agent's (or the general)
+/// variant, then the layered instruction files.
+fn apply_templates(cx: &Context, home: &SafeDir, agent: &dyn Agent) -> Result<()> {
+    let t = &cx.paths.templates;
+    let variant = "standard";
+    let chosen = [
+        t.join(agent.id()).join(variant),
+        t.join("general").join(variant),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir());
+    let Some(template) = chosen else {
+        return Ok(());
+    };
+    let base = t.join("general/base");
+    prep::copy_template(&base, home, Path::new(""))?;
+    prep::copy_template(&template, home, Path::new(""))?;
+    let config = Path::new(agent.config_dir());
+    for file in agent.instruction_files() {
+        let read_host = |dir: &Path| std::fs::read_to_string(dir.join(config).join(file)).ok();
+        let dir = home.create_dir_all(config)?;
+        let current = dir
+            .read(OsStr::new(file))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let tmpl = read_host(&template);
+        if let Some(merged) = prep::merge_instructions(
+            read_host(&base).as_deref(),
+            tmpl.as_deref().map(|t| (variant, t)),
+            current.as_deref(),
+        ) {
+            dir.replace(OsStr::new(file), merged.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_items_must_be_key_value() {
+        let ok = parse_env_items(&["A=1".into(), "B=x=y".into(), "C=".into()]).unwrap();
+        assert_eq!(ok["B"], "x=y");
+        assert_eq!(ok["C"], "");
+        assert!(parse_env_items(&["NOEQ".into()]).is_err());
+        assert!(parse_env_items(&["1BAD=x".into()]).is_err());
+        assert!(parse_env_items(&["A=line\nbreak".into()]).is_err());
+    }
+
+    #[test]
+    fn secret_names_are_masked() {
+        assert!(looks_secret("GITHUB_TOKEN"));
+        assert!(looks_secret("api_key"));
+        assert!(!looks_secret("COLORTERM"));
+    }
+}

@@ -1,0 +1,258 @@
+//! Pure launch planning: everything a launch needs, gathered beforehand, turned into a
+//! [`RunSpec`]. No disk, no processes: the whole argv is decided here and unit-tested.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::boxes::{BoxIdentity, Mode};
+use crate::runtime::labels;
+use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
+
+pub const GUEST_HOME: &str = "/home/agent";
+pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
+
+/// Environment layers, lowest first (spec: upstream-cli-and-data §7.7): what the image
+/// declares (only when kanibako must supply it), the system env file, the crab's `env:`,
+/// the box env file, then `-e`. Agent defaults fill only unset names; `KANIBAKO_NAME`
+/// is always the box's name.
+#[derive(Clone, Debug, Default)]
+pub struct EnvLayers {
+    pub image: BTreeMap<String, String>,
+    pub system: BTreeMap<String, String>,
+    pub crab: BTreeMap<String, String>,
+    pub workset: BTreeMap<String, String>,
+    pub boxed: BTreeMap<String, String>,
+    pub cli: BTreeMap<String, String>,
+    pub defaults: Vec<(String, String)>,
+}
+
+pub fn layer_env(l: &EnvLayers, box_name: Option<&str>) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::from([("HOME".to_owned(), GUEST_HOME.to_owned())]);
+    for layer in [&l.image, &l.system, &l.crab, &l.workset, &l.boxed, &l.cli] {
+        env.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    for (k, v) in &l.defaults {
+        env.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if let Some(n) = box_name {
+        env.insert("KANIBAKO_NAME".into(), n.to_owned());
+    }
+    env
+}
+
+/// Everything the plan depends on, read from disk and the host beforehand.
+#[derive(Clone, Debug)]
+pub struct PlanInputs {
+    pub identity: BoxIdentity,
+    pub image: String,
+    pub mode: RunMode,
+    pub user: UserMapping,
+    /// Which vault directories exist (`ro`, `rw`).
+    pub vault_present: (bool, bool),
+    /// Read-only mounts of the agent's install.
+    pub agent_mounts: Vec<Mount>,
+    /// This kanibako binary, mounted read-only so the box can call it.
+    pub self_binary: Option<PathBuf>,
+    /// Existing shared-cache directories and their place under the home.
+    pub shared: Vec<(PathBuf, String)>,
+    pub comms: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub entrypoint: Option<String>,
+    pub command: Vec<OsString>,
+    pub version: String,
+}
+
+fn bind(src: PathBuf, dst: &str, read_only: bool) -> Mount {
+    Mount::Bind {
+        src,
+        dst: dst.to_owned(),
+        read_only,
+        relabel: !read_only,
+    }
+}
+
+/// The labels that make a container recognisably this box's.
+pub fn box_labels(b: &BoxIdentity, version: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            labels::BOX.to_owned(),
+            b.name.as_ref().map(ToString::to_string).unwrap_or_default(),
+        ),
+        (labels::HASH.to_owned(), b.hash.clone()),
+        (labels::VERSION.to_owned(), version.to_owned()),
+    ])
+}
+
+pub fn plan(i: &PlanInputs) -> RunSpec {
+    let b = &i.identity;
+    let mut mounts = vec![
+        bind(b.shell.clone(), GUEST_HOME, false),
+        bind(b.workspace.clone(), GUEST_WORKSPACE, false),
+    ];
+    if let Some(v) = &b.vault {
+        if i.vault_present.0 {
+            mounts.push(bind(v.ro.clone(), "/home/agent/share-ro", true));
+        }
+        if i.vault_present.1 {
+            mounts.push(bind(v.rw.clone(), "/home/agent/share-rw", false));
+        }
+        // A default-group box's vault sits inside its workspace: hide that copy so the
+        // read-only share cannot be written through the workspace mount.
+        if b.mode == Mode::Default && v.ro.starts_with(&b.workspace) {
+            mounts.push(Mount::Mask {
+                dst: "/home/agent/workspace/vault".into(),
+            });
+        }
+    }
+    mounts.extend(i.agent_mounts.iter().cloned());
+    if let Some(exe) = &i.self_binary {
+        mounts.push(Mount::Bind {
+            src: exe.clone(),
+            dst: "/home/agent/.local/bin/kanibako".into(),
+            read_only: true,
+            relabel: false,
+        });
+    }
+    for (src, rel) in &i.shared {
+        mounts.push(bind(
+            src.clone(),
+            &format!("{GUEST_HOME}/{}", rel.trim_start_matches('/')),
+            false,
+        ));
+    }
+    if let Some(c) = &i.comms {
+        mounts.push(bind(c.clone(), "/home/agent/comms", false));
+    }
+    RunSpec {
+        name: b.container_name(),
+        image: i.image.clone(),
+        mode: i.mode,
+        user: i.user.clone(),
+        workdir: GUEST_WORKSPACE.into(),
+        mounts,
+        env: i.env.clone(),
+        labels: box_labels(b, &i.version),
+        entrypoint: i.entrypoint.clone(),
+        command: i.command.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boxes::{BoxName, ProjectSettings};
+    use std::path::Path;
+
+    fn inputs(mode: Mode) -> PlanInputs {
+        let identity = match mode {
+            Mode::Standalone => {
+                BoxIdentity::standalone("/p/solo".into(), ProjectSettings::default())
+            }
+            _ => BoxIdentity::default_mode(
+                BoxName::parse("app").unwrap(),
+                "/p/app".into(),
+                Path::new("/d/boxes"),
+                ProjectSettings::default(),
+            ),
+        };
+        PlanInputs {
+            identity,
+            image: "img".into(),
+            mode: RunMode::Foreground { tty: false },
+            user: UserMapping::User { uid: 1, gid: 1 },
+            vault_present: (true, true),
+            agent_mounts: Vec::new(),
+            self_binary: Some("/usr/bin/kanibako".into()),
+            shared: vec![("/d/shared/global/pip".into(), ".cache/pip".into())],
+            comms: Some("/d/comms".into()),
+            env: BTreeMap::new(),
+            entrypoint: None,
+            command: Vec::new(),
+            version: "0.1.0".into(),
+        }
+    }
+
+    fn dsts(s: &RunSpec) -> Vec<&str> {
+        s.mounts.iter().map(Mount::dst).collect()
+    }
+
+    #[test]
+    fn mounts_in_the_documented_order() {
+        let s = plan(&inputs(Mode::Default));
+        assert_eq!(
+            dsts(&s),
+            [
+                "/home/agent",
+                "/home/agent/workspace",
+                "/home/agent/share-ro",
+                "/home/agent/share-rw",
+                "/home/agent/workspace/vault",
+                "/home/agent/.local/bin/kanibako",
+                "/home/agent/.cache/pip",
+                "/home/agent/comms",
+            ]
+        );
+        assert!(matches!(
+            &s.mounts[2],
+            Mount::Bind {
+                read_only: true,
+                ..
+            }
+        ));
+        assert_eq!(s.name, "kanibako-app");
+        assert_eq!(s.labels["io.kanibako.box"], "app");
+        assert_eq!(s.labels["io.kanibako.version"], "0.1.0");
+    }
+
+    #[test]
+    fn standalone_boxes_get_no_mask_and_missing_vaults_are_skipped() {
+        let mut i = inputs(Mode::Standalone);
+        i.vault_present = (false, true);
+        let s = plan(&i);
+        let d = dsts(&s);
+        assert!(!d.contains(&"/home/agent/workspace/vault"));
+        assert!(!d.contains(&"/home/agent/share-ro"));
+        assert!(d.contains(&"/home/agent/share-rw"));
+        assert_eq!(s.labels["io.kanibako.box"], "");
+    }
+
+    #[test]
+    fn env_precedence() {
+        let l = EnvLayers {
+            image: BTreeMap::from([
+                ("LANG".into(), "C.UTF-8".into()),
+                ("A".into(), "image".into()),
+            ]),
+            system: BTreeMap::from([
+                ("A".into(), "system".into()),
+                ("COLORTERM".into(), "truecolor".into()),
+            ]),
+            crab: BTreeMap::from([("A".into(), "crab".into())]),
+            boxed: BTreeMap::from([("A".into(), "box".into()), ("B".into(), "box".into())]),
+            cli: BTreeMap::from([
+                ("B".into(), "cli".into()),
+                ("KANIBAKO_NAME".into(), "spoof".into()),
+            ]),
+            defaults: vec![
+                (
+                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+                    "1".into(),
+                ),
+                ("B".into(), "default".into()),
+            ],
+            ..EnvLayers::default()
+        };
+        let env = layer_env(&l, Some("app"));
+        assert_eq!(env["A"], "box");
+        assert_eq!(env["B"], "cli");
+        assert_eq!(env["LANG"], "C.UTF-8");
+        assert_eq!(env["HOME"], "/home/agent");
+        assert_eq!(env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"], "1");
+        assert_eq!(env["KANIBAKO_NAME"], "app", "forced for named boxes");
+        assert!(
+            !layer_env(&l, None).contains_key("KANIBAKO_NAME")
+                || layer_env(&l, None)["KANIBAKO_NAME"] == "spoof"
+        );
+    }
+}

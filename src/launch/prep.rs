@@ -1,0 +1,359 @@
+//! Host-side work on a box's home before a launch (spec: upstream-runtime §3.9 steps
+//! 2-5): the `.bashrc` upgrade, hygiene, mount-point stubs, and for a new box the shell
+//! templates and instruction files. Everything goes through [`SafeDir`], so a link the
+//! box planted in its home is reported and skipped, never followed (defect 1).
+
+use std::ffi::OsStr;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::boxes::home::{Kind, SafeDir};
+
+/// The block that makes `.bashrc` source `~/.shell.d/*.sh`.
+const SHELL_D_BLOCK: &str = "# Source user init scripts\nfor _f in ~/.shell.d/*.sh; do [ -r \"$_f\" ] && . \"$_f\"; done\nunset _f\n";
+
+/// Files larger than this named `claude` outside `.local/` are stray agent copies.
+const STRAY_BINARY_MIN: u64 = 100 * 1024 * 1024;
+/// Conversation logs older than this are compressed.
+const LOG_AGE_SECS: i64 = 7 * 24 * 3600;
+
+fn warn(msg: impl std::fmt::Display) {
+    eprintln!("Warning: {msg}");
+}
+
+/// Make sure `.shell.d/` exists and `.bashrc` sources it.
+pub fn upgrade_shell(home: &SafeDir) -> io::Result<()> {
+    if home.kind(OsStr::new(".shell.d")) == Some(Kind::Symlink) {
+        warn(format!(
+            "{}/.shell.d is a symbolic link; left alone",
+            home.path().display()
+        ));
+    } else {
+        home.create_dir_all(Path::new(".shell.d"))?;
+    }
+    let bashrc = OsStr::new(".bashrc");
+    match home.kind(bashrc) {
+        Some(Kind::File) => {
+            let text = home.read(bashrc)?.unwrap_or_default();
+            if !String::from_utf8_lossy(&text).contains(".shell.d/") {
+                let mut block = String::new();
+                if !text.is_empty() && !text.ends_with(b"\n") {
+                    block.push('\n');
+                }
+                block.push_str(SHELL_D_BLOCK);
+                home.append(bashrc, block.as_bytes())?;
+            }
+        }
+        Some(Kind::Symlink) => warn(format!(
+            "{}/.bashrc is a symbolic link; not upgrading it",
+            home.path().display()
+        )),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Clean agent waste out of the home. Returns the actions taken (logged at debug).
+pub fn hygiene(home: &SafeDir, now: SystemTime) -> io::Result<Vec<String>> {
+    let mut done = Vec::new();
+    // telemetry and debug dumps: empty the directories, keep them
+    for rel in [".claude/telemetry", ".claude/debug"] {
+        if let Some(dir) = home.open_dir(Path::new(rel))? {
+            let entries = dir.entries()?;
+            if !entries.is_empty() {
+                for e in &entries {
+                    dir.remove(e)?;
+                }
+                done.push(format!(
+                    "Removed {rel}/ contents ({} entries)",
+                    entries.len()
+                ));
+            }
+        }
+    }
+    // caches the agent rebuilds
+    if let Some(cache) = home.open_dir(Path::new(".cache"))? {
+        for name in ["claude", "sentry", "@anthropic"] {
+            if cache.kind(OsStr::new(name)) == Some(Kind::Dir) {
+                cache.remove(OsStr::new(name))?;
+                done.push(format!("Removed .cache/{name}"));
+            }
+        }
+    }
+    // stray copies of the agent binary (never under .local/, where the mount lives)
+    for rel in ["", ".claude/bin", "bin", ".bin", ".npm/_npx"] {
+        let dir = if rel.is_empty() {
+            home.open_dir(Path::new(""))?
+        } else {
+            home.open_dir(Path::new(rel))?
+        };
+        if let Some(dir) = dir
+            && let Some((size, _)) = dir.file_stat(OsStr::new("claude"))
+            && size >= STRAY_BINARY_MIN
+        {
+            dir.remove(OsStr::new("claude"))?;
+            done.push(format!(
+                "Removed duplicate binary {rel}/claude ({size} bytes)"
+            ));
+        }
+    }
+    // old conversation logs
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let Some(projects) = home.open_dir(Path::new(".claude/projects"))? {
+        for p in projects.entries()? {
+            let Some(logs) = projects.open_dir(&Path::new(&p).join("conversation_logs"))? else {
+                continue;
+            };
+            for f in logs.entries()? {
+                let name = f.to_string_lossy();
+                if !name.ends_with(".jsonl") {
+                    continue;
+                }
+                let Some((size, mtime)) = logs.file_stat(&f) else {
+                    continue;
+                };
+                if size == 0 || now_secs - mtime < LOG_AGE_SECS {
+                    continue;
+                }
+                let data = logs.read(&f)?.unwrap_or_default();
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&data)?;
+                let packed = gz.finish()?;
+                let target = format!("{name}.gz");
+                if logs.write_new(OsStr::new(&target), &packed, 0o600)? {
+                    logs.remove(&f)?;
+                    done.push(format!(
+                        "Compressed {}/conversation_logs/{name}",
+                        p.to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Create mount points inside the home before the engine needs them: directories for
+/// directory mounts, empty files for file mounts. A link at a mount point is removed
+/// (it lives in the home; removing the link touches nothing else). Where a parent is a
+/// link the stub is skipped: the engine then makes the mount point itself, resolving
+/// links inside the container, never on the host.
+pub fn mount_stubs(home: &SafeDir, stubs: &[(String, bool)]) -> io::Result<()> {
+    for (rel, is_dir) in stubs {
+        let rel = Path::new(rel);
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let Ok(dir) = home.create_dir_all(parent) else {
+            tracing::debug!(
+                "mount point {} not prepared: a parent is not a directory",
+                rel.display()
+            );
+            continue;
+        };
+        if dir.kind(name) == Some(Kind::Symlink) {
+            dir.remove(name)?;
+        }
+        if *is_dir {
+            dir.create_dir_all(Path::new(name))?;
+        } else if dir.kind(name).is_none() {
+            dir.write_new(name, b"", 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy a host template tree into the home, merging into existing directories. Host
+/// templates are the user's own files; the home side is written without following links.
+pub fn copy_template(src: &Path, home: &SafeDir, rel: &Path) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(src) else {
+        return Ok(());
+    };
+    let dest = home.create_dir_all(rel)?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let ty = e.file_type()?;
+        if ty.is_dir() {
+            copy_template(&e.path(), home, &rel.join(&name))?;
+        } else if ty.is_file() {
+            let data = std::fs::read(e.path())?;
+            if dest.kind(&name) == Some(Kind::Dir) {
+                continue;
+            }
+            dest.replace(&name, &data, 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merge an instruction file's layers (base template, variant template, what the home
+/// already has) under section markers; one layer is written as-is.
+pub fn merge_instructions(
+    base: Option<&str>,
+    template: Option<(&str, &str)>,
+    current: Option<&str>,
+) -> Option<String> {
+    let base = base.map(str::trim).filter(|s| !s.is_empty());
+    let tmpl = template
+        .map(|(v, t)| (v, t.trim()))
+        .filter(|(_, t)| !t.is_empty());
+    let user = current
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter(|c| Some(*c) != base && Some(*c) != tmpl.map(|(_, t)| t));
+    let mut layers: Vec<(String, &str)> = Vec::new();
+    if let Some(b) = base {
+        layers.push(("# --- kanibako base ---".into(), b));
+    }
+    if let Some((variant, t)) = tmpl {
+        layers.push((format!("# --- template: {variant} ---"), t));
+    }
+    if let Some(u) = user {
+        layers.push(("# --- project ---".into(), u));
+    }
+    match layers.as_slice() {
+        [] => None,
+        [(_, only)] => Some(format!("{only}\n")),
+        many => Some(
+            many.iter()
+                .map(|(marker, text)| format!("{marker}\n\n{text}\n"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    }
+}
+
+/// `$DATA/comms`: the box's mailbox, the broadcast log, rotated at 1 MiB.
+pub fn comms(comms_dir: &Path, name: Option<&str>) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(comms_dir.join("mailbox"))?;
+    if let Some(n) = name {
+        std::fs::create_dir_all(comms_dir.join("mailbox").join(n))?;
+    }
+    let log = comms_dir.join("broadcast.log");
+    if let Ok(meta) = std::fs::symlink_metadata(&log)
+        && meta.file_type().is_file()
+        && meta.len() >= 1024 * 1024
+    {
+        std::fs::rename(&log, comms_dir.join("broadcast.log.1"))?;
+    }
+    if std::fs::symlink_metadata(&log).is_err() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+    }
+    Ok(comms_dir.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::time::Duration;
+
+    fn home() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let h = t.path().join("shell");
+        let victim = t.path().join("victim");
+        fs::create_dir_all(&h).unwrap();
+        fs::create_dir_all(&victim).unwrap();
+        fs::write(victim.join("data"), "precious").unwrap();
+        (t, h, victim)
+    }
+
+    #[test]
+    fn planted_links_change_nothing_outside_the_home() {
+        let (_t, h, victim) = home();
+        fs::create_dir_all(h.join(".claude")).unwrap();
+        symlink(&victim, h.join(".claude/telemetry")).unwrap();
+        symlink(&victim, h.join(".claude/debug")).unwrap();
+        symlink(victim.join("data"), h.join(".bashrc")).unwrap();
+        fs::create_dir_all(h.join(".cache")).unwrap();
+        symlink(&victim, h.join(".cache/claude")).unwrap();
+        symlink(&victim, h.join("bin")).unwrap();
+        let d = SafeDir::open(&h).unwrap();
+        upgrade_shell(&d).unwrap();
+        hygiene(&d, SystemTime::now()).unwrap();
+        mount_stubs(&d, &[("bin/kanibako".into(), false)]).unwrap();
+        assert_eq!(fs::read_to_string(victim.join("data")).unwrap(), "precious");
+        assert_eq!(fs::read_dir(&victim).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn bashrc_is_upgraded_once() {
+        let (_t, h, _) = home();
+        fs::write(h.join(".bashrc"), "export A=1").unwrap();
+        let d = SafeDir::open(&h).unwrap();
+        upgrade_shell(&d).unwrap();
+        upgrade_shell(&d).unwrap();
+        let text = fs::read_to_string(h.join(".bashrc")).unwrap();
+        assert_eq!(text.matches(".shell.d/").count(), 1, "{text}");
+        assert!(text.starts_with("export A=1\n# Source user init scripts\n"));
+        assert!(h.join(".shell.d").is_dir());
+    }
+
+    #[test]
+    fn hygiene_cleans_waste_and_compresses_old_logs() {
+        let (_t, h, _) = home();
+        fs::create_dir_all(h.join(".claude/telemetry/x")).unwrap();
+        fs::write(h.join(".claude/telemetry/x/f"), "t").unwrap();
+        fs::create_dir_all(h.join(".cache/sentry")).unwrap();
+        let logs = h.join(".claude/projects/p/conversation_logs");
+        fs::create_dir_all(&logs).unwrap();
+        fs::write(logs.join("old.jsonl"), "{}\n").unwrap();
+        fs::write(logs.join("new.jsonl"), "{}\n").unwrap();
+        let d = SafeDir::open(&h).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(8 * 24 * 3600);
+        // both are "old" a week from now: compress, keep nothing uncompressed
+        let done = hygiene(&d, later).unwrap();
+        assert!(h.join(".claude/telemetry").is_dir());
+        assert_eq!(
+            fs::read_dir(h.join(".claude/telemetry")).unwrap().count(),
+            0
+        );
+        assert!(!h.join(".cache/sentry").exists());
+        assert!(logs.join("old.jsonl.gz").exists() && !logs.join("old.jsonl").exists());
+        assert!(done.len() >= 4, "{done:?}");
+        // and today nothing is old
+        fs::write(logs.join("fresh.jsonl"), "{}\n").unwrap();
+        hygiene(&d, SystemTime::now()).unwrap();
+        assert!(logs.join("fresh.jsonl").exists());
+    }
+
+    #[test]
+    fn instruction_layers() {
+        assert_eq!(
+            merge_instructions(
+                Some("BASE LAYER"),
+                Some(("standard", "TEMPLATE LAYER")),
+                None
+            )
+            .unwrap(),
+            "# --- kanibako base ---\n\nBASE LAYER\n\n# --- template: standard ---\n\nTEMPLATE LAYER\n"
+        );
+        assert_eq!(
+            merge_instructions(None, Some(("s", "only")), Some("only")).unwrap(),
+            "only\n"
+        );
+        assert_eq!(merge_instructions(Some("  "), None, None), None);
+        let three = merge_instructions(Some("b"), Some(("v", "t")), Some("mine")).unwrap();
+        assert!(three.ends_with("# --- project ---\n\nmine\n"), "{three}");
+    }
+
+    #[test]
+    fn comms_rotates_at_one_mebibyte() {
+        let t = tempfile::tempdir().unwrap();
+        let c = t.path().join("comms");
+        comms(&c, Some("app")).unwrap();
+        assert!(c.join("mailbox/app").is_dir());
+        fs::write(c.join("broadcast.log"), vec![b'x'; 1024 * 1024]).unwrap();
+        comms(&c, None).unwrap();
+        assert_eq!(fs::metadata(c.join("broadcast.log")).unwrap().len(), 0);
+        assert!(c.join("broadcast.log.1").exists());
+    }
+}

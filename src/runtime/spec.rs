@@ -1,0 +1,370 @@
+//! A container run as a value: [`RunSpec`] says what should run, [`RunSpec::to_args`]
+//! renders the engine's argv. Pure: no disk, no processes, so every argv is testable and
+//! `--dry-run` prints exactly what would run.
+//!
+//! The order of the rendered arguments is the contract (spec: upstream-runtime §3.10):
+//! mode flags, user mapping, home, workspace, workdir, vault, masks, extra mounts, env,
+//! labels, name, entrypoint, image (or rootfs), command.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The uid and gid of the `agent` user every rig provides (the image contract).
+pub const BOX_UID: u32 = 1000;
+pub const BOX_GID: u32 = 1000;
+
+/// Where the rest of the box's uid range lands on the host when rootful podman maps the
+/// agent to the invoking user: far above any range `/etc/subuid` hands out, so files a
+/// box creates as another uid never belong to a real account.
+pub const MAPPED_BASE: u32 = 2_147_483_648;
+const MAPPED_LEN: u32 = 65_536;
+
+/// How the in-box `agent` user relates to the invoking host user. In every mode the agent
+/// is not root inside the box (Claude Code refuses to skip permissions as root) and,
+/// except where the engine makes it impossible, what it writes in the workspace belongs
+/// to the invoking user on the host. No mode ever chowns the user's files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserMapping {
+    /// Rootless podman: the user namespace maps the invoking user to the agent
+    /// (`--userns=keep-id:uid=1000,gid=1000`; plain `keep-id` on podman older than 4.3).
+    KeepId { pin: bool },
+    /// Rootful podman: box uid 1000 is the invoking host uid, every other box uid lands
+    /// in an unused high range. Podman 4.3 cannot mount image layers under a split map
+    /// (overlay "mapped" layers fail), so the image is mounted read-only
+    /// (`podman image mount`) and run as `--rootfs <dir>:O` with a throw-away overlay.
+    SplitMap { host_uid: u32, host_gid: u32 },
+    /// A daemon without per-container user namespaces (docker): run as this uid:gid.
+    User { uid: u32, gid: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Attached, removed on exit. `tty` when our stdin is a terminal.
+    Foreground { tty: bool },
+    /// Detached with a terminal (the tmux session of a persistent box).
+    Detached,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// A host path bound into the box. `relabel` asks SELinux hosts for the shared `z`
+    /// label (safe for concurrent boxes, unlike upstream's private `Z`).
+    Bind {
+        src: PathBuf,
+        dst: String,
+        read_only: bool,
+        relabel: bool,
+    },
+    /// An empty read-only tmpfs hiding what is below `dst`.
+    Mask { dst: String },
+}
+
+impl Mount {
+    pub fn dst(&self) -> &str {
+        match self {
+            Mount::Bind { dst, .. } | Mount::Mask { dst } => dst,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    pub name: String,
+    pub image: String,
+    pub mode: RunMode,
+    pub user: UserMapping,
+    pub workdir: String,
+    /// In order: home, workspace, vault, masks, then extra mounts.
+    pub mounts: Vec<Mount>,
+    /// Passed as `-e NAME` with the value in the engine process's environment, so no
+    /// value ever shows on a process list. Sorted for a stable argv.
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub entrypoint: Option<String>,
+    pub command: Vec<OsString>,
+}
+
+fn user_args(user: &UserMapping, out: &mut Vec<OsString>) {
+    match user {
+        UserMapping::KeepId { pin: true } => {
+            out.push(format!("--userns=keep-id:uid={BOX_UID},gid={BOX_GID}").into())
+        }
+        UserMapping::KeepId { pin: false } => out.push("--userns=keep-id".into()),
+        UserMapping::SplitMap { host_uid, host_gid } => {
+            for (flag, host) in [("--uidmap", host_uid), ("--gidmap", host_gid)] {
+                let box_id = BOX_UID; // uid and gid are both 1000 by the rig contract
+                for range in [
+                    format!("0:{MAPPED_BASE}:{box_id}"),
+                    format!("{box_id}:{host}:1"),
+                    format!(
+                        "{}:{}:{}",
+                        box_id + 1,
+                        MAPPED_BASE + box_id + 1,
+                        MAPPED_LEN - box_id - 1
+                    ),
+                ] {
+                    out.push(flag.into());
+                    out.push(range.into());
+                }
+            }
+            out.push("--user".into());
+            out.push(format!("{BOX_UID}:{BOX_GID}").into());
+        }
+        UserMapping::User { uid, gid } => {
+            out.push("--user".into());
+            out.push(format!("{uid}:{gid}").into());
+        }
+    }
+}
+
+fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) -> OsString {
+    let mut opts = Vec::new();
+    if read_only {
+        opts.push("ro");
+    }
+    if relabel {
+        opts.push("z");
+    }
+    let mut s = src.as_os_str().to_owned();
+    s.push(":");
+    s.push(dst);
+    if !opts.is_empty() {
+        s.push(":");
+        s.push(opts.join(","));
+    }
+    s
+}
+
+impl RunSpec {
+    /// `run …` for this engine. `rootfs` is the mounted image directory, required for
+    /// [`UserMapping::SplitMap`] and ignored otherwise.
+    pub fn to_args(&self, rootfs: Option<&std::path::Path>) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["run".into()];
+        match self.mode {
+            RunMode::Foreground { tty } => {
+                a.push(if tty { "-it" } else { "-i" }.into());
+                a.push("--rm".into());
+            }
+            RunMode::Detached => a.push("-dt".into()),
+        }
+        // A PID 1 that forwards signals: without it `stop` waits 10 s for a shell that
+        // ignores SIGTERM.
+        a.push("--init".into());
+        user_args(&self.user, &mut a);
+        for m in &self.mounts {
+            match m {
+                Mount::Bind {
+                    src,
+                    dst,
+                    read_only,
+                    relabel,
+                } => {
+                    a.push("-v".into());
+                    a.push(bind_arg(src, dst, *read_only, *relabel));
+                    if dst == "/home/agent/workspace" {
+                        a.push("-w".into());
+                        a.push(self.workdir.clone().into());
+                    }
+                }
+                Mount::Mask { dst } => {
+                    a.push("--mount".into());
+                    a.push(format!("type=tmpfs,dst={dst},ro").into());
+                }
+            }
+        }
+        for name in self.env.keys() {
+            a.push("-e".into());
+            a.push(name.into());
+        }
+        for (k, v) in &self.labels {
+            a.push("--label".into());
+            a.push(format!("{k}={v}").into());
+        }
+        a.push("--name".into());
+        a.push(self.name.clone().into());
+        if let Some(e) = &self.entrypoint {
+            a.push("--entrypoint".into());
+            a.push(e.into());
+        }
+        match (&self.user, rootfs) {
+            (UserMapping::SplitMap { .. }, Some(dir)) => {
+                a.push("--rootfs".into());
+                let mut r = dir.as_os_str().to_owned();
+                r.push(":O");
+                a.push(r);
+            }
+            _ => {
+                // Never pull on the way: a missing image fails in milliseconds (and
+                // kanibako then says how to get one) instead of waiting on a registry.
+                a.insert(1, "--pull=never".into());
+                a.push(self.image.clone().into());
+            }
+        }
+        a.extend(self.command.iter().cloned());
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{EngineInfo, EngineKind};
+    use std::path::Path;
+
+    fn engine(kind: EngineKind, rootless: bool) -> EngineInfo {
+        EngineInfo {
+            kind,
+            program: PathBuf::from(kind.name()),
+            rootless,
+            remote: false,
+        }
+    }
+
+    fn spec(user: UserMapping, mode: RunMode) -> RunSpec {
+        RunSpec {
+            name: "kanibako-app".into(),
+            image: "localhost/rig:1".into(),
+            mode,
+            user,
+            workdir: "/home/agent/workspace".into(),
+            mounts: vec![
+                Mount::Bind {
+                    src: "/d/boxes/app/shell".into(),
+                    dst: "/home/agent".into(),
+                    read_only: false,
+                    relabel: true,
+                },
+                Mount::Bind {
+                    src: "/p/app".into(),
+                    dst: "/home/agent/workspace".into(),
+                    read_only: false,
+                    relabel: true,
+                },
+                Mount::Bind {
+                    src: "/p/app/vault/ro".into(),
+                    dst: "/home/agent/share-ro".into(),
+                    read_only: true,
+                    relabel: false,
+                },
+                Mount::Mask {
+                    dst: "/home/agent/workspace/vault".into(),
+                },
+            ],
+            env: BTreeMap::from([
+                ("ZED".into(), "secret".into()),
+                ("ALPHA".into(), "1".into()),
+            ]),
+            labels: BTreeMap::from([("io.kanibako.box".into(), "app".into())]),
+            entrypoint: Some("claude".into()),
+            command: vec!["--continue".into()],
+        }
+    }
+
+    fn render(s: &RunSpec, _e: &EngineInfo, rootfs: Option<&Path>) -> String {
+        s.to_args(rootfs)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn rootless_podman_foreground_tty() {
+        let s = spec(
+            UserMapping::KeepId { pin: true },
+            RunMode::Foreground { tty: true },
+        );
+        assert_eq!(
+            render(&s, &engine(EngineKind::Podman, true), None),
+            "run --pull=never -it --rm --init --userns=keep-id:uid=1000,gid=1000 \
+             -v /d/boxes/app/shell:/home/agent:z -v /p/app:/home/agent/workspace:z \
+             -w /home/agent/workspace -v /p/app/vault/ro:/home/agent/share-ro:ro \
+             --mount type=tmpfs,dst=/home/agent/workspace/vault,ro -e ALPHA -e ZED \
+             --label io.kanibako.box=app --name kanibako-app --entrypoint claude \
+             localhost/rig:1 --continue"
+        );
+    }
+
+    #[test]
+    fn rootful_podman_maps_the_agent_to_the_invoking_user_on_a_mounted_rootfs() {
+        let s = spec(
+            UserMapping::SplitMap {
+                host_uid: 0,
+                host_gid: 0,
+            },
+            RunMode::Foreground { tty: false },
+        );
+        let out = render(
+            &s,
+            &engine(EngineKind::Podman, false),
+            Some(Path::new("/m/merged")),
+        );
+        assert!(
+            out.starts_with(
+                "run -i --rm --init --uidmap 0:2147483648:1000 --uidmap 1000:0:1 \
+             --uidmap 1001:2147484649:64535 --gidmap 0:2147483648:1000 --gidmap 1000:0:1 \
+             --gidmap 1001:2147484649:64535 --user 1000:1000 -v "
+            ),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("--entrypoint claude --rootfs /m/merged:O --continue"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("localhost/rig:1"),
+            "the rootfs replaces the image: {out}"
+        );
+    }
+
+    #[test]
+    fn docker_runs_as_a_plain_user_detached() {
+        let s = spec(
+            UserMapping::User {
+                uid: 1001,
+                gid: 1001,
+            },
+            RunMode::Detached,
+        );
+        let out = render(&s, &engine(EngineKind::Docker, false), None);
+        assert!(
+            out.starts_with("run --pull=never -dt --init --user 1001:1001 -v "),
+            "{out}"
+        );
+        assert!(!out.contains("--rm"));
+    }
+
+    #[test]
+    fn no_mode_chowns_and_no_value_reaches_argv() {
+        for user in [
+            UserMapping::KeepId { pin: false },
+            UserMapping::SplitMap {
+                host_uid: 5,
+                host_gid: 5,
+            },
+            UserMapping::User { uid: 5, gid: 5 },
+        ] {
+            for kind in [EngineKind::Podman, EngineKind::Docker] {
+                let s = spec(user.clone(), RunMode::Foreground { tty: false });
+                let out = render(&s, &engine(kind, false), Some(Path::new("/r")));
+                assert!(!out.contains("secret"), "{out}");
+                assert!(
+                    !out.contains(":U") && !out.contains(",U") && !out.contains(":Z"),
+                    "{out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn masks_render_after_binds_and_workdir_follows_the_workspace() {
+        let s = spec(UserMapping::User { uid: 1, gid: 1 }, RunMode::Detached);
+        let out = render(&s, &engine(EngineKind::Docker, false), None);
+        let ws = out
+            .find("/home/agent/workspace:z -w /home/agent/workspace")
+            .unwrap();
+        let mask = out.find("type=tmpfs").unwrap();
+        assert!(ws < mask);
+    }
+}
