@@ -3,6 +3,8 @@
 // environment directly, which the library routes through `process` and `host`.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "cli/session.rs"]
+mod session;
 mod support;
 
 use std::fs;
@@ -562,10 +564,15 @@ fn usage_errors_exit_2_and_version_works() {
         !e.home.join(".config").exists(),
         "--version initialises nothing"
     );
-    let r = e.run(&e.home, &[]);
-    assert_eq!(
-        r.code, 2,
-        "bare kanibako shows usage until `start` exists: {r:?}"
+    let p = e.dir("p/none");
+    let r = e.run(&p, &[]).ok();
+    assert!(
+        r.stdout.starts_with("No agents detected."),
+        "bare kanibako means start: {r:?}"
+    );
+    assert!(
+        !e.names_yaml().contains("none"),
+        "no agent: no box is created"
     );
 }
 

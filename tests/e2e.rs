@@ -159,3 +159,205 @@ fn docker_list_and_ps() {
     }
     list_sees_labelled_and_legacy_containers("docker");
 }
+
+/// An environment for launching boxes on `program`: podman as ourselves (root in CI:
+/// rootful), docker as the unprivileged test user when there is one (a docker-group
+/// user is how docker is meant to be used; as root docker cannot map the box user).
+fn session_env(engine: &Engine) -> Option<Env> {
+    let mut e = if engine.program == "docker" {
+        match std::env::var("KANIBAKO_TEST_USER") {
+            Ok(user) => Env::as_user(&user),
+            Err(_) => {
+                assert!(
+                    !engine_required(),
+                    "docker session tests need KANIBAKO_TEST_USER (scripts/prepare-engines --test-user)"
+                );
+                eprintln!("skipped: no KANIBAKO_TEST_USER for docker");
+                return None;
+            }
+        }
+    } else {
+        Env::with_system_path()
+    };
+    e.set("KANIBAKO_DOCKER_CMD", which(&engine.program));
+    Some(e)
+}
+
+fn sessions(program: &str) {
+    let Some(engine) = engine(program) else {
+        return;
+    };
+    let Some(e) = session_env(&engine) else {
+        return;
+    };
+    let tag = format!("{}{program}", std::process::id());
+    let p = e.dir(&format!("p/s{tag}"));
+    e.run(&p, &["create", "-i", &engine.image]).ok();
+
+    // the agent is never root in the box (uid 1000 under podman's mapping, the user's
+    // own uid under docker), and its home persists between runs
+    let r = e
+        .run(
+            &p,
+            &["shell", "--", "sh", "-c", "echo persisted > ~/note; id -u"],
+        )
+        .ok();
+    let want = if program == "podman" { 1000 } else { e.uid() };
+    assert_eq!(r.stdout.trim(), want.to_string(), "{r:?}");
+    assert_ne!(r.stdout.trim(), "0");
+    let r = e.run(&p, &["shell", "--", "cat", "/home/agent/note"]).ok();
+    assert_eq!(r.stdout, "persisted\n");
+
+    // what the box writes in the workspace belongs to the invoking user
+    e.run(
+        &p,
+        &[
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo made > /home/agent/workspace/by-box",
+        ],
+    )
+    .ok();
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(p.join("by-box")).unwrap();
+    assert_eq!(meta.uid(), e.uid(), "owner of a file the box wrote");
+
+    // share-ro is read-only, and its copy inside the workspace is masked
+    std::fs::write(p.join("vault/ro/in.txt"), "host data").unwrap();
+    e.run(&p, &["shell", "--", "sh", "-c", "cat ~/share-ro/in.txt && ! touch ~/share-ro/x 2>/dev/null && ! touch ~/workspace/vault/x 2>/dev/null && [ -z \"$(ls ~/workspace/vault)\" ]"])
+        .ok();
+    e.run(&p, &["shell", "--", "sh", "-c", "echo rw > ~/share-rw/out"])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(p.join("vault/rw/out")).unwrap(),
+        "rw\n"
+    );
+
+    // arguments and exit codes pass through
+    let r = e
+        .run(&p, &["shell", "--", "printf", "%s|", "a b", "c;d"])
+        .ok();
+    assert_eq!(r.stdout, "a b|c;d|");
+    assert_eq!(e.run(&p, &["shell", "--", "sh", "-c", "exit 7"]).code, 7);
+    assert_eq!(
+        e.run(&p, &["shell", "--", "sh", "-c", "kill -TERM $$"])
+            .code,
+        143
+    );
+    let r = e.run(&p, &["shell", "--", "no-such-command-here"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("sh -c"), "{r:?}");
+
+    // -e reaches the box and never shows on the engine's command line; given as a bare
+    // name (value from kanibako's environment) it is on no command line at all
+    let secret = format!("hunter2-{tag}");
+    let quiet = format!("quiet-{tag}");
+    let mut cmd = e.cmd(
+        &p,
+        &[
+            "shell",
+            "-e",
+            &format!("KB_SECRET={secret}"),
+            "-e",
+            "KB_QUIET",
+            "--",
+            "sh",
+            "-c",
+            "echo $KB_SECRET $KB_QUIET; sleep 2",
+        ],
+    );
+    let child = cmd
+        .env("KB_QUIET", &quiet)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut engine_seen = false;
+    for _ in 0..15 {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        for line in ps.lines() {
+            assert!(!line.contains(&quiet), "a value on a command line: {line}");
+            if line.contains(" run ") && line.contains(&format!("kanibako-s{tag}")) {
+                engine_seen = true;
+                assert!(
+                    !line.contains(&secret),
+                    "a value on the engine's command line: {line}"
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{secret} {quiet}")
+    );
+    assert!(engine_seen, "the engine process was looked at");
+
+    // links the box plants in its home steer nothing on the host
+    let victim_dir = e.dir(&format!("victim{tag}"));
+    std::fs::write(victim_dir.join("keep"), "precious").unwrap();
+    let victim_file = victim_dir.join("file");
+    std::fs::write(&victim_file, "host file\n").unwrap();
+    e.chown_all(&victim_dir);
+    let plant = format!(
+        "rm -f ~/.bashrc && ln -s {f} ~/.bashrc && mkdir -p ~/.claude && ln -s {d} ~/.claude/telemetry && ln -s {d} ~/.claude/debug",
+        f = victim_file.display(),
+        d = victim_dir.display()
+    );
+    e.run(&p, &["shell", "--", "sh", "-c", &plant]).ok();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(&victim_file).unwrap(),
+        "host file\n"
+    );
+    assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 2);
+
+    // two agent sessions on one box exclude each other
+    e.script(
+        "claude",
+        "echo \"$@\" > /home/agent/workspace/agent-args; sleep 3\n",
+    );
+    let mut first = e.cmd(&p, &["start", "--ephemeral"]).spawn().unwrap();
+    let mut seen = false;
+    for _ in 0..50 {
+        if e.run(&p, &["ps", "-q"])
+            .stdout
+            .lines()
+            .any(|l| l == format!("s{tag}"))
+        {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(seen, "the first session shows in ps");
+    let r = e.run(&p, &["start", "--ephemeral"]).fails();
+    assert!(
+        r.stderr
+            .contains("Another Kanibako session is already running"),
+        "{r:?}"
+    );
+    assert!(first.wait().unwrap().success());
+    let args = std::fs::read_to_string(p.join("agent-args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        "--dangerously-skip-permissions --continue --model opus"
+    );
+}
+
+#[test]
+fn podman_sessions() {
+    sessions("podman");
+}
+
+#[test]
+fn docker_sessions() {
+    if std::env::var("DOCKER_HOST").is_err() && !engine_required() {
+        eprintln!("skipped: no private dockerd (DOCKER_HOST unset)");
+        return;
+    }
+    sessions("docker");
+}

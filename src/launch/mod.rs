@@ -59,15 +59,32 @@ pub struct Launch {
     pub session: Session,
 }
 
-/// `-e` items: each must be `KEY=VALUE` with a valid name; the value may hold `=`.
-pub fn parse_env_items(items: &[String]) -> Result<BTreeMap<String, String>, UserError> {
+/// `-e` items: `KEY=VALUE`, or a bare `KEY` whose value comes from kanibako's own
+/// environment (so a secret need not be typed on any command line). A valid name is
+/// required; the value may hold `=`.
+pub fn parse_env_items(
+    items: &[String],
+    own: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, UserError> {
     let mut out = BTreeMap::new();
     for item in items {
-        let Some((k, v)) = item.split_once('=') else {
-            return Err(
-                UserError::new(format!("-e expects KEY=VALUE, got '{item}'"))
-                    .hint("for example: -e DEBUG=1"),
-            );
+        let (k, v) = match item.split_once('=') {
+            Some((k, v)) => (k, v.to_owned()),
+            None if envfile::is_valid_name(item) => match own(item) {
+                Some(v) => (item.as_str(), v),
+                None => {
+                    return Err(UserError::new(format!(
+                        "-e {item}: {item} is not set in kanibako's environment"
+                    ))
+                    .hint("pass -e KEY=VALUE, or export the variable first"));
+                }
+            },
+            None => {
+                return Err(
+                    UserError::new(format!("-e expects KEY=VALUE, got '{item}'"))
+                        .hint("for example: -e DEBUG=1"),
+                );
+            }
         };
         if !envfile::is_valid_name(k) {
             return Err(UserError::new(format!(
@@ -80,7 +97,7 @@ pub fn parse_env_items(items: &[String]) -> Result<BTreeMap<String, String>, Use
                 "the value of {k} contains a newline or NUL byte"
             )));
         }
-        out.insert(k.to_owned(), v.to_owned());
+        out.insert(k.to_owned(), v);
     }
     Ok(out)
 }
@@ -336,7 +353,7 @@ fn with_env(mut inv: Invocation, env: &BTreeMap<String, String>) -> Invocation {
 }
 
 pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
-    let cli_env = parse_env_items(&l.env)?;
+    let cli_env = parse_env_items(&l.env, |k| cx.host.var_str(k).map(str::to_owned))?;
     let agent_mode = matches!(l.session, Session::Start { .. }) && l.entrypoint.is_none();
     let detected = if agent_mode {
         match agents::detect_any(&cx.host) {
@@ -436,12 +453,10 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             l.entrypoint.clone(),
             args.iter().map(OsString::from).collect(),
         ),
-        (Session::Shell { command }, _) => match (&l.entrypoint, command.split_first()) {
+        (Session::Shell { command }, _) => match (&l.entrypoint, command.is_empty()) {
             (Some(e), _) => (Some(e.clone()), command.clone()),
-            (None, Some((first, rest))) => {
-                (Some(first.to_string_lossy().into_owned()), rest.to_vec())
-            }
-            (None, None) => (Some("/bin/bash".to_owned()), Vec::new()),
+            (None, false) => (Some("/bin/sh".to_owned()), exec_wrapper(command)),
+            (None, true) => (Some("/bin/bash".to_owned()), Vec::new()),
         },
     };
 
@@ -458,7 +473,19 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let state = existing(&rt, b)?;
     if state == Existing::Running {
         if shell_like {
-            return exec_into(cx, &rt, b, &cli_env, entrypoint, command, l.dry_run);
+            // `exec` reports a missing command itself: no wrapper needed.
+            let direct: Vec<OsString> = match (&l.session, &l.entrypoint) {
+                (Session::Shell { command }, None) if !command.is_empty() => command.clone(),
+                _ => std::iter::once(
+                    entrypoint
+                        .clone()
+                        .unwrap_or_else(|| "/bin/bash".into())
+                        .into(),
+                )
+                .chain(command.iter().cloned())
+                .collect(),
+            };
+            return exec_into(cx, &rt, b, &cli_env, direct, l.dry_run);
         }
         return Err(
             UserError::new("A container already exists for this project.")
@@ -600,7 +627,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     };
     let run = with_env(
         rt.invocation()
-            .args(spec.to_args(mounted.as_ref().map(|m| m.dir.as_path()))),
+            .args(spec.to_args(rt.engine.kind, mounted.as_ref().map(|m| m.dir.as_path()))),
         &spec.env,
     );
     print_env(&spec.env);
@@ -613,6 +640,16 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let code = exit_code(status);
     after_run(&rt, &l, &spec, &image, split, code);
     Ok(Exit::Code(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `sh -c 'exec "$@"' kanibako CMD ARGS…`: runs the command with its arguments exactly as
+/// given (they travel as `"$@"`, never re-parsed), while a command that is not there
+/// still ends with the shell's 127 (an init process in front of a missing command would
+/// report a bare 1).
+fn exec_wrapper(command: &[OsString]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-c".into(), "exec \"$@\"".into(), "kanibako".into()];
+    args.extend(command.iter().cloned());
+    args
 }
 
 fn session_lock(b: &BoxIdentity) -> Result<FileLock> {
@@ -682,7 +719,7 @@ fn dry_run(
     println!(
         "{}",
         rt.invocation()
-            .args(spec.to_args(split.then_some(rootfs.as_path())))
+            .args(spec.to_args(rt.engine.kind, split.then_some(rootfs.as_path())))
     );
     if split {
         println!("{}", rt.invocation().args(["image", "unmount"]).arg(image));
@@ -696,7 +733,6 @@ fn exec_into(
     rt: &Runtime<'_>,
     b: &BoxIdentity,
     env: &BTreeMap<String, String>,
-    entrypoint: Option<String>,
     command: Vec<OsString>,
     dry_run: bool,
 ) -> Result<Exit> {
@@ -707,10 +743,7 @@ fn exec_into(
     for k in env.keys() {
         inv = inv.arg("-e").arg(k);
     }
-    inv = inv
-        .arg(b.container_name())
-        .arg(entrypoint.unwrap_or_else(|| "/bin/bash".into()))
-        .args(command);
+    inv = inv.arg(b.container_name()).args(command);
     if dry_run {
         println!("{inv}");
         print_env(env);
@@ -803,12 +836,17 @@ mod tests {
 
     #[test]
     fn env_items_must_be_key_value() {
-        let ok = parse_env_items(&["A=1".into(), "B=x=y".into(), "C=".into()]).unwrap();
+        let none = |_: &str| None;
+        let ok = parse_env_items(&["A=1".into(), "B=x=y".into(), "C=".into()], none).unwrap();
         assert_eq!(ok["B"], "x=y");
         assert_eq!(ok["C"], "");
-        assert!(parse_env_items(&["NOEQ".into()]).is_err());
-        assert!(parse_env_items(&["1BAD=x".into()]).is_err());
-        assert!(parse_env_items(&["A=line\nbreak".into()]).is_err());
+        assert!(parse_env_items(&["NOEQ".into()], none).is_err());
+        assert!(parse_env_items(&["1BAD=x".into()], none).is_err());
+        assert!(parse_env_items(&["bad name".into()], |_| Some("x".into())).is_err());
+        assert!(parse_env_items(&["A=line\nbreak".into()], none).is_err());
+        let from_env =
+            parse_env_items(&["TOKEN".into()], |k| (k == "TOKEN").then(|| "s3".into())).unwrap();
+        assert_eq!(from_env["TOKEN"], "s3");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use super::EngineKind;
+
 /// The uid and gid of the `agent` user every rig provides (the image contract).
 pub const BOX_UID: u32 = 1000;
 pub const BOX_GID: u32 = 1000;
@@ -139,7 +141,7 @@ fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) ->
 impl RunSpec {
     /// `run …` for this engine. `rootfs` is the mounted image directory, required for
     /// [`UserMapping::SplitMap`] and ignored otherwise.
-    pub fn to_args(&self, rootfs: Option<&std::path::Path>) -> Vec<OsString> {
+    pub fn to_args(&self, kind: EngineKind, rootfs: Option<&std::path::Path>) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec!["run".into()];
         match self.mode {
             RunMode::Foreground { tty } => {
@@ -169,7 +171,16 @@ impl RunSpec {
                 }
                 Mount::Mask { dst } => {
                     a.push("--mount".into());
-                    a.push(format!("type=tmpfs,dst={dst},ro").into());
+                    // Podman copies what the tmpfs covers into it unless told not to,
+                    // which would defeat the mask; docker never copies (and rejects the
+                    // option).
+                    a.push(
+                        match kind {
+                            EngineKind::Podman => format!("type=tmpfs,dst={dst},ro,notmpcopyup"),
+                            EngineKind::Docker => format!("type=tmpfs,dst={dst},ro"),
+                        }
+                        .into(),
+                    );
                 }
             }
         }
@@ -209,7 +220,7 @@ impl RunSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{EngineInfo, EngineKind};
+    use crate::runtime::EngineInfo;
     use std::path::Path;
 
     fn engine(kind: EngineKind, rootless: bool) -> EngineInfo {
@@ -261,8 +272,8 @@ mod tests {
         }
     }
 
-    fn render(s: &RunSpec, _e: &EngineInfo, rootfs: Option<&Path>) -> String {
-        s.to_args(rootfs)
+    fn render(s: &RunSpec, e: &EngineInfo, rootfs: Option<&Path>) -> String {
+        s.to_args(e.kind, rootfs)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
@@ -280,7 +291,7 @@ mod tests {
             "run --pull=never -it --rm --init --userns=keep-id:uid=1000,gid=1000 \
              -v /d/boxes/app/shell:/home/agent:z -v /p/app:/home/agent/workspace:z \
              -w /home/agent/workspace -v /p/app/vault/ro:/home/agent/share-ro:ro \
-             --mount type=tmpfs,dst=/home/agent/workspace/vault,ro -e ALPHA -e ZED \
+             --mount type=tmpfs,dst=/home/agent/workspace/vault,ro,notmpcopyup -e ALPHA -e ZED \
              --label io.kanibako.box=app --name kanibako-app --entrypoint claude \
              localhost/rig:1 --continue"
         );

@@ -13,6 +13,12 @@ pub struct Env {
     pub home: PathBuf,
     pub bin: PathBuf,
     extra: Vec<(String, String)>,
+    /// Run kanibako as this (uid, gid) instead of ourselves.
+    user: Option<(u32, u32)>,
+    /// Put the system's bin directories on PATH after ours (for real engines).
+    system_path: bool,
+    /// A copy of the binary any user can run (the build dir may be private).
+    exe: PathBuf,
 }
 
 /// Variables passed through from the test's own environment: what a real engine needs.
@@ -38,6 +44,60 @@ impl Env {
             bin: bin.canonicalize().unwrap(),
             root,
             extra: Vec::new(),
+            user: None,
+            system_path: false,
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_kanibako")),
+        }
+    }
+
+    /// An environment whose kanibako runs as `name` (an existing account), with the
+    /// system PATH so real engines are found.
+    pub fn as_user(name: &str) -> Self {
+        let mut e = Self::new();
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, name]).output().unwrap();
+            assert!(out.status.success(), "no user {name}");
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let exe = e.root.path().join("kanibako");
+        fs::copy(env!("CARGO_BIN_EXE_kanibako"), &exe).unwrap();
+        fs::set_permissions(e.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        e.exe = exe;
+        e.user = Some((uid, gid));
+        e.system_path = true;
+        e.chown_all(e.root.path());
+        e
+    }
+
+    /// A real-engine environment as ourselves.
+    pub fn with_system_path() -> Self {
+        let mut e = Self::new();
+        e.system_path = true;
+        e
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.user.map_or_else(nix_uid, |(u, _)| u)
+    }
+
+    /// Hand everything below `dir` to the test user (no-op when running as ourselves).
+    pub fn chown_all(&self, dir: &Path) {
+        let Some((uid, gid)) = self.user else { return };
+        let _ = std::os::unix::fs::lchown(dir, Some(uid), Some(gid));
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    self.chown_all(&p);
+                } else {
+                    let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(gid));
+                }
+            }
         }
     }
 
@@ -47,10 +107,11 @@ impl Env {
         self
     }
 
-    /// A directory under HOME (created).
+    /// A directory under HOME (created, and owned by the test user if there is one).
     pub fn dir(&self, rel: &str) -> PathBuf {
         let d = self.home.join(rel);
         fs::create_dir_all(&d).unwrap();
+        self.chown_all(&self.home);
         d.canonicalize().unwrap()
     }
 
@@ -70,19 +131,44 @@ impl Env {
         p
     }
 
-    /// A fake `podman` that appends its argv to `podman.log` and answers `ps` with the
-    /// contents of `ps.json` (empty list if absent).
+    /// A fake `podman` that appends its argv to `podman.log` and answers from files in
+    /// the test root: `ps.json` for `ps`, `container.state` for `container inspect`
+    /// (absent: no container), `exit.code` for `run`/`exec`, whose environment it saves
+    /// in `run.env`.
     pub fn fake_podman(&self) -> PathBuf {
-        let log = self.root.path().join("podman.log");
-        let ps = self.root.path().join("ps.json");
+        let r = self.root.path().display().to_string();
         self.script(
             "podman",
             &format!(
-                "echo \"$*\" >> '{}'\ncase \"$1\" in\n  ps) /bin/cat '{}' 2>/dev/null || echo '[]' ;;\n  --version) echo 'podman version 4.3.1' ;;\nesac\n",
-                log.display(),
-                ps.display()
+                r#"echo "$*" >> '{r}/podman.log'
+case "$1" in
+  ps) /bin/cat '{r}/ps.json' 2>/dev/null || echo '[]' ;;
+  --version) echo 'podman version 4.3.1' ;;
+  container) [ -f '{r}/container.state' ] || exit 125; /bin/cat '{r}/container.state' ;;
+  image)
+    case "$2" in
+      inspect) [ -f '{r}/no.image' ] && exit 125; echo '["PATH=/usr/bin:/bin","LANG=C.UTF-8"]' ;;
+      mount) [ -f '{r}/no.image' ] && exit 125; echo /fake/rootfs ;;
+    esac ;;
+  run|exec) /usr/bin/env > '{r}/run.env'; exit $(/bin/cat '{r}/exit.code' 2>/dev/null || echo 0) ;;
+esac
+"#
             ),
         )
+    }
+
+    /// A file in the test root (the fake engine's answers and records).
+    pub fn root_file(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// The argv of the fake engine's last call starting with `word`.
+    pub fn last_call(&self, word: &str) -> Option<String> {
+        self.podman_log()
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(word))
+            .map(str::to_owned)
     }
 
     pub fn set_ps(&self, json: &str) {
@@ -96,11 +182,29 @@ impl Env {
     /// PATH: our bin dir, then the system's basic dirs (so real engines are found only
     /// when the test wants them: see `with_system_path`).
     pub fn cmd(&self, cwd: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kanibako"));
+        let mut c = match self.user {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        let path = if self.system_path {
+            format!(
+                "{}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                self.bin.display()
+            )
+        } else {
+            self.bin.display().to_string()
+        };
         c.env_clear()
             .current_dir(cwd)
             .env("HOME", &self.home)
-            .env("PATH", &self.bin)
+            .env("PATH", path)
             .env("LANG", "C.UTF-8")
             .args(args);
         for var in PASS_THROUGH {
@@ -160,6 +264,15 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
     }
+}
+
+fn nix_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Whether an engine-dependent test must fail (CI) instead of skipping (a developer's

@@ -1,0 +1,322 @@
+//! `start` and `shell` against the recording fake podman: the argv they plan, the
+//! environment they hand over, and the refusals.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::support::{Env, tree};
+
+fn env_with_claude() -> (Env, PathBuf) {
+    let e = Env::new();
+    e.fake_podman();
+    e.script("claude", "exit 0\n");
+    let p = e.dir("p/app");
+    (e, p)
+}
+
+#[test]
+fn shell_passes_argv_exactly_and_values_only_through_the_environment() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "-e",
+                "SECRET_X=hunter2",
+                "--",
+                "printf",
+                "%s|",
+                "a b",
+                "c;d",
+            ],
+        )
+        .ok();
+    let run = e.last_call("run").unwrap();
+    assert!(
+        run.ends_with("--entrypoint /bin/sh --rootfs /fake/rootfs:O -c exec \"$@\" kanibako printf %s| a b c;d"),
+        "{run}"
+    );
+    assert!(run.contains(" -e SECRET_X "), "{run}");
+    assert!(
+        !run.contains("hunter2") && !r.stderr.contains("hunter2"),
+        "{run}"
+    );
+    let env = fs::read_to_string(e.root_file("run.env")).unwrap();
+    assert!(env.contains("SECRET_X=hunter2\n"), "{env}");
+    assert!(
+        env.contains("KANIBAKO_NAME=app\n") && env.contains("LANG=C.UTF-8\n"),
+        "{env}"
+    );
+    assert_eq!(
+        e.last_call("image unmount").unwrap(),
+        "image unmount ghcr.io/doctorjei/kanibako-oci:latest",
+        "the mounted rootfs is released"
+    );
+}
+
+#[test]
+fn exit_codes_pass_through_and_127_gets_a_hint() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    fs::write(e.root_file("exit.code"), "7").unwrap();
+    let r = e.run(&p, &["shell", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(r.code, 7, "{r:?}");
+    fs::write(e.root_file("exit.code"), "127").unwrap();
+    let r = e.run(&p, &["shell", "--", "make && make test"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("sh -c"), "{r:?}");
+}
+
+#[test]
+fn dry_run_prints_the_commands_and_changes_nothing() {
+    let (e, p) = env_with_claude();
+    e.run(&e.home, &["list"]).ok();
+    let before = tree(&e.home);
+    let r = e.run(&p, &["start", "--dry-run", "-e", "TOKEN=abc"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{r:?}");
+    assert!(lines[0].ends_with("podman image mount ghcr.io/doctorjei/kanibako-oci:latest"));
+    assert!(lines[1].contains(" run -i --rm --init "), "{r:?}");
+    assert!(
+        lines[1].contains("--entrypoint /home/agent/.local/bin/claude"),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].ends_with(" --dangerously-skip-permissions --model opus"),
+        "a new box does not continue: {r:?}"
+    );
+    assert!(!r.stdout.contains("abc"));
+    assert_eq!(tree(&e.home), before, "no box registered, no home made");
+    assert!(!e.podman_log().contains("\nrun "), "nothing ran");
+    // -v shows the environment, secrets masked
+    let v = e
+        .run(
+            &p,
+            &[
+                "-v",
+                "start",
+                "--dry-run",
+                "-e",
+                "TOKEN=abc",
+                "-e",
+                "PLAIN=xyz",
+            ],
+        )
+        .ok();
+    assert!(
+        v.stderr.contains("env TOKEN=****") && v.stderr.contains("env PLAIN=xyz"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn start_builds_the_agent_arguments() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["start"]).ok();
+    let first = e.last_call("run").unwrap();
+    assert!(
+        first.ends_with("--dangerously-skip-permissions --model opus"),
+        "{first}"
+    );
+    e.run(&p, &["start", "-M", "sonnet", "--", "-p", "hi", "-v"])
+        .ok();
+    let second = e.last_call("run").unwrap();
+    assert!(
+        second.ends_with("--dangerously-skip-permissions --continue -p hi -v --model sonnet"),
+        "{second}"
+    );
+    // bare kanibako and `kanibako <name>` mean start
+    e.run(&p, &["-S"]).ok();
+    assert!(
+        e.last_call("run")
+            .unwrap()
+            .ends_with("--continue --model opus")
+    );
+    e.run(&e.home, &["app", "-N"]).ok();
+    assert!(
+        e.last_call("run")
+            .unwrap()
+            .ends_with("--dangerously-skip-permissions --model opus")
+    );
+    let env = fs::read_to_string(e.root_file("run.env")).unwrap();
+    assert!(
+        env.contains("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n"),
+        "{env}"
+    );
+    // the model can be set in config, and an empty value means "no --model"
+    fs::write(
+        e.data().join("crabs/claude.yaml"),
+        "crab:\n  model: haiku\n",
+    )
+    .unwrap();
+    e.run(&p, &["start"]).ok();
+    assert!(e.last_call("run").unwrap().ends_with("--model haiku"));
+    let project = e.data().join("boxes/app/project.yaml");
+    let doc = fs::read_to_string(&project).unwrap();
+    fs::write(&project, format!("{doc}crab:\n  model: ''\n")).unwrap();
+    e.run(&p, &["start"]).ok();
+    assert!(
+        e.last_call("run").unwrap().ends_with("--continue"),
+        "{:?}",
+        e.last_call("run")
+    );
+}
+
+#[test]
+fn a_new_box_pins_the_rig_it_was_started_with() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["shell", "--rig", "localhost/mine:1", "--", "true"])
+        .ok();
+    let doc = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(doc.ends_with("box:\n  image: localhost/mine:1\n"), "{doc}");
+    e.run(&p, &["shell", "--image", "localhost/other:2", "--", "true"])
+        .ok();
+    let doc2 = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert_eq!(doc, doc2, "an existing box keeps its rig");
+}
+
+#[test]
+fn a_held_lock_stops_a_second_agent_session() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let lock = e.data().join("boxes/app/.kanibako.lock");
+    let held = kanibako::fsutil::try_lock_exclusive(&lock)
+        .unwrap()
+        .unwrap();
+    let r = e.run(&p, &["start"]).fails();
+    assert!(
+        r.stderr
+            .contains("Another Kanibako session is already running for this project."),
+        "{r:?}"
+    );
+    drop(held);
+    e.run(&p, &["start"]).ok();
+}
+
+#[test]
+fn a_running_box_is_joined_by_shell_and_refused_by_start() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let hash = kanibako::boxes::project_hash(&p);
+    fs::write(e.root_file("container.state"), format!("true|{hash}\n")).unwrap();
+    e.run(&p, &["shell", "-e", "X=1", "--", "echo", "inside"])
+        .ok();
+    assert_eq!(
+        e.last_call("exec").unwrap(),
+        "exec -i -e X kanibako-app echo inside"
+    );
+    let r = e.run(&p, &["start"]).fails();
+    assert!(
+        r.stderr
+            .contains("A container already exists for this project."),
+        "{r:?}"
+    );
+    // a stopped leftover of ours is cleared; a foreign one is not touched
+    fs::write(e.root_file("container.state"), format!("false|{hash}\n")).unwrap();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    assert!(
+        e.podman_log().contains("\nrm kanibako-app\n"),
+        "{}",
+        e.podman_log()
+    );
+    fs::write(e.root_file("container.state"), "false|\n").unwrap();
+    let r = e.run(&p, &["shell", "--", "true"]).fails();
+    assert!(
+        r.stderr.contains("was not started by this kanibako"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn bad_env_items_and_unknown_agents_are_errors() {
+    let (e, p) = env_with_claude();
+    let r = e.run(&p, &["shell", "-e", "NOT SET", "--", "true"]).fails();
+    assert!(
+        r.stderr.contains("-e expects KEY=VALUE, got 'NOT SET'"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["shell", "-e", "NOEQ", "--", "true"]).fails();
+    assert!(
+        r.stderr
+            .contains("NOEQ is not set in kanibako's environment"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["shell", "-e", "1BAD=x", "--", "true"]).fails();
+    assert!(
+        r.stderr.contains("invalid environment variable name"),
+        "{r:?}"
+    );
+    assert!(!e.names_yaml().contains("app"), "nothing was created");
+    e.run(&p, &["create"]).ok();
+    let project = e.data().join("boxes/app/project.yaml");
+    let doc = fs::read_to_string(&project).unwrap();
+    fs::write(&project, format!("{doc}box:\n  crab: nosuch\n")).unwrap();
+    let r = e.run(&p, &["start"]).fails();
+    assert!(r.stderr.contains("unknown agent 'nosuch'"), "{r:?}");
+}
+
+#[test]
+fn start_refuses_home_and_a_missing_rig_gets_a_hint() {
+    let (e, p) = env_with_claude();
+    let r = e.run(&e.home, &["start"]).fails();
+    assert!(
+        r.stderr.contains("Refusing to create a project at $HOME."),
+        "{r:?}"
+    );
+    fs::write(e.root_file("no.image"), "").unwrap();
+    let r = e.run(&p, &["shell", "--", "true"]).fails();
+    assert!(
+        r.stderr
+            .contains("rig 'ghcr.io/doctorjei/kanibako-oci:latest' is not available locally"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn planted_links_in_the_home_change_nothing_on_the_host() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let victim_dir = e.dir("victim");
+    fs::write(victim_dir.join("keep"), "precious").unwrap();
+    let victim_file = e.home.join("victim-file");
+    fs::write(&victim_file, "host file\n").unwrap();
+    let shell = e.data().join("boxes/app/shell");
+    fs::remove_file(shell.join(".bashrc")).unwrap();
+    std::os::unix::fs::symlink(&victim_file, shell.join(".bashrc")).unwrap();
+    fs::create_dir_all(shell.join(".claude")).unwrap();
+    std::os::unix::fs::symlink(&victim_dir, shell.join(".claude/telemetry")).unwrap();
+    std::os::unix::fs::symlink(&victim_dir, shell.join(".local")).unwrap();
+    let r = e.run(&p, &["start"]).ok();
+    assert!(r.stderr.contains(".bashrc is a symbolic link"), "{r:?}");
+    assert_eq!(fs::read_to_string(&victim_file).unwrap(), "host file\n");
+    assert_eq!(fs::read_dir(&victim_dir).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_to_string(victim_dir.join("keep")).unwrap(),
+        "precious"
+    );
+}
+
+#[test]
+fn templates_and_instructions_seed_a_new_home() {
+    let (e, p) = env_with_claude();
+    e.run(&e.home, &["list"]).ok();
+    let t = e.data().join("templates");
+    fs::create_dir_all(t.join("general/base/.claude")).unwrap();
+    fs::write(t.join("general/base/.claude/CLAUDE.md"), "BASE LAYER\n").unwrap();
+    fs::create_dir_all(t.join("claude/standard/.claude")).unwrap();
+    fs::write(
+        t.join("claude/standard/.claude/CLAUDE.md"),
+        "TEMPLATE LAYER\n",
+    )
+    .unwrap();
+    fs::write(t.join("claude/standard/.gitconfig"), "[user]\n").unwrap();
+    e.run(&p, &["start"]).ok();
+    let home = e.data().join("boxes/app/shell");
+    assert_eq!(
+        fs::read_to_string(home.join(".claude/CLAUDE.md")).unwrap(),
+        "# --- kanibako base ---\n\nBASE LAYER\n\n# --- template: standard ---\n\nTEMPLATE LAYER\n"
+    );
+    assert!(home.join(".gitconfig").exists());
+}
