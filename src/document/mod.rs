@@ -216,6 +216,31 @@ impl Document {
         }
     }
 
+    /// Every scalar leaf as a dotted key (`a: {b: {c: v}}` → `a.b.c`; a key that already
+    /// holds dots, such as `share_rw.foo`, joins the same way).
+    pub fn flat_strings(&self) -> Vec<(String, String)> {
+        fn walk(prefix: &str, m: &Mapping, out: &mut Vec<(String, String)>) {
+            for (k, v) in m {
+                let Some(k) = k.as_str() else { continue };
+                let key = if prefix.is_empty() {
+                    k.to_owned()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    Value::Mapping(inner) => walk(&key, inner, out),
+                    Value::String(s) => out.push((key, s.clone())),
+                    Value::Bool(b) => out.push((key, b.to_string())),
+                    Value::Number(n) => out.push((key, n.to_string())),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &self.root, &mut out);
+        out
+    }
+
     /// Set a nested key, creating intermediate mappings; existing sibling keys stay in
     /// place and keep their order.
     pub fn set(&mut self, keys: &[&str], value: Value) -> Result<(), DocError> {

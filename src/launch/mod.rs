@@ -9,6 +9,7 @@
 pub mod levels;
 pub mod plan;
 pub mod prep;
+pub mod seeds;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -612,7 +613,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         let inv = rt.invocation().arg("rm").arg(&spec.name);
         let _ = rt.exec.output(&inv);
     }
-    prepare_home(cx, b, &target, chosen.new, &spec)?;
+    prepare_home(cx, b, &target, chosen.new, &spec, &levels, crab_id)?;
 
     let mounted = if split {
         let inv = rt.invocation().args(["image", "mount"]).arg(&image);
@@ -760,6 +761,8 @@ fn prepare_home(
     target: &Target,
     new: bool,
     spec: &RunSpec,
+    levels: &Levels,
+    crab_id: &str,
 ) -> Result<()> {
     if !b.shell.exists() {
         // Recovery: a box whose home was deleted gets a fresh skeleton.
@@ -777,6 +780,13 @@ fn prepare_home(
     }
     if new && let Target::Agent(agent, _) = target {
         apply_templates(cx, &home, agent.as_ref())?;
+    }
+    if new {
+        let (seeds, warnings) = seeds::resolve(levels, &cx.paths, crab_id);
+        for w in warnings {
+            eprintln!("Warning: {w}");
+        }
+        seeds::apply(&home, &seeds)?;
     }
     let stubs: Vec<(String, bool)> = spec
         .mounts

@@ -320,3 +320,39 @@ fn templates_and_instructions_seed_a_new_home() {
     );
     assert!(home.join(".gitconfig").exists());
 }
+
+#[test]
+fn seeds_are_copied_once_into_a_new_home() {
+    let (e, p) = env_with_claude();
+    e.run(&e.home, &["list"]).ok();
+    let src = e.dir("dotdir");
+    fs::write(src.join("a.txt"), "A").unwrap();
+    fs::write(e.home.join("gitconfig"), "[user]\n").unwrap();
+    fs::write(
+        e.home.join(".config/kanibako.yaml"),
+        "system:\n  path:\n    seeded:\n      gitcfg: ~/gitconfig:~/.gitconfig\n      dd: ~/dotdir:~/.config/dd\n      bad: ~/gitconfig:/etc/x\n",
+    )
+    .unwrap();
+    let r = e.run(&p, &["shell", "--", "true"]).ok();
+    assert!(r.stderr.contains("seed bad: guest_dest '/etc/x' is outside /home/agent"), "{r:?}");
+    let home = e.data().join("boxes/app/shell");
+    assert_eq!(fs::read_to_string(home.join(".gitconfig")).unwrap(), "[user]\n");
+    assert_eq!(fs::read_to_string(home.join(".config/dd/a.txt")).unwrap(), "A");
+    // copy-once: an existing box is not re-seeded
+    fs::write(home.join(".gitconfig"), "mine").unwrap();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    assert_eq!(fs::read_to_string(home.join(".gitconfig")).unwrap(), "mine");
+}
+
+#[test]
+fn an_engine_failure_is_not_blamed_on_the_conversation() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    fs::write(e.root_file("exit.code"), "125").unwrap();
+    let r = e.run(&p, &["start"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(!r.stderr.contains("start -N"), "{r:?}");
+    fs::write(e.root_file("exit.code"), "1").unwrap();
+    let r = e.run(&p, &["start"]);
+    assert!(r.stderr.contains("kanibako start -N"), "{r:?}");
+}
