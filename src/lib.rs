@@ -12,11 +12,13 @@
 //! | [`paths`] | XDG base directories and the `system.path.*` tier |
 //! | [`settings`] | the settings expression language (`~`, `$VAR`, `@key`) |
 //! | [`init`] | first-run initialisation and legacy-layout migrations |
-//! | [`boxes`] | box identity, names, `names.yaml`, resolution, creation, listing |
+//! | [`boxes`] | box identity, names, `names.yaml`, resolution, creation, listing, the no-follow home |
+//! | [`agents`] | agents (Claude Code): detection on the host, mounts, arguments |
+//! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
-//! | [`runtime`] | engine detection (podman/docker), container labels, engine queries |
+//! | [`runtime`] | engine detection (podman/docker), container labels, `RunSpec` → argv, queries |
 //! | [`process`] | [`process::Invocation`] and the one executor that starts processes |
 //! | [`prompt`] | yes/no questions that fail fast without a terminal |
 //! | [`error`] | `Error:` lines, hints and exit codes |
@@ -24,13 +26,18 @@
 //!
 //! # From argv to the engine
 //!
-//! `main` → [`run`]: clap parses argv into [`cli::Cli`]; [`host::HostEnv::capture`]
-//! reads the environment once; [`context::Context::load`] resolves paths, migrates and
-//! initialises; [`commands::dispatch`] calls the handler. A handler resolves boxes with
-//! [`boxes::resolve`], plans engine calls as [`process::Invocation`] values (pure, see
-//! [`runtime::containers`]) and runs them through [`runtime::Runtime`], which hands
-//! them to the context's [`process::Executor`] — the only place a child process starts,
-//! and the place `-v` logs each call as a copy-pasteable command line.
+//! `main` → [`run`]: [`cli::with_default_command`] inserts `start` where upstream would;
+//! clap parses argv into [`cli::Cli`]; [`host::HostEnv::capture`] reads the environment
+//! once; [`context::Context::load`] resolves paths, migrates and initialises;
+//! [`commands::dispatch`] calls the handler. For `start`/`shell` that is
+//! [`launch::run`]: it resolves (or creates) the box with [`boxes::resolve`], reads the
+//! config levels ([`launch::levels`]), picks the agent ([`agents`]) and the in-box user,
+//! gathers facts, and [`launch::plan::plan`] turns them into a
+//! [`runtime::spec::RunSpec`] — pure — whose `to_args` is the engine argv (what
+//! `--dry-run` prints). Only then does it lock the box, prepare the home
+//! ([`launch::prep`], no-follow via [`boxes::home`]) and hand the
+//! [`process::Invocation`] to the context's [`process::Executor`] — the only place a
+//! child process starts, and where `-v` logs each call as a copy-pasteable command line.
 
 pub mod agents;
 pub mod boxes;
