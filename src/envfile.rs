@@ -54,6 +54,18 @@ pub fn write(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), FsError
     fsutil::atomic_write(path, render(vars).as_bytes(), fsutil::MODE_SECRET)
 }
 
+/// A private (0600, randomly named) env file for one engine call, deleted when the
+/// returned value is dropped.
+pub fn temporary(vars: &BTreeMap<String, String>) -> std::io::Result<tempfile::TempPath> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .prefix("kanibako-env-")
+        .tempfile()?;
+    f.write_all(render(vars).as_bytes())?;
+    f.flush()?;
+    Ok(f.into_temp_path())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

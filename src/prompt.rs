@@ -23,3 +23,24 @@ pub fn confirm_yes(host: &HostEnv, question: &str, skip_flag: &str) -> Result<bo
     }
     Ok(answer.trim() == "yes")
 }
+
+/// Ask `Continue? [y/N]`; `y` or `yes` goes ahead.
+pub fn confirm_yn(host: &HostEnv, question: &str, skip_flag: &str) -> Result<bool, UserError> {
+    if !host.stdin_tty {
+        return Err(UserError::new(format!(
+            "{question} — confirmation needed, but standard input is not a terminal"
+        ))
+        .hint(format!("pass {skip_flag} to go ahead without asking")));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return Ok(false);
+    }
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}

@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::session::{ShellArgs, StartArgs};
+use super::session::{ShellArgs, StartArgs, StopArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum BoxCommand {
@@ -11,6 +11,8 @@ pub enum BoxCommand {
     Start(Box<StartArgs>),
     /// Open a shell in a box, or run one command there (as `kanibako shell`).
     Shell(Box<ShellArgs>),
+    /// Stop a box's session (as `kanibako stop`).
+    Stop(StopArgs),
     /// Create a box for a project directory without starting it.
     Create(BoxCreateArgs),
     /// List boxes and their status (the default).

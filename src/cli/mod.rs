@@ -11,19 +11,7 @@ use std::ffi::OsString;
 use clap::{ArgAction, Parser, Subcommand};
 
 pub use boxes::{BoxCommand, CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
-pub use session::{LaunchArgs, ShellArgs, StartArgs};
-
-/// The first words that name a command; anything else means `start`.
-const COMMANDS: &[&str] = &[
-    "start",
-    "shell",
-    "create",
-    "list",
-    "ps",
-    "rm",
-    "box",
-    "container",
-];
+pub use session::{LaunchArgs, ShellArgs, StartArgs, StopArgs};
 
 /// Bare `kanibako`, or a first word that is not a command, means `start` (so
 /// `kanibako myapp` starts the box `myapp`, and `kanibako -- -p hi` passes `-p hi` to the
@@ -42,8 +30,12 @@ pub fn with_default_command(args: Vec<OsString>) -> Vec<OsString> {
         None => args.push("start".into()),
         Some(i) => {
             let word = args[i].to_string_lossy();
-            let keep = COMMANDS.contains(&word.as_ref())
-                || matches!(word.as_ref(), "-h" | "--help" | "-V" | "--version");
+            // The command words come from the clap tree itself, so they cannot drift.
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let is_command = cmd
+                .get_subcommands()
+                .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word));
+            let keep = is_command || matches!(word.as_ref(), "-h" | "--help" | "-V" | "--version");
             if !keep {
                 args.insert(i, "start".into());
             }
@@ -76,6 +68,8 @@ pub enum Command {
     Start(Box<StartArgs>),
     /// Open a shell in a box, or run one command there (`shell -- cmd args`).
     Shell(Box<ShellArgs>),
+    /// Stop a box's session (or every one with --all).
+    Stop(StopArgs),
     /// Create a box for a project directory without starting it.
     Create(CreateArgs),
     /// List boxes and their status.
@@ -133,6 +127,23 @@ mod tests {
         );
         assert_eq!(norm(&["kanibako", "--version"]), ["kanibako", "--version"]);
         assert_eq!(norm(&["kanibako", "-vv", "ps"]), ["kanibako", "-vv", "ps"]);
+        for word in [
+            "start",
+            "shell",
+            "stop",
+            "create",
+            "list",
+            "ps",
+            "rm",
+            "box",
+            "container",
+        ] {
+            assert_eq!(
+                norm(&["kanibako", word]),
+                ["kanibako", word],
+                "{word} is a command"
+            );
+        }
     }
 
     #[test]

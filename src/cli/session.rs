@@ -26,7 +26,7 @@ pub struct LaunchArgs {
     /// environment (secret-looking values masked).
     #[arg(long)]
     pub dry_run: bool,
-    /// Run in the foreground and remove the container on exit.
+    /// Run in the foreground and remove the container on exit (always so for `shell`).
     #[arg(long)]
     pub ephemeral: bool,
 }
@@ -54,6 +54,10 @@ pub struct StartArgs {
     /// Model for this run.
     #[arg(short = 'M', long, value_name = "MODEL")]
     pub model: Option<String>,
+    /// Run the agent in a tmux session that survives a closed terminal (the default
+    /// when tmux is installed on the host); `start` again re-attaches, `stop` ends it.
+    #[arg(long, conflicts_with = "ephemeral")]
+    pub persistent: bool,
     #[command(flatten)]
     pub launch: LaunchArgs,
     /// Arguments for the agent, after `--`.
@@ -71,4 +75,17 @@ pub struct ShellArgs {
     /// re-parsing: use `sh -c '…'` for a shell line). Default: an interactive bash.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StopArgs {
+    /// Box name or project directory (default: the current directory).
+    #[arg(conflicts_with = "all")]
+    pub project: Option<String>,
+    /// Stop every running kanibako container.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not ask before stopping everything.
+    #[arg(short, long)]
+    pub force: bool,
 }

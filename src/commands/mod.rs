@@ -20,6 +20,10 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         | Command::Box {
             command: Some(BoxCommand::Shell(a)),
         } => session::shell(cx, *a),
+        Command::Stop(a)
+        | Command::Box {
+            command: Some(BoxCommand::Stop(a)),
+        } => session::stop(cx, &a),
         Command::Create(a) => boxes::create(cx, a),
         Command::Box {
             command: Some(BoxCommand::Create(a)),

@@ -3,10 +3,17 @@
 use anyhow::Result;
 
 use crate::agents::SessionFlags;
-use crate::cli::{ShellArgs, StartArgs};
+use crate::boxes::registry::Registry;
+use crate::boxes::resolve::{self, registered};
+use crate::boxes::{BoxIdentity, BoxName};
+use crate::cli::{ShellArgs, StartArgs, StopArgs};
 use crate::context::Context;
 use crate::error::Exit;
+use crate::launch::persistent;
 use crate::launch::{self, Launch, Session};
+use crate::prompt;
+use crate::runtime::containers::ContainerSummary;
+use crate::runtime::{Runtime, labels};
 
 pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
     launch::run(
@@ -17,6 +24,11 @@ pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
             rig: a.launch.rig,
             entrypoint: a.launch.entrypoint,
             dry_run: a.launch.dry_run,
+            persistent: match (a.persistent, a.launch.ephemeral) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
             session: Session::Start {
                 flags: SessionFlags {
                     secure: a.secure,
@@ -40,7 +52,113 @@ pub fn shell(cx: &Context, a: ShellArgs) -> Result<Exit> {
             rig: a.launch.rig,
             entrypoint: a.launch.entrypoint,
             dry_run: a.launch.dry_run,
+            persistent: Some(false),
             session: Session::Shell { command: a.command },
         },
     )
+}
+
+/// The containers that belong to `b`: labelled with its hash, or (started by the Python
+/// tool) unlabelled with exactly its container name.
+fn containers_of<'a>(list: &'a [ContainerSummary], b: &BoxIdentity) -> Vec<&'a ContainerSummary> {
+    let legacy = b.legacy_container_name();
+    list.iter()
+        .filter(|c| match c.labels.get(labels::HASH) {
+            Some(h) => *h == b.hash,
+            None => !c.labels.contains_key(labels::BOX) && c.name == legacy,
+        })
+        .collect()
+}
+
+fn rootfs(c: &ContainerSummary) -> Option<&str> {
+    c.labels.get(labels::ROOTFS).map(String::as_str)
+}
+
+fn stop_one(rt: &Runtime<'_>, c: &ContainerSummary) -> bool {
+    // With --init the agent gets SIGTERM at once; 10 s is only the backstop.
+    let inv = rt.invocation().args(["stop", "-t", "10"]).arg(&c.name);
+    let stopped = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
+    persistent::remove(rt, &c.name, rootfs(c));
+    stopped
+}
+
+pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
+    let rt = cx.runtime()?;
+    let list = rt.containers()?;
+    if a.all {
+        return stop_all(cx, &rt, &list, a.force);
+    }
+    let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
+    let mine = containers_of(&list, &b);
+    if mine.is_empty() {
+        println!(
+            "No running container found for this project ({})",
+            b.container_name()
+        );
+        return Ok(Exit::Success);
+    }
+    for c in mine {
+        if c.running {
+            if stop_one(&rt, c) {
+                println!("Stopped {}", c.name);
+            } else {
+                eprintln!("Failed to stop {}", c.name);
+            }
+        } else if persistent::remove(&rt, &c.name, rootfs(c)) {
+            println!("Removed stopped container: {}", c.name);
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn stop_all(
+    cx: &Context,
+    rt: &Runtime<'_>,
+    list: &[ContainerSummary],
+    force: bool,
+) -> Result<Exit> {
+    // Ours by label, plus the Python tool's by the exact name of a registered box: never
+    // a container that merely has `kanibako-` somewhere in its name.
+    let registry = Registry::load(&cx.paths.names_file())?;
+    let legacy: Vec<String> = registry
+        .projects
+        .iter()
+        .filter_map(|(n, p)| {
+            let name = BoxName::from_registry(n)?;
+            registered(&cx.paths, name, p.clone()).ok()
+        })
+        .map(|b| b.legacy_container_name())
+        .collect();
+    let running: Vec<&ContainerSummary> = list
+        .iter()
+        .filter(|c| c.running)
+        .filter(|c| {
+            c.labels.contains_key(labels::HASH) || (c.labels.is_empty() && legacy.contains(&c.name))
+        })
+        .collect();
+    if running.is_empty() {
+        println!("No running kanibako containers found.");
+        return Ok(Exit::Success);
+    }
+    if !force {
+        println!("This will stop {} running container(s):", running.len());
+        for c in &running {
+            println!("  {}", c.name);
+        }
+        if !prompt::confirm_yn(&cx.host, "Continue?", "--force")? {
+            println!("Aborted.");
+            return Ok(Exit::Declined);
+        }
+    }
+    let mut stopped = 0;
+    for c in &running {
+        if stop_one(rt, c) {
+            println!("Stopped {}", c.name);
+            stopped += 1;
+        } else {
+            eprintln!("Failed to stop {}", c.name);
+        }
+    }
+    println!("\nStopped {stopped} container(s).");
+    Ok(Exit::Success)
 }

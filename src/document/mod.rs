@@ -1,5 +1,5 @@
 //! YAML documents on disk (`kanibako.yaml`, `project.yaml`, `names.yaml`, crab files):
-//! the only user of `serde_yaml` (for parsing; [`emit`] writes).
+//! the only user of `serde_yaml` (for parsing; `emit` writes).
 //!
 //! A document is kept as an ordered YAML mapping, so keys this version does not know (or
 //! that a newer or older kanibako wrote) survive a read-modify-write. Parse errors name

@@ -7,6 +7,7 @@
 //! must: no `podman info`, no image pre-checks (a missing image is learnt from the run).
 
 pub mod levels;
+pub mod persistent;
 pub mod plan;
 pub mod prep;
 pub mod seeds;
@@ -30,7 +31,7 @@ use crate::document::Document;
 use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
-use crate::process::{Invocation, exit_code};
+use crate::process::exit_code;
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineKind, Runtime, Version, labels};
 use levels::Levels;
@@ -57,6 +58,8 @@ pub struct Launch {
     pub rig: Option<String>,
     pub entrypoint: Option<String>,
     pub dry_run: bool,
+    /// `--persistent` (true) or `--ephemeral` (false); `None`: tmux on the host decides.
+    pub persistent: Option<bool>,
     pub session: Session,
 }
 
@@ -134,14 +137,21 @@ enum Target {
 #[derive(Debug, PartialEq, Eq)]
 enum Existing {
     Absent,
-    Running,
-    Stopped { ours: bool },
+    /// `rootfs`: the image a rootful-podman container runs on, to unmount after it.
+    Running {
+        rootfs: Option<String>,
+    },
+    Stopped {
+        ours: bool,
+        rootfs: Option<String>,
+    },
 }
 
 fn existing(rt: &Runtime<'_>, b: &BoxIdentity) -> Result<Existing> {
     let format = format!(
-        "{{{{.State.Running}}}}|{{{{index .Config.Labels \"{}\"}}}}",
-        labels::HASH
+        "{{{{.State.Running}}}}|{{{{index .Config.Labels \"{}\"}}}}|{{{{index .Config.Labels \"{}\"}}}}",
+        labels::HASH,
+        labels::ROOTFS
     );
     let inv = rt
         .invocation()
@@ -155,12 +165,19 @@ fn existing(rt: &Runtime<'_>, b: &BoxIdentity) -> Result<Existing> {
         return Ok(Existing::Absent);
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let (running, hash) = text.trim().split_once('|').unwrap_or((text.trim(), ""));
+    let mut fields = text.trim().split('|');
+    let running = fields.next().unwrap_or("");
+    let hash = fields.next().unwrap_or("");
+    let rootfs = fields
+        .next()
+        .filter(|s| !s.is_empty() && *s != "<no value>")
+        .map(str::to_owned);
     Ok(if running == "true" {
-        Existing::Running
+        Existing::Running { rootfs }
     } else {
         Existing::Stopped {
             ours: hash == b.hash,
+            rootfs,
         }
     })
 }
@@ -298,6 +315,26 @@ struct MountedImage<'a> {
     dir: PathBuf,
 }
 
+impl<'a> MountedImage<'a> {
+    fn mount(rt: &'a Runtime<'a>, image: &str) -> Result<Self> {
+        let inv = rt.invocation().args(["image", "mount"]).arg(image);
+        let dir = rt.query(&inv).map_err(|_| missing_rig(rt, image))?;
+        Ok(Self {
+            rt,
+            image: image.to_owned(),
+            dir: PathBuf::from(dir.trim()),
+        })
+    }
+
+    /// Keep the image mounted after we exit (a detached container runs on it); `stop`
+    /// unmounts it once the container is gone.
+    fn leak(self) -> PathBuf {
+        let dir = self.dir.clone();
+        std::mem::forget(self);
+        dir
+    }
+}
+
 impl Drop for MountedImage<'_> {
     fn drop(&mut self) {
         let inv = self
@@ -344,13 +381,10 @@ fn print_env(env: &BTreeMap<String, String>) {
     }
 }
 
-/// The engine process gets the values; argv only the names.
-fn with_env(mut inv: Invocation, env: &BTreeMap<String, String>) -> Invocation {
-    inv.env.extend(
-        env.iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
-    inv
+/// Where a dry run says the env file would be.
+fn env_placeholder(env: &BTreeMap<String, String>) -> PathBuf {
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    PathBuf::from(format!("<0600 file: {}>", names.join(" ")))
 }
 
 pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
@@ -431,75 +465,91 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let rt = cx.runtime()?;
     let user = user_mapping(cx, &rt)?;
 
-    // The command inside the box.
-    let (entrypoint, command): (Option<String>, Vec<OsString>) = match (&l.session, &target) {
-        (Session::Start { flags, model, args }, Target::Agent(agent, _)) => {
-            let mut extra = levels.run_args()?;
-            extra.extend(args.iter().cloned());
-            let model = match model {
-                Some(m) => Some(m.clone()),
-                None => levels.crab_state("model", agent.default_model())?,
-            };
-            let flags = SessionFlags {
-                new_box: chosen.new,
-                ..*flags
-            };
-            let args = agent.args(flags, &extra, model.as_deref());
-            (
-                Some(agent.entrypoint().to_owned()),
-                args.into_iter().map(OsString::from).collect(),
-            )
-        }
-        (Session::Start { args, .. }, _) => (
-            l.entrypoint.clone(),
-            args.iter().map(OsString::from).collect(),
-        ),
-        (Session::Shell { command }, _) => match (&l.entrypoint, command.is_empty()) {
-            (Some(e), _) => (Some(e.clone()), command.clone()),
-            (None, false) => (Some("/bin/sh".to_owned()), exec_wrapper(command)),
-            (None, true) => (Some("/bin/bash".to_owned()), Vec::new()),
-        },
+    // Persistent (tmux, survives a closed terminal) is the default for `start` where tmux
+    // is on the host, as upstream decides; `shell` is always a foreground run.
+    let persistent = match &l.session {
+        Session::Start { .. } => l
+            .persistent
+            .unwrap_or_else(|| cx.host.which("tmux").is_some()),
+        Session::Shell { .. } => false,
+    };
+    let shell_like = matches!(l.session, Session::Shell { .. }) || l.entrypoint.is_some();
+
+    // The command inside the box; re-made for a retry as a new conversation.
+    let command_for = |new_session: bool| -> Result<(Option<String>, Vec<OsString>)> {
+        Ok(match (&l.session, &target) {
+            (Session::Start { flags, model, args }, Target::Agent(agent, _)) => {
+                let mut extra = levels.run_args()?;
+                extra.extend(args.iter().cloned());
+                let model = match model {
+                    Some(m) => Some(m.clone()),
+                    None => levels.crab_state("model", agent.default_model())?,
+                };
+                let flags = SessionFlags {
+                    new_box: chosen.new,
+                    new_session: flags.new_session || new_session,
+                    ..*flags
+                };
+                let args = agent.args(flags, &extra, model.as_deref());
+                (
+                    Some(agent.entrypoint().to_owned()),
+                    args.into_iter().map(OsString::from).collect(),
+                )
+            }
+            (Session::Start { args, .. }, _) => (
+                l.entrypoint.clone(),
+                args.iter().map(OsString::from).collect(),
+            ),
+            (Session::Shell { command }, _) => match (&l.entrypoint, command.is_empty()) {
+                (Some(e), _) => (Some(e.clone()), command.clone()),
+                (None, false) => (Some("/bin/sh".to_owned()), exec_wrapper(command)),
+                (None, true) => (Some("/bin/bash".to_owned()), Vec::new()),
+            },
+        })
     };
 
-    // An agent session holds the box's lock for its whole run; a second one stops here.
-    // (A shell first looks for a running container to join.)
-    let shell_like = matches!(l.session, Session::Shell { .. }) || l.entrypoint.is_some();
+    // An agent session holds the box's lock while it starts (an ephemeral one for its
+    // whole run); a second one stops here. A shell first looks for a container to join.
     let mut lock = if l.dry_run || shell_like {
         None
     } else {
         Some(session_lock(b)?)
     };
 
-    // One look at the box's container decides: exec into it, clear a leftover, or run.
+    // One look at the box's container decides: join it, clear a leftover, or run.
     let state = existing(&rt, b)?;
-    if state == Existing::Running {
+    if let Existing::Running { rootfs } = &state {
         if shell_like {
             // `exec` reports a missing command itself: no wrapper needed.
+            let (entrypoint, command) = command_for(false)?;
             let direct: Vec<OsString> = match (&l.session, &l.entrypoint) {
                 (Session::Shell { command }, None) if !command.is_empty() => command.clone(),
-                _ => std::iter::once(
-                    entrypoint
-                        .clone()
-                        .unwrap_or_else(|| "/bin/bash".into())
-                        .into(),
-                )
-                .chain(command.iter().cloned())
-                .collect(),
+                _ => std::iter::once(entrypoint.unwrap_or_else(|| "/bin/bash".into()).into())
+                    .chain(command)
+                    .collect(),
             };
             return exec_into(cx, &rt, b, &cli_env, direct, l.dry_run);
+        }
+        if persistent {
+            drop(lock);
+            return persistent::reattach(cx, &rt, b, rootfs.as_deref(), l.dry_run);
         }
         return Err(
             UserError::new("A container already exists for this project.")
                 .hint(format!("it is running as {}", b.container_name()))
                 .hint(format!(
-                    "`kanibako shell {}` opens a shell in it",
+                    "`kanibako start {}` attaches to it",
                     b.display_name()
                 ))
+                .hint(format!("`kanibako stop {}` stops it", b.display_name()))
                 .into(),
         );
     }
-    let leftover = matches!(state, Existing::Stopped { .. });
-    if let Existing::Stopped { ours: false } = state {
+    let leftover = match &state {
+        Existing::Stopped { rootfs, .. } => Some(rootfs.clone()),
+        _ => None,
+    };
+    if let Existing::Stopped { ours: false, .. } = state {
         return Err(UserError::new(format!(
             "a stopped container named {} exists and was not started by this kanibako",
             b.container_name()
@@ -577,11 +627,16 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             }
         }
     }
-    let inputs = PlanInputs {
+    let (entrypoint, command) = command_for(false)?;
+    let mut inputs = PlanInputs {
         identity: b.clone(),
         image: image.clone(),
-        mode: RunMode::Foreground {
-            tty: cx.host.stdin_tty,
+        mode: if persistent {
+            RunMode::Detached
+        } else {
+            RunMode::Foreground {
+                tty: cx.host.stdin_tty,
+            }
         },
         user: user.clone(),
         vault_present,
@@ -600,42 +655,51 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     check_mount_paths(&spec)?;
 
     if l.dry_run {
-        return dry_run(&rt, &spec, &image, leftover, split);
+        return dry_run(&rt, &spec, &image, leftover.is_some(), split, persistent);
     }
 
-    // From here on, things change: hold the box's lock for the whole session.
+    // From here on, things change: hold the box's lock.
     let mut lock = match lock.take() {
         Some(l) => l,
         None => session_lock(b)?,
     };
     lock.write_record(&format!("{}\n", spec.name))?;
-    if leftover {
-        let inv = rt.invocation().arg("rm").arg(&spec.name);
-        let _ = rt.exec.output(&inv);
+    if let Some(rootfs) = &leftover {
+        persistent::remove(&rt, &spec.name, rootfs.as_deref());
     }
     prepare_home(cx, b, &target, chosen.new, &spec, &levels, crab_id)?;
 
+    if persistent {
+        let agent_mode = matches!(target, Target::Agent(..));
+        let may_retry = agent_mode
+            && !matches!(&l.session, Session::Start { flags, .. } if flags.new_session)
+            && !chosen.new;
+        let replan = |new_session: bool| -> Result<RunSpec> {
+            let (entrypoint, command) = command_for(new_session)?;
+            inputs.entrypoint = entrypoint;
+            inputs.command = command;
+            Ok(plan::plan(&inputs))
+        };
+        return persistent::launch(cx, &rt, b, &spec, &image, split, lock, may_retry, replan);
+    }
+
     let mounted = if split {
-        let inv = rt.invocation().args(["image", "mount"]).arg(&image);
-        let dir = rt.query(&inv).map_err(|_| missing_rig(&rt, &image))?;
-        Some(MountedImage {
-            rt: &rt,
-            image: image.clone(),
-            dir: PathBuf::from(dir.trim()),
-        })
+        Some(MountedImage::mount(&rt, &image)?)
     } else {
         None
     };
-    let run = with_env(
-        rt.invocation()
-            .args(spec.to_args(rt.engine.kind, mounted.as_ref().map(|m| m.dir.as_path()))),
-        &spec.env,
-    );
+    let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
+    let run = rt.invocation().args(spec.to_args(
+        rt.engine.kind,
+        mounted.as_ref().map(|m| m.dir.as_path()),
+        &env_file,
+    ));
     print_env(&spec.env);
     let status = rt
         .exec
         .foreground(&run)
         .with_context(|| format!("running {}", rt.engine.program.display()))?;
+    drop(env_file);
     drop(mounted);
     drop(lock);
     let code = exit_code(status);
@@ -709,6 +773,7 @@ fn dry_run(
     image: &str,
     leftover: bool,
     split: bool,
+    persistent: bool,
 ) -> Result<Exit> {
     if leftover {
         println!("{}", rt.invocation().arg("rm").arg(&spec.name));
@@ -719,10 +784,15 @@ fn dry_run(
     }
     println!(
         "{}",
-        rt.invocation()
-            .args(spec.to_args(rt.engine.kind, split.then_some(rootfs.as_path())))
+        rt.invocation().args(spec.to_args(
+            rt.engine.kind,
+            split.then_some(rootfs.as_path()),
+            &env_placeholder(&spec.env)
+        ))
     );
-    if split {
+    if persistent {
+        println!("{}", persistent::attach_invocation(rt, &spec.name, true));
+    } else if split {
         println!("{}", rt.invocation().args(["image", "unmount"]).arg(image));
     }
     print_env(&spec.env);
@@ -741,8 +811,16 @@ fn exec_into(
         .invocation()
         .arg("exec")
         .arg(if cx.host.stdin_tty { "-it" } else { "-i" });
-    for k in env.keys() {
-        inv = inv.arg("-e").arg(k);
+    let file = if dry_run || env.is_empty() {
+        None
+    } else {
+        Some(envfile::temporary(env).context("writing the env file")?)
+    };
+    if !env.is_empty() {
+        inv = inv.arg("--env-file").arg(match &file {
+            Some(f) => f.to_path_buf(),
+            None => env_placeholder(env),
+        });
     }
     inv = inv.arg(b.container_name()).args(command);
     if dry_run {
@@ -750,7 +828,8 @@ fn exec_into(
         print_env(env);
         return Ok(Exit::Success);
     }
-    let status = rt.exec.foreground(&with_env(inv, env))?;
+    let status = rt.exec.foreground(&inv)?;
+    drop(file);
     Ok(Exit::Code(u8::try_from(exit_code(status)).unwrap_or(1)))
 }
 

@@ -11,6 +11,8 @@ use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
 
 pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
+/// The tmux session a persistent box runs its agent in.
+pub const TMUX_SESSION: &str = "kanibako";
 
 /// Environment layers, lowest first (spec: upstream-cli-and-data §7.7): what the image
 /// declares (only when kanibako must supply it), the system env file, the crab's `env:`,
@@ -124,6 +126,30 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
     if let Some(c) = &i.comms {
         mounts.push(bind(c.clone(), "/home/agent/comms", false));
     }
+    let mut labels = box_labels(b, &i.version);
+    if matches!(i.user, UserMapping::SplitMap { .. }) {
+        // Such a container runs on a mounted image, which `stop` must unmount.
+        labels.insert(labels::ROOTFS.to_owned(), i.image.clone());
+    }
+    // A persistent session is the agent inside a tmux session that outlives the
+    // terminal: `tmux new-session -s kanibako -- <command>`.
+    let (entrypoint, command) = match i.mode {
+        RunMode::Detached => {
+            let mut cmd: Vec<OsString> = ["new-session", "-s", TMUX_SESSION, "--"]
+                .iter()
+                .map(OsString::from)
+                .collect();
+            cmd.push(
+                i.entrypoint
+                    .clone()
+                    .unwrap_or_else(|| "/bin/bash".into())
+                    .into(),
+            );
+            cmd.extend(i.command.iter().cloned());
+            (Some("tmux".to_owned()), cmd)
+        }
+        RunMode::Foreground { .. } => (i.entrypoint.clone(), i.command.clone()),
+    };
     RunSpec {
         name: b.container_name(),
         image: i.image.clone(),
@@ -132,9 +158,9 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         workdir: GUEST_WORKSPACE.into(),
         mounts,
         env: i.env.clone(),
-        labels: box_labels(b, &i.version),
-        entrypoint: i.entrypoint.clone(),
-        command: i.command.clone(),
+        labels,
+        entrypoint,
+        command,
     }
 }
 
@@ -215,6 +241,35 @@ mod tests {
         assert!(!d.contains(&"/home/agent/share-ro"));
         assert!(d.contains(&"/home/agent/share-rw"));
         assert_eq!(s.labels["io.kanibako.box"], "");
+    }
+
+    #[test]
+    fn a_persistent_run_wraps_the_agent_in_tmux() {
+        let mut i = inputs(Mode::Default);
+        i.mode = RunMode::Detached;
+        i.entrypoint = Some("/home/agent/.local/bin/claude".into());
+        i.command = vec!["--continue".into()];
+        let s = plan(&i);
+        assert_eq!(s.entrypoint.as_deref(), Some("tmux"));
+        let cmd: Vec<_> = s
+            .command
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            cmd,
+            [
+                "new-session",
+                "-s",
+                "kanibako",
+                "--",
+                "/home/agent/.local/bin/claude",
+                "--continue"
+            ]
+        );
+        i.entrypoint = None;
+        i.command = Vec::new();
+        assert_eq!(plan(&i).command.last().unwrap(), "/bin/bash");
     }
 
     #[test]

@@ -32,13 +32,19 @@ struct SeedScope<'a> {
 
 impl Scope for SeedScope<'_> {
     fn tilde(&self) -> Option<&str> {
-        Some(if self.guest { "/home/agent" } else { &self.home })
+        Some(if self.guest {
+            "/home/agent"
+        } else {
+            &self.home
+        })
     }
 
     fn variable(&self, name: &str) -> Result<Option<String>, ExprError> {
         match name {
             "CRAB" => Ok(Some(self.crab.to_owned())),
-            "XDG_DATA_HOME" => Ok(Some(self.paths.bases.data_home.to_string_lossy().into_owned())),
+            "XDG_DATA_HOME" => Ok(Some(
+                self.paths.bases.data_home.to_string_lossy().into_owned(),
+            )),
             n if expr::is_known_variable(n) => Ok(None),
             n => Err(ExprError::UnknownVariable(n.to_owned())),
         }
@@ -92,7 +98,9 @@ pub fn resolve(levels: &Levels, paths: &Paths, crab: &str) -> (Vec<Seed>, Vec<St
             continue;
         }
         let Some((host, guest)) = split_bind(&value) else {
-            warnings.push(format!("seed {name}: '{value}' is not host_src:guest_dest; skipping"));
+            warnings.push(format!(
+                "seed {name}: '{value}' is not host_src:guest_dest; skipping"
+            ));
             continue;
         };
         let expand = |s: &str, guest: bool| {
@@ -112,7 +120,9 @@ pub fn resolve(levels: &Levels, paths: &Paths, crab: &str) -> (Vec<Seed>, Vec<St
             }
         };
         let Some(rel) = guest_below_home(&guest) else {
-            warnings.push(format!("seed {name}: guest_dest '{guest}' is outside /home/agent; skipping"));
+            warnings.push(format!(
+                "seed {name}: guest_dest '{guest}' is outside /home/agent; skipping"
+            ));
             continue;
         };
         seeds.push(Seed {
@@ -176,7 +186,9 @@ mod tests {
         let levels = Levels {
             boxed: doc("system:\n  path:\n    seeded:\n      off: ''\n"),
             workset: None,
-            crab: Some(doc("crab:\n  path:\n    seeded:\n      hist: '~/h-$CRAB:~/.hist'\n")),
+            crab: Some(doc(
+                "crab:\n  path:\n    seeded:\n      hist: '~/h-$CRAB:~/.hist'\n",
+            )),
             system: doc(
                 "system:\n  path:\n    seeded:\n      gitcfg: ~/gitconfig:~/.gitconfig\n      off: /x:~/x\n      bad: /x:/etc/x\n      esc: /x:/home/agent/../etc\n      none: empty\n",
             ),

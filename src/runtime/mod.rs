@@ -22,6 +22,8 @@ pub mod labels {
     pub const HASH: &str = "io.kanibako.hash";
     /// The kanibako version that started the container.
     pub const VERSION: &str = "io.kanibako.version";
+    /// The image a rootful-podman container runs on as a mounted rootfs (to unmount).
+    pub const ROOTFS: &str = "io.kanibako.rootfs";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

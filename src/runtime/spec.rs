@@ -79,8 +79,9 @@ pub struct RunSpec {
     pub workdir: String,
     /// In order: home, workspace, vault, masks, then extra mounts.
     pub mounts: Vec<Mount>,
-    /// Passed as `-e NAME` with the value in the engine process's environment, so no
-    /// value ever shows on a process list. Sorted for a stable argv.
+    /// Passed in a 0600 `--env-file`, so no value ever shows on a process list (and
+    /// none leaks into the engine process's own environment, where `HOME` or `PATH`
+    /// would change how the engine itself behaves).
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub entrypoint: Option<String>,
@@ -140,8 +141,13 @@ fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) ->
 
 impl RunSpec {
     /// `run …` for this engine. `rootfs` is the mounted image directory, required for
-    /// [`UserMapping::SplitMap`] and ignored otherwise.
-    pub fn to_args(&self, kind: EngineKind, rootfs: Option<&std::path::Path>) -> Vec<OsString> {
+    /// [`UserMapping::SplitMap`] and ignored otherwise; `env_file` holds [`Self::env`].
+    pub fn to_args(
+        &self,
+        kind: EngineKind,
+        rootfs: Option<&std::path::Path>,
+        env_file: &std::path::Path,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec!["run".into()];
         match self.mode {
             RunMode::Foreground { tty } => {
@@ -184,9 +190,9 @@ impl RunSpec {
                 }
             }
         }
-        for name in self.env.keys() {
-            a.push("-e".into());
-            a.push(name.into());
+        if !self.env.is_empty() {
+            a.push("--env-file".into());
+            a.push(env_file.into());
         }
         for (k, v) in &self.labels {
             a.push("--label".into());
@@ -273,7 +279,7 @@ mod tests {
     }
 
     fn render(s: &RunSpec, e: &EngineInfo, rootfs: Option<&Path>) -> String {
-        s.to_args(e.kind, rootfs)
+        s.to_args(e.kind, rootfs, Path::new("/run/e"))
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
@@ -291,7 +297,7 @@ mod tests {
             "run --pull=never -it --rm --init --userns=keep-id:uid=1000,gid=1000 \
              -v /d/boxes/app/shell:/home/agent:z -v /p/app:/home/agent/workspace:z \
              -w /home/agent/workspace -v /p/app/vault/ro:/home/agent/share-ro:ro \
-             --mount type=tmpfs,dst=/home/agent/workspace/vault,ro,notmpcopyup -e ALPHA -e ZED \
+             --mount type=tmpfs,dst=/home/agent/workspace/vault,ro,notmpcopyup --env-file /run/e \
              --label io.kanibako.box=app --name kanibako-app --entrypoint claude \
              localhost/rig:1 --continue"
         );

@@ -1,0 +1,225 @@
+//! Persistent sessions: the agent in a tmux session inside a detached container, which
+//! survives a closed terminal (spec: upstream-runtime §3.12, §0a.4).
+//!
+//! `start` launches it and attaches; `start` again re-attaches; a detach (`C-b d`)
+//! leaves it running. If the agent dies at once because there was no conversation to
+//! continue, the session is started again once as a new conversation.
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::plan::TMUX_SESSION;
+use super::{MountedImage, print_env};
+use crate::boxes::BoxIdentity;
+use crate::context::Context;
+use crate::envfile;
+use crate::error::{Exit, UserError};
+use crate::fsutil::FileLock;
+use crate::process::{Invocation, exit_code};
+use crate::runtime::Runtime;
+use crate::runtime::spec::RunSpec;
+
+/// How long a fresh container may take to show as running.
+const START_POLLS: u32 = 10;
+const START_POLL: Duration = Duration::from_millis(300);
+/// `exec` can fail while the container's init is still settling.
+const ATTACH_TRIES: u32 = 5;
+const ATTACH_PAUSE: Duration = Duration::from_millis(500);
+
+/// What a dead session's logs say when `--continue` had nothing to continue.
+const NO_CONVERSATION: &str = "No conversation found";
+
+pub fn attach_invocation(rt: &Runtime<'_>, name: &str, tty: bool) -> Invocation {
+    rt.invocation()
+        .arg("exec")
+        .arg(if tty { "-it" } else { "-i" })
+        .arg(name)
+        .args(["tmux", "attach", "-t", TMUX_SESSION])
+}
+
+pub fn is_running(rt: &Runtime<'_>, name: &str) -> bool {
+    let inv = rt
+        .invocation()
+        .args(["container", "inspect", "--format", "{{.State.Running}}"])
+        .arg(name);
+    rt.query(&inv).is_ok_and(|o| o.trim() == "true")
+}
+
+fn logs_tail(rt: &Runtime<'_>, name: &str) -> String {
+    let inv = rt.invocation().args(["logs", "--tail", "50"]).arg(name);
+    match rt.exec.output(&inv) {
+        Ok(o) if o.status.success() => {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            text
+        }
+        _ => String::new(),
+    }
+}
+
+/// Remove a (stopped) container, and release the image it ran on if it was mounted
+/// (`rootfs`: its `io.kanibako.rootfs` label).
+pub fn remove(rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) -> bool {
+    let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
+    let inv = rt.invocation().args(["rm", "-f"]).arg(name);
+    let removed = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
+    if removed && let Some(image) = image {
+        let inv = rt.invocation().args(["image", "unmount"]).arg(image);
+        let _ = rt.exec.output(&inv);
+    }
+    removed
+}
+
+/// Attach to the session, retrying while the container settles. Returns the attach's
+/// exit code, or `None` if the container is gone.
+fn attach(rt: &Runtime<'_>, name: &str, tty: bool) -> Result<Option<i32>> {
+    let inv = attach_invocation(rt, name, tty);
+    for attempt in 1..=ATTACH_TRIES {
+        let status = rt
+            .exec
+            .foreground(&inv)
+            .with_context(|| format!("running {}", rt.engine.program.display()))?;
+        let code = exit_code(status);
+        if code == 0 {
+            return Ok(Some(0));
+        }
+        if !is_running(rt, name) {
+            return Ok(None);
+        }
+        if attempt < ATTACH_TRIES {
+            eprintln!(
+                "Warning: container not ready for exec (attempt {attempt}/{ATTACH_TRIES}), retrying..."
+            );
+            sleep(ATTACH_PAUSE);
+        } else {
+            return Ok(Some(code));
+        }
+    }
+    Ok(None)
+}
+
+/// Without a terminal there is nothing to attach: say where the session is instead.
+fn background_note(b: &BoxIdentity, name: &str) {
+    eprintln!(
+        "Box {} runs in the background ({name}); attach from a terminal with `kanibako start {}`, end it with `kanibako stop {}`.",
+        b.display_name(),
+        b.display_name(),
+        b.display_name()
+    );
+}
+
+/// `start` on a box whose session is running: attach to it.
+pub fn reattach(
+    cx: &Context,
+    rt: &Runtime<'_>,
+    b: &BoxIdentity,
+    rootfs: Option<&str>,
+    dry_run: bool,
+) -> Result<Exit> {
+    let name = b.container_name();
+    if dry_run {
+        println!("{}", attach_invocation(rt, &name, cx.host.stdin_tty));
+        return Ok(Exit::Success);
+    }
+    if !cx.host.stdin_tty {
+        background_note(b, &name);
+        return Ok(Exit::Success);
+    }
+    let code = attach(rt, &name, true)?;
+    // A session that ended leaves a stopped container: clear it.
+    if !is_running(rt, &name) {
+        remove(rt, &name, rootfs);
+    }
+    Ok(Exit::Code(u8::try_from(code.unwrap_or(0)).unwrap_or(1)))
+}
+
+/// Create the detached container (under the box lock) and attach to it.
+#[allow(clippy::too_many_arguments)]
+pub fn launch(
+    cx: &Context,
+    rt: &Runtime<'_>,
+    b: &BoxIdentity,
+    spec: &RunSpec,
+    image: &str,
+    split: bool,
+    lock: FileLock,
+    may_retry: bool,
+    mut replan: impl FnMut(bool) -> Result<RunSpec>,
+) -> Result<Exit> {
+    let mut spec = spec.clone();
+    let mut retried = false;
+    let mut lock = Some(lock);
+    loop {
+        let rootfs = if split {
+            Some(MountedImage::mount(rt, image)?)
+        } else {
+            None
+        };
+        let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
+        let args = spec.to_args(
+            rt.engine.kind,
+            rootfs.as_ref().map(|m| m.dir.as_path()),
+            &env_file,
+        );
+        let run = rt.invocation().args(args);
+        print_env(&spec.env);
+        // Captured: the container id `run -d` prints is noise on the user's terminal.
+        let out = rt
+            .exec
+            .output(&run)
+            .with_context(|| format!("running {}", rt.engine.program.display()))?;
+        drop(env_file);
+        if !out.status.success() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            return Ok(Exit::Code(u8::try_from(exit_code(out.status)).unwrap_or(1)));
+        }
+        if let Some(m) = rootfs {
+            m.leak();
+        }
+        // The container exists: the next `start` re-attaches, so the lock is done.
+        drop(lock.take());
+
+        let mut up = is_running(rt, &spec.name);
+        for _ in 1..START_POLLS {
+            if up {
+                break;
+            }
+            sleep(START_POLL);
+            up = is_running(rt, &spec.name);
+        }
+        let attached = if up && cx.host.stdin_tty {
+            attach(rt, &spec.name, true)?
+        } else if up {
+            background_note(b, &spec.name);
+            return Ok(Exit::Success);
+        } else {
+            None
+        };
+        if is_running(rt, &spec.name) {
+            // Detached: the session goes on.
+            return Ok(Exit::Code(u8::try_from(attached.unwrap_or(0)).unwrap_or(1)));
+        }
+        let logs = logs_tail(rt, &spec.name);
+        remove(rt, &spec.name, split.then_some(image));
+        if may_retry && !retried && logs.contains(NO_CONVERSATION) {
+            eprintln!("Restarting with a new session.");
+            retried = true;
+            spec = replan(true)?;
+            lock = Some(super::session_lock(b)?);
+            continue;
+        }
+        return match attached {
+            Some(code) => Ok(Exit::Code(u8::try_from(code).unwrap_or(1))),
+            None => {
+                if !logs.trim().is_empty() {
+                    eprintln!("{}", logs.trim_end());
+                }
+                Err(UserError::new("Container exited before session could attach.")
+                    .hint("check the output above, or run the box with --ephemeral to see it directly")
+                    .into())
+            }
+        };
+    }
+}
