@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 
 use support::{Env, engine_required};
@@ -160,51 +161,96 @@ fn docker_list_and_ps() {
     list_sees_labelled_and_legacy_containers("docker");
 }
 
-/// An environment for launching boxes on `program`: podman as ourselves (root in CI:
-/// rootful), docker as the unprivileged test user when there is one (a docker-group
-/// user is how docker is meant to be used; as root docker cannot map the box user).
-fn session_env(engine: &Engine) -> Option<Env> {
-    let mut e = if engine.program == "docker" {
-        match std::env::var("KANIBAKO_TEST_USER") {
-            Ok(user) => Env::as_user(&user),
-            Err(_) => {
-                assert!(
-                    !engine_required(),
-                    "docker session tests need KANIBAKO_TEST_USER (scripts/prepare-engines --test-user)"
-                );
-                eprintln!("skipped: no KANIBAKO_TEST_USER for docker");
-                return None;
-            }
-        }
-    } else {
-        Env::with_system_path()
-    };
-    e.set("KANIBAKO_DOCKER_CMD", which(&engine.program));
-    Some(e)
+/// The three ways a box can run on these machines.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    /// podman as root.
+    RootfulPodman,
+    /// docker as an unprivileged member of its group (as root docker cannot map the
+    /// box user; see the README).
+    Docker,
+    /// podman as an unprivileged user: keep-id, no network.
+    RootlessPodman,
 }
 
-fn sessions(program: &str) {
-    let Some(engine) = engine(program) else {
-        return;
+/// An environment for launching boxes in `flavour`, or `None` (skip) where it is not set
+/// up — which fails instead when KANIBAKO_TEST_REQUIRE_ENGINE=1.
+fn session_env(flavour: Flavour) -> Option<(Env, String)> {
+    let skip = |why: &str| {
+        assert!(!engine_required(), "{flavour:?} is required here: {why}");
+        eprintln!("skipped {flavour:?}: {why}");
+        None
     };
-    let Some(e) = session_env(&engine) else {
-        return;
+    let program = match flavour {
+        Flavour::Docker => "docker",
+        _ => "podman",
     };
-    let tag = format!("{}{program}", std::process::id());
-    let p = e.dir(&format!("p/s{tag}"));
-    e.run(&p, &["create", "-i", &engine.image]).ok();
+    if flavour == Flavour::Docker && std::env::var("DOCKER_HOST").is_err() {
+        return skip("no private dockerd (DOCKER_HOST; scripts/prepare-engines --docker)");
+    }
+    let image = match std::env::var("KANIBAKO_TEST_IMAGE") {
+        Ok(i) => i,
+        Err(_) => return skip("no KANIBAKO_TEST_IMAGE (scripts/prepare-engines)"),
+    };
+    let mut e = match flavour {
+        Flavour::RootfulPodman => {
+            engine(program)?;
+            Env::with_system_path()
+        }
+        Flavour::Docker | Flavour::RootlessPodman => {
+            engine(program)?;
+            let Ok(user) = std::env::var("KANIBAKO_TEST_USER") else {
+                return skip("no KANIBAKO_TEST_USER (scripts/prepare-engines --test-user)");
+            };
+            Env::as_user(&user)
+        }
+    };
+    if flavour == Flavour::RootlessPodman {
+        let (Ok(conf), Ok(storage)) = (
+            std::env::var("KANIBAKO_TEST_ROOTLESS_CONF"),
+            std::env::var("KANIBAKO_TEST_ROOTLESS_STORAGE"),
+        ) else {
+            return skip(
+                "no rootless podman (scripts/prepare-engines --test-user --rootless-deps)",
+            );
+        };
+        e.set("CONTAINERS_CONF", conf);
+        e.set("CONTAINERS_STORAGE_CONF", storage);
+    }
+    e.set("KANIBAKO_DOCKER_CMD", which(program));
+    Some((e, image))
+}
 
-    // the agent is never root in the box (uid 1000 under podman's mapping, the user's
-    // own uid under docker), and its home persists between runs
+fn tag(flavour: Flavour) -> String {
+    format!(
+        "{}{}",
+        std::process::id(),
+        format!("{flavour:?}").to_lowercase()
+    )
+}
+
+fn sessions(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/s{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+
+    // the agent is never root in the box (uid 1000 where podman maps the user, the
+    // user's own uid under docker), and its home persists between runs
     let r = e
         .run(
             &p,
             &["shell", "--", "sh", "-c", "echo persisted > ~/note; id -u"],
         )
         .ok();
-    let want = if program == "podman" { 1000 } else { e.uid() };
+    let want = if flavour == Flavour::Docker {
+        e.uid()
+    } else {
+        1000
+    };
     assert_eq!(r.stdout.trim(), want.to_string(), "{r:?}");
-    assert_ne!(r.stdout.trim(), "0");
     let r = e.run(&p, &["shell", "--", "cat", "/home/agent/note"]).ok();
     assert_eq!(r.stdout, "persisted\n");
 
@@ -348,16 +394,194 @@ fn sessions(program: &str) {
     );
 }
 
+/// A private tmux server standing in for the user's terminal.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn new(tag: &str) -> Self {
+        Self {
+            socket: format!("kbt-{tag}"),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run `line` in a new window named `name` (the first call starts the server).
+    fn open(&self, name: &str, line: &str) {
+        let wrapped = format!("{line}; echo EXIT-{name}=$?; sleep 120");
+        let has = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("has-session")
+            .output()
+            .unwrap();
+        if has.status.success() {
+            self.tmux(&["new-window", "-n", name, &wrapped]);
+        } else {
+            self.tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-n",
+                name,
+                "-x",
+                "160",
+                "-y",
+                "40",
+                &wrapped,
+            ]);
+        }
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", &format!("t:{name}")])
+    }
+
+    fn wait_for(&self, name: &str, text: &str) -> String {
+        for _ in 0..150 {
+            let s = self.screen(name);
+            if s.contains(text) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "`{text}` never appeared in window {name}:\n{}",
+            self.screen(name)
+        );
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t"];
+        let target = format!("t:{name}");
+        args.push(&target);
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn persistent(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("q{tag}");
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    e.script("claude", "echo \"agent-ready $*\"; exec sleep 300\n");
+    let term = Terminal::new(&tag);
+
+    // start attaches to a tmux session in the box; a detach leaves it running
+    term.open("one", &e.shell_line(&p, &["start"]));
+    term.wait_for(
+        "one",
+        "agent-ready --dangerously-skip-permissions --continue --model opus",
+    );
+    term.keys("one", &["typed-into-the-session"]);
+    term.wait_for("one", "typed-into-the-session");
+    term.keys("one", &["C-b", "d"]);
+    term.wait_for("one", "EXIT-one=0");
+    let ps = e.run(&p, &["ps", "-q"]).ok().stdout;
+    assert!(
+        ps.lines().any(|l| l == name),
+        "still running after the detach: {ps}"
+    );
+
+    // a second start is back in the same session
+    term.open("two", &e.shell_line(&p, &["start"]));
+    term.wait_for("two", "typed-into-the-session");
+
+    // stop ends it, and ps no longer shows it
+    let r = e.run(&p, &["stop"]).ok();
+    assert_eq!(r.stdout.trim(), format!("Stopped kanibako-{name}"));
+    term.wait_for("two", "EXIT-two=");
+    let ps = e.run(&p, &["ps", "-q"]).ok().stdout;
+    assert!(!ps.lines().any(|l| l == name), "{ps}");
+
+    // a stopped leftover container is replaced by a fresh session
+    term.open("three", &e.shell_line(&p, &["start"]));
+    term.wait_for("three", "agent-ready");
+    let engine = which(if flavour == Flavour::Docker {
+        "docker"
+    } else {
+        "podman"
+    });
+    let out = e
+        .program_cmd(
+            Path::new(&engine),
+            &p,
+            &["stop", "-t", "0", &format!("kanibako-{name}")],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    term.wait_for("three", "EXIT-three=");
+    term.open("four", &e.shell_line(&p, &["start"]));
+    term.wait_for("four", "agent-ready");
+    e.run(&p, &["stop"]).ok();
+
+    // an agent that finds no conversation to continue gets one retry as a new session
+    let q = e.dir(&format!("p/r{tag}"));
+    e.run(&q, &["create", "-i", &image]).ok();
+    e.script(
+        "claude",
+        "case \" $* \" in *\" --continue \"*) echo 'No conversation found with session ID: x'; exit 1 ;; esac\necho \"agent-ready $*\"; exec sleep 300\n",
+    );
+    term.open("five", &e.shell_line(&q, &["start"]));
+    term.wait_for(
+        "five",
+        "agent-ready --dangerously-skip-permissions --model opus",
+    );
+    e.run(&q, &["stop"]).ok();
+}
+
 #[test]
 fn podman_sessions() {
-    sessions("podman");
+    sessions(Flavour::RootfulPodman);
 }
 
 #[test]
 fn docker_sessions() {
-    if std::env::var("DOCKER_HOST").is_err() && !engine_required() {
-        eprintln!("skipped: no private dockerd (DOCKER_HOST unset)");
-        return;
-    }
-    sessions("docker");
+    sessions(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_sessions() {
+    sessions(Flavour::RootlessPodman);
+}
+
+#[test]
+fn podman_persistent_sessions() {
+    persistent(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_persistent_sessions() {
+    persistent(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_persistent_sessions() {
+    persistent(Flavour::RootlessPodman);
 }

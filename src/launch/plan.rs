@@ -13,6 +13,8 @@ pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
 /// The tmux session a persistent box runs its agent in.
 pub const TMUX_SESSION: &str = "kanibako";
+/// Run `"$@"`; if it fails, wait a second before passing its status on.
+const PAUSE_ON_FAILURE: &str = "\"$@\"; s=$?; [ $s -eq 0 ] || sleep 1; exit $s";
 
 /// Environment layers, lowest first (spec: upstream-cli-and-data §7.7): what the image
 /// declares (only when kanibako must supply it), the system env file, the crab's `env:`,
@@ -132,13 +134,24 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         labels.insert(labels::ROOTFS.to_owned(), i.image.clone());
     }
     // A persistent session is the agent inside a tmux session that outlives the
-    // terminal: `tmux new-session -s kanibako -- <command>`.
+    // terminal: `tmux new-session -s kanibako -- <command>`. When the command fails, a
+    // short pause lets tmux draw its last words before the session (and the container)
+    // ends, so they reach the container log, where "No conversation found" is looked for.
     let (entrypoint, command) = match i.mode {
         RunMode::Detached => {
-            let mut cmd: Vec<OsString> = ["new-session", "-s", TMUX_SESSION, "--"]
-                .iter()
-                .map(OsString::from)
-                .collect();
+            let mut cmd: Vec<OsString> = [
+                "new-session",
+                "-s",
+                TMUX_SESSION,
+                "--",
+                "/bin/sh",
+                "-c",
+                PAUSE_ON_FAILURE,
+                "kanibako",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect();
             cmd.push(
                 i.entrypoint
                     .clone()
@@ -263,6 +276,10 @@ mod tests {
                 "-s",
                 "kanibako",
                 "--",
+                "/bin/sh",
+                "-c",
+                PAUSE_ON_FAILURE,
+                "kanibako",
                 "/home/agent/.local/bin/claude",
                 "--continue"
             ]

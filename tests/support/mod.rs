@@ -184,16 +184,22 @@ esac
     /// PATH: our bin dir, then the system's basic dirs (so real engines are found only
     /// when the test wants them: see `with_system_path`).
     pub fn cmd(&self, cwd: &Path, args: &[&str]) -> Command {
+        self.program_cmd(&self.exe.clone(), cwd, args)
+    }
+
+    /// Any program, run as kanibako would be (same user, same environment): for driving
+    /// the engine directly.
+    pub fn program_cmd(&self, program: &Path, cwd: &Path, args: &[&str]) -> Command {
         let mut c = match self.user {
             Some((uid, gid)) => {
                 let mut c = Command::new("setpriv");
                 c.arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={gid}"))
                     .arg("--clear-groups")
-                    .arg(&self.exe);
+                    .arg(program);
                 c
             }
-            None => Command::new(&self.exe),
+            None => Command::new(program),
         };
         let path = if self.system_path {
             format!(
@@ -218,6 +224,25 @@ esac
             c.env(k, v);
         }
         c
+    }
+
+    /// The same command as [`Env::cmd`], as one shell line (for a tmux pane).
+    pub fn shell_line(&self, cwd: &Path, args: &[&str]) -> String {
+        let c = self.cmd(cwd, args);
+        let q = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let mut line = format!("cd {} && env -i", q(cwd.as_os_str()));
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                line.push_str(&format!(" {}={}", k.to_string_lossy(), q(v)));
+            }
+        }
+        line.push(' ');
+        line.push_str(&q(c.get_program()));
+        for a in c.get_args() {
+            line.push(' ');
+            line.push_str(&q(a));
+        }
+        line
     }
 
     pub fn run(&self, cwd: &Path, args: &[&str]) -> Run {
