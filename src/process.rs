@@ -83,6 +83,10 @@ pub trait Executor {
     fn output(&self, inv: &Invocation) -> io::Result<Output>;
     /// Run attached to our stdio.
     fn status(&self, inv: &Invocation) -> io::Result<ExitStatus>;
+    /// Start without waiting (housekeeping nobody needs to wait for); errors are ignored.
+    fn spawn_detached(&self, inv: &Invocation) {
+        let _ = self.output(inv);
+    }
     /// Run attached to our terminal as the foreground job (an interactive container):
     /// Ctrl-C and Ctrl-\ go to the child, not to us, so we live to clean up after it.
     fn foreground(&self, inv: &Invocation) -> io::Result<ExitStatus> {
@@ -112,6 +116,16 @@ impl Executor for SystemExecutor {
     fn status(&self, inv: &Invocation) -> io::Result<ExitStatus> {
         tracing::debug!("+ {inv}");
         inv.command().status()
+    }
+
+    fn spawn_detached(&self, inv: &Invocation) {
+        tracing::debug!("+ {inv} &");
+        let _ = inv
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
     }
 
     fn foreground(&self, inv: &Invocation) -> io::Result<ExitStatus> {

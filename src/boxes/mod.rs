@@ -27,6 +27,9 @@ pub use name::BoxName;
 pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
 pub const PROJECT_FILE: &str = "project.yaml";
 pub const LOCK_FILE: &str = ".kanibako.lock";
+/// Present while a container of the box may exist (holds its name): lets a launch skip
+/// asking the engine when none can.
+pub const CONTAINER_MARKER: &str = ".kanibako.container";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -263,6 +266,10 @@ impl BoxIdentity {
 
     pub fn lock_file(&self) -> PathBuf {
         self.metadata.join(LOCK_FILE)
+    }
+
+    pub fn container_marker(&self) -> PathBuf {
+        self.metadata.join(CONTAINER_MARKER)
     }
 
     /// Whether a session holds this box's lock right now.

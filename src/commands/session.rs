@@ -90,6 +90,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
     }
     let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
     let mine = containers_of(&list, &b);
+    let _ = std::fs::remove_file(b.container_marker());
     if mine.is_empty() {
         println!(
             "No running container found for this project ({})",

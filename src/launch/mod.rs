@@ -336,13 +336,15 @@ impl<'a> MountedImage<'a> {
 }
 
 impl Drop for MountedImage<'_> {
+    /// Released in the background: nothing waits on it, and the user's prompt should
+    /// not either.
     fn drop(&mut self) {
         let inv = self
             .rt
             .invocation()
             .args(["image", "unmount"])
             .arg(&self.image);
-        let _ = self.rt.exec.output(&inv);
+        self.rt.exec.spawn_detached(&inv);
     }
 }
 
@@ -353,8 +355,27 @@ fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
     ))
 }
 
+/// [`image_env`], remembered per mounted image directory (whose path changes whenever
+/// the image does), so a launch asks the engine only once per rig version.
+fn image_env_cached(
+    rt: &Runtime<'_>,
+    image: &str,
+    mounted: &Path,
+    cache: &Path,
+) -> Result<BTreeMap<String, String>> {
+    let key = crate::boxes::project_hash(mounted);
+    let file = cache.join("rig-env").join(format!("{}.env", &key[..16]));
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return Ok(envfile::parse(&text));
+    }
+    let env = image_env(rt, image)?;
+    // A cache that cannot be written only costs the next launch one call.
+    let _ = fsutil::atomic_write(&file, envfile::render(&env).as_bytes(), fsutil::MODE_CONFIG);
+    Ok(env)
+}
+
 /// The image's own `Env` (PATH, LANG …): a `--rootfs` run does not read the image
-/// config, so kanibako passes it on. Also tells us at once whether the image exists.
+/// config, so kanibako passes it on.
 fn image_env(rt: &Runtime<'_>, image: &str) -> Result<BTreeMap<String, String>> {
     let inv = rt
         .invocation()
@@ -516,8 +537,18 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         Some(session_lock(b)?)
     };
 
-    // One look at the box's container decides: join it, clear a leftover, or run.
-    let state = existing(&rt, b)?;
+    // One look at the box's container decides: join it, clear a leftover, or run. Only
+    // when one may exist (a launch left its marker) is the engine asked.
+    let marker = b.container_marker();
+    let may_exist = marker.exists() || b.session_active() || fsutil::is_symlink(&marker);
+    let state = if may_exist {
+        existing(&rt, b)?
+    } else {
+        Existing::Absent
+    };
+    if may_exist && state == Existing::Absent && !l.dry_run {
+        let _ = std::fs::remove_file(&marker);
+    }
     if let Existing::Running { rootfs } = &state {
         if shell_like {
             // `exec` reports a missing command itself: no wrapper needed.
@@ -564,11 +595,19 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
 
     // Environment, lowest layer first.
     let split = matches!(user, UserMapping::SplitMap { .. });
+    // Under a split map the rig runs as a mounted rootfs, which carries none of the
+    // image's config: its Env comes from the mounted image (mounted now, not in a dry
+    // run, which only asks for the Env).
+    let mounted = if split && !l.dry_run {
+        Some(MountedImage::mount(&rt, &image)?)
+    } else {
+        None
+    };
     let mut layers = EnvLayers {
-        image: if split {
-            image_env(&rt, &image)?
-        } else {
-            BTreeMap::new()
+        image: match (&mounted, split) {
+            (Some(m), _) => image_env_cached(&rt, &image, &m.dir, &cx.paths.cache)?,
+            (None, true) => image_env(&rt, &image)?,
+            (None, false) => BTreeMap::new(),
         },
         system: envfile::read(&cx.paths.system_env_file())?,
         crab: levels.crab_env()?,
@@ -664,6 +703,11 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         None => session_lock(b)?,
     };
     lock.write_record(&format!("{}\n", spec.name))?;
+    fsutil::atomic_write(
+        &marker,
+        format!("{}\n", spec.name).as_bytes(),
+        fsutil::MODE_CONFIG,
+    )?;
     if let Some(rootfs) = &leftover {
         persistent::remove(&rt, &spec.name, rootfs.as_deref());
     }
@@ -680,14 +724,9 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             inputs.command = command;
             Ok(plan::plan(&inputs))
         };
-        return persistent::launch(cx, &rt, b, &spec, &image, split, lock, may_retry, replan);
+        return persistent::launch(cx, &rt, b, &spec, &image, mounted, lock, may_retry, replan);
     }
 
-    let mounted = if split {
-        Some(MountedImage::mount(&rt, &image)?)
-    } else {
-        None
-    };
     let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
     let run = rt.invocation().args(spec.to_args(
         rt.engine.kind,
@@ -701,9 +740,10 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         .with_context(|| format!("running {}", rt.engine.program.display()))?;
     drop(env_file);
     drop(mounted);
+    let _ = std::fs::remove_file(&marker);
     drop(lock);
     let code = exit_code(status);
-    after_run(&rt, &l, &spec, &image, split, code);
+    after_run(&rt, &l, &spec, &image, split, code, !may_exist);
     Ok(Exit::Code(u8::try_from(code).unwrap_or(1)))
 }
 
@@ -730,8 +770,32 @@ fn session_lock(b: &BoxIdentity) -> Result<FileLock> {
     }
 }
 
-/// Messages after the container ended: name the missing image, hint at `sh -c`.
-fn after_run(rt: &Runtime<'_>, l: &Launch, spec: &RunSpec, image: &str, split: bool, code: i32) {
+/// Messages after the container ended: name the missing image or the container in the
+/// way, hint at `sh -c`.
+fn after_run(
+    rt: &Runtime<'_>,
+    l: &Launch,
+    spec: &RunSpec,
+    image: &str,
+    split: bool,
+    code: i32,
+    unchecked: bool,
+) {
+    if code == 125 && unchecked {
+        // The engine was not asked beforehand (no marker): a container nobody told us
+        // about may hold the name.
+        let inv = rt
+            .invocation()
+            .args(["container", "inspect"])
+            .arg(&spec.name);
+        if rt.exec.output(&inv).is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "hint: a container named {} already exists (started outside this kanibako?); `kanibako stop` removes it",
+                spec.name
+            );
+            return;
+        }
+    }
     if code == 125 && !split {
         let inv = rt.invocation().args(["image", "inspect"]).arg(image);
         if rt.exec.output(&inv).is_ok_and(|o| !o.status.success()) {

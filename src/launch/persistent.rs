@@ -131,19 +131,20 @@ pub fn reattach(
     // A session that ended leaves a stopped container: clear it.
     if !is_running(rt, &name) {
         remove(rt, &name, rootfs);
+        let _ = std::fs::remove_file(b.container_marker());
     }
     Ok(Exit::Code(u8::try_from(code.unwrap_or(0)).unwrap_or(1)))
 }
 
 /// Create the detached container (under the box lock) and attach to it.
 #[allow(clippy::too_many_arguments)]
-pub fn launch(
+pub(super) fn launch(
     cx: &Context,
     rt: &Runtime<'_>,
     b: &BoxIdentity,
     spec: &RunSpec,
     image: &str,
-    split: bool,
+    mounted: Option<MountedImage<'_>>,
     lock: FileLock,
     may_retry: bool,
     mut replan: impl FnMut(bool) -> Result<RunSpec>,
@@ -151,11 +152,13 @@ pub fn launch(
     let mut spec = spec.clone();
     let mut retried = false;
     let mut lock = Some(lock);
+    let split = mounted.is_some();
+    let mut mounted = mounted;
     loop {
-        let rootfs = if split {
-            Some(MountedImage::mount(rt, image)?)
-        } else {
-            None
+        let rootfs = match mounted.take() {
+            Some(m) => Some(m),
+            None if split => Some(MountedImage::mount(rt, image)?),
+            None => None,
         };
         let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
         let args = spec.to_args(
@@ -201,8 +204,18 @@ pub fn launch(
             // Detached: the session goes on.
             return Ok(Exit::Code(u8::try_from(attached.unwrap_or(0)).unwrap_or(1)));
         }
-        let logs = logs_tail(rt, &spec.name);
+        // The log driver may still be flushing the session's last screen: look again
+        // briefly before deciding that the agent did not say why it ended.
+        let mut logs = logs_tail(rt, &spec.name);
+        for _ in 0..3 {
+            if logs.contains(NO_CONVERSATION) || !may_retry || retried {
+                break;
+            }
+            sleep(START_POLL);
+            logs = logs_tail(rt, &spec.name);
+        }
         remove(rt, &spec.name, split.then_some(image));
+        let _ = std::fs::remove_file(b.container_marker());
         if may_retry && !retried && logs.contains(NO_CONVERSATION) {
             eprintln!("Restarting with a new session.");
             retried = true;

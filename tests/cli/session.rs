@@ -201,6 +201,9 @@ fn a_running_box_is_joined_by_shell_and_refused_by_start() {
     e.run(&p, &["create"]).ok();
     let hash = kanibako::boxes::project_hash(&p);
     fs::write(e.root_file("container.state"), format!("true|{hash}\n")).unwrap();
+    // the engine is asked only where a launch left its marker
+    let marker = e.data().join("boxes/app/.kanibako.container");
+    fs::write(&marker, "kanibako-app\n").unwrap();
     e.run(&p, &["shell", "-e", "X=1", "--", "echo", "inside"])
         .ok();
     let exec = e.last_call("exec").unwrap();
@@ -222,6 +225,7 @@ fn a_running_box_is_joined_by_shell_and_refused_by_start() {
         e.podman_log()
     );
     fs::write(e.root_file("container.state"), "false|\n").unwrap();
+    fs::write(&marker, "kanibako-app\n").unwrap();
     let r = e.run(&p, &["shell", "--", "true"]).fails();
     assert!(
         r.stderr.contains("was not started by this kanibako"),
@@ -365,4 +369,30 @@ fn an_engine_failure_is_not_blamed_on_the_conversation() {
     fs::write(e.root_file("exit.code"), "1").unwrap();
     let r = e.run(&p, &["start"]);
     assert!(r.stderr.contains("kanibako start -N"), "{r:?}");
+}
+
+#[test]
+fn the_engine_is_not_asked_unless_a_container_may_exist() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    assert!(
+        !e.podman_log().contains("container inspect"),
+        "{}",
+        e.podman_log()
+    );
+    assert!(
+        !e.data().join("boxes/app/.kanibako.container").exists(),
+        "cleared after the run"
+    );
+    // a container nobody recorded (say, the Python tool's) makes the run fail: explain
+    fs::write(e.root_file("container.state"), "true|\n").unwrap();
+    fs::write(e.root_file("exit.code"), "125").unwrap();
+    let r = e.run(&p, &["shell", "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("a container named kanibako-app already exists"),
+        "{r:?}"
+    );
 }
