@@ -6,8 +6,9 @@ use std::io::{BufRead, Write};
 use crate::error::UserError;
 use crate::host::HostEnv;
 
-/// Ask for a typed `yes`. `Ok(false)` when the user answered anything else.
-pub fn confirm_yes(host: &HostEnv, question: &str, skip_flag: &str) -> Result<bool, UserError> {
+/// Put `prompt` on stderr and read one answer line; without a terminal, fail with a hint
+/// naming `skip_flag` instead of waiting for an answer that cannot come.
+fn ask(host: &HostEnv, question: &str, prompt: &str, skip_flag: &str) -> Result<String, UserError> {
     if !host.stdin_tty {
         return Err(UserError::new(format!(
             "{question} — confirmation needed, but standard input is not a terminal"
@@ -15,32 +16,26 @@ pub fn confirm_yes(host: &HostEnv, question: &str, skip_flag: &str) -> Result<bo
         .hint(format!("pass {skip_flag} to go ahead without asking")));
     }
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{question}\nType 'yes' to confirm: ");
+    let _ = write!(err, "{prompt}");
     let _ = err.flush();
     let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return Ok(false);
-    }
-    Ok(answer.trim() == "yes")
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Ok(answer.trim().to_owned())
+}
+
+/// Ask for a typed `yes`. `Ok(false)` when the user answered anything else.
+pub fn confirm_yes(host: &HostEnv, question: &str, skip_flag: &str) -> Result<bool, UserError> {
+    let answer = ask(
+        host,
+        question,
+        &format!("{question}\nType 'yes' to confirm: "),
+        skip_flag,
+    )?;
+    Ok(answer == "yes")
 }
 
 /// Ask `Continue? [y/N]`; `y` or `yes` goes ahead.
 pub fn confirm_yn(host: &HostEnv, question: &str, skip_flag: &str) -> Result<bool, UserError> {
-    if !host.stdin_tty {
-        return Err(UserError::new(format!(
-            "{question} — confirmation needed, but standard input is not a terminal"
-        ))
-        .hint(format!("pass {skip_flag} to go ahead without asking")));
-    }
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{question} [y/N] ");
-    let _ = err.flush();
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return Ok(false);
-    }
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    let answer = ask(host, question, &format!("{question} [y/N] "), skip_flag)?;
+    Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
 }

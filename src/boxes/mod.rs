@@ -93,6 +93,16 @@ pub struct Vault {
     pub rw: PathBuf,
 }
 
+impl Vault {
+    /// `dir/ro` and `dir/rw`, or no vault when it is disabled.
+    fn under(dir: &Path, enabled: bool) -> Option<Self> {
+        enabled.then(|| Self {
+            ro: dir.join("ro"),
+            rw: dir.join("rw"),
+        })
+    }
+}
+
 /// Lowercase hex sha256 of the project path, as upstream computes it.
 pub fn project_hash(path: &Path) -> String {
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
@@ -186,10 +196,7 @@ impl BoxIdentity {
             name: Some(name),
             hash: project_hash(&workspace),
             shell,
-            vault: settings.enable_vault.then(|| Vault {
-                ro: vault_dir.join("ro"),
-                rw: vault_dir.join("rw"),
-            }),
+            vault: Vault::under(&vault_dir, settings.enable_vault),
             group_auth: settings.group_auth,
             metadata,
             workspace,
@@ -215,10 +222,7 @@ impl BoxIdentity {
             name: None,
             hash: project_hash(&workspace),
             shell,
-            vault: settings.enable_vault.then(|| Vault {
-                ro: vault_dir.join("ro"),
-                rw: vault_dir.join("rw"),
-            }),
+            vault: Vault::under(&vault_dir, settings.enable_vault),
             group_auth: settings.group_auth,
             metadata,
             workspace,

@@ -6,7 +6,7 @@ use crate::agents::SessionFlags;
 use crate::boxes::registry::Registry;
 use crate::boxes::resolve::{self, registered};
 use crate::boxes::{BoxIdentity, BoxName};
-use crate::cli::{ShellArgs, StartArgs, StopArgs};
+use crate::cli::{LaunchArgs, ShellArgs, StartArgs, StopArgs};
 use crate::context::Context;
 use crate::error::Exit;
 use crate::launch::persistent;
@@ -15,21 +15,37 @@ use crate::prompt;
 use crate::runtime::containers::ContainerSummary;
 use crate::runtime::{Runtime, labels};
 
+/// The parts of a [`Launch`] every launch command shares.
+fn launch(
+    project: Option<String>,
+    a: LaunchArgs,
+    persistent: Option<bool>,
+    session: Session,
+) -> Launch {
+    Launch {
+        project,
+        env: a.env,
+        rig: a.rig,
+        entrypoint: a.entrypoint,
+        dry_run: a.dry_run,
+        persistent,
+        session,
+    }
+}
+
 pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
+    let persistent = match (a.persistent, a.launch.ephemeral) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
     launch::run(
         cx,
-        Launch {
-            project: a.project,
-            env: a.launch.env,
-            rig: a.launch.rig,
-            entrypoint: a.launch.entrypoint,
-            dry_run: a.launch.dry_run,
-            persistent: match (a.persistent, a.launch.ephemeral) {
-                (true, _) => Some(true),
-                (_, true) => Some(false),
-                _ => None,
-            },
-            session: Session::Start {
+        launch(
+            a.project,
+            a.launch,
+            persistent,
+            Session::Start {
                 flags: SessionFlags {
                     secure: a.secure,
                     resume: a.resume,
@@ -39,23 +55,13 @@ pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
                 model: a.model,
                 args: a.args,
             },
-        },
+        ),
     )
 }
 
 pub fn shell(cx: &Context, a: ShellArgs) -> Result<Exit> {
-    launch::run(
-        cx,
-        Launch {
-            project: a.project,
-            env: a.launch.env,
-            rig: a.launch.rig,
-            entrypoint: a.launch.entrypoint,
-            dry_run: a.launch.dry_run,
-            persistent: Some(false),
-            session: Session::Shell { command: a.command },
-        },
-    )
+    let session = Session::Shell { command: a.command };
+    launch::run(cx, launch(a.project, a.launch, Some(false), session))
 }
 
 /// The containers that belong to `b`: labelled with its hash, or (started by the Python
