@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::plan::TMUX_SESSION;
+use super::plan::{AGENT_EXIT_FILE, TMUX_SESSION};
 use super::{MountedImage, print_env};
 use crate::boxes::BoxIdentity;
+use crate::boxes::home::SafeDir;
 use crate::context::Context;
 use crate::envfile;
 use crate::error::{Exit, UserError};
@@ -30,6 +31,29 @@ const ATTACH_PAUSE: Duration = Duration::from_millis(500);
 
 /// What a dead session's logs say when `--continue` had nothing to continue.
 const NO_CONVERSATION: &str = "No conversation found";
+/// An agent that fails this soon after a `--continue` launch had nothing to continue
+/// (its own words may not reach the log: tmux may not have drawn them).
+const QUICK_FAILURE: Duration = Duration::from_secs(15);
+
+/// The agent's exit status as the session wrapper recorded it in the home (read
+/// without following links: the box owns that directory).
+fn agent_exit(b: &BoxIdentity) -> Option<i32> {
+    let rel = std::path::Path::new(AGENT_EXIT_FILE);
+    let home = SafeDir::open(&b.shell).ok()?;
+    let dir = home.open_dir(rel.parent()?).ok()??;
+    let text = dir.read(rel.file_name()?).ok()??;
+    String::from_utf8_lossy(&text).trim().parse().ok()
+}
+
+fn clear_agent_exit(b: &BoxIdentity) {
+    let rel = std::path::Path::new(AGENT_EXIT_FILE);
+    if let (Ok(home), Some(parent), Some(name)) =
+        (SafeDir::open(&b.shell), rel.parent(), rel.file_name())
+        && let Ok(Some(dir)) = home.open_dir(parent)
+    {
+        let _ = dir.remove(name);
+    }
+}
 
 pub fn attach_invocation(rt: &Runtime<'_>, name: &str, tty: bool) -> Invocation {
     rt.invocation()
@@ -155,6 +179,8 @@ pub(super) fn launch(
     let split = mounted.is_some();
     let mut mounted = mounted;
     loop {
+        clear_agent_exit(b);
+        let started = std::time::Instant::now();
         let rootfs = match mounted.take() {
             Some(m) => Some(m),
             None if split => Some(MountedImage::mount(rt, image)?),
@@ -206,17 +232,12 @@ pub(super) fn launch(
         }
         // The log driver may still be flushing the session's last screen: look again
         // briefly before deciding that the agent did not say why it ended.
-        let mut logs = logs_tail(rt, &spec.name);
-        for _ in 0..3 {
-            if logs.contains(NO_CONVERSATION) || !may_retry || retried {
-                break;
-            }
-            sleep(START_POLL);
-            logs = logs_tail(rt, &spec.name);
-        }
+        let logs = logs_tail(rt, &spec.name);
+        let failed_fast =
+            started.elapsed() < QUICK_FAILURE && agent_exit(b).is_some_and(|code| code != 0);
         remove(rt, &spec.name, split.then_some(image));
         let _ = std::fs::remove_file(b.container_marker());
-        if may_retry && !retried && logs.contains(NO_CONVERSATION) {
+        if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
             eprintln!("Restarting with a new session.");
             retried = true;
             spec = replan(true)?;

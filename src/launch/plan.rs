@@ -13,8 +13,11 @@ pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
 /// The tmux session a persistent box runs its agent in.
 pub const TMUX_SESSION: &str = "kanibako";
-/// Run `"$@"`; if it fails, wait a second before passing its status on.
-const PAUSE_ON_FAILURE: &str = "\"$@\"; s=$?; [ $s -eq 0 ] || sleep 1; exit $s";
+/// Where the session wrapper leaves the agent's exit status, relative to the home.
+pub const AGENT_EXIT_FILE: &str = ".local/state/kanibako/agent-exit";
+/// Run `"$@"`, leave its exit status for the host (tmux does not pass it on), and on
+/// failure wait a second so tmux draws the agent's last words into the container log.
+const PAUSE_ON_FAILURE: &str = "\"$@\"; s=$?; mkdir -p ~/.local/state/kanibako; echo $s > ~/.local/state/kanibako/agent-exit; [ $s -eq 0 ] || sleep 1; exit $s";
 
 /// Environment layers, lowest first (spec: upstream-cli-and-data §7.7): what the image
 /// declares (only when kanibako must supply it), the system env file, the crab's `env:`,
