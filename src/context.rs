@@ -9,12 +9,15 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, Result};
 use serde_yaml::Value;
 
+use crate::boxes::{BoxIdentity, Mode};
 use crate::document::Document;
 use crate::host::HostEnv;
 use crate::init;
 use crate::paths::{Bases, Paths};
 use crate::process::Executor;
 use crate::runtime::{self, Runtime, RuntimeError};
+use crate::settings::keys::Level;
+use crate::settings::stack::{Source, Stack};
 
 pub struct Context {
     pub host: HostEnv,
@@ -58,6 +61,40 @@ impl Context {
             config,
             exec,
         })
+    }
+
+    /// The settings levels of a box (or, without one, of the system; with `crab`, of
+    /// that agent's profile too), most specific first.
+    pub fn stack(&self, b: Option<&BoxIdentity>, crab: Option<&str>) -> Result<Stack> {
+        let mut sources = Vec::new();
+        if let Some(b) = b {
+            sources.push(Source {
+                level: Level::Box,
+                doc: Document::load(&b.project_file())?,
+                env_file: Some(b.metadata.join("env")),
+            });
+            if b.mode == Mode::Default {
+                // The default workset: all default-mode boxes. Its env is the system's.
+                sources.push(Source {
+                    level: Level::Workset,
+                    doc: Document::load(&self.paths.default_workset_config())?,
+                    env_file: None,
+                });
+            }
+        }
+        if let Some(id) = crab {
+            sources.push(Source {
+                level: Level::Crab,
+                doc: Document::load(&self.paths.crabs.join(format!("{id}.yaml")))?,
+                env_file: None,
+            });
+        }
+        sources.push(Source {
+            level: Level::System,
+            doc: self.config.clone(),
+            env_file: Some(self.paths.system_env_file()),
+        });
+        Ok(Stack { sources })
     }
 
     /// The container engine. Detection is a `PATH` lookup, so it is done where needed

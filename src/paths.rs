@@ -27,8 +27,8 @@ pub const SYSTEM_PATH_DEFAULTS: &[(&str, &str)] = &[
 pub enum PathsError {
     #[error("HOME is not set; kanibako needs a home directory")]
     NoHome,
-    #[error("system.path.{leaf}: {source}")]
-    Expr { leaf: String, source: ExprError },
+    #[error("system.path.{leaf}: {error}")]
+    Expr { leaf: String, error: ExprError },
 }
 
 /// The XDG base directories, before the global config is read.
@@ -155,9 +155,9 @@ impl Paths {
             let key = format!("system.path.{leaf}");
             let raw = scope.raw(leaf).expect("every leaf has a default");
             let value =
-                expr::expand(raw, &scope, &mut vec![key]).map_err(|source| PathsError::Expr {
+                expr::expand(raw, &scope, &mut vec![key]).map_err(|error| PathsError::Expr {
                     leaf: (*leaf).to_owned(),
-                    source,
+                    error,
                 })?;
             resolved.insert(*leaf, host.cwd.join(value));
         }

@@ -26,6 +26,8 @@ pub enum BoxCommand {
     /// Show a box's paths, settings and state.
     #[command(visible_alias = "inspect")]
     Info(InfoArgs),
+    /// Read, set or reset a box's settings.
+    Config(super::config::BoxConfigArgs),
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! Only commands that work are here; later ones join as they are built.
 
 pub mod boxes;
+pub mod config;
 pub mod session;
 
 use std::ffi::OsString;
@@ -84,6 +85,24 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<BoxCommand>,
     },
+    /// Agent profiles ("crabs").
+    #[command(visible_alias = "agent", subcommand)]
+    Crab(CrabCommand),
+    /// kanibako itself.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrabCommand {
+    /// Read, set or reset an agent profile's settings (`crabs/<crab>.yaml`).
+    Config(config::NamedConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Read, set or reset settings for all boxes (`kanibako.yaml`, `$DATA/env`).
+    Config(config::SystemConfigArgs),
 }
 
 #[cfg(test)]

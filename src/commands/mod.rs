@@ -2,11 +2,12 @@
 //! and the [`Context`]. Shortcuts and their `box …` forms meet here.
 
 pub mod boxes;
+pub mod config;
 pub mod session;
 
 use anyhow::Result;
 
-use crate::cli::{BoxCommand, Command, ListArgs};
+use crate::cli::{BoxCommand, Command, CrabCommand, ListArgs, SystemCommand};
 use crate::context::Context;
 use crate::error::Exit;
 
@@ -48,5 +49,10 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Box {
             command: Some(BoxCommand::Info(a)),
         } => boxes::info(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Config(a)),
+        } => config::box_config(cx, &a),
+        Command::Crab(CrabCommand::Config(a)) => config::crab_config(cx, &a),
+        Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
     }
 }

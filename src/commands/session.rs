@@ -52,6 +52,8 @@ pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
                     new_session: a.new,
                     new_box: false,
                 },
+                cont: a.cont,
+                autonomous: a.autonomous,
                 model: a.model,
                 args: a.args,
             },

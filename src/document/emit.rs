@@ -33,15 +33,37 @@ fn resolves_to_non_string(s: &str) -> bool {
     {
         return true;
     }
-    let body = s.trim_start_matches(['+', '-']).replace('_', "");
-    if body.is_empty() {
+    looks_numeric(s.trim_start_matches(['+', '-']))
+}
+
+/// YAML 1.1/1.2 numbers: decimal, `0x`/`0o`/`0b` integers, floats with optional
+/// exponent, and 1.1's sexagesimal `1:20`; underscores allowed between digits.
+fn looks_numeric(s: &str) -> bool {
+    let s = s.replace('_', "");
+    let digits = |t: &str, radix: u32| !t.is_empty() && t.chars().all(|c| c.is_digit(radix));
+    let lower = s.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("0x") {
+        return digits(rest, 16);
+    }
+    if let Some(rest) = lower.strip_prefix("0o") {
+        return digits(rest, 8);
+    }
+    if let Some(rest) = lower.strip_prefix("0b") {
+        return digits(rest, 2);
+    }
+    if s.contains(':') {
+        return s.split(':').all(|p| digits(p, 10));
+    }
+    let (mantissa, exponent) = match lower.split_once('e') {
+        Some((m, e)) => (m, Some(e.trim_start_matches(['+', '-']))),
+        None => (lower.as_str(), None),
+    };
+    if exponent.is_some_and(|e| !digits(e, 10)) {
         return false;
     }
-    // ints in any base, floats, exponents, and YAML 1.1 sexagesimal (`1:20`)
-    let numberish = body.chars().all(|c| {
-        c.is_ascii_hexdigit() || matches!(c, '.' | 'x' | 'X' | 'o' | 'O' | ':' | '+' | '-')
-    });
-    numberish && body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    (digits(int, 10) || (int.is_empty() && digits(frac, 10)))
+        && (frac.is_empty() || digits(frac, 10))
 }
 
 fn plain_ok(s: &str) -> bool {

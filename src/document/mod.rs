@@ -272,16 +272,23 @@ impl Document {
         Ok(())
     }
 
-    /// Remove a nested key; returns whether it was there.
+    /// Remove a nested key; returns whether it was there. Tables it leaves empty go too.
     pub fn remove(&mut self, keys: &[&str]) -> bool {
         fn go(map: &mut Mapping, keys: &[&str]) -> bool {
             match keys {
                 [] => false,
                 [last] => map.remove(*last).is_some(),
-                [first, rest @ ..] => match map.get_mut(*first) {
-                    Some(Value::Mapping(m)) => go(m, rest),
-                    _ => false,
-                },
+                [first, rest @ ..] => {
+                    let removed = match map.get_mut(*first) {
+                        Some(Value::Mapping(m)) => go(m, rest),
+                        _ => false,
+                    };
+                    if removed && matches!(map.get(*first), Some(Value::Mapping(m)) if m.is_empty())
+                    {
+                        map.remove(*first);
+                    }
+                    removed
+                }
             }
         }
         go(&mut self.root, keys)

@@ -6,7 +6,6 @@
 //! prepare the home ([`prep`]) and run. Nothing on the way asks the engine more than it
 //! must: no `podman info`, no image pre-checks (a missing image is learnt from the run).
 
-pub mod levels;
 pub mod persistent;
 pub mod plan;
 pub mod prep;
@@ -34,7 +33,8 @@ use crate::fsutil::{self, FileLock};
 use crate::process::exit_code;
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineKind, Runtime, Version, labels};
-use levels::Levels;
+use crate::settings::keys::Level;
+use crate::settings::stack::Stack;
 use plan::{EnvLayers, PlanInputs};
 
 /// What kind of session was asked for.
@@ -43,6 +43,9 @@ pub enum Session {
     /// `start`: the agent, with its switches and the arguments after `--`.
     Start {
         flags: SessionFlags,
+        /// `-C` / `-A` given: explicit choices that config must not override.
+        cont: bool,
+        autonomous: bool,
         model: Option<String>,
         args: Vec<String>,
     },
@@ -255,20 +258,8 @@ fn choose_box(cx: &Context, l: &Launch) -> Result<Chosen> {
     }
 }
 
-fn load_levels(cx: &Context, b: &BoxIdentity, crab: Option<&str>) -> Result<Levels> {
-    let workset = match b.mode {
-        Mode::Default => Some(Document::load(&cx.paths.default_workset_config())?),
-        _ => None,
-    };
-    let crab = crab
-        .map(|id| Document::load(&cx.paths.crabs.join(format!("{id}.yaml"))))
-        .transpose()?;
-    Ok(Levels {
-        boxed: Document::load(&b.project_file())?,
-        workset,
-        crab,
-        system: cx.config.clone(),
-    })
+fn load_levels(cx: &Context, b: &BoxIdentity, crab: Option<&str>) -> Result<Stack> {
+    cx.stack(Some(b), crab)
 }
 
 /// Write a crab file the first time an agent is used, without built-in defaults (a
@@ -478,7 +469,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         None => levels.image()?,
     };
     if chosen.new && !l.dry_run && l.rig.is_some() {
-        let mut doc = levels.boxed.clone();
+        let mut doc = levels.doc(Level::Box).expect("a box level").clone();
         doc.set(&["box", "image"], image.clone().into())?;
         doc.save()?;
     }
@@ -489,9 +480,14 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     // Persistent (tmux, survives a closed terminal) is the default for `start` where tmux
     // is on the host, as upstream decides; `shell` is always a foreground run.
     let persistent = match &l.session {
-        Session::Start { .. } => l
-            .persistent
-            .unwrap_or_else(|| cx.host.which("tmux").is_some()),
+        Session::Start { .. } => match l.persistent {
+            Some(p) => p,
+            None => match levels.known("persistence")?.get() {
+                Some("persistent") => true,
+                Some("ephemeral") => false,
+                _ => cx.host.which("tmux").is_some(),
+            },
+        },
         Session::Shell { .. } => false,
     };
     let shell_like = matches!(l.session, Session::Shell { .. }) || l.entrypoint.is_some();
@@ -499,17 +495,39 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     // The command inside the box; re-made for a retry as a new conversation.
     let command_for = |new_session: bool| -> Result<(Option<String>, Vec<OsString>)> {
         Ok(match (&l.session, &target) {
-            (Session::Start { flags, model, args }, Target::Agent(agent, _)) => {
+            (
+                Session::Start {
+                    flags,
+                    cont,
+                    autonomous,
+                    model,
+                    args,
+                },
+                Target::Agent(agent, _),
+            ) => {
                 let mut extra = levels.run_args()?;
                 extra.extend(args.iter().cloned());
                 let model = match model {
                     Some(m) => Some(m.clone()),
                     None => levels.crab_state("model", agent.default_model())?,
                 };
+                // Switches on the command line win; otherwise the settings decide.
+                let chose_conversation = *cont || flags.new_session || flags.resume;
+                let start_mode = levels.crab_state("start_mode", None)?;
+                let secure = if *autonomous || flags.secure {
+                    flags.secure
+                } else {
+                    levels.crab_state("access", None)?.as_deref() == Some("default")
+                        || !levels.bool("autonomous")?
+                };
                 let flags = SessionFlags {
+                    secure,
                     new_box: chosen.new,
-                    new_session: flags.new_session || new_session,
-                    ..*flags
+                    new_session: new_session
+                        || flags.new_session
+                        || (!chose_conversation && start_mode.as_deref() == Some("new")),
+                    resume: flags.resume
+                        || (!chose_conversation && start_mode.as_deref() == Some("resume")),
                 };
                 let args = agent.args(flags, &extra, model.as_deref());
                 (
@@ -603,15 +621,25 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     } else {
         None
     };
+    let [system, crab, workset, boxed] = levels.env_layers()?;
     let mut layers = EnvLayers {
         image: match (&mounted, split) {
             (Some(m), _) => image_env_cached(&rt, &image, &m.dir, &cx.paths.cache)?,
-            (None, true) => image_env(&rt, &image)?,
+            // A dry run still shows what would run, even if the rig is missing.
+            (None, true) => match image_env(&rt, &image) {
+                Ok(env) => env,
+                Err(e) if l.dry_run => {
+                    eprintln!("note: {e:#}; the run would fail");
+                    BTreeMap::new()
+                }
+                Err(e) => return Err(e),
+            },
             (None, false) => BTreeMap::new(),
         },
-        system: envfile::read(&cx.paths.system_env_file())?,
-        crab: levels.crab_env()?,
-        boxed: envfile::read(&b.metadata.join("env"))?,
+        system,
+        crab,
+        workset,
+        boxed,
         cli: cli_env,
         ..EnvLayers::default()
     };
@@ -650,7 +678,11 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             .collect(),
         _ => Vec::new(),
     };
-    let global_shared = cx.paths.data.join("shared/global");
+    let shared_dir = cx
+        .paths
+        .data
+        .join(levels.known("paths.shared")?.get().unwrap_or("shared"));
+    let global_shared = shared_dir.join("global");
     let mut shared: Vec<(PathBuf, String)> = Vec::new();
     if b.mode != Mode::Standalone {
         for (name, rel) in levels.shared()? {
@@ -660,7 +692,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             }
         }
         for (name, rel) in levels.crab_shared()? {
-            let src = cx.paths.data.join("shared").join(crab_id).join(&name);
+            let src = shared_dir.join(crab_id).join(&name);
             if src.is_dir() {
                 shared.push((src, rel));
             }
@@ -904,7 +936,7 @@ fn prepare_home(
     target: &Target,
     new: bool,
     spec: &RunSpec,
-    levels: &Levels,
+    levels: &Stack,
     crab_id: &str,
 ) -> Result<()> {
     if !b.shell.exists() {

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::levels::Levels;
 use crate::boxes::home::SafeDir;
 use crate::paths::Paths;
 use crate::settings::expr::{self, ExprError, Scope, split_bind};
+use crate::settings::stack::Stack;
 
 const SCOPES: [&str; 4] = ["system", "crab", "workset", "box"];
 
@@ -70,11 +70,8 @@ impl Scope for SeedScope<'_> {
 /// The seeds in force: per key the most specific level wins; `""` or `empty` there means
 /// no seed. Ordered by scope (system, crab, workset, box), then name. Unusable entries
 /// come back as warnings.
-pub fn resolve(levels: &Levels, paths: &Paths, crab: &str) -> (Vec<Seed>, Vec<String>) {
-    let docs = std::iter::once(&levels.boxed)
-        .chain(levels.workset.iter())
-        .chain(levels.crab.iter())
-        .chain(std::iter::once(&levels.system));
+pub fn resolve(levels: &Stack, paths: &Paths, crab: &str) -> (Vec<Seed>, Vec<String>) {
+    let docs = levels.docs();
     let mut winners: BTreeMap<(usize, String), String> = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     for doc in docs {
@@ -171,6 +168,8 @@ mod tests {
     use crate::document::Document;
     use crate::host::HostEnv;
     use crate::paths::Bases;
+    use crate::settings::keys::Level;
+    use crate::settings::stack::Source;
 
     fn paths() -> Paths {
         let h = HostEnv::for_test(Path::new("/"), &[("HOME", "/home/alice")]);
@@ -183,15 +182,23 @@ mod tests {
 
     #[test]
     fn precedence_suppression_and_guards() {
-        let levels = Levels {
-            boxed: doc("system:\n  path:\n    seeded:\n      off: ''\n"),
-            workset: None,
-            crab: Some(doc(
-                "crab:\n  path:\n    seeded:\n      hist: '~/h-$CRAB:~/.hist'\n",
-            )),
-            system: doc(
-                "system:\n  path:\n    seeded:\n      gitcfg: ~/gitconfig:~/.gitconfig\n      off: /x:~/x\n      bad: /x:/etc/x\n      esc: /x:/home/agent/../etc\n      none: empty\n",
-            ),
+        let source = |level, text: &str| Source {
+            level,
+            doc: doc(text),
+            env_file: None,
+        };
+        let levels = Stack {
+            sources: vec![
+                source(Level::Box, "system:\n  path:\n    seeded:\n      off: ''\n"),
+                source(
+                    Level::Crab,
+                    "crab:\n  path:\n    seeded:\n      hist: '~/h-$CRAB:~/.hist'\n",
+                ),
+                source(
+                    Level::System,
+                    "system:\n  path:\n    seeded:\n      gitcfg: ~/gitconfig:~/.gitconfig\n      off: /x:~/x\n      bad: /x:/etc/x\n      esc: /x:/home/agent/../etc\n      none: empty\n",
+                ),
+            ],
         };
         let (seeds, warnings) = resolve(&levels, &paths(), "claude");
         assert_eq!(

@@ -1,6 +1,7 @@
-//! Settings: the expression language shared by every configurable path and value.
-//!
-//! The typed settings model (levels, origins, the `config` verbs) grows here; today it
-//! holds the expression engine that the `system.path.*` tier is written in.
+//! Settings: the keys kanibako knows ([`keys`]), how a value is picked from the levels
+//! box > workset > crab > system > default ([`stack`]), and the expression language
+//! paths are written in ([`expr`]).
 
 pub mod expr;
+pub mod keys;
+pub mod stack;

@@ -1,0 +1,50 @@
+//! Arguments of the `config` verb, the same at every level.
+
+use clap::Args;
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Show every setting in force here (not only this level's), resolved.
+    #[arg(long)]
+    pub effective: bool,
+    /// With a key or --effective: say where each value comes from.
+    #[arg(long)]
+    pub show_origin: bool,
+    /// Remove KEY from this level (or everything, with --all).
+    #[arg(long)]
+    pub reset: bool,
+    /// With --reset: every key of this level.
+    #[arg(long, requires = "reset")]
+    pub all: bool,
+    /// Do not ask before --reset --all.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BoxConfigArgs {
+    /// `[BOX] [KEY[=VALUE]]`: KEY reads a setting, KEY=VALUE sets it, nothing shows
+    /// what this box sets. BOX is a name or path (default: the current directory).
+    #[arg(num_args = 0..=2, value_name = "ARG")]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NamedConfigArgs {
+    /// Which one.
+    pub target: String,
+    /// KEY reads a setting, KEY=VALUE sets it, nothing shows what this level sets.
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SystemConfigArgs {
+    /// KEY reads a setting, KEY=VALUE sets it, nothing shows what kanibako.yaml sets.
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}

@@ -1,0 +1,422 @@
+//! `box config`, `crab config`, `system config` (and `workset config`): one grammar at
+//! every level — `KEY` reads, `KEY=VALUE` sets (typed and checked), nothing shows what
+//! the level sets, `--effective` everything in force, `--show-origin` where it comes
+//! from, `--reset KEY` / `--reset --all` removes.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde_yaml::Value;
+
+use crate::agents;
+use crate::boxes::BoxIdentity;
+use crate::boxes::resolve;
+use crate::cli::config::{BoxConfigArgs, ConfigArgs, NamedConfigArgs, SystemConfigArgs};
+use crate::context::Context;
+use crate::document::Document;
+use crate::envfile;
+use crate::error::{Exit, UserError};
+use crate::paths::{Bases, Paths};
+use crate::prompt;
+use crate::settings::keys::{self, KeyError, KeyRef, Kind, Level};
+use crate::settings::stack::{Origin, Stack};
+
+/// One level being configured.
+struct Scope {
+    level: Level,
+    /// What to call it in messages.
+    label: String,
+    /// The level's own document, edited in place and saved.
+    doc: Document,
+    /// Its env file; `None` where env lives in the document (crab files).
+    env_file: Option<PathBuf>,
+    /// What a launch would see from this level down.
+    stack: Stack,
+}
+
+fn key_error(e: KeyError) -> anyhow::Error {
+    let hints = e.hints();
+    let mut u = UserError::new(e.to_string());
+    for h in hints {
+        u = u.hint(h);
+    }
+    u.into()
+}
+
+impl Scope {
+    fn parse_key(&self, key: &str) -> Result<KeyRef> {
+        keys::parse(key, self.level == Level::Crab).map_err(key_error)
+    }
+
+    fn check_level(&self, key: &KeyRef) -> Result<()> {
+        if let KeyRef::Known(k) = key {
+            if k.read_only {
+                bail!(key_error(KeyError::ReadOnly(k.name.to_owned())));
+            }
+            if !k.levels.contains(&self.level) {
+                bail!(key_error(KeyError::WrongLevel {
+                    key: k.name.to_owned(),
+                    level: self.level,
+                    allowed: k
+                        .levels
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }));
+            }
+        }
+        if let KeyRef::Env(_) = key
+            && self.env_file.is_none()
+            && self.level != Level::Crab
+        {
+            bail!(
+                UserError::new(format!("{} has no env file", self.label))
+                    .hint("set it for all boxes with `kanibako system config env.NAME=VALUE`")
+            );
+        }
+        Ok(())
+    }
+
+    fn path(key: &KeyRef) -> Vec<String> {
+        key.doc_path()
+    }
+
+    fn write_env(&self, name: &str, value: Option<&str>) -> Result<bool> {
+        match &self.env_file {
+            Some(file) => {
+                let mut vars = envfile::read(file)?;
+                let changed = match value {
+                    Some(v) => vars.insert(name.to_owned(), v.to_owned()).as_deref() != Some(v),
+                    None => vars.remove(name).is_some(),
+                };
+                if changed {
+                    envfile::write(file, &vars)?;
+                }
+                Ok(changed)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        self.doc.save()?;
+        Ok(())
+    }
+}
+
+fn print_value(v: &str) -> String {
+    if v.is_empty() {
+        "''".to_owned()
+    } else {
+        v.to_owned()
+    }
+}
+
+/// `system.path.*` values are checked by resolving the whole tier with the new value.
+fn check_system_path(cx: &Context, key: &str, value: &str) -> Result<()> {
+    let Some(leaf) = key.strip_prefix("system.path.") else {
+        return Ok(());
+    };
+    let mut user: std::collections::BTreeMap<String, String> = cx
+        .config
+        .get_string_map(&["system", "path"])?
+        .into_iter()
+        .collect();
+    user.insert(leaf.to_owned(), value.to_owned());
+    let bases = Bases::from_host(&cx.host)?;
+    Paths::resolve(&cx.host, bases, &user)?;
+    Ok(())
+}
+
+fn run(cx: &Context, mut s: Scope, key: Option<&str>, a: &ConfigArgs) -> Result<Exit> {
+    if a.reset {
+        return match (key, a.all) {
+            (_, true) => reset_all(cx, &mut s, a.force),
+            (Some(k), false) => reset(&mut s, k),
+            (None, false) => {
+                Err(UserError::new("--reset requires a key (or use --reset --all).").into())
+            }
+        };
+    }
+    if a.effective {
+        return effective(&s, a.show_origin);
+    }
+    match key {
+        None => show(&s),
+        Some(k) => match k.split_once('=') {
+            Some((k, v)) => set(cx, &mut s, k.trim(), v.trim()),
+            None => get(&s, k.trim(), a.show_origin),
+        },
+    }
+}
+
+fn get(s: &Scope, key: &str, show_origin: bool) -> Result<Exit> {
+    let k = s.parse_key(key)?;
+    let r = s.stack.resolve(&k)?;
+    match r.value {
+        Some(v) if show_origin => println!(
+            "{}\t# {}",
+            print_value(&v),
+            r.origin.map_or_else(String::new, |o| o.to_string())
+        ),
+        Some(v) => println!("{v}"),
+        None => eprintln!("(not set)"),
+    }
+    Ok(Exit::Success)
+}
+
+fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
+    let k = s.parse_key(key)?;
+    s.check_level(&k)?;
+    let typed = keys::typed_value(&k, value).map_err(key_error)?;
+    if let KeyRef::Known(def) = &k
+        && def.kind == Kind::Path
+    {
+        check_system_path(cx, def.name, value)?;
+    }
+    match &k {
+        KeyRef::Env(name) if s.level != Level::Crab => {
+            s.write_env(name, Some(value))?;
+        }
+        KeyRef::Env(name) => {
+            s.doc.set(&["env", name], value.into())?;
+            s.save()?;
+        }
+        _ => {
+            let path = Scope::path(&k);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            s.doc.set(&path, typed.clone())?;
+            s.save()?;
+        }
+    }
+    let shown = match typed {
+        Value::Bool(b) => b.to_string(),
+        _ => value.to_owned(),
+    };
+    println!("Set {}={shown}", k.display());
+    Ok(Exit::Success)
+}
+
+fn reset(s: &mut Scope, key: &str) -> Result<Exit> {
+    let k = s.parse_key(key)?;
+    let removed = match &k {
+        KeyRef::Env(name) if s.level != Level::Crab => s.write_env(name, None)?,
+        KeyRef::Env(name) => s.doc.remove(&["env", name]),
+        _ => {
+            let path = Scope::path(&k);
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            s.doc.remove(&path)
+        }
+    };
+    if removed {
+        if !matches!(k, KeyRef::Env(_)) || s.level == Level::Crab {
+            s.save()?;
+        }
+        println!("Reset {}", k.display());
+    } else {
+        println!("No override for {}", k.display());
+    }
+    Ok(Exit::Success)
+}
+
+fn reset_all(cx: &Context, s: &mut Scope, force: bool) -> Result<Exit> {
+    let overrides: Vec<(String, String)> = s
+        .stack
+        .overrides(s.level)?
+        .into_iter()
+        .filter(|(k, _)| {
+            // A box's identity (its mode, layout, vault and auth choices) is not an
+            // override: resetting it would re-home the box.
+            keys::find(k).is_none_or(|d| d.path.first() != Some(&"project") && !d.read_only)
+        })
+        .collect();
+    if overrides.is_empty() {
+        println!("No overrides to reset.");
+        return Ok(Exit::Success);
+    }
+    if !force
+        && !prompt::confirm_yes(
+            &cx.host,
+            &format!(
+                "Remove all {} config overrides of {}?",
+                overrides.len(),
+                s.label
+            ),
+            "--force",
+        )?
+    {
+        println!("Aborted.");
+        return Ok(Exit::Success);
+    }
+    for (k, _) in &overrides {
+        let key = keys::parse(k, s.level == Level::Crab).map_err(key_error)?;
+        match &key {
+            KeyRef::Env(name) if s.level != Level::Crab => {
+                s.write_env(name, None)?;
+            }
+            KeyRef::Env(name) => {
+                s.doc.remove(&["env", name]);
+            }
+            _ => {
+                let path = Scope::path(&key);
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                s.doc.remove(&path);
+            }
+        }
+    }
+    s.save()?;
+    println!("Reset {} override(s).", overrides.len());
+    Ok(Exit::Success)
+}
+
+fn show(s: &Scope) -> Result<Exit> {
+    let overrides = s.stack.overrides(s.level)?;
+    if overrides.is_empty() {
+        println!("  (no overrides)");
+    }
+    for (k, v) in overrides {
+        println!("  {k} = {}", print_value(&v));
+    }
+    Ok(Exit::Success)
+}
+
+fn effective(s: &Scope, show_origin: bool) -> Result<Exit> {
+    let levels: Vec<Level> = s.stack.sources.iter().map(|src| src.level).collect();
+    let line = |name: &str, value: &Option<String>, origin: &Option<Origin>| {
+        let v = value.as_deref().map_or("(not set)".to_owned(), print_value);
+        match (show_origin, origin) {
+            (true, Some(o)) => println!("  {name} = {v}\t# {o}"),
+            _ => println!("  {name} = {v}"),
+        }
+    };
+    for k in keys::KEYS {
+        if !k.levels.iter().any(|l| levels.contains(l)) {
+            continue;
+        }
+        let r = s.stack.resolve(&KeyRef::Known(k))?;
+        line(k.name, &r.value, &r.origin);
+    }
+    // shared caches, shares and seeds in force, then the layered environment
+    let mut extra: Vec<(String, Option<String>, Option<Origin>)> = Vec::new();
+    for (name, _) in s.stack.shared()? {
+        let r = s.stack.resolve(&KeyRef::Shared(name.clone()))?;
+        extra.push((format!("shared.{name}"), r.value, r.origin));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for src in &s.stack.sources {
+        for (k, _) in src.doc.flat_strings() {
+            if crate::settings::stack::share_key(&k) && seen.insert(k.clone()) {
+                let key = keys::parse(&k, false).map_err(key_error)?;
+                let r = s.stack.resolve(&key)?;
+                extra.push((k, r.value, r.origin));
+            }
+        }
+    }
+    let mut env_names = std::collections::BTreeSet::new();
+    for layer in s.stack.env_layers()? {
+        env_names.extend(layer.into_keys());
+    }
+    for name in env_names {
+        let r = s.stack.resolve(&KeyRef::Env(name.clone()))?;
+        extra.push((format!("env.{name}"), r.value, r.origin));
+    }
+    if !extra.is_empty() {
+        println!();
+    }
+    for (k, v, o) in extra {
+        line(&k, &v, &o);
+    }
+    Ok(Exit::Success)
+}
+
+/// The crab a box's effective view includes: its `box.crab`, else the agent installed.
+fn crab_for(cx: &Context, b: &BoxIdentity) -> Result<Option<String>> {
+    let stack = cx.stack(Some(b), None)?;
+    Ok(match stack.crab_id()? {
+        Some(id) => Some(id),
+        None => agents::detect_any(&cx.host).map(|(a, _)| a.id().to_owned()),
+    })
+}
+
+pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
+    // One argument is the box when it names one (a registered name or a directory),
+    // else the key — so a mistyped key is reported as a key.
+    let names_a_box = |s: &str| {
+        cx.host.cwd.join(s).is_dir()
+            || crate::boxes::registry::Registry::load(&cx.paths.names_file())
+                .is_ok_and(|r| r.projects.contains_key(s))
+    };
+    let (target, key) = match a.args.as_slice() {
+        [] => (None, None),
+        [one] if one.contains('=') || keys::parse(one, false).is_ok() || !names_a_box(one) => {
+            (None, Some(one.as_str()))
+        }
+        [one] => (Some(one.as_str()), None),
+        [t, k] => (Some(t.as_str()), Some(k.as_str())),
+        _ => bail!(UserError::new(
+            "too many arguments (expected [box] [key[=value]])"
+        )),
+    };
+    let b = resolve::resolve(&cx.paths, &cx.host.cwd, target)?.require()?;
+    let crab = crab_for(cx, &b)?;
+    let stack = cx.stack(Some(&b), crab.as_deref())?;
+    let scope = Scope {
+        level: Level::Box,
+        label: format!("box '{}'", b.display_name()),
+        doc: Document::load(&b.project_file())?,
+        env_file: Some(b.metadata.join("env")),
+        stack,
+    };
+    run(cx, scope, key, &a.config)
+}
+
+pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
+    let id = &a.target;
+    let file = cx.paths.crabs.join(format!("{id}.yaml"));
+    // A known agent's profile may not be written yet (it is on first use): it starts empty.
+    let known_agent = agents::by_id(id).is_some();
+    if crate::boxes::BoxName::from_registry(id).is_none() || !(file.is_file() || known_agent) {
+        let known: Vec<String> = std::fs::read_dir(&cx.paths.crabs)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".yaml")
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut known = known;
+        known.extend(agents::known_ids().into_iter().map(str::to_owned));
+        known.sort();
+        known.dedup();
+        bail!(
+            UserError::new(format!("crab '{id}' not found ({})", file.display()))
+                .hint(format!("known crabs: {}", known.join(", ")))
+        );
+    }
+    let stack = cx.stack(None, Some(id))?;
+    let scope = Scope {
+        level: Level::Crab,
+        label: format!("crab '{id}'"),
+        doc: Document::load(&file)?,
+        env_file: None,
+        stack,
+    };
+    run(cx, scope, a.key.as_deref(), &a.config)
+}
+
+pub fn system_config(cx: &Context, a: &SystemConfigArgs) -> Result<Exit> {
+    let stack = cx.stack(None, None)?;
+    let scope = Scope {
+        level: Level::System,
+        label: "the system level".into(),
+        doc: cx.config.clone(),
+        env_file: Some(cx.paths.system_env_file()),
+        stack,
+    };
+    run(cx, scope, a.key.as_deref(), &a.config)
+}

@@ -1,0 +1,464 @@
+//! The settings a box (or a workset, a crab, the system) sees: its level documents,
+//! most specific first, and the rules that pick a value from them.
+//!
+//! Precedence is box > workset > crab > system > built-in default. The first level that
+//! sets a key wins, and an explicitly empty value wins too ("none": it does not fall
+//! through). Every resolved value knows where it came from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde_yaml::Value;
+
+use super::keys::{self, KeyDef, KeyRef, Level};
+use crate::document::Document;
+use crate::envfile;
+
+/// One level: its document and, where it has one, its env file.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub level: Level,
+    pub doc: Document,
+    pub env_file: Option<PathBuf>,
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Level { level: Level, file: PathBuf },
+    Default,
+    Flag(&'static str),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Level { level, file } => write!(f, "{level}: {}", file.display()),
+            Origin::Default => f.write_str("default"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A resolved value: `Some("")` is an explicit "none"; `None` is unset everywhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub value: Option<String>,
+    pub origin: Option<Origin>,
+}
+
+impl Resolved {
+    /// The value unless it is unset or explicitly empty.
+    pub fn get(&self) -> Option<&str> {
+        self.value.as_deref().filter(|v| !v.is_empty())
+    }
+}
+
+/// A scalar as text: booleans and numbers in their YAML spelling.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null => None,
+        _ => None,
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stack {
+    /// Most specific first.
+    pub sources: Vec<Source>,
+}
+
+impl Stack {
+    pub fn source(&self, level: Level) -> Option<&Source> {
+        self.sources.iter().find(|s| s.level == level)
+    }
+
+    pub fn doc(&self, level: Level) -> Option<&Document> {
+        self.source(level).map(|s| &s.doc)
+    }
+
+    /// The documents, most specific first.
+    pub fn docs(&self) -> impl Iterator<Item = &Document> {
+        self.sources.iter().map(|s| &s.doc)
+    }
+
+    /// The value `key` has at `level` itself (not inherited), as text. A value the
+    /// Python tool wrote unasked (its generated `model: opus`, a pinned default image)
+    /// counts as not set.
+    pub fn at(&self, level: Level, key: &KeyRef) -> Result<Option<String>> {
+        let Some(src) = self.source(level) else {
+            return Ok(None);
+        };
+        if let KeyRef::Env(name) = key {
+            return Ok(match &src.env_file {
+                Some(f) => envfile::read(f)?.remove(name),
+                None if level == Level::Crab => src
+                    .doc
+                    .get_string_map(&["env"])?
+                    .into_iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v),
+                None => None,
+            });
+        }
+        if let KeyRef::Known(k) = key
+            && !k.levels.contains(&level)
+        {
+            return Ok(None);
+        }
+        let path = key.doc_path();
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let value = match src.doc.get(&path)? {
+            Some(Value::Sequence(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(scalar)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            Some(v) => scalar(v),
+            None => None,
+        };
+        if let (
+            KeyRef::Known(KeyDef {
+                python_default: Some((pd, pl)),
+                ..
+            }),
+            Some(v),
+        ) = (key, &value)
+            && *pl == level
+            && v == pd
+        {
+            return Ok(None);
+        }
+        Ok(value)
+    }
+
+    /// The value in force for `key` and where it came from; `default` overrides the
+    /// key's own built-in default (an agent's model, say).
+    pub fn resolve_with(&self, key: &KeyRef, default: Option<&str>) -> Result<Resolved> {
+        for src in &self.sources {
+            if let Some(v) = self.at(src.level, key)? {
+                let file = match key {
+                    KeyRef::Env(_) => src
+                        .env_file
+                        .clone()
+                        .unwrap_or_else(|| src.doc.path().to_owned()),
+                    _ => src.doc.path().to_owned(),
+                };
+                return Ok(Resolved {
+                    value: Some(v),
+                    origin: Some(Origin::Level {
+                        level: src.level,
+                        file,
+                    }),
+                });
+            }
+        }
+        let default = default.or(match key {
+            KeyRef::Known(k) => k.default,
+            _ => None,
+        });
+        Ok(Resolved {
+            value: default.map(str::to_owned),
+            origin: default.map(|_| Origin::Default),
+        })
+    }
+
+    pub fn resolve(&self, key: &KeyRef) -> Result<Resolved> {
+        self.resolve_with(key, None)
+    }
+
+    /// A known key by name (a typo here is a bug, not user input).
+    pub fn known(&self, name: &str) -> Result<Resolved> {
+        let def = keys::find(name).unwrap_or_else(|| panic!("unknown built-in key {name}"));
+        self.resolve(&KeyRef::Known(def))
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool> {
+        let r = self.known(name)?;
+        Ok(r.get()
+            .and_then(crate::document::parse_bool)
+            .unwrap_or(false))
+    }
+
+    /// The rig: the first level that names one, else the built-in default.
+    pub fn image(&self) -> Result<String> {
+        Ok(self
+            .known("box.image")?
+            .get()
+            .unwrap_or(keys::DEFAULT_IMAGE)
+            .to_owned())
+    }
+
+    /// `box.crab`: which agent runs (`None` = whichever is installed).
+    pub fn crab_id(&self) -> Result<Option<String>> {
+        Ok(self.known("box.crab")?.get().map(str::to_owned))
+    }
+
+    /// A crab state key (`model`, …); `default` is the agent's own.
+    pub fn crab_state(&self, key: &str, default: Option<&str>) -> Result<Option<String>> {
+        let def = keys::find(key).expect("a crab state key");
+        Ok(self.resolve_with(&KeyRef::Known(def), default)?.value)
+    }
+
+    /// The crab's `run_args` list.
+    pub fn run_args(&self) -> Result<Vec<String>> {
+        let Some(crab) = self.doc(Level::Crab) else {
+            return Ok(Vec::new());
+        };
+        Ok(match crab.get(&["crab", "run_args"])? {
+            Some(Value::Sequence(items)) => items.iter().filter_map(scalar).collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// Env layers for a launch, lowest first: system, crab, workset, box.
+    pub fn env_layers(&self) -> Result<[BTreeMap<String, String>; 4]> {
+        let file = |l: Level| -> Result<BTreeMap<String, String>> {
+            match self.source(l).and_then(|s| s.env_file.as_deref()) {
+                Some(f) => Ok(envfile::read(f)?),
+                None => Ok(BTreeMap::new()),
+            }
+        };
+        let crab = match self.doc(Level::Crab) {
+            Some(c) => c.get_string_map(&["env"])?.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        Ok([
+            file(Level::System)?,
+            crab,
+            file(Level::Workset)?,
+            file(Level::Box)?,
+        ])
+    }
+
+    /// The crab file's `shared:` caches.
+    pub fn crab_shared(&self) -> Result<Vec<(String, String)>> {
+        match self.doc(Level::Crab) {
+            Some(c) => Ok(c.get_string_map(&["shared"])?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Global shared caches: the most specific non-empty `shared:` map, whole (as
+    /// upstream: maps are not merged key by key).
+    pub fn shared(&self) -> Result<Vec<(String, String)>> {
+        for src in &self.sources {
+            if src.level == Level::Crab {
+                continue;
+            }
+            let map = src.doc.get_string_map(&["shared"])?;
+            if !map.is_empty() {
+                return Ok(map);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Every key set at `level` (for `config` without a key), as display name and value.
+    pub fn overrides(&self, level: Level) -> Result<Vec<(String, String)>> {
+        let Some(src) = self.source(level) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for k in keys::KEYS {
+            // What a box is (its mode, layout, and the choices made when it was created)
+            // is not an override unless it differs from the default.
+            if k.read_only {
+                continue;
+            }
+            if let Some(v) = self.at(level, &KeyRef::Known(k))? {
+                if k.path.first() == Some(&"project") && Some(v.as_str()) == k.default {
+                    continue;
+                }
+                out.push((k.name.to_owned(), v));
+            }
+        }
+        if level == Level::Crab {
+            for f in ["name", "shell"] {
+                if let Some(v) = src.doc.get_str(&["crab", f])? {
+                    out.push((f.to_owned(), v));
+                }
+            }
+            let args = self.run_args()?;
+            if !args.is_empty() {
+                out.push(("run_args".into(), args.join(" ")));
+            }
+        }
+        for (k, v) in src.doc.get_string_map(&["shared"])? {
+            out.push((format!("shared.{k}"), v));
+        }
+        for (k, v) in src.doc.flat_strings() {
+            if share_key(&k) {
+                out.push((k, v));
+            }
+        }
+        let env: Vec<(String, String)> = match (&src.env_file, level) {
+            (Some(f), _) => envfile::read(f)?.into_iter().collect(),
+            (None, Level::Crab) => src.doc.get_string_map(&["env"])?,
+            _ => Vec::new(),
+        };
+        out.extend(env.into_iter().map(|(k, v)| (format!("env.{k}"), v)));
+        Ok(out)
+    }
+}
+
+/// `{scope}.path.{share_ro,share_rw,seeded}.<name>`.
+pub fn share_key(k: &str) -> bool {
+    keys::SCOPES.iter().any(|s| {
+        keys::SHARE_KINDS
+            .iter()
+            .any(|kind| k.starts_with(&format!("{s}.path.{kind}.")))
+    })
+}
+
+/// A level's env file, where it has one.
+pub fn env_file_for(level: Level, metadata_or_root: &Path) -> PathBuf {
+    match level {
+        Level::Box | Level::Workset => metadata_or_root.join("env"),
+        Level::Crab | Level::System => metadata_or_root.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(name: &str, text: &str) -> Document {
+        Document::parse(Path::new(name), text).unwrap()
+    }
+
+    fn stack(b: &str, w: &str, c: &str, s: &str) -> Stack {
+        Stack {
+            sources: vec![
+                Source {
+                    level: Level::Box,
+                    doc: doc("/b/project.yaml", b),
+                    env_file: None,
+                },
+                Source {
+                    level: Level::Workset,
+                    doc: doc("/d/config.yaml", w),
+                    env_file: None,
+                },
+                Source {
+                    level: Level::Crab,
+                    doc: doc("/d/crabs/claude.yaml", c),
+                    env_file: None,
+                },
+                Source {
+                    level: Level::System,
+                    doc: doc("/c/kanibako.yaml", s),
+                    env_file: None,
+                },
+            ],
+        }
+    }
+
+    fn model(s: &Stack) -> (Option<String>, Option<String>) {
+        let r = s.crab_state("model", Some("opus")).unwrap();
+        let origin = s
+            .resolve_with(&KeyRef::Known(keys::find("model").unwrap()), Some("opus"))
+            .unwrap()
+            .origin
+            .map(|o| o.to_string());
+        (r, origin)
+    }
+
+    #[test]
+    fn precedence_rows_of_spec_7_4() {
+        // A: only the (Python-generated) crab file, whose `opus` counts as unset
+        let s = stack("", "", "crab:\n  model: opus\n", "");
+        assert_eq!(model(&s), (Some("opus".into()), Some("default".into())));
+        // B: a value set for all boxes at system level now really applies
+        let s = stack(
+            "",
+            "",
+            "crab:\n  model: opus\n",
+            "crab:\n  model: sysmodel\n",
+        );
+        assert_eq!(model(&s).0.as_deref(), Some("sysmodel"));
+        // D: the crab file chose haiku; the box suppresses it with ''
+        let s = stack(
+            "crab:\n  model: ''\n",
+            "",
+            "crab:\n  model: haiku\n",
+            "crab:\n  model: sysmodel\n",
+        );
+        assert_eq!(model(&s).0.as_deref(), Some(""));
+        assert_eq!(model(&s).1.as_deref(), Some("box: /b/project.yaml"));
+        // workset beats crab and system, box beats workset
+        let s = stack(
+            "",
+            "crab:\n  model: wsmodel\n",
+            "crab:\n  model: haiku\n",
+            "",
+        );
+        assert_eq!(model(&s).0.as_deref(), Some("wsmodel"));
+        let s = stack(
+            "crab:\n  model: boxmodel\n",
+            "crab:\n  model: wsmodel\n",
+            "",
+            "",
+        );
+        assert_eq!(model(&s).0.as_deref(), Some("boxmodel"));
+    }
+
+    #[test]
+    fn a_pinned_default_image_is_read_as_unset() {
+        let s = stack(
+            &format!("box:\n  image: {}\n", keys::DEFAULT_IMAGE),
+            "",
+            "",
+            "box:\n  image: busybox\n",
+        );
+        assert_eq!(
+            s.image().unwrap(),
+            "busybox",
+            "the global default moves every box that did not choose"
+        );
+        let s = stack("box:\n  image: mine\n", "", "", "box:\n  image: busybox\n");
+        assert_eq!(s.image().unwrap(), "mine");
+    }
+
+    #[test]
+    fn keys_only_count_at_their_levels() {
+        // box.image is not a crab-level key
+        let s = stack("", "", "box:\n  image: fromcrab\n", "");
+        assert_eq!(s.image().unwrap(), keys::DEFAULT_IMAGE);
+    }
+
+    #[test]
+    fn python_string_booleans() {
+        let s = stack(
+            "box:\n  share_images: 'false'\n",
+            "",
+            "",
+            "box:\n  share_images: true\n",
+        );
+        assert!(
+            !s.bool("box.share_images").unwrap(),
+            "the string 'false' means false"
+        );
+    }
+
+    #[test]
+    fn overrides_list_what_a_level_sets() {
+        let s = stack(
+            "box:\n  image: x\ncrab:\n  model: m\nshared:\n  pip: .cache/pip\nbox2:\n  path:\n    share_ro.docs: a:b\n",
+            "",
+            "",
+            "",
+        );
+        let o = s.overrides(Level::Box).unwrap();
+        assert!(o.contains(&("box.image".into(), "x".into())));
+        assert!(o.contains(&("model".into(), "m".into())));
+        assert!(o.contains(&("shared.pip".into(), ".cache/pip".into())));
+    }
+}
