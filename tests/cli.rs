@@ -3,6 +3,8 @@
 // environment directly, which the library routes through `process` and `host`.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "cli/config.rs"]
+mod config;
 #[path = "cli/session.rs"]
 mod session;
 mod support;

@@ -1,0 +1,254 @@
+//! The `config` verbs at every level.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::support::{Env, tree};
+
+fn setup() -> (Env, PathBuf) {
+    let e = Env::new();
+    e.fake_podman();
+    e.script("claude", "exit 0\n");
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    (e, p)
+}
+
+fn dry_model(e: &Env, p: &std::path::Path) -> Option<String> {
+    let r = e.run(p, &["start", "--dry-run"]).ok();
+    let run = r.stdout.lines().find(|l| l.contains(" run "))?.to_owned();
+    let mut words = run.split_whitespace();
+    words.find(|w| *w == "--model")?;
+    words.next().map(str::to_owned)
+}
+
+#[test]
+fn model_set_at_every_level_with_origins() {
+    let (e, p) = setup();
+    assert_eq!(
+        dry_model(&e, &p).as_deref(),
+        Some("opus"),
+        "the built-in default"
+    );
+    e.run(&p, &["system", "config", "model=sysmodel"]).ok();
+    assert_eq!(
+        dry_model(&e, &p).as_deref(),
+        Some("sysmodel"),
+        "a system value reaches every box"
+    );
+    e.run(&p, &["crab", "config", "claude", "model=crabmodel"])
+        .ok();
+    assert_eq!(dry_model(&e, &p).as_deref(), Some("crabmodel"));
+    e.run(&p, &["box", "config", "model=boxmodel"]).ok();
+    assert_eq!(dry_model(&e, &p).as_deref(), Some("boxmodel"));
+    let r = e.run(&p, &["box", "config", "model", "--show-origin"]).ok();
+    assert!(r.stdout.starts_with("boxmodel\t# box: "), "{r:?}");
+    assert!(r.stdout.contains("boxes/app/project.yaml"), "{r:?}");
+    let eff = e
+        .run(&p, &["box", "config", "--effective", "--show-origin"])
+        .ok()
+        .stdout;
+    assert!(eff.contains("  model = boxmodel\t# box: "), "{eff}");
+    assert!(
+        eff.contains("  box.image = ghcr.io/doctorjei/kanibako-oci:latest\t# default"),
+        "{eff}"
+    );
+    // an empty value suppresses: no --model at all, not the next level's
+    e.run(&p, &["box", "config", "model="]).ok();
+    assert_eq!(dry_model(&e, &p), None);
+    e.run(&p, &["box", "config", "--reset", "model"]).ok();
+    assert_eq!(dry_model(&e, &p).as_deref(), Some("crabmodel"));
+    let r = e.run(&p, &["box", "config", "model", "--reset"]).ok();
+    assert_eq!(r.stdout.trim(), "No override for model");
+}
+
+#[test]
+fn typed_values_are_stored_typed_and_checked() {
+    let (e, p) = setup();
+    let r = e.run(&p, &["box", "config", "box.share_images=no"]).ok();
+    assert_eq!(r.stdout.trim(), "Set box.share_images=false");
+    let doc = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(
+        doc.contains("  share_images: false\n"),
+        "a YAML bool, not a string: {doc}"
+    );
+    let before = tree(&e.home);
+    let r = e
+        .run(&p, &["box", "config", "box.share_images=maybe"])
+        .fails();
+    assert!(
+        r.stderr
+            .contains("invalid value for box.share_images: 'maybe' (expected true or false)"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["box", "config", "modle=x"]).fails();
+    assert!(
+        r.stderr.contains("unknown config key: modle") && r.stderr.contains("model"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["box", "config", "access=sometimes"]).fails();
+    assert!(
+        r.stderr.contains("expected one of permissive, default"),
+        "{r:?}"
+    );
+    let r = e
+        .run(&p, &["crab", "config", "claude", "box.image=x"])
+        .fails();
+    assert!(
+        r.stderr.contains("cannot be set at the crab level"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["box", "config", "mode=standalone"]).fails();
+    assert!(r.stderr.contains("read-only"), "{r:?}");
+    let r = e
+        .run(
+            &p,
+            &["system", "config", "system.path.boxes=@system.path.boxes/x"],
+        )
+        .fails();
+    assert!(r.stderr.contains("Cyclic @-reference"), "{r:?}");
+    let r = e.run(&p, &["box", "config", "env.1BAD=x"]).fails();
+    assert!(
+        r.stderr.contains("invalid environment variable name: 1BAD"),
+        "{r:?}"
+    );
+    assert_eq!(tree(&e.home), before, "no failed set changed anything");
+}
+
+#[test]
+fn python_string_booleans_are_read_as_meant_and_rewritten_typed() {
+    let (e, p) = setup();
+    let file = e.data().join("boxes/app/project.yaml");
+    let doc = fs::read_to_string(&file).unwrap();
+    fs::write(&file, format!("{doc}box:\n  share_images: 'false'\n")).unwrap();
+    let r = e.run(&p, &["box", "config", "box.share_images"]).ok();
+    assert_eq!(r.stdout.trim(), "false");
+    e.run(&p, &["box", "config", "box.share_images=true"]).ok();
+    assert!(
+        fs::read_to_string(&file)
+            .unwrap()
+            .contains("  share_images: true\n")
+    );
+}
+
+#[test]
+fn env_at_every_level() {
+    let (e, p) = setup();
+    e.run(&p, &["system", "config", "env.SYS=1"]).ok();
+    e.run(&p, &["crab", "config", "claude", "env.CRAB=2"]).ok();
+    e.run(&p, &["box", "config", "env.BOX=3"]).ok();
+    e.run(&p, &["box", "config", "env.SYS=box-wins"]).ok();
+    assert!(
+        fs::read_to_string(e.data().join("env"))
+            .unwrap()
+            .contains("SYS=1\n")
+    );
+    assert!(
+        fs::read_to_string(e.data().join("crabs/claude.yaml"))
+            .unwrap()
+            .contains("env:\n  CRAB: '2'\n")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(e.data().join("boxes/app/env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "env files hold secrets");
+    e.run(&p, &["start"]).ok();
+    let env = fs::read_to_string(e.root_file("run.env")).unwrap();
+    for want in ["SYS=box-wins\n", "CRAB=2\n", "BOX=3\n"] {
+        assert!(env.contains(want), "{want} in {env}");
+    }
+    let eff = e.run(&p, &["box", "config", "--effective"]).ok().stdout;
+    assert!(eff.contains("  env.SYS = box-wins\n"), "{eff}");
+    let r = e.run(&p, &["box", "config", "--reset", "env.SYS"]).ok();
+    assert_eq!(r.stdout.trim(), "Reset env.SYS");
+}
+
+#[test]
+fn shares_and_seeds_can_be_set_at_every_level() {
+    let (e, p) = setup();
+    e.run(
+        &p,
+        &["box", "config", "box.path.share_ro.docs=~/docs:~/docs"],
+    )
+    .ok();
+    e.run(
+        &p,
+        &[
+            "crab",
+            "config",
+            "claude",
+            "crab.path.seeded.cfg=~/cfg:~/.cfg",
+        ],
+    )
+    .ok();
+    e.run(
+        &p,
+        &[
+            "system",
+            "config",
+            "system.path.share_rw.cache=cache:~/.cache",
+        ],
+    )
+    .ok();
+    let doc = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(
+        doc.contains("box:\n  path:\n    share_ro.docs: ~/docs:~/docs\n"),
+        "{doc}"
+    );
+    let r = e
+        .run(&p, &["box", "config", "box.path.share_ro.docs=nocolon"])
+        .fails();
+    assert!(r.stderr.contains("host_src:guest_dest"), "{r:?}");
+    let show = e.run(&p, &["box", "config"]).ok().stdout;
+    assert!(
+        show.contains("  box.path.share_ro.docs = ~/docs:~/docs\n"),
+        "{show}"
+    );
+}
+
+#[test]
+fn reset_all_asks_and_keeps_the_box_identity() {
+    let (e, p) = setup();
+    e.run(&p, &["box", "config", "model=x"]).ok();
+    e.run(&p, &["box", "config", "env.A=1"]).ok();
+    let r = e.run(&p, &["box", "config", "--reset", "--all"]).fails();
+    assert!(r.stderr.contains("hint: pass --force"), "{r:?}");
+    let r = e
+        .run(&p, &["box", "config", "--reset", "--all", "--force"])
+        .ok();
+    assert_eq!(r.stdout.trim(), "Reset 2 override(s).");
+    let show = e.run(&p, &["box", "config"]).ok().stdout;
+    assert_eq!(show, "  (no overrides)\n");
+    let doc = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(
+        doc.contains("  mode: default\n") && !doc.contains("crab:"),
+        "{doc}"
+    );
+    let r = e.run(&p, &["box", "config", "--reset"]).fails();
+    assert!(r.stderr.contains("--reset requires a key"), "{r:?}");
+}
+
+#[test]
+fn config_of_another_box_and_bad_files() {
+    let (e, p) = setup();
+    let other = e.dir("p/other");
+    e.run(&other, &["create"]).ok();
+    e.run(&p, &["box", "config", "other", "model=m"]).ok();
+    let r = e.run(&other, &["box", "config", "model"]).ok();
+    assert_eq!(r.stdout.trim(), "m");
+    let r = e.run(&p, &["box", "config", "a", "b", "c"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let file = e.data().join("boxes/app/project.yaml");
+    fs::write(&file, "project: [broken\n").unwrap();
+    let r = e.run(&p, &["box", "config", "model=y"]).fails();
+    assert!(r.stderr.contains("project.yaml:"), "{r:?}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "project: [broken\n");
+    let plain = e.dir("p/plain");
+    let r = e.run(&plain, &["box", "config", "model=z"]).fails();
+    assert!(r.stderr.contains("is not a kanibako box"), "{r:?}");
+    assert!(!e.data().join("boxes/__unregistered__").exists());
+    let r = e.run(&p, &["crab", "config", "nosuch", "model"]).fails();
+    assert!(r.stderr.contains("crab 'nosuch' not found"), "{r:?}");
+}
