@@ -73,13 +73,19 @@ impl Context {
                 doc: Document::load(&b.project_file())?,
                 env_file: Some(b.metadata.join("env")),
             });
-            if b.mode == Mode::Default {
+            match (&b.workset, b.mode) {
+                (Some((_, root)), _) => sources.push(Source {
+                    level: Level::Workset,
+                    doc: Document::load(&root.join("config.yaml"))?,
+                    env_file: Some(root.join("env")),
+                }),
                 // The default workset: all default-mode boxes. Its env is the system's.
-                sources.push(Source {
+                (None, Mode::Default) => sources.push(Source {
                     level: Level::Workset,
                     doc: Document::load(&self.paths.default_workset_config())?,
                     env_file: None,
-                });
+                }),
+                _ => {}
             }
         }
         if let Some(id) = crab {

@@ -66,6 +66,12 @@ fn hints_of(cause: &(dyn std::error::Error + 'static)) -> Vec<String> {
     if let Some(e) = cause.downcast_ref::<RuntimeError>() {
         return e.hint().into_iter().collect();
     }
+    if let Some(e) = cause.downcast_ref::<crate::workset::WorksetError>() {
+        return e.hints();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::settings::keys::KeyError>() {
+        return e.hints();
+    }
     if cause.downcast_ref::<PathsError>().is_some() {
         return vec!["check system.path in your kanibako.yaml".into()];
     }

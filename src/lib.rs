@@ -15,6 +15,7 @@
 //! | [`boxes`] | box identity, names, `names.yaml`, resolution, creation, listing, the no-follow home |
 //! | [`agents`] | agents (Claude Code): detection on the host, mounts, arguments |
 //! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
+//! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
@@ -57,6 +58,7 @@ pub mod process;
 pub mod prompt;
 pub mod runtime;
 pub mod settings;
+pub mod workset;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

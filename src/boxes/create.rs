@@ -130,7 +130,7 @@ fn project_document(
 }
 
 /// The absolute, symlink-free spelling of a directory that may not exist yet.
-fn target_dir(cwd: &Path, path: Option<&str>) -> Result<PathBuf, BoxError> {
+pub fn target_dir(cwd: &Path, path: Option<&str>) -> Result<PathBuf, BoxError> {
     let raw = normalize(&cwd.join(path.unwrap_or(".")));
     if raw.exists() {
         let dir = raw

@@ -38,6 +38,8 @@ pub enum BoxError {
     #[error(transparent)]
     Doc(#[from] DocError),
     #[error(transparent)]
+    Workset(Box<crate::workset::WorksetError>),
+    #[error(transparent)]
     Fs(#[from] FsError),
     #[error("{context}: {source}")]
     Io {
@@ -82,7 +84,17 @@ impl BoxError {
                 vec!["`kanibako box info` shows the existing box".into()]
             }
             BoxError::Doc(e) => e.hint().into_iter().collect(),
+            BoxError::Workset(e) => e.hints(),
             _ => Vec::new(),
+        }
+    }
+}
+
+impl From<crate::workset::WorksetError> for BoxError {
+    fn from(e: crate::workset::WorksetError) -> Self {
+        match e {
+            crate::workset::WorksetError::Box(b) => b,
+            other => BoxError::Workset(Box::new(other)),
         }
     }
 }

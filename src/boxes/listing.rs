@@ -65,6 +65,9 @@ pub struct Row {
     /// The running container, when active.
     pub container: Option<String>,
     pub metadata: Option<PathBuf>,
+    /// The workset a member row belongs to (name, root); its `path` is then the
+    /// member's source.
+    pub workset: Option<(String, PathBuf)>,
 }
 
 impl Row {
@@ -186,6 +189,7 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
             path: Some(path.clone()),
             container: active.map(|a| a.container),
             metadata: identity.map(|b| b.metadata),
+            workset: None,
         });
     }
     let mut leftovers: Vec<_> = match fs::read_dir(&paths.boxes) {
@@ -212,7 +216,40 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
             path,
             container: None,
             metadata: Some(meta),
+            workset: None,
         });
+    }
+    for (ws_name, root) in crate::workset::registered(paths).map_err(BoxError::from)? {
+        let Ok(ws) = crate::workset::Workset::load(&ws_name, &root) else {
+            continue;
+        };
+        for m in &ws.members {
+            let Ok(b) = ws.identity(&m.name) else {
+                continue;
+            };
+            let active = activity.and_then(|a| a.of(&b));
+            let status = if !b.metadata.is_dir() {
+                Status::Unknown
+            } else if !b.workspace.is_dir() {
+                Status::Missing
+            } else if active.is_some() {
+                Status::Active
+            } else {
+                Status::Stopped
+            };
+            if let Some(a) = &active {
+                claimed.insert(a.container.clone());
+            }
+            out.push(Row {
+                name: m.name.clone(),
+                status,
+                legacy: active.as_ref().is_some_and(|a| a.legacy),
+                path: Some(m.source.clone()),
+                container: active.map(|a| a.container),
+                metadata: Some(b.metadata),
+                workset: Some((ws.name.clone(), ws.root.clone())),
+            });
+        }
     }
     if let Some(a) = activity {
         for c in a.unclaimed(&claimed) {
@@ -229,6 +266,7 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
                 path: None,
                 container: Some(c.name.clone()),
                 metadata: None,
+                workset: None,
             });
         }
     }

@@ -135,6 +135,8 @@ pub struct BoxIdentity {
     pub vault: Option<Vault>,
     pub group_auth: bool,
     pub hash: String,
+    /// The workset this box belongs to (name, root), for workset members.
+    pub workset: Option<(String, PathBuf)>,
 }
 
 /// The settings read from a `project.yaml`'s `project:` section.
@@ -200,6 +202,39 @@ impl BoxIdentity {
             group_auth: settings.group_auth,
             metadata,
             workspace,
+            workset: None,
+        }
+    }
+
+    /// A member `name` of the workset at `root`: metadata under `boxes/`, workspace under
+    /// `workspaces/`, vault under `vault/` of the root.
+    pub fn workset_member(
+        workset: &str,
+        root: &Path,
+        name: BoxName,
+        settings: ProjectSettings,
+    ) -> Self {
+        let metadata = root.join("boxes").join(name.as_str());
+        let workspace = root.join("workspaces").join(name.as_str());
+        let layout = settings.layout.unwrap_or(Layout::Robust);
+        let shell = match layout {
+            Layout::Simple => workspace.join(".shell"),
+            Layout::Default | Layout::Robust => metadata.join("shell"),
+        };
+        Self {
+            mode: Mode::Workset,
+            layout,
+            name: Some(name.clone()),
+            hash: project_hash(&workspace),
+            shell,
+            vault: Vault::under(
+                &root.join("vault").join(name.as_str()),
+                settings.enable_vault,
+            ),
+            group_auth: settings.group_auth,
+            metadata,
+            workspace,
+            workset: Some((workset.to_owned(), root.to_owned())),
         }
     }
 
@@ -226,6 +261,7 @@ impl BoxIdentity {
             group_auth: settings.group_auth,
             metadata,
             workspace,
+            workset: None,
         }
     }
 
@@ -241,9 +277,11 @@ impl BoxIdentity {
     /// `kanibako-<name>`; standalone boxes get a slug plus the short hash, because
     /// upstream's path escaping is not injective (`/a/.b` and `/a-b` collide).
     pub fn container_name(&self) -> String {
-        match &self.name {
-            Some(n) => format!("kanibako-{n}"),
-            None => {
+        match (&self.name, &self.workset) {
+            // Namespaced: a workset member and a default box may share a name.
+            (Some(n), Some((ws, _))) => format!("kanibako-{ws}-{n}"),
+            (Some(n), None) => format!("kanibako-{n}"),
+            (None, _) => {
                 let base = self
                     .workspace
                     .file_name()

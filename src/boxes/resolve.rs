@@ -71,6 +71,16 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
         && !t.contains('/')
         && !cwd.join(t).exists()
     {
+        // Inside a workset, a bare word may name one of its members.
+        if let Ok(here) = cwd.canonicalize() {
+            for (_, root) in crate::workset::registered(paths)? {
+                let root = root.canonicalize().unwrap_or(root);
+                let ws_dir = root.join("workspaces").join(t);
+                if here.starts_with(&root) && ws_dir.is_dir() {
+                    return resolve_dir(paths, &registry, &ws_dir);
+                }
+            }
+        }
         if let Some(path) = registry.projects.get(t) {
             let name = BoxName::from_registry(t).ok_or_else(|| BoxError::NoSuchBox(t.into()))?;
             return registered(paths, name, path.clone()).map(Resolution::Found);
@@ -93,6 +103,9 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
 
 /// Resolve an existing, canonical directory.
 pub fn resolve_dir(paths: &Paths, registry: &Registry, dir: &Path) -> Result<Resolution, BoxError> {
+    if let Some(member) = crate::workset::member_at(paths, dir)? {
+        return Ok(Resolution::Found(member));
+    }
     let deepest = registry
         .projects
         .iter()

@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod config;
 pub mod session;
+pub mod workset;
 
 use std::ffi::OsString;
 
@@ -91,6 +92,11 @@ pub enum Command {
     /// kanibako itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Worksets: groups of boxes under one root that share settings.
+    Workset {
+        #[command(subcommand)]
+        command: Option<workset::WorksetCommand>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -84,14 +84,29 @@ fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> 
     } else if rows.is_empty() {
         println!("{empty}");
     } else {
-        println!("{:<18} {:<10} PATH", "NAME", "STATUS");
-        for r in rows {
-            let path = match &r.path {
-                Some(p) => p.display().to_string(),
-                None if r.status == Status::Unknown => "(no breadcrumb)".into(),
-                None => format!("({})", r.container.as_deref().unwrap_or("-")),
-            };
-            println!("{:<18} {:<10} {path}", r.name, r.status_text());
+        let path = |r: &Row| match &r.path {
+            Some(p) => p.display().to_string(),
+            None if r.status == Status::Unknown => "(no breadcrumb)".into(),
+            None => format!("({})", r.container.as_deref().unwrap_or("-")),
+        };
+        let (plain, members): (Vec<&Row>, Vec<&Row>) =
+            rows.iter().partition(|r| r.workset.is_none());
+        if !plain.is_empty() {
+            println!("{:<18} {:<10} PATH", "NAME", "STATUS");
+        }
+        for r in plain {
+            println!("{:<18} {:<10} {}", r.name, r.status_text(), path(r));
+        }
+        let mut current: Option<&str> = None;
+        for r in members {
+            let (ws, root) = r.workset.as_ref().expect("a member row");
+            if current != Some(ws.as_str()) {
+                current = Some(ws);
+                println!();
+                println!("Workset: {ws} ({})", root.display());
+                println!("  {:<18} {:<10} SOURCE", "NAME", "STATUS");
+            }
+            println!("  {:<18} {:<10} {}", r.name, r.status_text(), path(r));
         }
     }
     Ok(())

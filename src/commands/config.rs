@@ -420,3 +420,105 @@ pub fn system_config(cx: &Context, a: &SystemConfigArgs) -> Result<Exit> {
     };
     run(cx, scope, a.key.as_deref(), &a.config)
 }
+
+/// Credentials of a box's home that distinct auth must not inherit.
+const SHARED_CREDENTIALS: [&str; 2] = [".claude/.credentials.json", ".claude.json"];
+
+/// `group_auth` of a named workset lives in its `workset.yaml`; switching it off clears
+/// the shared credentials out of every member's home (never following links there).
+fn workset_group_auth(
+    ws: &mut crate::workset::Workset,
+    key: Option<&str>,
+    a: &ConfigArgs,
+) -> Result<Option<Exit>> {
+    let Some(raw) = key else { return Ok(None) };
+    let (name, value) = match raw.split_once('=') {
+        Some((k, v)) => (k.trim(), Some(v.trim())),
+        None => (raw.trim(), None),
+    };
+    if name != "group_auth" {
+        return Ok(None);
+    }
+    if a.reset {
+        ws.set_group_auth(true)?;
+        println!("Reset group_auth (reverts to default: true)");
+        return Ok(Some(Exit::Success));
+    }
+    let Some(value) = value else {
+        println!("{}", ws.group_auth);
+        return Ok(Some(Exit::Success));
+    };
+    let Some(v) = crate::document::parse_bool(value) else {
+        bail!(UserError::new(format!(
+            "group_auth must be 'true' or 'false', got '{value}'"
+        )));
+    };
+    ws.set_group_auth(v)?;
+    if v {
+        println!("Set group_auth to true (shared) for '{}'.", ws.name);
+    } else {
+        let mut cleared = 0;
+        for b in ws.identities() {
+            if let Ok(home) = crate::boxes::home::SafeDir::open(&b.shell) {
+                for rel in SHARED_CREDENTIALS {
+                    let rel = std::path::Path::new(rel);
+                    if let (Some(parent), Some(file)) = (rel.parent(), rel.file_name())
+                        && let Ok(Some(dir)) = home.open_dir(parent)
+                    {
+                        let _ = dir.remove(file);
+                    }
+                }
+                cleared += 1;
+            }
+        }
+        println!(
+            "Set group_auth to false (distinct) for '{}'. Credentials cleared in {cleared} project(s).",
+            ws.name
+        );
+    }
+    Ok(Some(Exit::Success))
+}
+
+pub fn workset_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
+    let system = crate::settings::stack::Source {
+        level: Level::System,
+        doc: cx.config.clone(),
+        env_file: Some(cx.paths.system_env_file()),
+    };
+    let (doc, env_file, label) = if a.target == crate::workset::DEFAULT || a.target == "__default__"
+    {
+        (
+            Document::load(&cx.paths.default_workset_config())?,
+            None,
+            "the default workset".to_owned(),
+        )
+    } else {
+        let mut ws = crate::workset::Workset::find(&cx.paths, &a.target)?;
+        if let Some(exit) = workset_group_auth(&mut ws, a.key.as_deref(), &a.config)? {
+            return Ok(exit);
+        }
+        (
+            Document::load(&ws.config_file())?,
+            Some(ws.env_file()),
+            format!("workset '{}'", ws.name),
+        )
+    };
+    let stack = Stack {
+        sources: vec![
+            crate::settings::stack::Source {
+                level: Level::Workset,
+                doc: doc.clone(),
+                env_file: env_file.clone(),
+            },
+            system,
+        ],
+    };
+    let scope = Scope {
+        level: Level::Workset,
+        label,
+        doc,
+        env_file,
+        stack,
+    };
+    run(cx, scope, a.key.as_deref(), &a.config)
+}

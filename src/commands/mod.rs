@@ -4,6 +4,7 @@
 pub mod boxes;
 pub mod config;
 pub mod session;
+pub mod workset;
 
 use anyhow::Result;
 
@@ -54,5 +55,6 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         } => config::box_config(cx, &a),
         Command::Crab(CrabCommand::Config(a)) => config::crab_config(cx, &a),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
+        Command::Workset { command } => workset::dispatch(cx, command),
     }
 }

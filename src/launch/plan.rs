@@ -21,8 +21,8 @@ const PAUSE_ON_FAILURE: &str = "\"$@\"; s=$?; mkdir -p ~/.local/state/kanibako; 
 
 /// Environment layers, lowest first (spec: upstream-cli-and-data §7.7): what the image
 /// declares (only when kanibako must supply it), the system env file, the crab's `env:`,
-/// the box env file, then `-e`. Agent defaults fill only unset names; `KANIBAKO_NAME`
-/// is always the box's name.
+/// the workset's, the box env file, then `-e`. An empty value removes the variable.
+/// Agent defaults fill only unset names; `KANIBAKO_NAME` is always the box's name.
 #[derive(Clone, Debug, Default)]
 pub struct EnvLayers {
     pub image: BTreeMap<String, String>,
@@ -37,7 +37,15 @@ pub struct EnvLayers {
 pub fn layer_env(l: &EnvLayers, box_name: Option<&str>) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([("HOME".to_owned(), GUEST_HOME.to_owned())]);
     for layer in [&l.image, &l.system, &l.crab, &l.workset, &l.boxed, &l.cli] {
-        env.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (k, v) in layer {
+            // An empty value at a more specific level suppresses the variable (as every
+            // setting's explicit "" does): the box does not get it at all.
+            if v.is_empty() {
+                env.remove(k);
+            } else {
+                env.insert(k.clone(), v.clone());
+            }
+        }
     }
     for (k, v) in &l.defaults {
         env.entry(k.clone()).or_insert_with(|| v.clone());
@@ -304,7 +312,12 @@ mod tests {
                 ("COLORTERM".into(), "truecolor".into()),
             ]),
             crab: BTreeMap::from([("A".into(), "crab".into())]),
-            boxed: BTreeMap::from([("A".into(), "box".into()), ("B".into(), "box".into())]),
+            workset: BTreeMap::from([("W".into(), "ws".into()), ("GONE".into(), "ws".into())]),
+            boxed: BTreeMap::from([
+                ("A".into(), "box".into()),
+                ("B".into(), "box".into()),
+                ("GONE".into(), String::new()),
+            ]),
             cli: BTreeMap::from([
                 ("B".into(), "cli".into()),
                 ("KANIBAKO_NAME".into(), "spoof".into()),
@@ -325,6 +338,11 @@ mod tests {
         assert_eq!(env["HOME"], "/home/agent");
         assert_eq!(env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"], "1");
         assert_eq!(env["KANIBAKO_NAME"], "app", "forced for named boxes");
+        assert_eq!(env["W"], "ws");
+        assert!(
+            !env.contains_key("GONE"),
+            "an empty box value suppresses the workset's"
+        );
         assert!(
             !layer_env(&l, None).contains_key("KANIBAKO_NAME")
                 || layer_env(&l, None)["KANIBAKO_NAME"] == "spoof"

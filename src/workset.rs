@@ -1,0 +1,522 @@
+//! Worksets: a root directory grouping boxes that share config, an env file and an auth
+//! mode (spec: upstream-cli-and-data §6.7).
+//!
+//! ```text
+//! <root>/workset.yaml        name, created, group_auth, projects [{name, source_path}]
+//! <root>/config.yaml         the workset level of settings
+//! <root>/env                 the workset's env file
+//! <root>/boxes/<p>/          each member's metadata and home
+//! <root>/workspaces/<p>/     each member's workspace
+//! <root>/vault/<p>/{ro,rw}   each member's vault
+//! ```
+//!
+//! The Python tool keeps two registries (`worksets.yaml` for finding roots, the
+//! `worksets:` section of `names.yaml` for names) that drift apart. Here they are one:
+//! read as their union, always written together under the names lock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_yaml::{Mapping, Value};
+
+use crate::boxes::create::{self};
+use crate::boxes::error::BoxError;
+use crate::boxes::registry::{Registry, Section};
+use crate::boxes::{BoxIdentity, BoxName, Layout, Mode, ProjectSettings};
+use crate::document::{DocError, Document};
+use crate::fsutil;
+use crate::paths::Paths;
+
+pub const WORKSET_FILE: &str = "workset.yaml";
+/// The synthesised workset of all default-mode boxes.
+pub const DEFAULT: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorksetError {
+    #[error("Working set '{0}' is not registered.")]
+    NotRegistered(String),
+    #[error("'{0}' is reserved for the default workset.")]
+    Reserved(String),
+    #[error("Workset root already exists: {}", .0.display())]
+    RootExists(PathBuf),
+    #[error("Project '{project}' not found in workset '{workset}'.")]
+    NoMember { workset: String, project: String },
+    #[error("Project '{project}' is already in workset '{workset}'.")]
+    MemberExists { workset: String, project: String },
+    #[error("Inside workset '{workset}' but not in a specific project workspace. Change to a project directory under {}/workspaces/.", .root.display())]
+    NotInWorkspace { workset: String, root: PathBuf },
+    #[error("workset '{name}' has {count} project(s). Use --force to remove anyway.")]
+    HasMembers { name: String, count: usize },
+    #[error("The default workset cannot be removed.")]
+    DefaultFixed,
+    #[error(transparent)]
+    Box(#[from] BoxError),
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<std::io::Error> for WorksetError {
+    fn from(source: std::io::Error) -> Self {
+        WorksetError::Io {
+            context: "file system".into(),
+            source,
+        }
+    }
+}
+
+impl WorksetError {
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            WorksetError::NotRegistered(_) => {
+                vec!["`kanibako workset list` shows the worksets".into()]
+            }
+            WorksetError::Box(b) => b.hints(),
+            WorksetError::Doc(d) => d.hint().into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub source: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workset {
+    pub name: String,
+    pub root: PathBuf,
+    pub created: String,
+    pub group_auth: bool,
+    pub members: Vec<Member>,
+    doc: Document,
+}
+
+fn worksets_file(paths: &Paths) -> &Path {
+    &paths.ws_hints
+}
+
+/// Every registered workset: name → root. The union of both registries (a workset the
+/// Python tool recorded in only one of them is still found).
+pub fn registered(paths: &Paths) -> Result<BTreeMap<String, PathBuf>, WorksetError> {
+    let hints = Document::load(worksets_file(paths))?;
+    let mut all: BTreeMap<String, PathBuf> = hints
+        .get_string_map(&["worksets"])?
+        .into_iter()
+        .map(|(k, v)| (k, PathBuf::from(v)))
+        .collect();
+    let names = Registry::load(&paths.names_file())?;
+    for (k, v) in names.worksets {
+        all.entry(k).or_insert(v);
+    }
+    Ok(all)
+}
+
+/// Write a name → root change to both registries (the caller holds the names lock).
+fn record(
+    paths: &Paths,
+    reg: &mut Registry,
+    name: &str,
+    root: Option<&Path>,
+) -> Result<(), WorksetError> {
+    let mut hints = Document::load(worksets_file(paths))?;
+    let mut map: BTreeMap<String, String> =
+        hints.get_string_map(&["worksets"])?.into_iter().collect();
+    match root {
+        Some(r) => {
+            map.insert(name.to_owned(), r.to_string_lossy().into_owned());
+            reg.worksets.insert(name.to_owned(), r.to_owned());
+        }
+        None => {
+            map.remove(name);
+            reg.worksets.remove(name);
+        }
+    }
+    let m: Mapping = map.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+    hints.set(&["worksets"], Value::Mapping(m))?;
+    hints.save()?;
+    reg.save()?;
+    Ok(())
+}
+
+/// ISO-8601 UTC with microseconds and an offset, as Python's `isoformat()` writes.
+fn now_iso() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+impl Workset {
+    pub fn load(name: &str, root: &Path) -> Result<Self, WorksetError> {
+        let doc = Document::load(&root.join(WORKSET_FILE))?;
+        let members = match doc.get(&["projects"])? {
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .filter_map(|m| {
+                    Some(Member {
+                        name: m.get("name")?.as_str()?.to_owned(),
+                        source: PathBuf::from(
+                            m.get("source_path").and_then(Value::as_str).unwrap_or(""),
+                        ),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            name: doc.get_str(&["name"])?.unwrap_or_else(|| name.to_owned()),
+            root: root.to_owned(),
+            created: doc.get_str(&["created"])?.unwrap_or_default(),
+            group_auth: doc.get_bool(&["group_auth"])?.unwrap_or(true),
+            members,
+            doc,
+        })
+    }
+
+    pub fn find(paths: &Paths, name: &str) -> Result<Self, WorksetError> {
+        let all = registered(paths)?;
+        let root = all
+            .get(name)
+            .ok_or_else(|| WorksetError::NotRegistered(name.to_owned()))?;
+        Self::load(name, root)
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.yaml")
+    }
+
+    pub fn env_file(&self) -> PathBuf {
+        self.root.join("env")
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    fn save(&mut self) -> Result<(), WorksetError> {
+        let items: Vec<Value> = self
+            .members
+            .iter()
+            .map(|m| {
+                let mut map = Mapping::new();
+                map.insert("name".into(), m.name.clone().into());
+                map.insert(
+                    "source_path".into(),
+                    m.source.to_string_lossy().into_owned().into(),
+                );
+                Value::Mapping(map)
+            })
+            .collect();
+        self.doc.set(&["name"], self.name.clone().into())?;
+        self.doc.set(&["created"], self.created.clone().into())?;
+        self.doc.set(&["group_auth"], self.group_auth.into())?;
+        self.doc.set(&["projects"], Value::Sequence(items))?;
+        self.doc.save()?;
+        Ok(())
+    }
+
+    pub fn set_group_auth(&mut self, value: bool) -> Result<(), WorksetError> {
+        self.group_auth = value;
+        self.save()
+    }
+
+    /// A member's box identity.
+    pub fn identity(&self, name: &str) -> Result<BoxIdentity, WorksetError> {
+        let member = BoxName::from_registry(name).ok_or_else(|| WorksetError::NoMember {
+            workset: self.name.clone(),
+            project: name.to_owned(),
+        })?;
+        let metadata = self.root.join("boxes").join(name);
+        let doc = Document::load(&metadata.join(crate::boxes::PROJECT_FILE))?;
+        let settings = ProjectSettings::read(&doc)?;
+        Ok(BoxIdentity::workset_member(
+            &self.name,
+            &self.root,
+            member,
+            ProjectSettings {
+                // a member can narrow shared auth to distinct, never widen it
+                group_auth: settings.group_auth && self.group_auth,
+                ..settings
+            },
+        ))
+    }
+
+    /// Every member's identity.
+    pub fn identities(&self) -> Vec<BoxIdentity> {
+        self.members
+            .iter()
+            .filter_map(|m| self.identity(&m.name).ok())
+            .collect()
+    }
+}
+
+/// What `workset create` was asked for.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub root: PathBuf,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub no_vault: bool,
+    pub distinct_auth: bool,
+}
+
+fn check_name(name: &str) -> Result<BoxName, WorksetError> {
+    if name == DEFAULT || name == "__default__" {
+        return Err(WorksetError::Reserved(name.to_owned()));
+    }
+    Ok(BoxName::parse(name).map_err(BoxError::from)?)
+}
+
+/// Create a workset: everything is checked first, the root is made, and the name is
+/// recorded last; a failure on the way removes what was made.
+pub fn create(paths: &Paths, req: &CreateRequest) -> Result<Workset, WorksetError> {
+    let root = &req.root;
+    if root.exists() {
+        return Err(WorksetError::RootExists(root.clone()));
+    }
+    let name = match &req.name {
+        Some(n) => check_name(n)?,
+        None => check_name(
+            &BoxName::slug(&root.file_name().unwrap_or_default().to_string_lossy()).to_string(),
+        )?,
+    };
+    Registry::update(paths, |reg| {
+        if let Some((section, path)) = reg.lookup(name.as_str()) {
+            return Err(match section {
+                Section::Worksets => WorksetError::Box(BoxError::NameTaken {
+                    name: name.to_string(),
+                    section,
+                    path: path.to_owned(),
+                }),
+                Section::Projects => WorksetError::Box(BoxError::NameTaken {
+                    name: name.to_string(),
+                    section,
+                    path: path.to_owned(),
+                }),
+            });
+        }
+        if let Some(existing) = registered(paths)?.get(name.as_str()) {
+            return Err(WorksetError::Box(BoxError::NameTaken {
+                name: name.to_string(),
+                section: Section::Worksets,
+                path: existing.clone(),
+            }));
+        }
+        let made = (|| -> Result<Workset, WorksetError> {
+            for d in ["boxes", "workspaces", "vault", "shared"] {
+                std::fs::create_dir_all(root.join(d))?;
+            }
+            let mut ws = Workset {
+                name: name.to_string(),
+                root: root.clone(),
+                created: now_iso(),
+                group_auth: !req.distinct_auth,
+                members: Vec::new(),
+                doc: Document::empty(&root.join(WORKSET_FILE)),
+            };
+            ws.save()?;
+            if req.image.is_some() || req.no_vault {
+                let mut config = Document::empty(&ws.config_file());
+                if let Some(image) = &req.image {
+                    config.set(&["box", "image"], image.clone().into())?;
+                }
+                if req.no_vault {
+                    config.set(&["project", "enable_vault"], false.into())?;
+                }
+                config.save()?;
+            }
+            record(paths, reg, name.as_str(), Some(root))?;
+            Ok(ws)
+        })();
+        match made {
+            Ok(ws) => Ok((ws, false)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(root);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Add a member: its metadata, home, workspace and vault; recorded in `workset.yaml`.
+pub fn connect(
+    ws: &mut Workset,
+    source: &Path,
+    name: Option<&str>,
+    vault: bool,
+) -> Result<BoxIdentity, WorksetError> {
+    let name = match name {
+        Some(n) => BoxName::parse(n).map_err(BoxError::from)?,
+        None => BoxName::slug(&source.file_name().unwrap_or_default().to_string_lossy()),
+    };
+    if ws.member(name.as_str()).is_some() {
+        return Err(WorksetError::MemberExists {
+            workset: ws.name.clone(),
+            project: name.to_string(),
+        });
+    }
+    let settings = ProjectSettings {
+        mode: Some(Mode::Workset),
+        layout: Some(Layout::Robust),
+        enable_vault: vault,
+        group_auth: true,
+    };
+    let b = BoxIdentity::workset_member(&ws.name, &ws.root, name.clone(), settings);
+    std::fs::create_dir_all(&b.workspace)?;
+    create::shell_skeleton(&b.shell)?;
+    if let Some(v) = &b.vault {
+        std::fs::create_dir_all(&v.ro)?;
+        std::fs::create_dir_all(&v.rw)?;
+    }
+    let mut doc = Document::empty(&b.project_file());
+    doc.set(&["project", "mode"], "workset".into())?;
+    doc.set(&["project", "layout"], "robust".into())?;
+    doc.set(&["project", "enable_vault"], vault.into())?;
+    doc.set(&["project", "group_auth"], true.into())?;
+    doc.set(
+        &["resolved", "workspace"],
+        b.workspace.to_string_lossy().into_owned().into(),
+    )?;
+    doc.set(
+        &["resolved", "shell"],
+        b.shell.to_string_lossy().into_owned().into(),
+    )?;
+    doc.set(
+        &["resolved", "metadata"],
+        b.metadata.to_string_lossy().into_owned().into(),
+    )?;
+    doc.set(&["resolved", "project_hash"], b.hash.clone().into())?;
+    doc.save()?;
+    ws.members.push(Member {
+        name: name.to_string(),
+        source: source.to_owned(),
+    });
+    ws.save()?;
+    Ok(b)
+}
+
+/// Remove a member from the workset; with `remove_files`, its metadata, workspace and
+/// vault too (never following links out of the root).
+pub fn disconnect(ws: &mut Workset, name: &str, remove_files: bool) -> Result<(), WorksetError> {
+    if ws.member(name).is_none() {
+        return Err(WorksetError::NoMember {
+            workset: ws.name.clone(),
+            project: name.to_owned(),
+        });
+    }
+    let b = ws.identity(name)?;
+    ws.members.retain(|m| m.name != name);
+    ws.save()?;
+    if remove_files {
+        let mut dirs = vec![b.metadata.clone(), b.workspace.clone()];
+        if let Some(v) = &b.vault
+            && let Some(parent) = v.rw.parent()
+        {
+            dirs.push(parent.to_owned());
+        }
+        for d in dirs {
+            if d.starts_with(&ws.root) && !fsutil::is_symlink(&d) {
+                let _ = std::fs::remove_dir_all(&d);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unregister a workset; with `purge`, delete its root as well.
+pub fn remove(paths: &Paths, ws: &Workset, purge: bool) -> Result<(), WorksetError> {
+    Registry::update(paths, |reg| {
+        record(paths, reg, &ws.name, None)?;
+        Ok::<_, WorksetError>(((), false))
+    })?;
+    if purge && ws.root.join(WORKSET_FILE).is_file() && !fsutil::is_symlink(&ws.root) {
+        std::fs::remove_dir_all(&ws.root).map_err(|source| WorksetError::Io {
+            context: format!("deleting {}", ws.root.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The workset member `dir` is in, if `dir` is inside a registered workset root.
+pub fn member_at(paths: &Paths, dir: &Path) -> Result<Option<BoxIdentity>, WorksetError> {
+    for (name, root) in registered(paths)? {
+        let root = root.canonicalize().unwrap_or(root);
+        let Ok(rel) = dir.strip_prefix(&root) else {
+            continue;
+        };
+        let mut parts = rel.components();
+        let ws = Workset::load(&name, &root)?;
+        match (parts.next(), parts.next()) {
+            (Some(first), Some(project)) if first.as_os_str() == "workspaces" => {
+                let p = project.as_os_str().to_string_lossy().into_owned();
+                if ws.member(&p).is_none() {
+                    return Err(WorksetError::NoMember {
+                        workset: ws.name,
+                        project: p,
+                    });
+                }
+                return ws.identity(&p).map(Some);
+            }
+            _ => {
+                return Err(WorksetError::NotInWorkspace {
+                    workset: ws.name,
+                    root,
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_timestamps_look_like_pythons() {
+        let t = now_iso();
+        assert_eq!(t.len(), "2026-11-26T17:43:01.425430+00:00".len(), "{t}");
+        assert!(t.ends_with("+00:00") && t.as_bytes()[10] == b'T');
+    }
+
+    #[test]
+    fn reserved_and_bad_names() {
+        assert!(matches!(
+            check_name("default"),
+            Err(WorksetError::Reserved(_))
+        ));
+        assert!(matches!(
+            check_name("__default__"),
+            Err(WorksetError::Reserved(_))
+        ));
+        assert!(check_name("../x").is_err());
+        assert!(check_name("client").is_ok());
+    }
+}
