@@ -8,6 +8,8 @@ mod config;
 #[path = "cli/session.rs"]
 mod session;
 mod support;
+#[path = "cli/workset.rs"]
+mod workset;
 
 use std::fs;
 use std::path::Path;

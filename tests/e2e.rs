@@ -585,3 +585,45 @@ fn docker_persistent_sessions() {
 fn rootless_podman_persistent_sessions() {
     persistent(Flavour::RootlessPodman);
 }
+
+#[test]
+fn workset_env_reaches_the_box_and_the_box_overrides_it() {
+    let Some((e, image)) = session_env(Flavour::RootfulPodman) else {
+        return;
+    };
+    let tag = tag(Flavour::RootfulPodman);
+    let src = e.dir(&format!("src{tag}"));
+    let name = format!("w{tag}");
+    e.run(
+        &e.home,
+        &["workset", "create", &format!("ws/{name}"), "-i", &image],
+    )
+    .ok();
+    e.run(&src, &["workset", "connect", &name, "--name", "member"])
+        .ok();
+    let ws = e.home.join(format!("ws/{name}/workspaces/member"));
+    let show = |var: &str| {
+        e.run(
+            &ws,
+            &[
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo \"[${{{var}-unset}}]\""),
+            ],
+        )
+        .ok()
+        .stdout
+    };
+    e.run(
+        &e.home,
+        &["workset", "config", &name, "env.KB_WS=from-workset"],
+    )
+    .ok();
+    assert_eq!(show("KB_WS"), "[from-workset]\n");
+    e.run(&ws, &["box", "config", "env.KB_WS=from-box"]).ok();
+    assert_eq!(show("KB_WS"), "[from-box]\n");
+    e.run(&ws, &["box", "config", "env.KB_WS="]).ok();
+    assert_eq!(show("KB_WS"), "[unset]\n", "an empty value removes it");
+}
