@@ -157,9 +157,9 @@ fn connect(cx: &Context, a: &ConnectArgs) -> Result<Exit> {
     let source = source
         .canonicalize()
         .map_err(|_| UserError::new(format!("source {} does not exist", source.display())))?;
-    let vault = !crate::document::Document::load(&ws.config_file())?
+    let vault = crate::document::Document::load(&ws.config_file())?
         .get_bool(&["project", "enable_vault"])?
-        .is_some_and(|v| !v);
+        .is_none_or(|v| v);
     let b = workset::connect(&mut ws, &source, a.name.as_deref(), vault)?;
     println!(
         "Added project '{}' to working set '{}'",

@@ -329,7 +329,6 @@ mod tests {
                 ),
                 ("B".into(), "default".into()),
             ],
-            ..EnvLayers::default()
         };
         let env = layer_env(&l, Some("app"));
         assert_eq!(env["A"], "box");
