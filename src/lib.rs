@@ -15,6 +15,7 @@
 //! | [`boxes`] | box identity, names, `names.yaml`, resolution, creation, listing, the no-follow home |
 //! | [`agents`] | agents (Claude Code): detection on the host, mounts, arguments |
 //! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
+//! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
@@ -56,6 +57,7 @@ pub mod logging;
 pub mod paths;
 pub mod process;
 pub mod prompt;
+pub mod rig;
 pub mod runtime;
 pub mod settings;
 pub mod workset;

@@ -627,3 +627,67 @@ fn workset_env_reaches_the_box_and_the_box_overrides_it() {
     e.run(&ws, &["box", "config", "env.KB_WS="]).ok();
     assert_eq!(show("KB_WS"), "[unset]\n", "an empty value removes it");
 }
+
+fn bootstrap_rig(flavour: Flavour) {
+    let Some((e, _)) = session_env(flavour) else {
+        return;
+    };
+    let name = format!("t{}", std::process::id());
+    let r = e.run(&e.home, &["rig", "bootstrap", &name]).ok();
+    assert!(
+        r.stdout.contains(&format!("Rig '{name}' is ready")),
+        "{r:?}"
+    );
+    let json = e.run(&e.home, &["rig", "list", "--json"]).ok().json();
+    let row = json["rigs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["kind"].as_str(), row["status"].as_str()),
+        (Some("extended"), Some("prepped")),
+        "{json:#}"
+    );
+    let p = e.dir(&format!("p/b{name}"));
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "--rig",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                "tmux -V && git --version && bash -c 'echo bash-ok'",
+            ],
+        )
+        .ok();
+    assert!(
+        r.stdout.contains("tmux ")
+            && r.stdout.contains("git version")
+            && r.stdout.contains("bash-ok"),
+        "{r:?}"
+    );
+    let again = e.run(&e.home, &["rig", "bootstrap", &name]).ok();
+    assert!(again.stdout.contains("already exists"), "{again:?}");
+    e.run(&e.home, &["rig", "rm", &name, "--force"]).ok();
+    let r = e.run(&p, &["shell", "--", "true"]).fails();
+    assert!(
+        r.stderr.contains("kanibako rig bootstrap"),
+        "a missing rig points at bootstrap: {r:?}"
+    );
+}
+
+#[test]
+fn podman_bootstrap_rig() {
+    bootstrap_rig(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_bootstrap_rig() {
+    bootstrap_rig(Flavour::Docker);
+}

@@ -5,6 +5,7 @@
 
 pub mod boxes;
 pub mod config;
+pub mod rig;
 pub mod session;
 pub mod workset;
 
@@ -92,6 +93,12 @@ pub enum Command {
     /// kanibako itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Rigs: the images boxes run on.
+    #[command(visible_alias = "image")]
+    Rig {
+        #[command(subcommand)]
+        command: Option<rig::RigCommand>,
+    },
     /// Worksets: groups of boxes under one root that share settings.
     Workset {
         #[command(subcommand)]

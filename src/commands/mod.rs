@@ -3,6 +3,7 @@
 
 pub mod boxes;
 pub mod config;
+pub mod rig;
 pub mod session;
 pub mod workset;
 
@@ -56,5 +57,6 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Crab(CrabCommand::Config(a)) => config::crab_config(cx, &a),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
+        Command::Rig { command } => rig::dispatch(cx, command),
     }
 }

@@ -341,7 +341,7 @@ impl Drop for MountedImage<'_> {
 
 fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
     UserError::new(format!("rig '{image}' is not available locally")).hint(format!(
-        "pull it (`{} pull {image}`), or pass a local image with --rig",
+        "pull it (`{} pull {image}`), or build one from this host's programs: kanibako rig bootstrap",
         rt.engine.kind.name()
     ))
 }
@@ -475,6 +475,26 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     }
 
     let rt = cx.runtime()?;
+    // A rig name (`host`, `oci`, a template, a `rigs.yaml` entry) becomes the image.
+    let image = {
+        let rigs = crate::rig::registry::Rigs::load(&crate::commands::rig::rigs_file(cx))?;
+        let exists = |i: &str| {
+            let inv = rt
+                .invocation()
+                .args(["image", "inspect", "--format", "{{.Id}}"])
+                .arg(i);
+            rt.exec.output(&inv).is_ok_and(|o| o.status.success())
+        };
+        let configured = levels.image()?;
+        crate::rig::resolve(
+            &image,
+            &rigs,
+            &crate::commands::rig::templates(cx),
+            &configured,
+            &exists,
+        )
+        .image
+    };
     let user = user_mapping(cx, &rt)?;
 
     // Persistent (tmux, survives a closed terminal) is the default for `start` where tmux
@@ -775,7 +795,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let _ = std::fs::remove_file(&marker);
     drop(lock);
     let code = exit_code(status);
-    after_run(&rt, &l, &spec, &image, split, code, !may_exist);
+    after_run(&rt, &l, &spec, &image, split, code, !may_exist)?;
     Ok(Exit::Code(u8::try_from(code).unwrap_or(1)))
 }
 
@@ -804,6 +824,8 @@ fn session_lock(b: &BoxIdentity) -> Result<FileLock> {
 
 /// Messages after the container ended: name the missing image or the container in the
 /// way, hint at `sh -c`.
+/// `Err` when the run failed because the rig is missing: that is our error (exit 1),
+/// not the engine's status.
 fn after_run(
     rt: &Runtime<'_>,
     l: &Launch,
@@ -812,7 +834,7 @@ fn after_run(
     split: bool,
     code: i32,
     unchecked: bool,
-) {
+) -> Result<()> {
     if code == 125 && unchecked {
         // The engine was not asked beforehand (no marker): a container nobody told us
         // about may hold the name.
@@ -825,18 +847,13 @@ fn after_run(
                 "hint: a container named {} already exists (started outside this kanibako?); `kanibako stop` removes it",
                 spec.name
             );
-            return;
+            return Ok(());
         }
     }
     if code == 125 && !split {
         let inv = rt.invocation().args(["image", "inspect"]).arg(image);
         if rt.exec.output(&inv).is_ok_and(|o| !o.status.success()) {
-            let e = missing_rig(rt, image);
-            eprintln!("Error: {}", e.message);
-            for h in e.hints {
-                eprintln!("hint: {h}");
-            }
-            return;
+            return Err(missing_rig(rt, image).into());
         }
     }
     match &l.session {
@@ -861,6 +878,7 @@ fn after_run(
         }
         _ => {}
     }
+    Ok(())
 }
 
 fn dry_run(
