@@ -691,3 +691,107 @@ fn podman_bootstrap_rig() {
 fn docker_bootstrap_rig() {
     bootstrap_rig(Flavour::Docker);
 }
+
+#[test]
+fn rigs_added_extended_exported_imported_and_built_on_first_use() {
+    let Some((e, _)) = session_env(Flavour::RootfulPodman) else {
+        return;
+    };
+    let id = std::process::id();
+    let (base, tmpl, ext) = (format!("b{id}"), format!("t{id}"), format!("e{id}"));
+    e.run(&e.home, &["rig", "bootstrap", &base]).ok();
+    // a template with a local FROM: built on first use, reused on the second
+    let file = e.home.join(format!("Containerfile.template-{tmpl}"));
+    std::fs::write(
+        &file,
+        format!("# kanibako-template: test\nFROM localhost/kanibako-rig-{base}:latest\nRUN echo built > /etc/tmpl-marker\n"),
+    )
+    .unwrap();
+    let r = e.run(&e.home, &["rig", "add", file.to_str().unwrap()]).ok();
+    assert!(
+        r.stdout.contains(&format!("Added template '{tmpl}'")),
+        "{r:?}"
+    );
+    let p = e.dir(&format!("p/r{id}"));
+    let r = e
+        .run(
+            &p,
+            &["shell", "--rig", &tmpl, "--", "cat", "/etc/tmpl-marker"],
+        )
+        .ok();
+    assert_eq!(r.stdout.lines().last(), Some("built"), "{r:?}");
+    assert!(r.stderr.contains("isn't prepped — building"), "{r:?}");
+    let r = e
+        .run(
+            &p,
+            &["shell", "--rig", &tmpl, "--", "cat", "/etc/tmpl-marker"],
+        )
+        .ok();
+    assert!(!r.stderr.contains("building"), "reused: {r:?}");
+    // extend: a shell on the base (fed from stdin here), saved as a new rig
+    let mut child = e
+        .cmd(&e.home, &["rig", "extend", &ext, "--from", &base])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo extended > /etc/ext-marker\nexit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "--rig",
+                &ext,
+                "--",
+                "cat",
+                "/etc/ext-marker",
+                "/etc/kanibako/rig.yaml",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.starts_with("extended\nname: "), "{r:?}");
+    let json = e.run(&e.home, &["rig", "list", "--json"]).ok().json();
+    let row = |n: &str| {
+        json["rigs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .cloned()
+    };
+    assert_eq!(row(&ext).unwrap()["status"], "prepped", "{json:#}");
+    assert_eq!(row(&tmpl).unwrap()["kind"], "template", "{json:#}");
+    // export, remove, import
+    let bundle = e.home.join(format!("{ext}.rig.tgz"));
+    e.run(&e.home, &["rig", "export", &ext]).ok();
+    assert!(bundle.is_file());
+    e.run(&e.home, &["rig", "rm", &ext, "-f"]).ok();
+    assert!(e.run(&p, &["shell", "--rig", &ext, "--", "true"]).code != 0);
+    let r = e
+        .run(&e.home, &["rig", "import", bundle.to_str().unwrap()])
+        .ok();
+    assert!(
+        r.stdout.contains(&format!("Imported extended rig '{ext}'")),
+        "{r:?}"
+    );
+    let r = e
+        .run(
+            &p,
+            &["shell", "--rig", &ext, "--", "cat", "/etc/ext-marker"],
+        )
+        .ok();
+    assert_eq!(r.stdout, "extended\n");
+    for n in [&ext, &tmpl, &base] {
+        e.run(&e.home, &["rig", "rm", n, "-f"]).ok();
+    }
+}

@@ -15,6 +15,19 @@ pub enum RigCommand {
     /// Remove a rig (its registry entry, and its image).
     #[command(visible_alias = "delete")]
     Rm(RigRmArgs),
+    /// Make a rig ready: build a template, pull a prefab.
+    #[command(visible_alias = "prepare")]
+    Prep(PrepArgs),
+    /// Register a rig: an image reference, an image archive or a Containerfile.
+    Add(AddArgs),
+    /// Make a new rig by working in a shell on another one, then saving it.
+    Extend(ExtendArgs),
+    /// Write an extended rig to a bundle file.
+    Export(ExportArgs),
+    /// Load an extended rig from a bundle file.
+    Import(ImportArgs),
+    /// Check the engine and the configured rig.
+    Diagnose,
 }
 
 #[derive(Debug, Args, Default)]
@@ -48,4 +61,62 @@ pub struct RigRmArgs {
     /// Do not ask.
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepArgs {
+    /// The rig (required unless --all).
+    #[arg(required_unless_present = "all")]
+    pub name: Option<String>,
+    /// Build or pull it again even if it is ready.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Every template kanibako knows.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// An image reference, an image archive (tar), or a Containerfile.
+    pub source: String,
+    /// The rig's name (default: derived from the source).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// What the source is, when it cannot be told.
+    #[arg(long = "as", value_parser = ["image", "template"])]
+    pub kind: Option<String>,
+    /// Replace a rig of the same name.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// The new rig's name (image `kanibako-rig-NAME`).
+    pub name: String,
+    /// The rig to start from.
+    #[arg(long, value_name = "RIG")]
+    pub from: String,
+    /// Save the container even if the shell exits with an error.
+    #[arg(long, conflicts_with = "no_commit_on_error")]
+    pub always_commit: bool,
+    /// Discard the container if the shell exits with an error.
+    #[arg(long)]
+    pub no_commit_on_error: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// An extended rig.
+    pub name: String,
+    /// The bundle to write (default: NAME.rig.tgz here).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A bundle written by `rig export`.
+    pub file: String,
 }

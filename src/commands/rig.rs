@@ -5,12 +5,15 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::cli::rig::{BootstrapArgs, RigCommand, RigListArgs, RigNameArgs, RigRmArgs};
+use crate::cli::rig::{
+    AddArgs, BootstrapArgs, ExportArgs, ExtendArgs, ImportArgs, PrepArgs, RigCommand, RigListArgs,
+    RigNameArgs, RigRmArgs,
+};
 use crate::context::Context;
 use crate::error::{Exit, UserError};
 use crate::prompt;
 use crate::rig::registry::{Record, Rigs};
-use crate::rig::{self, Kind, bootstrap};
+use crate::rig::{self, Kind, bootstrap, ops, template};
 use crate::runtime::Runtime;
 
 pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
@@ -20,6 +23,12 @@ pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
         Some(RigCommand::Info(a)) => info(cx, &a),
         Some(RigCommand::Bootstrap(a)) => bootstrap(cx, &a),
         Some(RigCommand::Rm(a)) => rm(cx, &a),
+        Some(RigCommand::Prep(a)) => prep(cx, &a),
+        Some(RigCommand::Add(a)) => add(cx, &a),
+        Some(RigCommand::Extend(a)) => extend(cx, &a),
+        Some(RigCommand::Export(a)) => export(cx, &a),
+        Some(RigCommand::Import(a)) => import(cx, &a),
+        Some(RigCommand::Diagnose) => diagnose(cx),
     }
 }
 
@@ -59,22 +68,28 @@ fn present(set: &BTreeSet<String>, image: &str) -> bool {
     set.contains(image) || set.contains(&format!("{image}:latest"))
 }
 
-/// User templates (`$DATA/containers/Containerfile.template-<name>`).
+fn user_dir(cx: &Context) -> std::path::PathBuf {
+    cx.paths.data.join("containers")
+}
+
+/// Every template kanibako can build: bundled, and the user's own.
 pub fn templates(cx: &Context) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(cx.paths.data.join("containers"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_prefix("Containerfile.template-")
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    template::discover(&user_dir(cx))
+        .into_iter()
+        .map(|t| t.name)
+        .collect()
+}
+
+/// Build the template `name` into its image, on the configured base rig.
+pub fn build(cx: &Context, rt: &Runtime<'_>, name: &str) -> Result<i32> {
+    let t = template::discover(&user_dir(cx))
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| UserError::new(format!("unknown template '{name}'")))?;
+    let base = cx.stack(None, None)?.image()?;
+    let image = rig::template_image(name);
+    eprintln!("Building rig '{name}' ({}) on {base}...", t.description());
+    ops::build_template(rt, &t, &image, &base)
 }
 
 #[derive(Serialize)]
@@ -111,10 +126,10 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
             image,
         });
     }
-    for t in templates(cx) {
-        let image = rig::template_image(&t);
+    for t in template::discover(&user_dir(cx)) {
+        let image = rig::template_image(&t.name);
         entries.push(Entry {
-            name: t,
+            name: t.name,
             kind: Kind::Template,
             status: status(&image),
             image,
@@ -320,7 +335,8 @@ fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
         present(&local, i)
     });
     let record = rigs.get(&a.name).cloned();
-    if record.is_none() && !r.present {
+    let user_template = user_dir(cx).join(format!("Containerfile.template-{}", a.name));
+    if record.is_none() && !r.present && !user_template.is_file() {
         return Err(UserError::new(format!("rig not found: {}", a.name)).into());
     }
     if r.present
@@ -338,6 +354,410 @@ fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
     }
     if record.is_some() && rigs.remove(&a.name)? {
         println!("Removed rig '{}' from the registry.", a.name);
+    }
+    if user_template.is_file() {
+        std::fs::remove_file(&user_template)?;
+        println!("Removed user template '{}'.", a.name);
+    }
+    Ok(Exit::Success)
+}
+
+fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
+    let rt = cx.runtime()?;
+    let names: Vec<String> = match &a.name {
+        Some(n) => vec![n.clone()],
+        None => templates(cx),
+    };
+    let rigs = Rigs::load(&rigs_file(cx))?;
+    let configured = cx.stack(None, None)?.image()?;
+    let mut failed = 0;
+    for name in &names {
+        let local = local_images(&rt)?;
+        let r = rig::resolve(name, &rigs, &templates(cx), &configured, &|i| {
+            present(&local, i)
+        });
+        if r.present && !a.force {
+            println!("Rig '{name}' is already prepped.");
+            continue;
+        }
+        let ok = match r.kind {
+            Kind::Template => {
+                let code = build(cx, &rt, name)?;
+                if code != 0 {
+                    eprintln!("Build failed with exit code {code}");
+                }
+                code == 0
+            }
+            Kind::Extended => {
+                return Err(UserError::new(format!(
+                    "extended rig '{name}' has no recipe to prepare from"
+                ))
+                .hint("`kanibako rig import` brings one back from a bundle; `rig bootstrap` rebuilds a host rig")
+                .into());
+            }
+            Kind::Prefab => {
+                eprintln!("Pulling {}...", r.image);
+                ops::pull(&rt, &r.image)
+            }
+        };
+        if ok {
+            println!("Rig '{name}' prepped as {}", r.image);
+        } else {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(UserError::new(format!(
+            "{failed} of {} rig(s) could not be prepared",
+            names.len()
+        ))
+        .into());
+    }
+    Ok(Exit::Success)
+}
+
+fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
+    let path = cx.host.cwd.join(&a.source);
+    let is_file = path.is_file();
+    let kind = match (a.kind.as_deref(), is_file) {
+        (Some(k), _) => k.to_owned(),
+        (None, true) if ops::is_image_archive(&path) => "archive".into(),
+        (None, true)
+            if template::looks_like_containerfile(
+                &std::fs::read_to_string(&path).unwrap_or_default(),
+            ) =>
+        {
+            "template".into()
+        }
+        (None, true) => {
+            return Err(UserError::new(format!(
+                "cannot classify source '{}'; pass --as image|template",
+                path.display()
+            ))
+            .into());
+        }
+        (None, false) if looks_like_reference(&a.source) => "image".into(),
+        (None, false) => {
+            return Err(UserError::new(format!(
+                "cannot classify source '{}'; expected a local file or an image reference (pass --as image|template to force)",
+                a.source
+            ))
+            .into());
+        }
+    };
+    let kind = if kind == "image" && is_file {
+        "archive".to_owned()
+    } else {
+        kind
+    };
+    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let derived = match kind.as_str() {
+        "template" => path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.split_once('.').map(|(_, x)| x.to_owned()))
+            .map(|x| x.trim_start_matches("template-").to_owned()),
+        "image" => Some(strip_registry(&a.source)),
+        _ => ops::archive_tag(&path).map(|t| strip_registry(&t)),
+    };
+    let name = a.name.clone().or(derived).ok_or_else(|| {
+        UserError::new("could not derive a rig name from source; pass --name NAME")
+    })?;
+    let user_template = user_dir(cx).join(format!("Containerfile.template-{name}"));
+    if !a.force && (rigs.get(&name).is_some() || user_template.exists()) {
+        return Err(UserError::new(format!(
+            "rig '{name}' already exists; use --force to overwrite."
+        ))
+        .into());
+    }
+    match kind.as_str() {
+        "template" => {
+            if !rig::is_short_name(&name) {
+                return Err(UserError::new(format!(
+                    "invalid template name '{name}': use lowercase letters, digits, '-' and '_'"
+                ))
+                .into());
+            }
+            let text = std::fs::read(&path)?;
+            crate::fsutil::atomic_write(&user_template, &text, crate::fsutil::MODE_CONFIG)?;
+            println!(
+                "Added template '{name}' ({}). Run 'kanibako rig prep {name}' to build it.",
+                user_template.display()
+            );
+        }
+        "image" => {
+            rigs.upsert(
+                &name,
+                &Record {
+                    kind: Kind::Prefab,
+                    source: Some(a.source.clone()),
+                    source_type: Some("ref".into()),
+                    image: None,
+                },
+            )?;
+            println!(
+                "Added prefab '{name}' -> {}. Run 'kanibako rig prep {name}' to pull it.",
+                a.source
+            );
+        }
+        _ => {
+            let rt = cx.runtime()?;
+            let out = rt.query(&rt.invocation().args(["load", "-i"]).arg(&path))?;
+            let loaded = out
+                .lines()
+                .find_map(|l| l.split_once(": ").map(|(_, r)| r.trim().to_owned()))
+                .or_else(|| ops::archive_tag(&path))
+                .ok_or_else(|| UserError::new("the archive holds no tagged image"))?;
+            rigs.upsert(
+                &name,
+                &Record {
+                    kind: Kind::Prefab,
+                    source: Some(loaded.clone()),
+                    source_type: Some("file".into()),
+                    image: Some(loaded),
+                },
+            )?;
+            println!("Added prefab '{name}' from archive.");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// A loose image reference: `[host/]path[:tag][@digest]` of the usual characters.
+fn looks_like_reference(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['-', '.', '/'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./:_-@".contains(c))
+}
+
+/// `ghcr.io/corp/base:1.0` → `corp/base:1.0` (a first segment with `.` or `:` is a host).
+fn strip_registry(r: &str) -> String {
+    match r.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') => rest.to_owned(),
+        _ => r.to_owned(),
+    }
+}
+
+fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
+    if !rig::is_short_name(&a.name) {
+        return Err(UserError::new(format!(
+            "invalid rig name '{}': use lowercase letters, digits, '-' and '_'",
+            a.name
+        ))
+        .into());
+    }
+    let rt = cx.runtime()?;
+    let rigs = Rigs::load(&rigs_file(cx))?;
+    let configured = cx.stack(None, None)?.image()?;
+    let local = local_images(&rt)?;
+    let base = rig::resolve(&a.from, &rigs, &templates(cx), &configured, &|i| {
+        present(&local, i)
+    });
+    if !base.present {
+        match base.kind {
+            Kind::Template => {
+                if build(cx, &rt, &a.from)? != 0 {
+                    return Err(UserError::new(format!("could not build '{}'", a.from)).into());
+                }
+            }
+            Kind::Prefab if ops::pull(&rt, &base.image) => {}
+            _ => {
+                return Err(
+                    UserError::new(format!("rig '{}' is not available locally", a.from)).into(),
+                );
+            }
+        }
+    }
+    let work = format!("kanibako-extend-{}", a.name);
+    let _ = rt
+        .exec
+        .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+    eprintln!(
+        "Starting a shell in {}; what you change is saved as rig '{}' when it exits.",
+        base.image, a.name
+    );
+    let run = rt
+        .invocation()
+        .args([
+            "run",
+            if cx.host.stdin_tty { "-it" } else { "-i" },
+            "--pull=never",
+            "--name",
+            &work,
+            "--entrypoint",
+            "/bin/bash",
+        ])
+        .arg(&base.image);
+    let code = crate::process::exit_code(rt.exec.foreground(&run)?);
+    let commit = code == 0
+        || a.always_commit
+        || (!a.no_commit_on_error
+            && prompt::confirm_yn(
+                &cx.host,
+                &format!("The shell exited with {code}. Commit container state anyway?"),
+                "--always-commit or --no-commit-on-error",
+            )?);
+    let image = format!("localhost/{}:latest", rig::extended_image(&a.name));
+    if commit {
+        let dir = ops::temp_dir()?;
+        let meta = dir.join("kanibako");
+        std::fs::create_dir_all(&meta)?;
+        std::fs::write(
+            meta.join("rig.yaml"),
+            ops::rig_yaml(&a.name, Some(&base.image), &a.from),
+        )?;
+        let _ = rt.exec.output(
+            &rt.invocation()
+                .arg("cp")
+                .arg(&meta)
+                .arg(format!("{work}:/etc/")),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = rt.query(&rt.invocation().arg("commit").arg(&work).arg(&image));
+        let _ = rt
+            .exec
+            .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+        out?;
+        let mut rigs = Rigs::load(&rigs_file(cx))?;
+        rigs.upsert(
+            &a.name,
+            &Record {
+                kind: Kind::Extended,
+                source: Some(a.from.clone()),
+                source_type: Some("extend".into()),
+                image: Some(image.clone()),
+            },
+        )?;
+        println!("Extended rig saved as {image}");
+    } else {
+        let _ = rt
+            .exec
+            .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+        println!("Discarded the changes (the shell exited with {code}).");
+    }
+    Ok(Exit::Success)
+}
+
+fn export(cx: &Context, a: &ExportArgs) -> Result<Exit> {
+    let rigs = Rigs::load(&rigs_file(cx))?;
+    let Some(rec) = rigs.get(&a.name).filter(|r| r.kind == Kind::Extended) else {
+        return Err(UserError::new(format!(
+            "'{}' is not an extended rig; only extended rigs are exported (others are rebuilt or pulled)",
+            a.name
+        ))
+        .into());
+    };
+    let image = rec
+        .image
+        .clone()
+        .unwrap_or_else(|| rig::extended_image(&a.name));
+    let rt = cx.runtime()?;
+    let out = cx.host.cwd.join(
+        a.out
+            .clone()
+            .unwrap_or_else(|| format!("{}.rig.tgz", a.name)),
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("kanibako-export-")
+        .tempdir()?;
+    let tar = dir.path().join("image.tar");
+    rt.query(&rt.invocation().args(["save", "-o"]).arg(&tar).arg(&image))
+        .map_err(|e| UserError::new(format!("cannot save {image}: {e}")))?;
+    ops::write_bundle(
+        &out,
+        &ops::rig_yaml(
+            &a.name,
+            rec.source.as_deref(),
+            rec.source_type.as_deref().unwrap_or("extend"),
+        ),
+        &tar,
+    )?;
+    println!("Exported '{}' -> {}", a.name, out.display());
+    Ok(Exit::Success)
+}
+
+fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
+    let file = cx.host.cwd.join(&a.file);
+    let dir = tempfile::Builder::new()
+        .prefix("kanibako-import-")
+        .tempdir()?;
+    let text = ops::read_bundle(&file, dir.path())?;
+    let name = ops::rig_yaml_name(&text)?;
+    if !rig::is_short_name(&name) {
+        return Err(UserError::new(format!(
+            "the bundle's rig name '{name}' is not a valid rig name"
+        ))
+        .into());
+    }
+    let tar = dir.path().join("image.tar");
+    if !tar.is_file() {
+        return Err(UserError::new(format!("{} has no image.tar", file.display())).into());
+    }
+    let rt = cx.runtime()?;
+    rt.query(&rt.invocation().args(["load", "-i"]).arg(&tar))?;
+    let image = format!("localhost/{}:latest", rig::extended_image(&name));
+    let local = local_images(&rt)?;
+    if !present(&local, &image) && !present(&local, &rig::extended_image(&name)) {
+        return Err(UserError::new(format!(
+            "the bundle did not load an image named {image}; refusing a mislabelled bundle"
+        ))
+        .into());
+    }
+    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    rigs.upsert(
+        &name,
+        &Record {
+            kind: Kind::Extended,
+            source: None,
+            source_type: Some("import".into()),
+            image: Some(image.clone()),
+        },
+    )?;
+    println!("Imported extended rig '{name}' as {image}.");
+    Ok(Exit::Success)
+}
+
+fn diagnose(cx: &Context) -> Result<Exit> {
+    let rt = match cx.runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("[!!] container runtime: {e}");
+            return Ok(Exit::Code(1));
+        }
+    };
+    match rt.version() {
+        Ok(v) => println!(
+            "[ok] {} {}.{}.{} at {}",
+            rt.engine.kind.name(),
+            v.0,
+            v.1,
+            v.2,
+            rt.engine.program.display()
+        ),
+        Err(e) => println!("[!!] {}: {e}", rt.engine.kind.name()),
+    }
+    let configured = cx.stack(None, None)?.image()?;
+    let rigs = Rigs::load(&rigs_file(cx))?;
+    let local = local_images(&rt)?;
+    let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
+        present(&local, i)
+    });
+    if r.present {
+        println!("[ok] configured rig {configured} ({}) is prepped", r.image);
+    } else {
+        println!(
+            "[!!] configured rig {configured} ({}) is not prepped: `kanibako rig prep {configured}`, or `kanibako rig bootstrap`",
+            r.image
+        );
+    }
+    let ours: Vec<&String> = local
+        .iter()
+        .filter(|i| i.contains("kanibako") && i.contains(':'))
+        .collect();
+    println!("[ok] {} local kanibako image(s)", ours.len());
+    for i in ours {
+        println!("     {i}");
     }
     Ok(Exit::Success)
 }

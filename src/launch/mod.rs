@@ -346,6 +346,29 @@ fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
     ))
 }
 
+fn image_present(rt: &Runtime<'_>, image: &str) -> bool {
+    let inv = rt
+        .invocation()
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .arg(image);
+    rt.exec.output(&inv).is_ok_and(|o| o.status.success())
+}
+
+/// Pull a rig that is not local (the engine's progress on the terminal); if that fails,
+/// say so in one line and point at a rig made from this host.
+fn obtain(rt: &Runtime<'_>, image: &str) -> Result<()> {
+    eprintln!("Rig not found locally. Pulling {image}...");
+    if crate::rig::ops::pull(rt, image) {
+        return Ok(());
+    }
+    Err(UserError::new(format!("rig '{image}' is not available locally and could not be pulled"))
+        .hint(format!(
+            "check the network, or build a rig from this host's programs: kanibako rig bootstrap && kanibako system config box.image=host (then `{} pull {image}` later)",
+            rt.engine.kind.name()
+        ))
+        .into())
+}
+
 /// [`image_env`], remembered per mounted image directory (whose path changes whenever
 /// the image does), so a launch asks the engine only once per rig version.
 fn image_env_cached(
@@ -493,8 +516,20 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             &configured,
             &exists,
         )
-        .image
     };
+    // A template that is not built yet is built now, its output on the terminal.
+    if image.kind == crate::rig::Kind::Template && !image.present && !l.dry_run {
+        eprintln!("Rig '{}' isn't prepped — building...", image.name);
+        let code = crate::commands::rig::build(cx, &rt, &image.name)?;
+        if code != 0 {
+            return Err(UserError::new(format!(
+                "failed to build rig '{}' (exit code {code}).",
+                image.name
+            ))
+            .into());
+        }
+    }
+    let image = image.image;
     let user = user_mapping(cx, &rt)?;
 
     // Persistent (tmux, survives a closed terminal) is the default for `start` where tmux
@@ -637,7 +672,13 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     // image's config: its Env comes from the mounted image (mounted now, not in a dry
     // run, which only asks for the Env).
     let mounted = if split && !l.dry_run {
-        Some(MountedImage::mount(&rt, &image)?)
+        Some(match MountedImage::mount(&rt, &image) {
+            Ok(m) => m,
+            Err(_) => {
+                obtain(&rt, &image)?;
+                MountedImage::mount(&rt, &image)?
+            }
+        })
     } else {
         None
     };
@@ -786,10 +827,16 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         &env_file,
     ));
     print_env(&spec.env);
-    let status = rt
+    let mut status = rt
         .exec
         .foreground(&run)
         .with_context(|| format!("running {}", rt.engine.program.display()))?;
+    // The engine refuses at once when the rig is not local (`--pull=never`): get it,
+    // then run again — nothing started the first time.
+    if exit_code(status) == 125 && !split && !image_present(&rt, &image) {
+        obtain(&rt, &image)?;
+        status = rt.exec.foreground(&run)?;
+    }
     drop(env_file);
     drop(mounted);
     let _ = std::fs::remove_file(&marker);

@@ -2,7 +2,9 @@
 //! `--rig` and `box.image` hold — resolves to an image reference here, purely.
 
 pub mod bootstrap;
+pub mod ops;
 pub mod registry;
+pub mod template;
 
 use serde::Serialize;
 

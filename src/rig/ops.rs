@@ -1,0 +1,203 @@
+//! Making rigs ready and moving them: build a template, pull a prefab, extend one
+//! interactively, export and import extended rigs. These run the engine; the plans they
+//! follow (names, images, bundle layout) live in the sibling modules.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::template::{Origin, Template};
+use crate::error::UserError;
+use crate::process::exit_code;
+use crate::runtime::Runtime;
+
+/// Build `t` into `image` on `base`, the engine's output streamed to the terminal.
+pub fn build_template(rt: &Runtime<'_>, t: &Template, image: &str, base: &str) -> Result<i32> {
+    let work = tempfile::Builder::new()
+        .prefix("kanibako-build-")
+        .tempdir()?;
+    let (file, context) = match &t.origin {
+        Origin::User(path) => (
+            path.clone(),
+            path.parent().unwrap_or(Path::new(".")).to_owned(),
+        ),
+        Origin::Bundled => {
+            let f = work
+                .path()
+                .join(format!("Containerfile.template-{}", t.name));
+            std::fs::write(&f, &t.text)?;
+            (f, work.path().to_owned())
+        }
+    };
+    let inv = rt
+        .invocation()
+        .args(["build", "--no-cache", "-t", image, "--build-arg"])
+        .arg(format!("BASE_IMAGE={base}"))
+        .arg("-f")
+        .arg(&file)
+        .arg(&context);
+    let status = rt.exec.status(&inv).context("running the build")?;
+    Ok(exit_code(status))
+}
+
+/// Pull `image`, the engine's progress streamed.
+pub fn pull(rt: &Runtime<'_>, image: &str) -> bool {
+    let inv = rt.invocation().arg("pull").arg(image);
+    rt.exec.status(&inv).is_ok_and(|s| s.success())
+}
+
+/// `rig.yaml`, as written into an extended image and into a bundle.
+pub fn rig_yaml(name: &str, parent: Option<&str>, source: &str) -> String {
+    let mut s = format!("name: {name}\nkind: extended\nreproducible: false\n");
+    if let Some(p) = parent {
+        s.push_str(&format!("parent: {p}\n"));
+    }
+    s.push_str(&format!("foundation_source: {source}\n"));
+    s
+}
+
+/// The `name:` of a `rig.yaml`.
+pub fn rig_yaml_name(text: &str) -> Result<String> {
+    let doc = crate::document::Document::parse(Path::new("rig.yaml"), text)?;
+    doc.get_str(&["name"])?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| UserError::new("rig.yaml has no name").into())
+}
+
+/// Write a bundle: a gzip tar of `rig.yaml` and `image.tar`.
+pub fn write_bundle(out: &Path, rig_yaml: &str, image_tar: &Path) -> Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(rig_yaml.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "rig.yaml", rig_yaml.as_bytes())?;
+    tar.append_path_with_name(image_tar, "image.tar")?;
+    tar.into_inner()?.finish()?;
+    Ok(())
+}
+
+/// Unpack a bundle into `dir`, refusing any member with an absolute path or `..`.
+/// Returns the `rig.yaml` text.
+pub fn read_bundle(file: &Path, dir: &Path) -> Result<String> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut rig = None;
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            bail!(UserError::new(format!(
+                "refusing bundle member '{}': it points outside the bundle",
+                path.display()
+            )));
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        match name {
+            "rig.yaml" => {
+                let mut s = String::new();
+                entry.read_to_string(&mut s)?;
+                rig = Some(s);
+            }
+            "image.tar" | "Containerfile" => {
+                entry.unpack(dir.join(name))?;
+            }
+            _ => {}
+        }
+    }
+    rig.ok_or_else(|| {
+        UserError::new(format!(
+            "{} has no rig.yaml: not a rig bundle",
+            file.display()
+        ))
+        .into()
+    })
+}
+
+/// The first `RepoTags` entry of a `docker save` style archive, if any.
+pub fn archive_tag(file: &Path) -> Option<String> {
+    let f = std::fs::File::open(file).ok()?;
+    let mut tar = tar::Archive::new(f);
+    for entry in tar.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.path().ok()?.as_os_str() == "manifest.json" {
+            let mut s = String::new();
+            entry.read_to_string(&mut s).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+            return v[0]["RepoTags"][0].as_str().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// Whether a file is an image archive (a tar with `manifest.json`, `oci-layout` or
+/// `blobs/`).
+pub fn is_image_archive(file: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(file) else {
+        return false;
+    };
+    let mut tar = tar::Archive::new(f);
+    let Ok(entries) = tar.entries() else {
+        return false;
+    };
+    entries.flatten().take(200).any(|e| {
+        e.path().is_ok_and(|p| {
+            let s = p.to_string_lossy();
+            s == "manifest.json" || s == "oci-layout" || s.starts_with("blobs/")
+        })
+    })
+}
+
+pub fn temp_dir() -> Result<PathBuf> {
+    Ok(tempfile::Builder::new()
+        .prefix("kanibako-rig-")
+        .tempdir()?
+        .keep())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_round_trip_and_hostile_members_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("img.tar");
+        std::fs::write(&img, b"image bytes").unwrap();
+        let bundle = d.path().join("x.rig.tgz");
+        write_bundle(&bundle, &rig_yaml("mine", Some("oci"), "extend"), &img).unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let text = read_bundle(&bundle, &out).unwrap();
+        assert_eq!(rig_yaml_name(&text).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read(out.join("image.tar")).unwrap(),
+            b"image bytes"
+        );
+
+        // a member climbing out of the bundle
+        let evil = d.path().join("evil.rig.tgz");
+        let f = std::fs::File::create(&evil).unwrap();
+        let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
+            f,
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        // written raw: the tar crate refuses `..` in names it builds itself
+        h.as_gnu_mut().unwrap().name[..6].copy_from_slice(b"../pwn");
+        h.set_cksum();
+        t.append(&h, &b"x"[..]).unwrap();
+        t.into_inner().unwrap().finish().unwrap();
+        let err = read_bundle(&evil, &out).unwrap_err();
+        assert!(err.to_string().contains("points outside"), "{err}");
+        assert!(!d.path().join("pwn").exists());
+    }
+}
