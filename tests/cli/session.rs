@@ -83,7 +83,7 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
     let (e, p) = env_with_claude();
     e.run(&e.home, &["list"]).ok();
     let before = tree(&e.home);
-    let r = e.run(&p, &["start", "--dry-run", "-e", "TOKEN=abc"]).ok();
+    let r = e.run(&p, &["start", "--dry-run", "-e", "TOKEN=s3cr3t-value"]).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{r:?}");
     assert!(lines[0].ends_with("podman image mount ghcr.io/doctorjei/kanibako-oci:latest"));
@@ -96,7 +96,7 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
         lines[1].ends_with(" --dangerously-skip-permissions --model opus"),
         "a new box does not continue: {r:?}"
     );
-    assert!(!r.stdout.contains("abc"));
+    assert!(!r.stdout.contains("s3cr3t-value"));
     assert_eq!(tree(&e.home), before, "no box registered, no home made");
     assert!(!e.podman_log().contains("\nrun "), "nothing ran");
     // -v shows the environment, secrets masked
@@ -108,7 +108,7 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
                 "start",
                 "--dry-run",
                 "-e",
-                "TOKEN=abc",
+                "TOKEN=s3cr3t-value",
                 "-e",
                 "PLAIN=xyz",
             ],
