@@ -29,6 +29,10 @@ pub struct LaunchArgs {
     /// Run in the foreground and remove the container on exit (always so for `shell`).
     #[arg(long)]
     pub ephemeral: bool,
+    /// Mount the host's image store read-only into the box (podman), so the box's own
+    /// podman can use the host's images.
+    #[arg(long)]
+    pub share_images: bool,
 }
 
 #[derive(Debug, Args, Clone)]

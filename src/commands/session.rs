@@ -29,6 +29,7 @@ fn launch(
         entrypoint: a.entrypoint,
         dry_run: a.dry_run,
         persistent,
+        share_images: a.share_images,
         session,
     }
 }

@@ -30,7 +30,7 @@ use crate::document::Document;
 use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
-use crate::process::exit_code;
+use crate::process::{Executor as _, exit_code};
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineKind, Runtime, Version, labels};
 use crate::settings::keys::Level;
@@ -63,6 +63,8 @@ pub struct Launch {
     pub dry_run: bool,
     /// `--persistent` (true) or `--ephemeral` (false); `None`: tmux on the host decides.
     pub persistent: Option<bool>,
+    /// `--share-images`: the host's image store, read-only, in the box.
+    pub share_images: bool,
     pub session: Session,
 }
 
@@ -346,6 +348,74 @@ fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
     ))
 }
 
+/// The host's image store for `--share-images`, with the storage.conf written for the
+/// box; `None` (and a warning) where there is none to share.
+fn image_store(rt: &Runtime<'_>, b: &BoxIdentity, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
+    let graph = match rt.engine.kind {
+        EngineKind::Podman => rt
+            .query(
+                &rt.invocation()
+                    .args(["info", "--format", "{{.Store.GraphRoot}}"]),
+            )
+            .ok()
+            .map(|s| PathBuf::from(s.trim()))
+            .filter(|p| p.is_dir()),
+        EngineKind::Docker => None,
+    };
+    let Some(graph) = graph else {
+        eprintln!(
+            "Warning: --share-images enabled but host image storage could not be detected. Continuing without image sharing."
+        );
+        return None;
+    };
+    let conf = b.metadata.join(".image-sharing").join("storage.conf");
+    if !dry_run
+        && let Err(e) = fsutil::atomic_write(
+            &conf,
+            plan::shared_images_conf().as_bytes(),
+            fsutil::MODE_CONFIG,
+        )
+    {
+        eprintln!(
+            "Warning: cannot write {}: {e}; continuing without image sharing.",
+            conf.display()
+        );
+        return None;
+    }
+    Some((graph, conf))
+}
+
+/// Say what the last freshness check of `image` found, and start today's if due — on
+/// a thread of its own, so no launch ever waits on a registry.
+fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
+    use crate::rig::fresh;
+    let file = fresh::cache_file(&cx.paths.cache);
+    if let Some(note) = fresh::note(&file, image) {
+        eprintln!("{note}");
+    }
+    if !fresh::due(&file, image) {
+        return;
+    }
+    let digest = rt
+        .invocation()
+        .args(["image", "inspect", "--format", "{{index .RepoDigests 0}}"])
+        .arg(image);
+    let image = image.to_owned();
+    std::thread::spawn(move || {
+        let local = crate::process::SystemExecutor
+            .output(&digest)
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .split_once('@')
+                    .map(|(_, d)| d.to_owned())
+            });
+        fresh::check(&file, &image, local);
+    });
+}
+
 fn image_present(rt: &Runtime<'_>, image: &str) -> bool {
     let inv = rt
         .invocation()
@@ -530,6 +600,9 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         }
     }
     let image = image.image;
+    if !l.dry_run {
+        freshness(cx, &rt, &image);
+    }
     let user = user_mapping(cx, &rt)?;
 
     // Persistent (tmux, survives a closed terminal) is the default for `start` where tmux
@@ -777,6 +850,11 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             .ok()
             .and_then(|p| p.canonicalize().ok()),
         shared,
+        image_store: if l.share_images || levels.bool("box.share_images")? {
+            image_store(&rt, b, l.dry_run)
+        } else {
+            None
+        },
         comms: Some(cx.paths.comms.clone()),
         env,
         entrypoint,

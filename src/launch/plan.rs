@@ -11,6 +11,16 @@ use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
 
 pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
+/// Where a box sees the host's image store with `--share-images`.
+pub const SHARED_IMAGES: &str = "/var/lib/shared-images";
+
+/// The storage.conf that makes a box's podman use the shared store read-only.
+pub fn shared_images_conf() -> String {
+    format!(
+        "[storage]\n  driver = \"overlay\"\n  [storage.options]\n    additionalimagestores = [\"{SHARED_IMAGES}\"]\n"
+    )
+}
+
 /// The tmux session a persistent box runs its agent in.
 pub const TMUX_SESSION: &str = "kanibako";
 /// Where the session wrapper leaves the agent's exit status, relative to the home.
@@ -71,6 +81,9 @@ pub struct PlanInputs {
     pub self_binary: Option<PathBuf>,
     /// Existing shared-cache directories and their place under the home.
     pub shared: Vec<(PathBuf, String)>,
+    /// The host's image store and the storage.conf that points the box's podman at it
+    /// (`--share-images`).
+    pub image_store: Option<(PathBuf, PathBuf)>,
     pub comms: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub entrypoint: Option<String>,
@@ -135,6 +148,20 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             &format!("{GUEST_HOME}/{}", rel.trim_start_matches('/')),
             false,
         ));
+    }
+    if let Some((graph, conf)) = &i.image_store {
+        mounts.push(Mount::Bind {
+            src: graph.clone(),
+            dst: SHARED_IMAGES.into(),
+            read_only: true,
+            relabel: false,
+        });
+        mounts.push(Mount::Bind {
+            src: conf.clone(),
+            dst: "/home/agent/.config/containers/storage.conf".into(),
+            read_only: true,
+            relabel: false,
+        });
     }
     if let Some(c) = &i.comms {
         mounts.push(bind(c.clone(), "/home/agent/comms", false));
@@ -215,6 +242,7 @@ mod tests {
             agent_mounts: Vec::new(),
             self_binary: Some("/usr/bin/kanibako".into()),
             shared: vec![("/d/shared/global/pip".into(), ".cache/pip".into())],
+            image_store: None,
             comms: Some("/d/comms".into()),
             env: BTreeMap::new(),
             entrypoint: None,
@@ -253,6 +281,30 @@ mod tests {
         assert_eq!(s.name, "kanibako-app");
         assert_eq!(s.labels["io.kanibako.box"], "app");
         assert_eq!(s.labels["io.kanibako.version"], "0.1.0");
+    }
+
+    #[test]
+    fn shared_images_come_before_comms_read_only() {
+        let mut i = inputs(Mode::Default);
+        i.image_store = Some((
+            "/var/lib/containers/storage".into(),
+            "/d/boxes/app/.image-sharing/storage.conf".into(),
+        ));
+        let s = plan(&i);
+        let d = dsts(&s);
+        let at = d.iter().position(|x| *x == SHARED_IMAGES).unwrap();
+        assert_eq!(d[at + 1], "/home/agent/.config/containers/storage.conf");
+        assert_eq!(d[at + 2], "/home/agent/comms");
+        assert!(matches!(
+            &s.mounts[at],
+            Mount::Bind {
+                read_only: true,
+                ..
+            }
+        ));
+        assert!(
+            shared_images_conf().contains("additionalimagestores = [\"/var/lib/shared-images\"]")
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `--rig` and `box.image` hold — resolves to an image reference here, purely.
 
 pub mod bootstrap;
+pub mod fresh;
 pub mod ops;
 pub mod registry;
 pub mod template;

@@ -83,7 +83,9 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
     let (e, p) = env_with_claude();
     e.run(&e.home, &["list"]).ok();
     let before = tree(&e.home);
-    let r = e.run(&p, &["start", "--dry-run", "-e", "TOKEN=s3cr3t-value"]).ok();
+    let r = e
+        .run(&p, &["start", "--dry-run", "-e", "TOKEN=s3cr3t-value"])
+        .ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{r:?}");
     assert!(lines[0].ends_with("podman image mount ghcr.io/doctorjei/kanibako-oci:latest"));
