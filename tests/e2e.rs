@@ -449,7 +449,8 @@ impl Terminal {
     }
 
     fn wait_for(&self, name: &str, text: &str) -> String {
-        for _ in 0..150 {
+        // Generous: a loaded CI machine may take a while to start a container.
+        for _ in 0..600 {
             let s = self.screen(name);
             if s.contains(text) {
                 return s;

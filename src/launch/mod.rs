@@ -427,9 +427,18 @@ fn image_present(rt: &Runtime<'_>, image: &str) -> bool {
 /// Pull a rig that is not local (the engine's progress on the terminal); if that fails,
 /// say so in one line and point at a rig made from this host.
 fn obtain(rt: &Runtime<'_>, image: &str) -> Result<()> {
-    eprintln!("Rig not found locally. Pulling {image}...");
-    if crate::rig::ops::pull(rt, image) {
-        return Ok(());
+    // `localhost/…` and kanibako's own images exist only where they were made: asking a
+    // registry for them would only add seconds to the failure.
+    let local_only = image.starts_with("localhost/")
+        || image.starts_with("kanibako-rig-")
+        || image.starts_with("kanibako-template-");
+    if !local_only {
+        eprintln!("Rig not found locally. Pulling {image}...");
+        if crate::rig::ops::pull(rt, image) {
+            return Ok(());
+        }
+    } else {
+        return Err(missing_rig(rt, image).into());
     }
     Err(UserError::new(format!("rig '{image}' is not available locally and could not be pulled"))
         .hint(format!(
