@@ -25,6 +25,8 @@ use crate::runtime::spec::RunSpec;
 /// How long a fresh container may take to show as running.
 const START_POLLS: u32 = 10;
 const START_POLL: Duration = Duration::from_millis(300);
+/// How long an ended session's container may take to stop (it only has to exit tmux).
+const STOP_POLLS: u32 = 34;
 /// `exec` can fail while the container's init is still settling.
 const ATTACH_TRIES: u32 = 5;
 const ATTACH_PAUSE: Duration = Duration::from_millis(500);
@@ -88,12 +90,47 @@ fn logs_tail(rt: &Runtime<'_>, name: &str) -> String {
 pub fn remove(rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) -> bool {
     let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
     let inv = rt.invocation().args(["rm", "-f"]).arg(name);
-    let removed = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
+    // `podman rm -f` also succeeds for a container that is already gone (another
+    // `stop` got there first); only one that names what it removed did the removing,
+    // and only that one may release the image mount: a second unmount would take the
+    // mount from under another box running on the same rig.
+    let removed = rt
+        .exec
+        .output(&inv)
+        .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty());
     if removed && let Some(image) = image {
         let inv = rt.invocation().args(["image", "unmount"]).arg(image);
         let _ = rt.exec.output(&inv);
     }
     removed
+}
+
+/// Whether the box's tmux session is still there. `attach` returns 0 both when the user
+/// detaches and when the agent ends, and in the second case the container may still
+/// be shutting down for a moment: only the session itself tells the two apart.
+fn session_alive(rt: &Runtime<'_>, name: &str) -> bool {
+    let inv = rt
+        .invocation()
+        .args(["exec", name, "tmux", "has-session", "-t", TMUX_SESSION]);
+    rt.exec.output(&inv).is_ok_and(|o| o.status.success())
+}
+
+/// After an attach returned: true if the session goes on (the user detached). If it
+/// ended, wait (bounded) for its container to stop so its logs and state are final.
+fn still_in_session(rt: &Runtime<'_>, name: &str) -> bool {
+    if !is_running(rt, name) {
+        return false;
+    }
+    if session_alive(rt, name) {
+        return true;
+    }
+    for _ in 0..STOP_POLLS {
+        if !is_running(rt, name) {
+            break;
+        }
+        sleep(START_POLL);
+    }
+    false
 }
 
 /// Attach to the session, retrying while the container settles. Returns the attach's
@@ -153,7 +190,7 @@ pub fn reattach(
     }
     let code = attach(rt, &name, true)?;
     // A session that ended leaves a stopped container: clear it.
-    if !is_running(rt, &name) {
+    if !still_in_session(rt, &name) {
         remove(rt, &name, rootfs);
         let _ = std::fs::remove_file(b.container_marker());
     }
@@ -226,7 +263,7 @@ pub(super) fn launch(
         } else {
             None
         };
-        if is_running(rt, &spec.name) {
+        if still_in_session(rt, &spec.name) {
             // Detached: the session goes on.
             return Ok(Exit::Code(u8::try_from(attached.unwrap_or(0)).unwrap_or(1)));
         }

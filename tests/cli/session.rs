@@ -407,3 +407,30 @@ fn the_engine_is_not_asked_unless_a_container_may_exist() {
         "{r:?}"
     );
 }
+
+#[test]
+fn only_the_stop_that_removed_a_container_releases_its_rig_mount() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let hash = kanibako::boxes::project_hash(&p);
+    e.set_ps(&format!(
+        r#"[{{"Names":["kanibako-app"],"State":"exited","Image":"img","Labels":{{"io.kanibako.box":"app","io.kanibako.hash":"{hash}","io.kanibako.rootfs":"img"}}}}]"#
+    ));
+    let r = e.run(&p, &["stop"]).ok();
+    assert!(
+        r.stdout.contains("Removed stopped container: kanibako-app"),
+        "{r:?}"
+    );
+    assert_eq!(e.podman_log().matches("image unmount img").count(), 1);
+    // a second `stop` racing the first finds the container already gone: `rm -f`
+    // still succeeds but names nothing, and the mount (another box's now) stays
+    fs::write(e.root_file("rm.gone"), "").unwrap();
+    let r = e.run(&p, &["stop"]).ok();
+    assert!(!r.stdout.contains("Removed"), "{r:?}");
+    assert_eq!(
+        e.podman_log().matches("image unmount img").count(),
+        1,
+        "{}",
+        e.podman_log()
+    );
+}

@@ -133,7 +133,8 @@ impl Env {
 
     /// A fake `podman` that appends its argv to `podman.log` and answers from files in
     /// the test root: `ps.json` for `ps`, `container.state` for `container inspect`
-    /// (absent: no container), `exit.code` for `run`/`exec`, whose `--env-file` it
+    /// (absent: no container), `rm.gone` to make `rm -f` find nothing (it then prints
+    /// no name, as podman does), `exit.code` for `run`/`exec`, whose `--env-file` it
     /// copies to `run.env`.
     pub fn fake_podman(&self) -> PathBuf {
         let r = self.root.path().display().to_string();
@@ -150,6 +151,7 @@ case "$1" in
       inspect) [ -f '{r}/no.image' ] && exit 125; echo '["PATH=/usr/bin:/bin","LANG=C.UTF-8"]' ;;
       mount) [ -f '{r}/no.image' ] && exit 125; echo /fake/rootfs ;;
     esac ;;
+  rm) [ -f '{r}/rm.gone' ] || eval echo \"\${{$#}}\" ;;
   run|exec)
     while [ $# -gt 0 ]; do [ "$1" = --env-file ] && /bin/cp "$2" '{r}/run.env'; shift; done
     exit $(/bin/cat '{r}/exit.code' 2>/dev/null || echo 0) ;;
