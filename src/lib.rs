@@ -19,6 +19,7 @@
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
+//! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
 //! | [`runtime`] | engine detection (podman/docker), container labels, `RunSpec` → argv, queries |
 //! | [`process`] | [`process::Invocation`] and the one executor that starts processes |
@@ -44,6 +45,7 @@
 pub mod agents;
 pub mod boxes;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod context;
 pub mod document;

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_yaml::{Mapping, Value};
 
@@ -144,32 +143,6 @@ fn record(
     hints.save()?;
     reg.save()?;
     Ok(())
-}
-
-/// ISO-8601 UTC with microseconds and an offset, as Python's `isoformat()` writes.
-fn now_iso() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
 }
 
 impl Workset {
@@ -335,7 +308,7 @@ pub fn create(paths: &Paths, req: &CreateRequest) -> Result<Workset, WorksetErro
             let mut ws = Workset {
                 name: name.to_string(),
                 root: root.clone(),
-                created: now_iso(),
+                created: crate::clock::now_iso(),
                 group_auth: !req.distinct_auth,
                 members: Vec::new(),
                 doc: Document::empty(&root.join(WORKSET_FILE)),
@@ -501,7 +474,7 @@ mod tests {
 
     #[test]
     fn iso_timestamps_look_like_pythons() {
-        let t = now_iso();
+        let t = crate::clock::now_iso();
         assert_eq!(t.len(), "2026-11-26T17:43:01.425430+00:00".len(), "{t}");
         assert!(t.ends_with("+00:00") && t.as_bytes()[10] == b'T');
     }

@@ -70,14 +70,19 @@ impl SafeDir {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
     }
 
-    pub fn kind(&self, name: &OsStr) -> Option<Kind> {
+    /// `lstat` relative to this directory: the entry's type bits and its stat.
+    fn lstat(&self, name: &OsStr) -> Option<(SFlag, nix::sys::stat::FileStat)> {
         let st = fstatat(
             self.fd.as_fd(),
             name,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .ok()?;
-        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        Some((SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT, st))
+    }
+
+    pub fn kind(&self, name: &OsStr) -> Option<Kind> {
+        let (fmt, _) = self.lstat(name)?;
         Some(if fmt == SFlag::S_IFDIR {
             Kind::Dir
         } else if fmt == SFlag::S_IFREG {
@@ -91,13 +96,7 @@ impl SafeDir {
 
     /// Size and modification time (seconds) of a regular file, not following links.
     pub fn file_stat(&self, name: &OsStr) -> Option<(u64, i64)> {
-        let st = fstatat(
-            self.fd.as_fd(),
-            name,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .ok()?;
-        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        let (fmt, st) = self.lstat(name)?;
         (fmt == SFlag::S_IFREG).then_some((st.st_size as u64, st.st_mtime))
     }
 

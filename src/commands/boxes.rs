@@ -341,27 +341,6 @@ fn container_state(cx: &Context, b: &BoxIdentity) -> String {
     format!("not running ({own})")
 }
 
-/// `2026-11-26 17:43:01 UTC` from seconds since the epoch (civil-from-days).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn age(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
@@ -388,7 +367,7 @@ fn credentials_state(b: &BoxIdentity) -> String {
     let ago = SystemTime::now()
         .duration_since(modified)
         .map_or(0, |d| d.as_secs());
-    format!("{} ago ({})", age(ago), utc(at))
+    format!("{} ago ({})", age(ago), crate::clock::utc(at))
 }
 
 pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
@@ -455,13 +434,6 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_795_714_981), "2026-11-26 17:43:01 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-    }
 
     #[test]
     fn ages() {

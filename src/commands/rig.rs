@@ -248,13 +248,7 @@ fn info(cx: &Context, a: &RigNameArgs) -> Result<Exit> {
 }
 
 fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
-    if !rig::is_short_name(&a.name) {
-        return Err(UserError::new(format!(
-            "invalid rig name '{}': use lowercase letters, digits, '-' and '_'",
-            a.name
-        ))
-        .into());
-    }
+    check_rig_name(&a.name)?;
     let rt = cx.runtime()?;
     let image = format!("localhost/{}:latest", rig::extended_image(&a.name));
     let local = local_images(&rt)?;
@@ -540,13 +534,7 @@ fn strip_registry(r: &str) -> String {
 }
 
 fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
-    if !rig::is_short_name(&a.name) {
-        return Err(UserError::new(format!(
-            "invalid rig name '{}': use lowercase letters, digits, '-' and '_'",
-            a.name
-        ))
-        .into());
-    }
+    check_rig_name(&a.name)?;
     let rt = cx.runtime()?;
     let rigs = Rigs::load(&rigs_file(cx))?;
     let configured = cx.stack(None, None)?.image()?;
@@ -760,4 +748,15 @@ fn diagnose(cx: &Context) -> Result<Exit> {
         println!("     {i}");
     }
     Ok(Exit::Success)
+}
+
+/// A name kanibako can turn into its own image name.
+fn check_rig_name(name: &str) -> Result<()> {
+    if !rig::is_short_name(name) {
+        return Err(UserError::new(format!(
+            "invalid rig name '{name}': use lowercase letters, digits, '-' and '_'"
+        ))
+        .into());
+    }
+    Ok(())
 }
