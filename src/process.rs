@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
 
 /// A command to run: program, arguments and extra environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +84,12 @@ pub trait Executor {
     fn output(&self, inv: &Invocation) -> io::Result<Output>;
     /// Run attached to our stdio.
     fn status(&self, inv: &Invocation) -> io::Result<ExitStatus>;
+    /// Like [`Executor::output`], but give up after `limit`: `Ok(None)` means the
+    /// child ran too long and was killed.
+    fn output_within(&self, inv: &Invocation, limit: Duration) -> io::Result<Option<Output>> {
+        let _ = limit;
+        self.output(inv).map(Some)
+    }
     /// Start without waiting (housekeeping nobody needs to wait for); errors are ignored.
     fn spawn_detached(&self, inv: &Invocation) {
         let _ = self.output(inv);
@@ -116,6 +123,56 @@ impl Executor for SystemExecutor {
     fn status(&self, inv: &Invocation) -> io::Result<ExitStatus> {
         tracing::debug!("+ {inv}");
         inv.command().status()
+    }
+
+    fn output_within(&self, inv: &Invocation, limit: Duration) -> io::Result<Option<Output>> {
+        use std::io::Read;
+        tracing::debug!("+ {inv} (at most {} s)", limit.as_secs());
+        let mut child = inv
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Drained on threads: a child that fills a pipe would otherwise never exit.
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Some(Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }))
     }
 
     fn spawn_detached(&self, inv: &Invocation) {

@@ -18,6 +18,9 @@ struct Engine {
     image: String,
 }
 
+/// A fake agent's answer to the host-side `claude auth status --json` check.
+const FAKE_AUTH: &str = "[ \"$1\" = auth ] && { echo '{\"loggedIn\": true}'; exit 0; }\n";
+
 fn engine(program: &str) -> Option<Engine> {
     let image = std::env::var("KANIBAKO_TEST_IMAGE").ok();
     let works = image.as_ref().is_some_and(|img| {
@@ -364,7 +367,7 @@ fn sessions(flavour: Flavour) {
     // two agent sessions on one box exclude each other
     e.script(
         "claude",
-        "echo \"$@\" > /home/agent/workspace/agent-args; sleep 3\n",
+        &format!("{FAKE_AUTH}echo \"$@\" > /home/agent/workspace/agent-args; sleep 3\n"),
     );
     let mut first = e.cmd(&p, &["start", "--ephemeral"]).spawn().unwrap();
     let mut seen = false;
@@ -490,7 +493,10 @@ fn persistent(flavour: Flavour) {
     let name = format!("q{tag}");
     let p = e.dir(&format!("p/{name}"));
     e.run(&p, &["create", "-i", &image]).ok();
-    e.script("claude", "echo \"agent-ready $*\"; exec sleep 300\n");
+    e.script(
+        "claude",
+        &format!("{FAKE_AUTH}echo \"agent-ready $*\"; exec sleep 300\n"),
+    );
     let term = Terminal::new(&tag);
 
     // start attaches to a tmux session in the box; a detach leaves it running
@@ -547,7 +553,7 @@ fn persistent(flavour: Flavour) {
     e.run(&q, &["create", "-i", &image]).ok();
     e.script(
         "claude",
-        "case \" $* \" in *\" --continue \"*) echo 'No conversation found with session ID: x'; exit 1 ;; esac\necho \"agent-ready $*\"; exec sleep 300\n",
+        &format!("{FAKE_AUTH}case \" $* \" in *\" --continue \"*) echo 'No conversation found with session ID: x'; exit 1 ;; esac\necho \"agent-ready $*\"; exec sleep 300\n"),
     );
     term.open("five", &e.shell_line(&q, &["start"]));
     term.wait_for(

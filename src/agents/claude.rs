@@ -3,11 +3,23 @@
 
 use std::path::PathBuf;
 
+use super::credentials::CredentialSpec;
 use super::{Agent, Install, SessionFlags};
 use crate::host::HostEnv;
 use crate::runtime::spec::Mount;
 
 pub struct Claude;
+
+/// Claude Code's login: `~/.claude/.credentials.json` with the token under
+/// `claudeAiOauth` (`expiresAt` in ms), and the account in `~/.claude.json`.
+pub const CREDENTIALS: CredentialSpec = CredentialSpec {
+    dir: ".claude",
+    file: ".credentials.json",
+    oauth_key: "claudeAiOauth",
+    expiry_key: "expiresAt",
+    account_file: ".claude.json",
+    account_keys: &["oauthAccount", "installMethod"],
+};
 
 impl Agent for Claude {
     fn id(&self) -> &'static str {
@@ -90,6 +102,10 @@ impl Agent for Claude {
 
     fn instruction_files(&self) -> &'static [&'static str] {
         &["CLAUDE.md"]
+    }
+
+    fn credentials(&self) -> Option<&'static CredentialSpec> {
+        Some(&CREDENTIALS)
     }
 }
 

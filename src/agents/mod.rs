@@ -3,6 +3,7 @@
 //! Codex, Goose and others.
 
 pub mod claude;
+pub mod credentials;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,10 @@ pub trait Agent {
     fn config_dir(&self) -> &'static str;
     /// Instruction files merged from templates into a new home (`CLAUDE.md`).
     fn instruction_files(&self) -> &'static [&'static str];
+    /// Where the agent keeps a login that group-auth boxes share with the host.
+    fn credentials(&self) -> Option<&'static credentials::CredentialSpec> {
+        None
+    }
 }
 
 /// Every agent kanibako knows, in detection order.

@@ -107,7 +107,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
         );
         return Ok(Exit::Success);
     }
-    for c in mine {
+    for c in &mine {
         if c.running {
             if stop_one(&rt, c) {
                 println!("Stopped {}", c.name);
@@ -118,6 +118,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
             println!("Removed stopped container: {}", c.name);
         }
     }
+    crate::launch::auth::write_back(cx, &b);
     Ok(Exit::Success)
 }
 
@@ -130,15 +131,15 @@ fn stop_all(
     // Ours by label, plus the Python tool's by the exact name of a registered box: never
     // a container that merely has `kanibako-` somewhere in its name.
     let registry = Registry::load(&cx.paths.names_file())?;
-    let legacy: Vec<String> = registry
+    let boxes: Vec<BoxIdentity> = registry
         .projects
         .iter()
         .filter_map(|(n, p)| {
             let name = BoxName::from_registry(n)?;
             registered(&cx.paths, name, p.clone()).ok()
         })
-        .map(|b| b.legacy_container_name())
         .collect();
+    let legacy: Vec<String> = boxes.iter().map(|b| b.legacy_container_name()).collect();
     let running: Vec<&ContainerSummary> = list
         .iter()
         .filter(|c| c.running)
@@ -167,6 +168,11 @@ fn stop_all(
             stopped += 1;
         } else {
             eprintln!("Failed to stop {}", c.name);
+        }
+    }
+    for b in &boxes {
+        if !containers_of(list, b).is_empty() {
+            crate::launch::auth::write_back(cx, b);
         }
     }
     println!("\nStopped {stopped} container(s).");

@@ -6,6 +6,7 @@
 //! prepare the home ([`prep`]) and run. Nothing on the way asks the engine more than it
 //! must: no `podman info`, no image pre-checks (a missing image is learnt from the run).
 
+pub mod auth;
 pub mod persistent;
 pub mod plan;
 pub mod prep;
@@ -891,6 +892,11 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     if let Some(rootfs) = &leftover {
         persistent::remove(&rt, &spec.name, rootfs.as_deref());
     }
+    if let Target::Agent(a, install) = &target
+        && b.group_auth
+    {
+        auth::check(cx, a.as_ref(), install)?;
+    }
     prepare_home(cx, b, &target, chosen.new, &spec, &levels, crab_id)?;
 
     if persistent {
@@ -926,6 +932,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     }
     drop(env_file);
     drop(mounted);
+    auth::write_back(cx, b);
     let _ = std::fs::remove_file(&marker);
     drop(lock);
     let code = exit_code(status);
@@ -1114,7 +1121,9 @@ fn prepare_home(
             eprintln!("Warning: {w}");
         }
         seeds::apply(&home, &seeds)?;
+        auth::init_box(cx, b);
     }
+    auth::refresh(cx, b);
     let stubs: Vec<(String, bool)> = spec
         .mounts
         .iter()

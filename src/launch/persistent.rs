@@ -188,7 +188,9 @@ pub fn reattach(
         background_note(b, &name);
         return Ok(Exit::Success);
     }
+    super::auth::refresh(cx, b);
     let code = attach(rt, &name, true)?;
+    super::auth::write_back(cx, b);
     // A session that ended leaves a stopped container: clear it.
     if !still_in_session(rt, &name) {
         remove(rt, &name, rootfs);
@@ -256,7 +258,10 @@ pub(super) fn launch(
             up = is_running(rt, &spec.name);
         }
         let attached = if up && cx.host.stdin_tty {
-            attach(rt, &spec.name, true)?
+            let code = attach(rt, &spec.name, true)?;
+            // Left or ended: either way the box may hold a newer token than the host.
+            super::auth::write_back(cx, b);
+            code
         } else if up {
             background_note(b, &spec.name);
             return Ok(Exit::Success);

@@ -1,0 +1,550 @@
+//! An agent's login shared between the host and its group-auth boxes: the first copy
+//! into a new box, the refresh host → box before a launch, and the write-back box →
+//! host when a session ends (spec: upstream-runtime §8.1-8.3, fixing defect 2).
+//!
+//! Only the OAuth object moves between the two files: every other key on either side
+//! stays where it is. The newer token is the one that expires later (the time inside
+//! the JSON), not the file touched last. Every write is a temp file + rename at 0600,
+//! under one lock for all boxes, and never through a link: the box's home is shared
+//! read-write with the container, which may plant links there, so a link on either
+//! side is reported and the file left alone.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::boxes::home::SafeDir;
+use crate::fsutil::{self, MODE_SECRET};
+
+/// Where an agent keeps its login, relative to a home (the host's or the box's).
+#[derive(Clone, Copy, Debug)]
+pub struct CredentialSpec {
+    /// The agent's config directory (`.claude`).
+    pub dir: &'static str,
+    /// The token file in it (`.credentials.json`).
+    pub file: &'static str,
+    /// The object holding the token (`claudeAiOauth`).
+    pub oauth_key: &'static str,
+    /// The field inside it with the expiry in milliseconds since the epoch.
+    pub expiry_key: &'static str,
+    /// The account file beside the config directory (`.claude.json`), of which a new box
+    /// gets the keys in `account_keys`.
+    pub account_file: &'static str,
+    pub account_keys: &'static [&'static str],
+}
+
+/// A token file read from one side, with what decides which side is newer.
+#[derive(Clone, Debug)]
+pub struct Side {
+    pub json: Value,
+    /// Modification time in seconds: the tie-breaker when a token has no expiry.
+    pub mtime: i64,
+}
+
+/// The expiry inside a token file, if it has one.
+fn expiry(spec: &CredentialSpec, v: &Value) -> Option<i64> {
+    v.get(spec.oauth_key)?.get(spec.expiry_key)?.as_i64()
+}
+
+/// Whether `src`'s token should replace `dst`'s: it must have one; then the later
+/// expiry wins; the same token never moves; without expiries the newer file wins.
+pub fn should_replace(spec: &CredentialSpec, src: &Side, dst: &Side) -> bool {
+    let Some(src_token) = src.json.get(spec.oauth_key) else {
+        return false;
+    };
+    let Some(dst_token) = dst.json.get(spec.oauth_key) else {
+        return true;
+    };
+    if src_token == dst_token {
+        return false;
+    }
+    match (expiry(spec, &src.json), expiry(spec, &dst.json)) {
+        (Some(a), Some(b)) if a != b => a > b,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        _ => src.mtime > dst.mtime,
+    }
+}
+
+/// `dst` with only its OAuth object taken from `src` (a `dst` that is not a JSON object
+/// becomes one).
+pub fn merge_oauth(spec: &CredentialSpec, dst: &Value, src: &Value) -> Value {
+    let mut out = match dst {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    if let Some(token) = src.get(spec.oauth_key) {
+        out.insert(spec.oauth_key.to_owned(), token.clone());
+    }
+    Value::Object(out)
+}
+
+/// The account file a new group-auth box gets: the listed keys from the host's (nulls
+/// left out) and onboarding marked done, so the agent does not greet the user again.
+pub fn filtered_account(spec: &CredentialSpec, host: &Value) -> Value {
+    let mut out = Map::new();
+    for key in spec.account_keys {
+        if let Some(v) = host.get(*key).filter(|v| !v.is_null()) {
+            out.insert((*key).to_owned(), v.clone());
+        }
+    }
+    out.insert("hasCompletedOnboarding".into(), Value::Bool(true));
+    Value::Object(out)
+}
+
+/// JSON as the agent (and the Python tool) writes it: two-space indent, final newline.
+pub fn render(v: &Value) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(v).expect("a JSON value always serialises");
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// What a sync did, for the caller to report.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged,
+    Copied,
+    Merged,
+    /// Left alone, with the reason (a planted link, unreadable JSON…).
+    Skipped(String),
+}
+
+/// The host's and one box's copies of an agent's login.
+pub struct Credentials<'a> {
+    pub spec: &'a CredentialSpec,
+    /// The host home (`~`).
+    pub host_home: PathBuf,
+    /// The box's home on the host (`shell/`).
+    pub box_home: PathBuf,
+    /// Held while reading and writing: boxes ending together take turns.
+    pub lock: PathBuf,
+}
+
+/// One side's token file, opened without following links.
+struct Opened {
+    dir: SafeDir,
+    side: Option<Side>,
+}
+
+fn read_side(dir: &SafeDir, name: &str, what: &str) -> Result<Option<Side>, String> {
+    let name = OsStr::new(name);
+    match dir.kind(name) {
+        None => return Ok(None),
+        Some(crate::boxes::home::Kind::File) => {}
+        Some(_) => {
+            return Err(format!(
+                "{} is not a regular file (a symbolic link?); left alone",
+                dir.path().join(name).display()
+            ));
+        }
+    }
+    let bytes = dir
+        .read(name)
+        .map_err(|e| format!("reading {what}: {e}"))?
+        .ok_or_else(|| format!("{what} changed while being read; left alone"))?;
+    let json = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{what} {} is not valid JSON ({e})",
+            dir.path().join(name).display()
+        )
+    })?;
+    let mtime = dir.file_stat(name).map_or(0, |(_, m)| m);
+    Ok(Some(Side { json, mtime }))
+}
+
+impl Credentials<'_> {
+    fn host_dir(&self, create: bool) -> Result<Option<SafeDir>, String> {
+        // The host home is the user's own: a `~/.claude` that is a link (dotfiles) is
+        // followed; only the files inside are opened without following.
+        let rel = Path::new(self.spec.dir);
+        if let Some(real) = self
+            .host_home
+            .join(rel)
+            .canonicalize()
+            .ok()
+            .filter(|r| r.is_dir())
+        {
+            return SafeDir::open(&real)
+                .map(Some)
+                .map_err(|e| format!("opening {}: {e}", real.display()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let home = self
+            .host_home
+            .canonicalize()
+            .unwrap_or(self.host_home.clone());
+        SafeDir::open(&home)
+            .and_then(|h| h.create_dir_all(rel))
+            .map(Some)
+            .map_err(|e| format!("creating {}: {e}", self.host_home.join(rel).display()))
+    }
+
+    fn box_dir(&self, create: bool) -> Result<Option<SafeDir>, String> {
+        let home = SafeDir::open(&self.box_home)
+            .map_err(|e| format!("opening the box home {}: {e}", self.box_home.display()))?;
+        let rel = Path::new(self.spec.dir);
+        let dir = if create {
+            Some(home.create_dir_all(rel).map_err(|e| e.to_string())?)
+        } else {
+            home.open_dir(rel).map_err(|e| e.to_string())?
+        };
+        Ok(dir)
+    }
+
+    fn open_host(&self, create: bool) -> Result<Option<Opened>, String> {
+        let Some(dir) = self.host_dir(create)? else {
+            return Ok(None);
+        };
+        let side = read_side(&dir, self.spec.file, "the host credentials")?;
+        Ok(Some(Opened { dir, side }))
+    }
+
+    fn open_box(&self, create: bool) -> Result<Option<Opened>, String> {
+        let Some(dir) = self.box_dir(create)? else {
+            return Ok(None);
+        };
+        let side = read_side(&dir, self.spec.file, "the box credentials")?;
+        Ok(Some(Opened { dir, side }))
+    }
+
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        let _lock = fsutil::lock_exclusive(&self.lock)
+            .map_err(|e| format!("locking {}: {e}", self.lock.display()))?;
+        f()
+    }
+
+    fn write(dir: &SafeDir, name: &str, v: &Value, mode: u32) -> Result<(), String> {
+        dir.replace(OsStr::new(name), &render(v), mode)
+            .map_err(|e| format!("writing {}: {e}", dir.path().join(name).display()))
+    }
+
+    /// A new box: its own copy of the host's login (group auth) and the account file.
+    /// Distinct auth gets an empty account file: the box logs in itself.
+    pub fn init_box(&self, group_auth: bool) -> Outcome {
+        let run = || -> Result<Outcome, String> {
+            let boxed = self.open_box(true)?.expect("created");
+            let home = SafeDir::open(&self.box_home).map_err(|e| e.to_string())?;
+            if !group_auth {
+                home.write_new(OsStr::new(self.spec.account_file), b"", MODE_SECRET)
+                    .map_err(|e| e.to_string())?;
+                return Ok(Outcome::Unchanged);
+            }
+            let account = std::fs::read(self.host_home.join(self.spec.account_file))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            match account {
+                Some(host) => {
+                    let v = filtered_account(self.spec, &host);
+                    if home.kind(OsStr::new(self.spec.account_file)).is_none() {
+                        Self::write(&home, self.spec.account_file, &v, MODE_SECRET)?;
+                    }
+                }
+                None => {
+                    home.write_new(OsStr::new(self.spec.account_file), b"", MODE_SECRET)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            let Some(host) = self.open_host(false)?.and_then(|h| h.side) else {
+                return Ok(Outcome::Unchanged);
+            };
+            if boxed.side.is_some() {
+                return Ok(Outcome::Unchanged);
+            }
+            Self::write(&boxed.dir, self.spec.file, &host.json, MODE_SECRET)?;
+            Ok(Outcome::Copied)
+        };
+        self.locked(run).unwrap_or_else(Outcome::Skipped)
+    }
+
+    /// Before a launch: the host's newer token into the box.
+    pub fn refresh(&self) -> Outcome {
+        let run = || -> Result<Outcome, String> {
+            let Some(host) = self.open_host(false)?.and_then(|h| h.side) else {
+                return Ok(Outcome::Unchanged);
+            };
+            if host.json.get(self.spec.oauth_key).is_none() {
+                return Err(format!(
+                    "the host credentials have no '{}'; not copied",
+                    self.spec.oauth_key
+                ));
+            }
+            let boxed = self.open_box(true)?.expect("created");
+            match &boxed.side {
+                None => {
+                    Self::write(&boxed.dir, self.spec.file, &host.json, MODE_SECRET)?;
+                    Ok(Outcome::Copied)
+                }
+                Some(b) if should_replace(self.spec, &host, b) => {
+                    let merged = merge_oauth(self.spec, &b.json, &host.json);
+                    Self::write(&boxed.dir, self.spec.file, &merged, MODE_SECRET)?;
+                    Ok(Outcome::Merged)
+                }
+                Some(_) => Ok(Outcome::Unchanged),
+            }
+        };
+        self.locked(run).unwrap_or_else(Outcome::Skipped)
+    }
+
+    /// After a session: the box's newer token back to the host, keeping the host's
+    /// other keys; the host file stays 0600.
+    pub fn write_back(&self) -> Outcome {
+        let run = || -> Result<Outcome, String> {
+            let Some(boxed) = self.open_box(false)?.and_then(|b| b.side) else {
+                return Ok(Outcome::Unchanged);
+            };
+            if boxed.json.get(self.spec.oauth_key).is_none() {
+                return Ok(Outcome::Unchanged);
+            }
+            let host = self.open_host(true)?.expect("created");
+            match &host.side {
+                None => {
+                    let only = merge_oauth(self.spec, &Value::Object(Map::new()), &boxed.json);
+                    Self::write(&host.dir, self.spec.file, &only, MODE_SECRET)?;
+                    Ok(Outcome::Copied)
+                }
+                Some(h) if should_replace(self.spec, &boxed, h) => {
+                    let merged = merge_oauth(self.spec, &h.json, &boxed.json);
+                    Self::write(&host.dir, self.spec.file, &merged, MODE_SECRET)?;
+                    Ok(Outcome::Merged)
+                }
+                Some(_) => Ok(Outcome::Unchanged),
+            }
+        };
+        self.locked(run).unwrap_or_else(Outcome::Skipped)
+    }
+
+    /// Switching to distinct auth: the box forgets the shared login.
+    pub fn forget(&self) -> std::io::Result<()> {
+        let home = SafeDir::open(&self.box_home)?;
+        if let Some(dir) = home.open_dir(Path::new(self.spec.dir))? {
+            dir.remove(OsStr::new(self.spec.file))?;
+        }
+        home.remove(OsStr::new(self.spec.account_file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    const SPEC: CredentialSpec = super::super::claude::CREDENTIALS;
+
+    fn side(json: Value, mtime: i64) -> Side {
+        Side { json, mtime }
+    }
+
+    fn token(access: &str, expires: Option<i64>) -> Value {
+        match expires {
+            Some(e) => json!({"claudeAiOauth": {"accessToken": access, "expiresAt": e}}),
+            None => json!({"claudeAiOauth": {"accessToken": access}}),
+        }
+    }
+
+    #[test]
+    fn the_later_expiry_wins_not_the_later_file() {
+        let old = side(token("a", Some(1_000)), 500);
+        let new = side(token("b", Some(2_000)), 100);
+        assert!(should_replace(&SPEC, &new, &old), "newer token, older file");
+        assert!(!should_replace(&SPEC, &old, &new));
+        // the same token never moves, whatever the times say
+        let same = side(token("a", Some(1_000)), 900);
+        assert!(!should_replace(&SPEC, &same, &old));
+        // no expiries: the newer file
+        let x = side(token("x", None), 10);
+        let y = side(token("y", None), 20);
+        assert!(should_replace(&SPEC, &y, &x) && !should_replace(&SPEC, &x, &y));
+        // a side without a token never replaces; one with a token fills an empty side
+        let none = side(json!({"other": 1}), 99);
+        assert!(!should_replace(&SPEC, &none, &old));
+        assert!(should_replace(&SPEC, &old, &none));
+        // an expiry beats none
+        assert!(should_replace(&SPEC, &old, &x) && !should_replace(&SPEC, &x, &old));
+    }
+
+    #[test]
+    fn merging_moves_only_the_token() {
+        let host = json!({"claudeAiOauth": {"accessToken": "h"}, "hostOnly": true});
+        let boxed = json!({"claudeAiOauth": {"accessToken": "b"}, "mcpOAuth": {"k": 1}});
+        let out = merge_oauth(&SPEC, &host, &boxed);
+        assert_eq!(
+            out,
+            json!({"claudeAiOauth": {"accessToken": "b"}, "hostOnly": true})
+        );
+        assert_eq!(
+            merge_oauth(&SPEC, &json!([1]), &boxed),
+            json!({"claudeAiOauth": {"accessToken": "b"}})
+        );
+    }
+
+    #[test]
+    fn the_account_file_keeps_the_listed_keys() {
+        let host = json!({"oauthAccount": {"email": "a@b"}, "installMethod": null,
+            "projects": {"/x": {}}, "userID": "u"});
+        assert_eq!(
+            filtered_account(&SPEC, &host),
+            json!({"oauthAccount": {"email": "a@b"}, "hasCompletedOnboarding": true})
+        );
+        assert_eq!(
+            String::from_utf8(render(&json!({"a": 1}))).unwrap(),
+            "{\n  \"a\": 1\n}\n"
+        );
+    }
+
+    struct Homes {
+        _t: tempfile::TempDir,
+        host: PathBuf,
+        boxed: PathBuf,
+        lock: PathBuf,
+    }
+
+    fn homes() -> Homes {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host");
+        let boxed = t.path().join("box");
+        std::fs::create_dir_all(host.join(".claude")).unwrap();
+        std::fs::create_dir_all(&boxed).unwrap();
+        let lock = t.path().join("credentials.lock");
+        Homes {
+            _t: t,
+            host,
+            boxed,
+            lock,
+        }
+    }
+
+    impl Homes {
+        fn creds(&self) -> Credentials<'static> {
+            Credentials {
+                spec: &SPEC,
+                host_home: self.host.clone(),
+                box_home: self.boxed.clone(),
+                lock: self.lock.clone(),
+            }
+        }
+        fn host_file(&self) -> PathBuf {
+            self.host.join(".claude/.credentials.json")
+        }
+        fn box_file(&self) -> PathBuf {
+            self.boxed.join(".claude/.credentials.json")
+        }
+    }
+
+    fn write(p: &Path, v: &Value) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, render(v)).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn read(p: &Path) -> Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_full_cycle_keeps_host_keys_and_0600() {
+        let h = homes();
+        let mut host = token("h1", Some(1_000));
+        host["hostOnly"] = json!("keep me");
+        write(&h.host_file(), &host);
+        write(
+            &h.host.join(".claude.json"),
+            &json!({"oauthAccount": {"email": "a@b"}, "secret": "no"}),
+        );
+        let c = h.creds();
+        assert_eq!(c.init_box(true), Outcome::Copied);
+        assert_eq!(mode(&h.box_file()), 0o600);
+        let account = read(&h.boxed.join(".claude.json"));
+        assert!(account.get("secret").is_none() && account["hasCompletedOnboarding"] == true);
+        // the box refreshes its token
+        let mut boxed = read(&h.box_file());
+        boxed["claudeAiOauth"] = json!({"accessToken": "b2", "expiresAt": 5_000});
+        write(&h.box_file(), &boxed);
+        assert_eq!(c.write_back(), Outcome::Merged);
+        let back = read(&h.host_file());
+        assert_eq!(back["hostOnly"], "keep me");
+        assert_eq!(back["claudeAiOauth"]["accessToken"], "b2");
+        assert_eq!(mode(&h.host_file()), 0o600);
+        assert_eq!(c.write_back(), Outcome::Unchanged);
+        assert_eq!(c.refresh(), Outcome::Unchanged);
+        // the host logs in again
+        write(&h.host_file(), &token("h3", Some(9_000)));
+        assert_eq!(c.refresh(), Outcome::Merged);
+        assert_eq!(read(&h.box_file())["claudeAiOauth"]["accessToken"], "h3");
+        assert_eq!(mode(&h.box_file()), 0o600);
+    }
+
+    #[test]
+    fn planted_links_leave_the_host_alone() {
+        let h = homes();
+        write(&h.host_file(), &token("h1", Some(1_000)));
+        let victim = h.host.join("victim.json");
+        write(&victim, &json!({"victim": true}));
+        let c = h.creds();
+        // a link in place of the box's token file: refresh does not write through it,
+        // write-back does not read through it
+        std::fs::create_dir_all(h.boxed.join(".claude")).unwrap();
+        std::os::unix::fs::symlink(&victim, h.box_file()).unwrap();
+        assert!(matches!(c.refresh(), Outcome::Skipped(m) if m.contains("symbolic link")));
+        assert!(matches!(c.write_back(), Outcome::Skipped(_)));
+        assert_eq!(read(&victim), json!({"victim": true}));
+        assert_eq!(read(&h.host_file())["claudeAiOauth"]["accessToken"], "h1");
+        // a link in place of the whole config dir
+        std::fs::remove_dir_all(h.boxed.join(".claude")).unwrap();
+        std::os::unix::fs::symlink(h.host.join(".claude"), h.boxed.join(".claude")).unwrap();
+        assert!(matches!(c.refresh(), Outcome::Skipped(_)));
+        assert_eq!(c.write_back(), Outcome::Unchanged);
+        assert_eq!(read(&h.host_file())["claudeAiOauth"]["accessToken"], "h1");
+        // and a link for the account file of a new box
+        std::fs::remove_file(h.boxed.join(".claude")).unwrap();
+        std::os::unix::fs::symlink(&victim, h.boxed.join(".claude.json")).unwrap();
+        let _ = c.init_box(true);
+        assert_eq!(read(&victim), json!({"victim": true}));
+    }
+
+    #[test]
+    fn a_host_file_that_is_a_link_is_not_replaced() {
+        let h = homes();
+        let elsewhere = h.host.join("real.json");
+        write(&elsewhere, &token("h1", Some(1_000)));
+        std::os::unix::fs::symlink(&elsewhere, h.host_file()).unwrap();
+        write(&h.box_file(), &token("b", Some(2_000)));
+        assert!(matches!(h.creds().write_back(), Outcome::Skipped(_)));
+        assert_eq!(read(&elsewhere)["claudeAiOauth"]["accessToken"], "h1");
+    }
+
+    #[test]
+    fn boxes_ending_together_leave_valid_json() {
+        let h = homes();
+        write(&h.host_file(), &token("h", Some(1)));
+        let boxes: Vec<PathBuf> = (0..8)
+            .map(|i| {
+                let b = h.host.parent().unwrap().join(format!("b{i}"));
+                write(
+                    &b.join(".claude/.credentials.json"),
+                    &token(&format!("t{i}"), Some(100 + i)),
+                );
+                b
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for b in &boxes {
+                let c = Credentials {
+                    box_home: b.clone(),
+                    ..h.creds()
+                };
+                s.spawn(move || c.write_back());
+            }
+        });
+        // the latest expiry won, whatever the order
+        assert_eq!(read(&h.host_file())["claudeAiOauth"]["accessToken"], "t7");
+        assert_eq!(mode(&h.host_file()), 0o600);
+    }
+}

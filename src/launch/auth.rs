@@ -1,0 +1,209 @@
+//! The agent's login around a session: a new box's copy, the refresh before a launch,
+//! the write-back when a session ends or is left, and the host-side `auth status`
+//! check (spec: upstream-runtime §3.9 steps 7-8, §8). Distinct-auth boxes log in on
+//! their own and are left alone.
+
+use std::time::Duration;
+
+use crate::agents::credentials::{Credentials, Outcome};
+use crate::agents::{self, Agent, Install};
+use crate::boxes::BoxIdentity;
+use crate::context::Context;
+use crate::error::UserError;
+use crate::process::{Executor, Invocation};
+
+/// `auth status` should answer at once; one that hangs (no network) must not hold up
+/// the launch for long, and an unknown answer counts as logged in.
+const STATUS_LIMIT: Duration = Duration::from_secs(10);
+
+/// The login files of every agent that has one, for `b` (group auth only).
+fn all_for(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'static>)> {
+    if !b.group_auth {
+        return Vec::new();
+    }
+    agents::all()
+        .into_iter()
+        .filter_map(|a| {
+            let spec = a.credentials()?;
+            Some((
+                a,
+                Credentials {
+                    spec,
+                    host_home: cx.paths.home().to_owned(),
+                    box_home: b.shell.clone(),
+                    lock: cx.paths.state.join("credentials.lock"),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn report(agent: &dyn Agent, outcome: Outcome) {
+    match outcome {
+        Outcome::Skipped(why) => {
+            eprintln!("Warning: {} credentials: {why}", agent.display_name());
+        }
+        other => tracing::debug!("{} credentials: {other:?}", agent.display_name()),
+    }
+}
+
+/// A new box: its copy of the host's login and account (or, with distinct auth, an
+/// empty account file).
+pub fn init_box(cx: &Context, b: &BoxIdentity) {
+    if !b.group_auth {
+        for a in agents::all() {
+            if let Some(spec) = a.credentials() {
+                let c = Credentials {
+                    spec,
+                    host_home: cx.paths.home().to_owned(),
+                    box_home: b.shell.clone(),
+                    lock: cx.paths.state.join("credentials.lock"),
+                };
+                report(a.as_ref(), c.init_box(false));
+            }
+        }
+        return;
+    }
+    for (a, c) in all_for(cx, b) {
+        report(a.as_ref(), c.init_box(true));
+    }
+}
+
+/// Before a launch or a re-attach: the host's newer token into the box.
+pub fn refresh(cx: &Context, b: &BoxIdentity) {
+    for (a, c) in all_for(cx, b) {
+        report(a.as_ref(), c.refresh());
+    }
+}
+
+/// When a session ends, is detached from, or is stopped: the box's newer token back to
+/// the host, so the next box (and the host's own agent) is not logged out by a token
+/// the box already used up.
+pub fn write_back(cx: &Context, b: &BoxIdentity) {
+    for (a, c) in all_for(cx, b) {
+        report(a.as_ref(), c.write_back());
+    }
+}
+
+/// What the host agent says about its login.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    LoggedIn,
+    LoggedOut,
+    /// No answer, an error or output we do not understand: not a reason to stop.
+    Unknown,
+}
+
+/// Read `claude auth status --json` output.
+pub fn parse_status(ok: bool, stdout: &[u8]) -> Status {
+    if !ok {
+        return Status::Unknown;
+    }
+    match serde_json::from_slice::<serde_json::Value>(stdout)
+        .ok()
+        .and_then(|v| v.get("loggedIn").and_then(serde_json::Value::as_bool))
+    {
+        Some(true) => Status::LoggedIn,
+        Some(false) => Status::LoggedOut,
+        None => Status::Unknown,
+    }
+}
+
+pub fn status(exec: &dyn Executor, install: &Install) -> Status {
+    let inv = Invocation::new(&install.binary).args(["auth", "status", "--json"]);
+    match exec.output_within(&inv, STATUS_LIMIT) {
+        Ok(Some(o)) => parse_status(o.status.success(), &o.stdout),
+        _ => Status::Unknown,
+    }
+}
+
+/// Whether the host's token file holds a token (a refresh token, or an access token
+/// that has not expired).
+fn host_has_token(cx: &Context, agent: &dyn Agent) -> bool {
+    let Some(spec) = agent.credentials() else {
+        return false;
+    };
+    let path = cx.paths.home().join(spec.dir).join(spec.file);
+    let Some(v) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return false;
+    };
+    let Some(token) = v.get(spec.oauth_key) else {
+        return false;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    token
+        .get("refreshToken")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|t| !t.is_empty())
+        || token
+            .get(spec.expiry_key)
+            .and_then(serde_json::Value::as_i64)
+            .is_some_and(|e| e > now_ms)
+}
+
+/// Before an agent launch in a group-auth box: the host must be logged in, or the
+/// box would start logged out. At a terminal, run the agent's login; without one, fail
+/// with what to do.
+pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Result<()> {
+    if agent.credentials().is_none() {
+        return Ok(());
+    }
+    // A token on file means logged in, without starting the agent (hundreds of ms).
+    if host_has_token(cx, agent) {
+        return Ok(());
+    }
+    let exec = cx.exec.as_ref();
+    if status(exec, install) != Status::LoggedOut {
+        return Ok(());
+    }
+    if cx.host.stdin_tty {
+        eprintln!(
+            "{} is not authenticated. Running '{} auth login'...",
+            agent.display_name(),
+            agent.id()
+        );
+        let login = Invocation::new(&install.binary).args(["auth", "login"]);
+        let _ = exec.foreground(&login);
+        if status(exec, install) != Status::LoggedOut {
+            return Ok(());
+        }
+    }
+    Err(UserError::new(format!(
+        "{} is not logged in on this host",
+        agent.display_name()
+    ))
+    .hint(format!(
+        "log in: {} auth login (or kanibako crab reauth)",
+        agent.id()
+    ))
+    .hint("skip the agent: kanibako shell")
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_answers() {
+        assert_eq!(
+            parse_status(true, br#"{"loggedIn": true}"#),
+            Status::LoggedIn
+        );
+        assert_eq!(
+            parse_status(true, br#"{"loggedIn": false}"#),
+            Status::LoggedOut
+        );
+        assert_eq!(
+            parse_status(false, br#"{"loggedIn": false}"#),
+            Status::Unknown
+        );
+        assert_eq!(parse_status(true, b"Logged in"), Status::Unknown);
+        assert_eq!(parse_status(true, br#"{"other": 1}"#), Status::Unknown);
+    }
+}
