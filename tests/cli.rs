@@ -5,6 +5,8 @@
 
 #[path = "cli/config.rs"]
 mod config;
+#[path = "cli/crab.rs"]
+mod crab;
 #[path = "cli/session.rs"]
 mod session;
 mod support;

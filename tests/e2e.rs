@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -493,9 +494,22 @@ fn persistent(flavour: Flavour) {
     let name = format!("q{tag}");
     let p = e.dir(&format!("p/{name}"));
     e.run(&p, &["create", "-i", &image]).ok();
+    // The host's login (with a key only the host has); the agent in the box renews the
+    // token as soon as it starts.
+    let host_creds = e.home.join(".claude/.credentials.json");
+    std::fs::create_dir_all(host_creds.parent().unwrap()).unwrap();
+    std::fs::write(
+        &host_creds,
+        r#"{"claudeAiOauth": {"accessToken": "host", "expiresAt": 4000000000000}, "hostOnly": 1}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&host_creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    e.chown_all(&e.home.join(".claude"));
     e.script(
         "claude",
-        &format!("{FAKE_AUTH}echo \"agent-ready $*\"; exec sleep 300\n"),
+        &format!(
+            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": 4100000000000}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
+        ),
     );
     let term = Terminal::new(&tag);
 
@@ -509,6 +523,18 @@ fn persistent(flavour: Flavour) {
     term.wait_for("one", "typed-into-the-session");
     term.keys("one", &["C-b", "d"]);
     term.wait_for("one", "EXIT-one=0");
+    // the detach brought the renewed token home: the host's keys and mode intact
+    let host: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&host_creds).unwrap()).unwrap();
+    assert_eq!(host["claudeAiOauth"]["accessToken"], "renewed", "{host}");
+    assert_eq!(host["hostOnly"], 1, "{host}");
+    let box_creds = e
+        .data()
+        .join(format!("boxes/{name}/shell/.claude/.credentials.json"));
+    for f in [&host_creds, &box_creds] {
+        let m = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600, "{}", f.display());
+    }
     let ps = e.run(&p, &["ps", "-q"]).ok().stdout;
     assert!(
         ps.lines().any(|l| l == name),

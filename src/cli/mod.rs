@@ -5,6 +5,7 @@
 
 pub mod boxes;
 pub mod config;
+pub mod crab;
 pub mod rig;
 pub mod session;
 pub mod workset;
@@ -87,9 +88,12 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<BoxCommand>,
     },
-    /// Agent profiles ("crabs").
-    #[command(visible_alias = "agent", subcommand)]
-    Crab(CrabCommand),
+    /// Agents and their profiles ("crabs").
+    #[command(visible_alias = "agent")]
+    Crab {
+        #[command(subcommand)]
+        command: Option<crab::CrabCommand>,
+    },
     /// kanibako itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -104,12 +108,6 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<workset::WorksetCommand>,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CrabCommand {
-    /// Read, set or reset an agent profile's settings (`crabs/<crab>.yaml`).
-    Config(config::NamedConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -398,11 +398,17 @@ pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
                 .hint(format!("known crabs: {}", known.join(", ")))
         );
     }
+    // A profile not written yet starts as the one a first launch would write, so a
+    // setting lands beside its name and shell (and nothing is written if it fails).
+    let doc = match agents::by_id(id) {
+        Some(agent) if !file.exists() => crate::launch::crab_skeleton(&file, agent.as_ref())?,
+        _ => Document::load(&file)?,
+    };
     let stack = cx.stack(None, Some(id))?;
     let scope = Scope {
         level: Level::Crab,
         label: format!("crab '{id}'"),
-        doc: Document::load(&file)?,
+        doc,
         env_file: None,
         stack,
     };

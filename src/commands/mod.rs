@@ -3,13 +3,14 @@
 
 pub mod boxes;
 pub mod config;
+pub mod crab;
 pub mod rig;
 pub mod session;
 pub mod workset;
 
 use anyhow::Result;
 
-use crate::cli::{BoxCommand, Command, CrabCommand, ListArgs, SystemCommand};
+use crate::cli::{BoxCommand, Command, ListArgs, SystemCommand};
 use crate::context::Context;
 use crate::error::Exit;
 
@@ -54,7 +55,7 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Box {
             command: Some(BoxCommand::Config(a)),
         } => config::box_config(cx, &a),
-        Command::Crab(CrabCommand::Config(a)) => config::crab_config(cx, &a),
+        Command::Crab { command } => crab::dispatch(cx, command),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),

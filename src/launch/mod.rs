@@ -272,7 +272,13 @@ fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
     if path.exists() {
         return Ok(());
     }
-    let mut doc = Document::empty(&path);
+    crab_skeleton(&path, agent)?.save()?;
+    Ok(())
+}
+
+/// A new agent profile: its name and shell, no settings.
+pub fn crab_skeleton(path: &Path, agent: &dyn Agent) -> Result<Document> {
+    let mut doc = Document::empty(path);
     doc.set(&["crab", "name"], agent.display_name().into())?;
     doc.set(&["crab", "shell"], "standard".into())?;
     doc.set(
@@ -282,8 +288,7 @@ fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
     for key in ["env", "shared", "tweakcc"] {
         doc.set(&[key], serde_yaml::Value::Mapping(Default::default()))?;
     }
-    doc.save()?;
-    Ok(())
+    Ok(doc)
 }
 
 /// A `-v` source whose path the engine's `-v src:dst` syntax cannot carry.
@@ -1121,8 +1126,9 @@ fn prepare_home(
             eprintln!("Warning: {w}");
         }
         seeds::apply(&home, &seeds)?;
-        auth::init_box(cx, b);
     }
+    // Not only for a new box: one made by `create` meets its agent on the first start.
+    auth::init_box(cx, b);
     auth::refresh(cx, b);
     let stubs: Vec<(String, bool)> = spec
         .mounts
