@@ -124,6 +124,56 @@ pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<FileLock>> {
     }
 }
 
+/// A file held open under a shared `flock`: readers of a cache entry hold one, so the
+/// entry is not evicted from under them.
+#[derive(Debug)]
+pub struct SharedHold {
+    _file: File,
+    path: PathBuf,
+}
+
+impl SharedHold {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_existing(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Hold an existing file under a shared lock, unless someone holds it exclusively
+/// (it is being evicted); `Ok(None)` then, or when the file is missing.
+pub fn try_hold_shared(path: &Path) -> io::Result<Option<SharedHold>> {
+    let file = match open_existing(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(SharedHold {
+            _file: file,
+            path: path.to_owned(),
+        })),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Remove `path` if nobody holds it (shared or exclusive); whether it was removed.
+pub fn remove_if_unheld(path: &Path) -> bool {
+    let Ok(file) = open_existing(path) else {
+        return false;
+    };
+    if file.try_lock().is_err() {
+        return false;
+    }
+    fs::remove_file(path).is_ok()
+}
+
 /// Whether some process holds an exclusive lock on `path`. The file merely existing
 /// means nothing: the lock dies with its holder, the file stays.
 pub fn is_locked(path: &Path) -> bool {

@@ -17,6 +17,7 @@
 //! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
+//! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
@@ -62,6 +63,7 @@ pub mod prompt;
 pub mod rig;
 pub mod runtime;
 pub mod settings;
+pub mod tweakcc;
 pub mod workset;
 
 use std::ffi::OsString;

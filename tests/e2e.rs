@@ -589,6 +589,83 @@ fn persistent(flavour: Flavour) {
     e.run(&q, &["stop"]).ok();
 }
 
+/// tweakcc enabled for the agent: the first launch patches in a throw-away container,
+/// the second reuses the cached binary, which outlives both sessions.
+fn tweakcc(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/tw{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    // The fake agent is a Bun executable whose native part is a shell script.
+    let script = format!("#!/bin/sh\n{FAKE_AUTH}echo \"agent says UNPATCHED\"\nexit 0\n");
+    let binary = kanibako::tweakcc::bun_sea::build(
+        script.as_bytes(),
+        &[("/$bunfs/root/cli.js", b"cli UNPATCHED")],
+    );
+    let claude = e.bin.join("claude");
+    std::fs::write(&claude, binary).unwrap();
+    std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let crab = e.data().join("crabs/claude.yaml");
+    std::fs::write(
+        &crab,
+        "crab:\n  name: Claude Code\n  shell: standard\n  run_args: []\ntweakcc:\n  enabled: true\n  settings:\n    misc:\n      hideStartupBanner: true\n",
+    )
+    .unwrap();
+    e.chown_all(&e.home);
+
+    let first = e.run(&p, &["start", "--ephemeral"]).ok();
+    assert!(
+        first.stderr.contains("Patching the agent with tweakcc"),
+        "{first:?}"
+    );
+    assert!(first.stdout.contains("agent says PATCHED-OK"), "{first:?}");
+    let second = e.run(&p, &["start", "--ephemeral"]).ok();
+    assert!(
+        !second.stderr.contains("Patching"),
+        "one patch run, not two: {second:?}"
+    );
+    assert!(
+        second.stdout.contains("agent says PATCHED-OK"),
+        "{second:?}"
+    );
+    let cached: Vec<String> = std::fs::read_dir(e.home.join(".cache/kanibako/tweakcc"))
+        .unwrap()
+        .filter_map(|d| d.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() == 16 && !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        cached.len(),
+        1,
+        "the patched binary outlives the sessions: {cached:?}"
+    );
+
+    // a patch that fails leaves the agent runnable, unpatched, with a warning
+    std::fs::write(
+        &crab,
+        "crab:\n  name: Claude Code\ntweakcc:\n  enabled: true\n  config: ~/missing.json\n",
+    )
+    .unwrap();
+    let r = e.run(&p, &["start", "--ephemeral"]).ok();
+    assert!(
+        r.stderr
+            .contains("tweakcc patching failed, using unpatched binary"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("agent says UNPATCHED"), "{r:?}");
+}
+
+#[test]
+fn podman_tweakcc_cache() {
+    tweakcc(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_tweakcc_cache() {
+    tweakcc(Flavour::Docker);
+}
+
 #[test]
 fn podman_sessions() {
     sessions(Flavour::RootfulPodman);

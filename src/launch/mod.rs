@@ -276,6 +276,38 @@ fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
     Ok(())
 }
 
+/// The tweakcc-patched binary for this launch, if the crab enables tweakcc; a failure
+/// is a warning and the unpatched binary runs.
+fn tweakcc_binary(
+    cx: &Context,
+    rt: &Runtime<'_>,
+    agent: &dyn Agent,
+    install: &Install,
+    image: &str,
+) -> Option<crate::fsutil::SharedHold> {
+    let crab = cx.paths.crabs.join(format!("{}.yaml", agent.id()));
+    let doc = Document::load(&crab).ok()?;
+    let config = match crate::tweakcc::settings(doc.get(&["tweakcc"]).ok()?, cx.paths.home()) {
+        Ok(Some(c)) => c,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("Warning: tweakcc patching failed, using unpatched binary: {e}");
+            return None;
+        }
+    };
+    let cache = crate::tweakcc::Cache {
+        dir: cx.paths.cache.join("tweakcc"),
+        max_bytes: crate::tweakcc::CACHE_MAX_BYTES,
+    };
+    match crate::tweakcc::patched(rt, &cache, image, &install.binary, &config) {
+        Ok(held) => Some(held),
+        Err(e) => {
+            eprintln!("Warning: tweakcc patching failed, using unpatched binary: {e}");
+            None
+        }
+    }
+}
+
 /// A new agent profile: its name and shell, no settings.
 pub fn crab_skeleton(path: &Path, agent: &dyn Agent) -> Result<Document> {
     let mut doc = Document::empty(path);
@@ -813,9 +845,24 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             }
         }
     }
+    // tweakcc: the agent's binary swapped for its patched copy, held for the session.
+    let mut _tweakcc_hold = None;
+    let patched_install = match &target {
+        Target::Agent(a, install) if !l.dry_run => {
+            tweakcc_binary(cx, &rt, a.as_ref(), install, &image).map(|held| {
+                let binary = held.path().to_owned();
+                _tweakcc_hold = Some(held);
+                Install {
+                    binary,
+                    install_dir: install.install_dir.clone(),
+                }
+            })
+        }
+        _ => None,
+    };
     let agent_mounts: Vec<Mount> = match &target {
         Target::Agent(a, install) => a
-            .mounts(install)
+            .mounts(patched_install.as_ref().unwrap_or(install))
             .into_iter()
             .filter(|m| match m {
                 Mount::Bind { src, .. } if !src.exists() => {

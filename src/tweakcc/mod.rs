@@ -1,0 +1,362 @@
+//! tweakcc: the agent binary patched once per (embedded `cli.js`, tweakcc config) and
+//! kept in `$CACHE/tweakcc/` for every later session (spec: upstream-runtime §6).
+//!
+//! Upstream deleted an entry when its last session ended, so almost every launch
+//! patched again. Here an entry stays until the cache outgrows its bound, then the
+//! least recently used entries nobody holds go first. A session holds its entry under
+//! a shared `flock`; eviction only removes what it can lock exclusively. Launches that
+//! need the same entry at once take turns on a per-entry lock, so one patch run serves
+//! them all.
+
+pub mod bun_sea;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::{self, SharedHold};
+use crate::runtime::Runtime;
+
+/// How much patched binaries may take together (an agent binary is ~200 MB).
+pub const CACHE_MAX_BYTES: u64 = 1 << 30;
+
+/// The merged tweakcc config from a crab's `tweakcc:` mapping, or `None` when patching
+/// is off: `enabled` must be true. `config` names an external tweakcc `config.json`
+/// (`~` is the host home); every other key overrides it, deep-merged.
+pub fn settings(tweakcc: Option<&serde_yaml::Value>, home: &Path) -> Result<Option<Value>, String> {
+    let Some(serde_yaml::Value::Mapping(m)) = tweakcc else {
+        return Ok(None);
+    };
+    let json: Value = serde_json::to_value(m).map_err(|e| format!("tweakcc settings: {e}"))?;
+    let Value::Object(mut map) = json else {
+        return Ok(None);
+    };
+    let enabled = match map.remove("enabled") {
+        Some(Value::Bool(b)) => b,
+        Some(Value::String(s)) => matches!(s.as_str(), "true" | "yes" | "on" | "1"),
+        _ => false,
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let mut merged = Value::Object(Map::new());
+    if let Some(path) = map.remove("config") {
+        let Value::String(path) = path else {
+            return Err("tweakcc.config must be a path".into());
+        };
+        let path = match path.strip_prefix("~/") {
+            Some(rest) => home.join(rest),
+            None => PathBuf::from(path),
+        };
+        let text = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let external: Value = serde_json::from_slice(&text)
+            .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+        deep_merge(&mut merged, &external);
+    }
+    deep_merge(&mut merged, &Value::Object(map));
+    Ok(Some(merged))
+}
+
+/// `over` onto `base`: objects merge key by key, anything else replaces.
+pub fn deep_merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                deep_merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// JSON with sorted keys, no spaces and non-ASCII escaped: the form Python's
+/// `json.dumps(sort_keys=True, separators=(",", ":"))` gives, so keys match upstream's.
+pub fn canonical_json(v: &Value) -> String {
+    // serde_json's map is ordered by key, and compact output has no spaces.
+    let s = serde_json::to_string(v).expect("a JSON value always serialises");
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cache key: 16 hex digits of sha256("<sha256 of cli.js>:<sha256 of the config>").
+pub fn cache_key(cli_js_hash: &str, config: &Value) -> String {
+    let config_hash = hex(&Sha256::digest(canonical_json(config).as_bytes()));
+    let key = hex(&Sha256::digest(
+        format!("{cli_js_hash}:{config_hash}").as_bytes(),
+    ));
+    key[..16].to_owned()
+}
+
+fn is_key(name: &str) -> bool {
+    name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The patched-binary cache.
+pub struct Cache {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+impl Cache {
+    pub fn entry(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
+    }
+
+    /// The entry held for this session, if it is there (and not being evicted). Its
+    /// modification time is its last use.
+    pub fn get(&self, key: &str) -> Option<SharedHold> {
+        let held = fsutil::try_hold_shared(&self.entry(key)).ok()??;
+        if let Ok(f) = std::fs::File::options().write(true).open(held.path()) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        Some(held)
+    }
+
+    /// Remove least recently used entries nobody holds until the cache fits, never
+    /// `keep`. Returns the keys removed.
+    pub fn evict(&self, keep: &str) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<(std::time::SystemTime, u64, String)> = dir
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let m = e.metadata().ok()?;
+                if !(is_key(&name) && m.is_file()) {
+                    return None;
+                }
+                Some((m.modified().ok()?, m.len(), name))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort();
+        let mut removed = Vec::new();
+        for (_, size, key) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if key != keep && fsutil::remove_if_unheld(&self.entry(&key)) {
+                let _ = std::fs::remove_file(self.dir.join(format!(".config-{key}.json")));
+                total = total.saturating_sub(size);
+                removed.push(key);
+            }
+        }
+        removed
+    }
+
+    /// The sha256 of the binary's `cli.js`, remembered per (path, size, mtime) so an
+    /// unchanged binary is not read again on every launch.
+    pub fn cli_js_hash(&self, binary: &Path) -> Result<String, String> {
+        let meta = std::fs::metadata(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let id = hex(&Sha256::digest(
+            format!("{}|{}|{mtime}", binary.display(), meta.len()).as_bytes(),
+        ));
+        let memo = self.dir.join(format!(".cli-{}", &id[..16]));
+        if let Ok(h) = std::fs::read_to_string(&memo)
+            && h.len() == 64
+        {
+            return Ok(h);
+        }
+        let bytes = std::fs::read(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+        let cli = bun_sea::cli_js(&bytes).map_err(|e| e.to_string())?;
+        let h = hex(&Sha256::digest(cli));
+        let _ = fsutil::atomic_write(&memo, h.as_bytes(), fsutil::MODE_CONFIG);
+        Ok(h)
+    }
+}
+
+/// The patched binary for `binary` under `config`, from the cache or made now in a
+/// throw-away container of `image` with no network. The hold keeps it from eviction
+/// until dropped.
+pub fn patched(
+    rt: &Runtime<'_>,
+    cache: &Cache,
+    image: &str,
+    binary: &Path,
+    config: &Value,
+) -> Result<SharedHold, String> {
+    std::fs::create_dir_all(&cache.dir)
+        .map_err(|e| format!("creating {}: {e}", cache.dir.display()))?;
+    let key = cache_key(&cache.cli_js_hash(binary)?, config);
+    if let Some(held) = cache.get(&key) {
+        tracing::debug!("tweakcc: cache hit {key}");
+        return Ok(held);
+    }
+    // One patch run per entry: whoever waited here finds it made.
+    let _turn = fsutil::lock_exclusive(&cache.dir.join(format!(".lock-{key}")))
+        .map_err(|e| format!("locking the tweakcc cache: {e}"))?;
+    if let Some(held) = cache.get(&key) {
+        return Ok(held);
+    }
+    eprintln!("Patching the agent with tweakcc (once for this version and config)...");
+    let config_file = cache.dir.join(format!(".config-{key}.json"));
+    let mut pretty = serde_json::to_string_pretty(config).expect("serialises");
+    pretty.push('\n');
+    fsutil::atomic_write(&config_file, pretty.as_bytes(), fsutil::MODE_CONFIG)
+        .map_err(|e| e.to_string())?;
+    let staging = cache
+        .dir
+        .join(format!(".staging-{key}-{}", std::process::id()));
+    let result = patch_in(rt, &staging, &config_file, image, binary).and_then(|patched| {
+        std::fs::rename(&patched, cache.entry(&key))
+            .map_err(|e| format!("storing the patched binary: {e}"))
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result?;
+    let held = cache
+        .get(&key)
+        .ok_or_else(|| "the patched binary vanished from the cache".to_owned())?;
+    for gone in cache.evict(&key) {
+        tracing::debug!("tweakcc: evicted {gone}");
+    }
+    Ok(held)
+}
+
+fn patch_in(
+    rt: &Runtime<'_>,
+    staging: &Path,
+    config_file: &Path,
+    image: &str,
+    binary: &Path,
+) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_dir_all(staging);
+    std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let name = binary
+        .file_name()
+        .ok_or_else(|| format!("{} has no file name", binary.display()))?;
+    let copy = staging.join(name);
+    std::fs::copy(binary, &copy).map_err(|e| format!("copying {}: {e}", binary.display()))?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let inv = rt
+        .invocation()
+        .args(["run", "--rm", "--network=none", "--pull=never", "-v"])
+        .arg(format!("{}:/work:rw", staging.display()))
+        .arg("-v")
+        .arg(format!(
+            "{}:/root/.tweakcc/config.json:ro",
+            config_file.display()
+        ))
+        .arg("-e")
+        .arg(format!(
+            "TWEAKCC_CC_INSTALLATION_PATH=/work/{}",
+            name.to_string_lossy()
+        ))
+        .arg(image)
+        .args(["tweakcc", "--apply"]);
+    let out = rt
+        .exec
+        .output(&inv)
+        .map_err(|e| format!("running {}: {e}", rt.engine.program.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "tweakcc container failed (exit {}): {}",
+            crate::process::exit_code(out.status),
+            err.trim().lines().last().unwrap_or("")
+        ));
+    }
+    Ok(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn settings_merge_file_then_inline() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("tw.json"),
+            r#"{"settings": {"themes": [1], "misc": {"a": 1, "b": 2}}}"#,
+        )
+        .unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(
+            "enabled: true\nconfig: ~/tw.json\nsettings:\n  misc:\n    b: 3\n",
+        )
+        .unwrap();
+        let merged = settings(Some(&yaml), t.path()).unwrap().unwrap();
+        assert_eq!(
+            merged,
+            json!({"settings": {"themes": [1], "misc": {"a": 1, "b": 3}}})
+        );
+        let off: serde_yaml::Value = serde_yaml::from_str("enabled: false\nx: 1\n").unwrap();
+        assert_eq!(settings(Some(&off), t.path()).unwrap(), None);
+        assert_eq!(settings(None, t.path()).unwrap(), None);
+        let bad: serde_yaml::Value =
+            serde_yaml::from_str("enabled: true\nconfig: ~/missing.json\n").unwrap();
+        assert!(
+            settings(Some(&bad), t.path())
+                .unwrap_err()
+                .contains("missing.json")
+        );
+    }
+
+    #[test]
+    fn keys_are_stable_and_python_shaped() {
+        let v = json!({"b": 1, "a": {"z": "é", "y": [true, null]}});
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"y":[true,null],"z":"\u00e9"},"b":1}"#
+        );
+        let k = cache_key(&"0".repeat(64), &v);
+        assert_eq!(k.len(), 16);
+        assert_eq!(k, cache_key(&"0".repeat(64), &v));
+        assert_ne!(k, cache_key(&"1".repeat(64), &v));
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_unheld_first() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = Cache {
+            dir: t.path().to_owned(),
+            max_bytes: 250,
+        };
+        let keys = [
+            "aaaaaaaaaaaaaaaa",
+            "bbbbbbbbbbbbbbbb",
+            "cccccccccccccccc",
+            "dddddddddddddddd",
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            let p = cache.entry(k);
+            std::fs::write(&p, [0u8; 100]).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64))
+                .unwrap();
+        }
+        std::fs::write(t.path().join("not-a-key"), [0u8; 100]).unwrap();
+        // the oldest is in use: it stays, and the next oldest go instead
+        let held = fsutil::try_hold_shared(&cache.entry(keys[0]))
+            .unwrap()
+            .unwrap();
+        let removed = cache.evict(keys[3]);
+        assert_eq!(removed, [keys[1], keys[2]]);
+        assert!(cache.entry(keys[0]).exists() && cache.entry(keys[3]).exists());
+        drop(held);
+        assert!(t.path().join("not-a-key").exists());
+    }
+}
