@@ -427,12 +427,10 @@ pub fn system_config(cx: &Context, a: &SystemConfigArgs) -> Result<Exit> {
     run(cx, scope, a.key.as_deref(), &a.config)
 }
 
-/// Credentials of a box's home that distinct auth must not inherit.
-const SHARED_CREDENTIALS: [&str; 2] = [".claude/.credentials.json", ".claude.json"];
-
 /// `group_auth` of a named workset lives in its `workset.yaml`; switching it off clears
 /// the shared credentials out of every member's home (never following links there).
 fn workset_group_auth(
+    cx: &Context,
     ws: &mut crate::workset::Workset,
     key: Option<&str>,
     a: &ConfigArgs,
@@ -465,15 +463,8 @@ fn workset_group_auth(
     } else {
         let mut cleared = 0;
         for b in ws.identities() {
-            if let Ok(home) = crate::boxes::home::SafeDir::open(&b.shell) {
-                for rel in SHARED_CREDENTIALS {
-                    let rel = std::path::Path::new(rel);
-                    if let (Some(parent), Some(file)) = (rel.parent(), rel.file_name())
-                        && let Ok(Some(dir)) = home.open_dir(parent)
-                    {
-                        let _ = dir.remove(file);
-                    }
-                }
+            if b.shell.is_dir() {
+                crate::launch::auth::forget(cx, &b);
                 cleared += 1;
             }
         }
@@ -500,7 +491,7 @@ pub fn workset_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
         )
     } else {
         let mut ws = crate::workset::Workset::find(&cx.paths, &a.target)?;
-        if let Some(exit) = workset_group_auth(&mut ws, a.key.as_deref(), &a.config)? {
+        if let Some(exit) = workset_group_auth(cx, &mut ws, a.key.as_deref(), &a.config)? {
             return Ok(exit);
         }
         (

@@ -85,6 +85,24 @@ pub fn write_back(cx: &Context, b: &BoxIdentity) {
     }
 }
 
+/// Switching to distinct auth: the box forgets the shared login (a link in its place
+/// is removed, never followed).
+pub fn forget(cx: &Context, b: &BoxIdentity) {
+    for a in agents::all() {
+        if let Some(spec) = a.credentials() {
+            let c = Credentials {
+                spec,
+                host_home: cx.paths.home().to_owned(),
+                box_home: b.shell.clone(),
+                lock: cx.paths.state.join("credentials.lock"),
+            };
+            if let Err(e) = c.forget() {
+                eprintln!("Warning: clearing {}: {e}", b.shell.display());
+            }
+        }
+    }
+}
+
 /// What the host agent says about its login.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Status {
