@@ -377,19 +377,7 @@ pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
     // A known agent's profile may not be written yet (it is on first use): it starts empty.
     let known_agent = agents::by_id(id).is_some();
     if crate::boxes::BoxName::from_registry(id).is_none() || !(file.is_file() || known_agent) {
-        let known: Vec<String> = std::fs::read_dir(&cx.paths.crabs)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .strip_suffix(".yaml")
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut known = known;
+        let mut known = super::crab::profile_ids(&cx.paths.crabs);
         known.extend(agents::known_ids().into_iter().map(str::to_owned));
         known.sort();
         known.dedup();

@@ -73,9 +73,9 @@ impl Profile {
     }
 }
 
-/// The profile files, sorted by id.
-fn profiles(cx: &Context) -> Result<Vec<Profile>> {
-    let mut ids: Vec<String> = std::fs::read_dir(&cx.paths.crabs)
+/// The ids of the profile files in `dir`, sorted.
+pub fn profile_ids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(Result::ok)
                 .filter_map(|e| {
@@ -88,7 +88,13 @@ fn profiles(cx: &Context) -> Result<Vec<Profile>> {
         })
         .unwrap_or_default();
     ids.sort();
-    ids.iter()
+    ids
+}
+
+/// The profile files, sorted by id.
+fn profiles(cx: &Context) -> Result<Vec<Profile>> {
+    profile_ids(&cx.paths.crabs)
+        .iter()
         .map(|id| Profile::load(id, &cx.paths.crabs.join(format!("{id}.yaml"))))
         .collect()
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::agents::credentials::{Credentials, Outcome};
+use crate::agents::credentials::{CredentialSpec, Credentials, Outcome};
 use crate::agents::{self, Agent, Install};
 use crate::boxes::BoxIdentity;
 use crate::context::Context;
@@ -16,6 +16,16 @@ use crate::process::{Executor, Invocation};
 /// the launch for long, and an unknown answer counts as logged in.
 const STATUS_LIMIT: Duration = Duration::from_secs(10);
 
+/// The host's and `b`'s copies of one agent's login.
+fn files(cx: &Context, b: &BoxIdentity, spec: &'static CredentialSpec) -> Credentials<'static> {
+    Credentials {
+        spec,
+        host_home: cx.paths.home().to_owned(),
+        box_home: b.shell.clone(),
+        lock: cx.paths.state.join("credentials.lock"),
+    }
+}
+
 /// The login files of every agent that has one, for `b` (group auth only).
 fn all_for(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'static>)> {
     if !b.group_auth {
@@ -25,15 +35,7 @@ fn all_for(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'s
         .into_iter()
         .filter_map(|a| {
             let spec = a.credentials()?;
-            Some((
-                a,
-                Credentials {
-                    spec,
-                    host_home: cx.paths.home().to_owned(),
-                    box_home: b.shell.clone(),
-                    lock: cx.paths.state.join("credentials.lock"),
-                },
-            ))
+            Some((a, files(cx, b, spec)))
         })
         .collect()
 }
@@ -53,13 +55,7 @@ pub fn init_box(cx: &Context, b: &BoxIdentity) {
     if !b.group_auth {
         for a in agents::all() {
             if let Some(spec) = a.credentials() {
-                let c = Credentials {
-                    spec,
-                    host_home: cx.paths.home().to_owned(),
-                    box_home: b.shell.clone(),
-                    lock: cx.paths.state.join("credentials.lock"),
-                };
-                report(a.as_ref(), c.init_box(false));
+                report(a.as_ref(), files(cx, b, spec).init_box(false));
             }
         }
         return;
@@ -89,16 +85,10 @@ pub fn write_back(cx: &Context, b: &BoxIdentity) {
 /// is removed, never followed).
 pub fn forget(cx: &Context, b: &BoxIdentity) {
     for a in agents::all() {
-        if let Some(spec) = a.credentials() {
-            let c = Credentials {
-                spec,
-                host_home: cx.paths.home().to_owned(),
-                box_home: b.shell.clone(),
-                lock: cx.paths.state.join("credentials.lock"),
-            };
-            if let Err(e) = c.forget() {
-                eprintln!("Warning: clearing {}: {e}", b.shell.display());
-            }
+        if let Some(spec) = a.credentials()
+            && let Err(e) = files(cx, b, spec).forget()
+        {
+            eprintln!("Warning: clearing {}: {e}", b.shell.display());
         }
     }
 }
