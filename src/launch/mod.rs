@@ -618,7 +618,14 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     // A rig name (`host`, `oci`, a template, a `rigs.yaml` entry) becomes the image.
     let image = {
         let rigs = crate::rig::registry::Rigs::load(&crate::commands::rig::rigs_file(cx))?;
+        // A full reference (`registry/owner/name:tag`) is taken as it is: whether it is
+        // local matters only for templates, and a missing one makes the run itself fail
+        // at once (`--pull=never`), which `obtain` handles. Asking first would add an
+        // engine call to every launch.
         let exists = |i: &str| {
+            if i.contains('/') {
+                return true;
+            }
             let inv = rt
                 .invocation()
                 .args(["image", "inspect", "--format", "{{.Id}}"])
