@@ -136,6 +136,22 @@ impl SharedHold {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Mark the file as used now (through the held descriptor: opening a binary that
+    /// is running for writing would fail).
+    pub fn touch(&self) {
+        let _ = self._file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Whether the open `file` is still what `path` names (not unlinked or replaced since
+/// it was opened).
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino() && a.nlink() > 0,
+        _ => false,
+    }
 }
 
 fn open_existing(path: &Path) -> io::Result<File> {
@@ -154,6 +170,8 @@ pub fn try_hold_shared(path: &Path) -> io::Result<Option<SharedHold>> {
         Err(e) => return Err(e),
     };
     match file.try_lock_shared() {
+        // An evictor may have unlinked it between our open and our lock.
+        Ok(()) if !still_at(&file, path) => Ok(None),
         Ok(()) => Ok(Some(SharedHold {
             _file: file,
             path: path.to_owned(),
@@ -168,7 +186,7 @@ pub fn remove_if_unheld(path: &Path) -> bool {
     let Ok(file) = open_existing(path) else {
         return false;
     };
-    if file.try_lock().is_err() {
+    if file.try_lock().is_err() || !still_at(&file, path) {
         return false;
     }
     fs::remove_file(path).is_ok()

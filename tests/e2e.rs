@@ -500,7 +500,7 @@ fn persistent(flavour: Flavour) {
     std::fs::create_dir_all(host_creds.parent().unwrap()).unwrap();
     std::fs::write(
         &host_creds,
-        r#"{"claudeAiOauth": {"accessToken": "host", "expiresAt": 4000000000000}, "hostOnly": 1}"#,
+        r#"{"claudeAiOauth": {"accessToken": "host", "expiresAt": 1700000000000}, "hostOnly": 1}"#,
     )
     .unwrap();
     std::fs::set_permissions(&host_creds, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -508,7 +508,7 @@ fn persistent(flavour: Flavour) {
     e.script(
         "claude",
         &format!(
-            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": 4100000000000}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
+            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": 1700000100000}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
         ),
     );
     let term = Terminal::new(&tag);

@@ -42,9 +42,20 @@ pub struct Side {
     pub mtime: i64,
 }
 
-/// The expiry inside a token file, if it has one.
+/// Access tokens live for hours; an expiry further out than this is not believed (a
+/// box could write one to make its token win every comparison from then on).
+const MAX_CREDIBLE_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The expiry inside a token file, if it has a credible one.
 fn expiry(spec: &CredentialSpec, v: &Value) -> Option<i64> {
-    v.get(spec.oauth_key)?.get(spec.expiry_key)?.as_i64()
+    let e = v.get(spec.oauth_key)?.get(spec.expiry_key)?.as_i64()?;
+    (e <= now_ms().saturating_add(MAX_CREDIBLE_LIFETIME_MS)).then_some(e)
 }
 
 /// Whether `src`'s token should replace `dst`'s: it must have one; then the later
@@ -250,10 +261,12 @@ impl Credentials<'_> {
             let Some(host) = self.open_host(false)?.and_then(|h| h.side) else {
                 return Ok(Outcome::Unchanged);
             };
-            if boxed.side.is_some() {
+            if boxed.side.is_some() || host.json.get(self.spec.oauth_key).is_none() {
                 return Ok(Outcome::Unchanged);
             }
-            Self::write(&boxed.dir, self.spec.file, &host.json, MODE_SECRET)?;
+            // Only the token: the host file may hold other secrets (MCP logins…).
+            let only = merge_oauth(self.spec, &Value::Object(Map::new()), &host.json);
+            Self::write(&boxed.dir, self.spec.file, &only, MODE_SECRET)?;
             Ok(Outcome::Copied)
         };
         self.locked(run).unwrap_or_else(Outcome::Skipped)
@@ -274,7 +287,8 @@ impl Credentials<'_> {
             let boxed = self.open_box(true)?.expect("created");
             match &boxed.side {
                 None => {
-                    Self::write(&boxed.dir, self.spec.file, &host.json, MODE_SECRET)?;
+                    let only = merge_oauth(self.spec, &Value::Object(Map::new()), &host.json);
+                    Self::write(&boxed.dir, self.spec.file, &only, MODE_SECRET)?;
                     Ok(Outcome::Copied)
                 }
                 Some(b) if should_replace(self.spec, &host, b) => {
@@ -364,6 +378,9 @@ mod tests {
         assert!(should_replace(&SPEC, &old, &none));
         // an expiry beats none
         assert!(should_replace(&SPEC, &old, &x) && !should_replace(&SPEC, &x, &old));
+        // an expiry decades away is not believed: it cannot make a box's token win
+        let forever = side(token("planted", Some(i64::MAX)), 1_000_000);
+        assert!(!should_replace(&SPEC, &forever, &old));
     }
 
     #[test]
@@ -461,6 +478,8 @@ mod tests {
         let c = h.creds();
         assert_eq!(c.init_box(true), Outcome::Copied);
         assert_eq!(mode(&h.box_file()), 0o600);
+        // only the token reaches the box, not the host's other secrets
+        assert!(read(&h.box_file()).get("hostOnly").is_none());
         let account = read(&h.boxed.join(".claude.json"));
         assert!(account.get("secret").is_none() && account["hasCompletedOnboarding"] == true);
         // the box refreshes its token

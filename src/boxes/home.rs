@@ -15,6 +15,9 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+/// The most [`SafeDir::read`] reads: more than any config, instruction or token file.
+pub const MAX_READ: u64 = 16 << 20;
+
 /// What an entry is, without following it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -173,16 +176,37 @@ impl SafeDir {
         }
     }
 
-    /// The content of a regular file; `None` if it is missing or a link.
+    /// The content of a regular file; `None` if it is missing or a link. The box may
+    /// put anything under the name, even between our look and our open: the open does
+    /// not block (a FIFO), the opened file must be regular, and a file larger than
+    /// [`MAX_READ`] is an error rather than an allocation the box chose.
     pub fn read(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
         if self.kind(name) != Some(Kind::File) {
             return Ok(None);
         }
-        let Some(mut f) = self.open_file(name, OFlag::O_RDONLY, 0)? else {
+        let Some(f) = self.open_file(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)? else {
             return Ok(None);
         };
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        if meta.len() > MAX_READ {
+            return Err(io::Error::other(format!(
+                "{} is larger than {} MiB; not read",
+                self.path.join(name).display(),
+                MAX_READ >> 20
+            )));
+        }
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
+        f.take(MAX_READ + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_READ {
+            return Err(io::Error::other(format!(
+                "{} grew past {} MiB while being read",
+                self.path.join(name).display(),
+                MAX_READ >> 20
+            )));
+        }
         Ok(Some(buf))
     }
 

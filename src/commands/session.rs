@@ -83,11 +83,11 @@ fn rootfs(c: &ContainerSummary) -> Option<&str> {
     c.labels.get(labels::ROOTFS).map(String::as_str)
 }
 
-fn stop_one(rt: &Runtime<'_>, c: &ContainerSummary) -> bool {
+fn stop_one(cx: &Context, rt: &Runtime<'_>, c: &ContainerSummary) -> bool {
     // With --init the agent gets SIGTERM at once; 10 s is only the backstop.
     let inv = rt.invocation().args(["stop", "-t", "10"]).arg(&c.name);
     let stopped = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
-    persistent::remove(rt, &c.name, rootfs(c));
+    persistent::remove(cx, rt, &c.name, rootfs(c));
     stopped
 }
 
@@ -109,12 +109,12 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
     }
     for c in &mine {
         if c.running {
-            if stop_one(&rt, c) {
+            if stop_one(cx, &rt, c) {
                 println!("Stopped {}", c.name);
             } else {
                 eprintln!("Failed to stop {}", c.name);
             }
-        } else if persistent::remove(&rt, &c.name, rootfs(c)) {
+        } else if persistent::remove(cx, &rt, &c.name, rootfs(c)) {
             println!("Removed stopped container: {}", c.name);
         }
     }
@@ -163,7 +163,7 @@ fn stop_all(
     }
     let mut stopped = 0;
     for c in &running {
-        if stop_one(rt, c) {
+        if stop_one(cx, rt, c) {
             println!("Stopped {}", c.name);
             stopped += 1;
         } else {

@@ -308,6 +308,25 @@ fn tweakcc_binary(
     }
 }
 
+/// A per-box hard link (a copy across filesystems) to a patched binary, in kanibako's
+/// state directory where no box can reach it.
+fn own_link(cx: &Context, b: &BoxIdentity, entry: &Path) -> Option<PathBuf> {
+    let dir = cx.paths.state.join("tweakcc");
+    std::fs::create_dir_all(&dir).ok()?;
+    let dst = dir.join(&b.hash[..16.min(b.hash.len())]);
+    let tmp = dir.join(format!(
+        ".{}-{}",
+        &b.hash[..16.min(b.hash.len())],
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::hard_link(entry, &tmp)
+        .or_else(|_| std::fs::copy(entry, &tmp).map(|_| ()))
+        .ok()?;
+    std::fs::rename(&tmp, &dst).ok()?;
+    Some(dst)
+}
+
 /// A new agent profile: its name and shell, no settings.
 pub fn crab_skeleton(path: &Path, agent: &dyn Agent) -> Result<Document> {
     let mut doc = Document::empty(path);
@@ -857,7 +876,13 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let patched_install = match &target {
         Target::Agent(a, install) if !l.dry_run => {
             tweakcc_binary(cx, &rt, a.as_ref(), install, &image).map(|held| {
-                let binary = held.path().to_owned();
+                // A detached container outlives this process and its hold on the cache
+                // entry: it gets its own link to the binary, which eviction cannot take.
+                let binary = if persistent {
+                    own_link(cx, b, held.path()).unwrap_or_else(|| held.path().to_owned())
+                } else {
+                    held.path().to_owned()
+                };
                 _tweakcc_hold = Some(held);
                 Install {
                     binary,
@@ -949,7 +974,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         fsutil::MODE_CONFIG,
     )?;
     if let Some(rootfs) = &leftover {
-        persistent::remove(&rt, &spec.name, rootfs.as_deref());
+        persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
     if let Target::Agent(a, install) = &target
         && b.group_auth

@@ -5,6 +5,7 @@
 //! leaves it running. If the agent dies at once because there was no conversation to
 //! continue, the session is started again once as a new conversation.
 
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -85,24 +86,35 @@ fn logs_tail(rt: &Runtime<'_>, name: &str) -> String {
     }
 }
 
+/// Where a detached container's claim on its mounted rig is recorded: one file per
+/// container, made when the container starts and unlinked by whoever releases the mount.
+/// `unlink` succeeds once, so two removers racing (a `stop` and the session's own clean
+/// up) release the mount once: a second release would take it from under another box on
+/// the same rig (podman counts mounts per image, not per container).
+pub fn mount_claim(cx: &Context, name: &str) -> PathBuf {
+    cx.paths.state.join("mounts").join(name)
+}
+
 /// Remove a (stopped) container, and release the image it ran on if it was mounted
-/// (`rootfs`: its `io.kanibako.rootfs` label).
-pub fn remove(rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) -> bool {
+/// (`rootfs`: its `io.kanibako.rootfs` label) and its claim is still there. Whether this
+/// call removed it (podman's `rm -f` also succeeds for a container already gone, but
+/// then names nothing).
+pub fn remove(cx: &Context, rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) -> bool {
     let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
     let inv = rt.invocation().args(["rm", "-f"]).arg(name);
-    // `podman rm -f` also succeeds for a container that is already gone (another
-    // `stop` got there first); only one that names what it removed did the removing,
-    // and only that one may release the image mount: a second unmount would take the
-    // mount from under another box running on the same rig.
-    let removed = rt
-        .exec
-        .output(&inv)
-        .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty());
-    if removed && let Some(image) = image {
+    let Ok(out) = rt.exec.output(&inv) else {
+        return false;
+    };
+    if !out.status.success() {
+        return false;
+    }
+    if let Some(image) = image
+        && std::fs::remove_file(mount_claim(cx, name)).is_ok()
+    {
         let inv = rt.invocation().args(["image", "unmount"]).arg(image);
         let _ = rt.exec.output(&inv);
     }
-    removed
+    !out.stdout.trim_ascii().is_empty()
 }
 
 /// Whether the box's tmux session is still there. `attach` returns 0 both when the user
@@ -193,7 +205,7 @@ pub fn reattach(
     super::auth::write_back(cx, b);
     // A session that ended leaves a stopped container: clear it.
     if !still_in_session(rt, &name) {
-        remove(rt, &name, rootfs);
+        remove(cx, rt, &name, rootfs);
         let _ = std::fs::remove_file(b.container_marker());
     }
     Ok(Exit::Code(u8::try_from(code.unwrap_or(0)).unwrap_or(1)))
@@ -245,6 +257,10 @@ pub(super) fn launch(
         }
         if let Some(m) = rootfs {
             m.leak();
+            let claim = mount_claim(cx, &spec.name);
+            if let Err(e) = crate::fsutil::atomic_write(&claim, b"", crate::fsutil::MODE_CONFIG) {
+                tracing::debug!("recording the mount claim {}: {e}", claim.display());
+            }
         }
         // The container exists: the next `start` re-attaches, so the lock is done.
         drop(lock.take());
@@ -277,7 +293,7 @@ pub(super) fn launch(
         let logs = logs_tail(rt, &spec.name);
         let failed_fast =
             started.elapsed() < QUICK_FAILURE && agent_exit(b).is_some_and(|code| code != 0);
-        remove(rt, &spec.name, split.then_some(image));
+        remove(cx, rt, &spec.name, split.then_some(image));
         let _ = std::fs::remove_file(b.container_marker());
         if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
             eprintln!("Restarting with a new session.");

@@ -121,9 +121,7 @@ impl Cache {
     /// modification time is its last use.
     pub fn get(&self, key: &str) -> Option<SharedHold> {
         let held = fsutil::try_hold_shared(&self.entry(key)).ok()??;
-        if let Ok(f) = std::fs::File::options().write(true).open(held.path()) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-        }
+        held.touch();
         Some(held)
     }
 
@@ -151,6 +149,12 @@ impl Cache {
             if total <= self.max_bytes {
                 break;
             }
+            // A key being patched right now (its lock held) is left alone, config and all.
+            let Ok(Some(_turn)) =
+                fsutil::try_lock_exclusive(&self.dir.join(format!(".lock-{key}")))
+            else {
+                continue;
+            };
             if key != keep && fsutil::remove_if_unheld(&self.entry(&key)) {
                 let _ = std::fs::remove_file(self.dir.join(format!(".config-{key}.json")));
                 total = total.saturating_sub(size);

@@ -116,7 +116,7 @@ fn list_info_and_diagnose() {
 #[test]
 fn an_ephemeral_cycle_keeps_host_keys_and_modes() {
     let (e, p) = env_with_claude();
-    let mut host = json!({"claudeAiOauth": token("h1", 4_000_000_000_000_i64)});
+    let mut host = json!({"claudeAiOauth": token("h1", 1_700_000_000_000_i64)});
     host["organizationUuid"] = json!("host-only");
     write_json(&host_creds(&e), &host);
     write_json(
@@ -124,8 +124,12 @@ fn an_ephemeral_cycle_keeps_host_keys_and_modes() {
         &json!({"oauthAccount": {"emailAddress": "a@b"}, "projects": {"/secret": {}}}),
     );
     e.run(&p, &["start", "--ephemeral"]).ok();
-    // the new box got the login, 0600, and only the account keys it needs
-    assert_eq!(read_json(&box_creds(&e)), host);
+    // the new box got the token (not the host's other keys), 0600, and only the
+    // account keys it needs
+    assert_eq!(
+        read_json(&box_creds(&e)),
+        json!({"claudeAiOauth": host["claudeAiOauth"]})
+    );
     assert_eq!(mode(&box_creds(&e)), 0o600);
     let account = read_json(&e.data().join("boxes/app/shell/.claude.json"));
     assert_eq!(
@@ -135,7 +139,7 @@ fn an_ephemeral_cycle_keeps_host_keys_and_modes() {
     // the agent in the box refreshed its token: it comes back to the host with the
     // host's own keys intact and the mode unchanged
     let mut boxed = read_json(&box_creds(&e));
-    boxed["claudeAiOauth"] = token("b2", 4_100_000_000_000_i64);
+    boxed["claudeAiOauth"] = token("b2", 1_700_000_100_000_i64);
     boxed["boxOnly"] = json!(1);
     write_json(&box_creds(&e), &boxed);
     e.run(&p, &["shell", "--", "true"]).ok();
@@ -146,7 +150,7 @@ fn an_ephemeral_cycle_keeps_host_keys_and_modes() {
     assert_eq!(mode(&host_creds(&e)), 0o600);
     // the host logs in again: the next launch brings the new token in
     let mut host = back.clone();
-    host["claudeAiOauth"] = token("h3", 4_200_000_000_000_i64);
+    host["claudeAiOauth"] = token("h3", 1_700_000_200_000_i64);
     write_json(&host_creds(&e), &host);
     e.run(&p, &["shell", "--", "true"]).ok();
     let boxed = read_json(&box_creds(&e));

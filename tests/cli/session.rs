@@ -416,14 +416,19 @@ fn only_the_stop_that_removed_a_container_releases_its_rig_mount() {
     e.set_ps(&format!(
         r#"[{{"Names":["kanibako-app"],"State":"exited","Image":"img","Labels":{{"io.kanibako.box":"app","io.kanibako.hash":"{hash}","io.kanibako.rootfs":"img"}}}}]"#
     ));
+    // the launch that started it on a mounted rig left its claim on the mount
+    let claim = e.home.join(".local/state/kanibako/mounts/kanibako-app");
+    fs::create_dir_all(claim.parent().unwrap()).unwrap();
+    fs::write(&claim, "").unwrap();
     let r = e.run(&p, &["stop"]).ok();
     assert!(
         r.stdout.contains("Removed stopped container: kanibako-app"),
         "{r:?}"
     );
     assert_eq!(e.podman_log().matches("image unmount img").count(), 1);
+    assert!(!claim.exists(), "the claim is spent with the release");
     // a second `stop` racing the first finds the container already gone: `rm -f`
-    // still succeeds but names nothing, and the mount (another box's now) stays
+    // still succeeds, but the claim is spent, and the mount (another box's now) stays
     fs::write(e.root_file("rm.gone"), "").unwrap();
     let r = e.run(&p, &["stop"]).ok();
     assert!(!r.stdout.contains("Removed"), "{r:?}");
