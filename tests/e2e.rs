@@ -615,12 +615,21 @@ fn tweakcc(flavour: Flavour) {
     .unwrap();
     e.chown_all(&e.home);
 
-    let first = e.run(&p, &["start", "--ephemeral"]).ok();
-    assert!(
-        first.stderr.contains("Patching the agent with tweakcc"),
-        "{first:?}"
-    );
-    assert!(first.stdout.contains("agent says PATCHED-OK"), "{first:?}");
+    // two boxes launching at once share one patch run
+    let q = e.dir(&format!("p/tx{tag}"));
+    e.run(&q, &["create", "-i", &image]).ok();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| e.run(&p, &["start", "--ephemeral"]));
+        let b = s.spawn(|| e.run(&q, &["start", "--ephemeral"]));
+        (a.join().unwrap().ok(), b.join().unwrap().ok())
+    });
+    let patches = format!("{}{}", a.stderr, b.stderr)
+        .matches("Patching the agent with tweakcc")
+        .count();
+    assert_eq!(patches, 1, "{a:?}\n{b:?}");
+    for first in [&a, &b] {
+        assert!(first.stdout.contains("agent says PATCHED-OK"), "{first:?}");
+    }
     let second = e.run(&p, &["start", "--ephemeral"]).ok();
     assert!(
         !second.stderr.contains("Patching"),
