@@ -68,6 +68,26 @@ fn mkdir(path: &Path) -> Result<(), BoxError> {
 }
 
 /// The agent home skeleton: `.bashrc`, `.profile` and `.shell.d/`, never overwriting.
+/// Re-make a home that was deleted, without following anything the box may have put at
+/// its path in the meantime (a `.shell` inside the workspace is the box's to change):
+/// the directory itself is made by a `mkdir` that fails on an existing link, and its
+/// contents are written through the opened directory.
+pub fn recreate_home(shell: &Path) -> std::io::Result<()> {
+    if let Some(parent) = shell.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::create_dir(shell) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let home = super::home::SafeDir::open(shell)?;
+    home.create_dir_all(Path::new(".shell.d"))?;
+    home.write_new(std::ffi::OsStr::new(".bashrc"), BASHRC.as_bytes(), 0o644)?;
+    home.write_new(std::ffi::OsStr::new(".profile"), PROFILE.as_bytes(), 0o644)?;
+    Ok(())
+}
+
 pub fn shell_skeleton(shell: &Path) -> Result<(), BoxError> {
     mkdir(&shell.join(".shell.d"))?;
     write_new(&shell.join(".bashrc"), BASHRC)?;
@@ -342,5 +362,29 @@ pub fn announce(b: &BoxIdentity) {
     );
     if let Some(n) = &b.name {
         eprintln!("Project name: {n}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_home_remade_after_deletion_is_never_made_through_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let shell = t.path().join("project/.shell");
+        recreate_home(&shell).unwrap();
+        assert!(shell.join(".shell.d").is_dir() && shell.join(".bashrc").is_file());
+        // the box swaps its deleted home for a link to a host directory
+        let victim = t.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::remove_dir_all(&shell).unwrap();
+        std::os::unix::fs::symlink(&victim, &shell).unwrap();
+        recreate_home(&shell).unwrap();
+        assert_eq!(
+            fs::read_dir(&victim).unwrap().count(),
+            0,
+            "nothing written there"
+        );
     }
 }

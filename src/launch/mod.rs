@@ -1182,9 +1182,10 @@ fn prepare_home(
     levels: &Stack,
     crab_id: &str,
 ) -> Result<()> {
-    if !b.shell.exists() {
+    if std::fs::symlink_metadata(&b.shell).is_err() {
         // Recovery: a box whose home was deleted gets a fresh skeleton.
-        create::shell_skeleton(&b.shell)?;
+        create::recreate_home(&b.shell)
+            .with_context(|| format!("re-making the box home {}", b.shell.display()))?;
     }
     let home = SafeDir::open(&b.shell).with_context(|| {
         format!(
