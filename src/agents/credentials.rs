@@ -232,74 +232,57 @@ impl Credentials<'_> {
             .map_err(|e| format!("writing {}: {e}", dir.path().join(name).display()))
     }
 
-    /// A new box: its own copy of the host's login (group auth) and the account file.
-    /// Distinct auth gets an empty account file: the box logs in itself.
-    pub fn init_box(&self, group_auth: bool) -> Outcome {
+    /// Before a session: a box without an account file gets one (group auth: the
+    /// listed keys of the host's; distinct auth: empty, the box logs in itself), then a
+    /// group-auth box gets the host's newer token.
+    pub fn before_session(&self, group_auth: bool) -> Outcome {
         let run = || -> Result<Outcome, String> {
-            let boxed = self.open_box(true)?.expect("created");
-            let home = SafeDir::open(&self.box_home).map_err(|e| e.to_string())?;
-            if !group_auth {
-                home.write_new(OsStr::new(self.spec.account_file), b"", MODE_SECRET)
-                    .map_err(|e| e.to_string())?;
-                return Ok(Outcome::Unchanged);
+            self.ensure_account(group_auth)?;
+            if group_auth {
+                self.refresh_locked()
+            } else {
+                Ok(Outcome::Unchanged)
             }
-            let account = std::fs::read(self.host_home.join(self.spec.account_file))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-            match account {
-                Some(host) => {
-                    let v = filtered_account(self.spec, &host);
-                    if home.kind(OsStr::new(self.spec.account_file)).is_none() {
-                        Self::write(&home, self.spec.account_file, &v, MODE_SECRET)?;
-                    }
-                }
-                None => {
-                    home.write_new(OsStr::new(self.spec.account_file), b"", MODE_SECRET)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            let Some(host) = self.open_host(false)?.and_then(|h| h.side) else {
-                return Ok(Outcome::Unchanged);
-            };
-            if boxed.side.is_some() || host.json.get(self.spec.oauth_key).is_none() {
-                return Ok(Outcome::Unchanged);
-            }
-            // Only the token: the host file may hold other secrets (MCP logins…).
-            let only = merge_oauth(self.spec, &Value::Object(Map::new()), &host.json);
-            Self::write(&boxed.dir, self.spec.file, &only, MODE_SECRET)?;
-            Ok(Outcome::Copied)
         };
         self.locked(run).unwrap_or_else(Outcome::Skipped)
     }
 
-    /// Before a launch: the host's newer token into the box.
+    /// The account file, only if the box has none: the host's (possibly large) account
+    /// file is read only then.
+    fn ensure_account(&self, group_auth: bool) -> Result<(), String> {
+        let home = SafeDir::open(&self.box_home).map_err(|e| e.to_string())?;
+        let name = OsStr::new(self.spec.account_file);
+        if home.kind(name).is_some() {
+            return Ok(());
+        }
+        let host = group_auth
+            .then(|| std::fs::read(self.host_home.join(self.spec.account_file)).ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let content = host.map_or_else(Vec::new, |h| render(&filtered_account(self.spec, &h)));
+        home.write_new(name, &content, MODE_SECRET)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Before a re-attach: the host's newer token into the box.
     pub fn refresh(&self) -> Outcome {
-        let run = || -> Result<Outcome, String> {
-            let Some(host) = self.open_host(false)?.and_then(|h| h.side) else {
-                return Ok(Outcome::Unchanged);
-            };
-            if host.json.get(self.spec.oauth_key).is_none() {
-                return Err(format!(
-                    "the host credentials have no '{}'; not copied",
-                    self.spec.oauth_key
-                ));
-            }
-            let boxed = self.open_box(true)?.expect("created");
-            match &boxed.side {
-                None => {
-                    let only = merge_oauth(self.spec, &Value::Object(Map::new()), &host.json);
-                    Self::write(&boxed.dir, self.spec.file, &only, MODE_SECRET)?;
-                    Ok(Outcome::Copied)
-                }
-                Some(b) if should_replace(self.spec, &host, b) => {
-                    let merged = merge_oauth(self.spec, &b.json, &host.json);
-                    Self::write(&boxed.dir, self.spec.file, &merged, MODE_SECRET)?;
-                    Ok(Outcome::Merged)
-                }
-                Some(_) => Ok(Outcome::Unchanged),
-            }
+        self.locked(|| self.refresh_locked())
+            .unwrap_or_else(Outcome::Skipped)
+    }
+
+    fn refresh_locked(&self) -> Result<Outcome, String> {
+        let Some(host) = self.open_host(false)?.and_then(|h| h.side) else {
+            return Ok(Outcome::Unchanged);
         };
-        self.locked(run).unwrap_or_else(Outcome::Skipped)
+        if host.json.get(self.spec.oauth_key).is_none() {
+            return Err(format!(
+                "the host credentials have no '{}'; not copied",
+                self.spec.oauth_key
+            ));
+        }
+        let boxed = self.open_box(true)?.expect("created");
+        self.carry(&host, &boxed)
     }
 
     /// After a session: the box's newer token back to the host, keeping the host's
@@ -313,21 +296,24 @@ impl Credentials<'_> {
                 return Ok(Outcome::Unchanged);
             }
             let host = self.open_host(true)?.expect("created");
-            match &host.side {
-                None => {
-                    let only = merge_oauth(self.spec, &Value::Object(Map::new()), &boxed.json);
-                    Self::write(&host.dir, self.spec.file, &only, MODE_SECRET)?;
-                    Ok(Outcome::Copied)
-                }
-                Some(h) if should_replace(self.spec, &boxed, h) => {
-                    let merged = merge_oauth(self.spec, &h.json, &boxed.json);
-                    Self::write(&host.dir, self.spec.file, &merged, MODE_SECRET)?;
-                    Ok(Outcome::Merged)
-                }
-                Some(_) => Ok(Outcome::Unchanged),
-            }
+            self.carry(&boxed, &host)
         };
         self.locked(run).unwrap_or_else(Outcome::Skipped)
+    }
+
+    /// `src`'s token into `dst` if `dst` has none or an older one; `dst`'s other keys
+    /// stay.
+    fn carry(&self, src: &Side, dst: &Opened) -> Result<Outcome, String> {
+        let outcome = match &dst.side {
+            None => Outcome::Copied,
+            Some(d) if should_replace(self.spec, src, d) => Outcome::Merged,
+            Some(_) => return Ok(Outcome::Unchanged),
+        };
+        let empty = Value::Object(Map::new());
+        let base = dst.side.as_ref().map_or(&empty, |d| &d.json);
+        let merged = merge_oauth(self.spec, base, &src.json);
+        Self::write(&dst.dir, self.spec.file, &merged, MODE_SECRET)?;
+        Ok(outcome)
     }
 
     /// Switching to distinct auth: the box forgets the shared login.
@@ -476,7 +462,7 @@ mod tests {
             &json!({"oauthAccount": {"email": "a@b"}, "secret": "no"}),
         );
         let c = h.creds();
-        assert_eq!(c.init_box(true), Outcome::Copied);
+        assert_eq!(c.before_session(true), Outcome::Copied);
         assert_eq!(mode(&h.box_file()), 0o600);
         // only the token reaches the box, not the host's other secrets
         assert!(read(&h.box_file()).get("hostOnly").is_none());
@@ -524,7 +510,7 @@ mod tests {
         // and a link for the account file of a new box
         std::fs::remove_file(h.boxed.join(".claude")).unwrap();
         std::os::unix::fs::symlink(&victim, h.boxed.join(".claude.json")).unwrap();
-        let _ = c.init_box(true);
+        let _ = c.before_session(true);
         assert_eq!(read(&victim), json!({"victim": true}));
     }
 

@@ -1,4 +1,4 @@
-//! The agent's login around a session: a new box's copy, the refresh before a launch,
+//! The agent's login around a session: a box's first copy and the refresh before a launch,
 //! the write-back when a session ends or is left, and the host-side `auth status`
 //! check (spec: upstream-runtime §3.9 steps 7-8, §8). Distinct-auth boxes log in on
 //! their own and are left alone.
@@ -26,18 +26,24 @@ fn files(cx: &Context, b: &BoxIdentity, spec: &'static CredentialSpec) -> Creden
     }
 }
 
-/// The login files of every agent that has one, for `b` (group auth only).
-fn all_for(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'static>)> {
-    if !b.group_auth {
-        return Vec::new();
+/// The login files of every agent that has one, for `b`.
+fn each(
+    cx: &Context,
+    b: &BoxIdentity,
+) -> impl Iterator<Item = (Box<dyn Agent>, Credentials<'static>)> {
+    agents::all().into_iter().filter_map(|a| {
+        let spec = a.credentials()?;
+        Some((a, files(cx, b, spec)))
+    })
+}
+
+/// The same, for a group-auth box only: a distinct-auth box keeps its own login.
+fn shared(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'static>)> {
+    if b.group_auth {
+        each(cx, b).collect()
+    } else {
+        Vec::new()
     }
-    agents::all()
-        .into_iter()
-        .filter_map(|a| {
-            let spec = a.credentials()?;
-            Some((a, files(cx, b, spec)))
-        })
-        .collect()
 }
 
 fn report(agent: &dyn Agent, outcome: Outcome) {
@@ -49,25 +55,17 @@ fn report(agent: &dyn Agent, outcome: Outcome) {
     }
 }
 
-/// A new box: its copy of the host's login and account (or, with distinct auth, an
-/// empty account file).
-pub fn init_box(cx: &Context, b: &BoxIdentity) {
-    if !b.group_auth {
-        for a in agents::all() {
-            if let Some(spec) = a.credentials() {
-                report(a.as_ref(), files(cx, b, spec).init_box(false));
-            }
-        }
-        return;
-    }
-    for (a, c) in all_for(cx, b) {
-        report(a.as_ref(), c.init_box(true));
+/// Before a launch: the box's account file if it has none (empty for distinct auth),
+/// and for group auth the host's newer token.
+pub fn before_launch(cx: &Context, b: &BoxIdentity) {
+    for (a, c) in each(cx, b) {
+        report(a.as_ref(), c.before_session(b.group_auth));
     }
 }
 
-/// Before a launch or a re-attach: the host's newer token into the box.
+/// Before a re-attach: the host's newer token into the box.
 pub fn refresh(cx: &Context, b: &BoxIdentity) {
-    for (a, c) in all_for(cx, b) {
+    for (a, c) in shared(cx, b) {
         report(a.as_ref(), c.refresh());
     }
 }
@@ -76,7 +74,7 @@ pub fn refresh(cx: &Context, b: &BoxIdentity) {
 /// the host, so the next box (and the host's own agent) is not logged out by a token
 /// the box already used up.
 pub fn write_back(cx: &Context, b: &BoxIdentity) {
-    for (a, c) in all_for(cx, b) {
+    for (a, c) in shared(cx, b) {
         report(a.as_ref(), c.write_back());
     }
 }
@@ -84,10 +82,8 @@ pub fn write_back(cx: &Context, b: &BoxIdentity) {
 /// Switching to distinct auth: the box forgets the shared login (a link in its place
 /// is removed, never followed).
 pub fn forget(cx: &Context, b: &BoxIdentity) {
-    for a in agents::all() {
-        if let Some(spec) = a.credentials()
-            && let Err(e) = files(cx, b, spec).forget()
-        {
+    for (_, c) in each(cx, b) {
+        if let Err(e) = c.forget() {
             eprintln!("Warning: clearing {}: {e}", b.shell.display());
         }
     }

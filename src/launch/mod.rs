@@ -1208,8 +1208,7 @@ fn prepare_home(
         seeds::apply(&home, &seeds)?;
     }
     // Not only for a new box: one made by `create` meets its agent on the first start.
-    auth::init_box(cx, b);
-    auth::refresh(cx, b);
+    auth::before_launch(cx, b);
     let stubs: Vec<(String, bool)> = spec
         .mounts
         .iter()
