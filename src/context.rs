@@ -89,11 +89,7 @@ impl Context {
             }
         }
         if let Some(id) = crab {
-            sources.push(Source {
-                level: Level::Crab,
-                doc: Document::load(&self.paths.crabs.join(format!("{id}.yaml")))?,
-                env_file: None,
-            });
+            sources.push(self.crab_source(id)?);
         }
         sources.push(Source {
             level: Level::System,
@@ -101,6 +97,26 @@ impl Context {
             env_file: Some(self.paths.system_env_file()),
         });
         Ok(Stack { sources })
+    }
+
+    fn crab_source(&self, id: &str) -> Result<Source> {
+        Ok(Source {
+            level: Level::Crab,
+            doc: Document::load(&self.paths.crabs.join(format!("{id}.yaml")))?,
+            env_file: None,
+        })
+    }
+
+    /// `stack` with crab `id`'s level added in its place (above the system level),
+    /// for a caller that learns which crab only after reading the other levels.
+    pub fn add_crab(&self, mut stack: Stack, id: &str) -> Result<Stack> {
+        let at = stack
+            .sources
+            .iter()
+            .position(|s| s.level == Level::System)
+            .unwrap_or(stack.sources.len());
+        stack.sources.insert(at, self.crab_source(id)?);
+        Ok(stack)
     }
 
     /// The container engine. Detection is a `PATH` lookup, so it is done where needed

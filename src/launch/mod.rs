@@ -261,10 +261,6 @@ fn choose_box(cx: &Context, l: &Launch) -> Result<Chosen> {
     }
 }
 
-fn load_levels(cx: &Context, b: &BoxIdentity, crab: Option<&str>) -> Result<Stack> {
-    cx.stack(Some(b), crab)
-}
-
 /// Write a crab file the first time an agent is used, without built-in defaults (a
 /// model written here would beat a model set for all boxes at system level).
 fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
@@ -281,13 +277,12 @@ fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
 fn tweakcc_binary(
     cx: &Context,
     rt: &Runtime<'_>,
-    agent: &dyn Agent,
+    levels: &Stack,
     install: &Install,
     image: &str,
 ) -> Option<crate::fsutil::SharedHold> {
-    let crab = cx.paths.crabs.join(format!("{}.yaml", agent.id()));
-    let doc = Document::load(&crab).ok()?;
-    let config = match crate::tweakcc::settings(doc.get(&["tweakcc"]).ok()?, cx.paths.home()) {
+    let crab = levels.doc(Level::Crab)?;
+    let config = match crate::tweakcc::settings(crab.get(&["tweakcc"]).ok()?, cx.paths.home()) {
         Ok(Some(c)) => c,
         Ok(None) => return None,
         Err(e) => {
@@ -576,7 +571,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let b = &chosen.identity;
 
     // Which agent: the box's `box.crab`, else the one installed.
-    let pre = load_levels(cx, b, None)?;
+    let pre = cx.stack(Some(b), None)?;
     let target = if agent_mode {
         match pre.crab_id()? {
             Some(id) if id == NO_AGENT => Target::NoAgent,
@@ -621,7 +616,8 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             install.binary.display()
         );
     }
-    let levels = load_levels(cx, b, Some(crab_id))?;
+    // The levels already read, with the crab's added: nothing is read twice.
+    let levels = cx.add_crab(pre, crab_id)?;
 
     let image = match &l.rig {
         Some(r) => r.clone(),
@@ -875,7 +871,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let mut _tweakcc_hold = None;
     let patched_install = match &target {
         Target::Agent(a, install) if !l.dry_run => {
-            tweakcc_binary(cx, &rt, a.as_ref(), install, &image).map(|held| {
+            tweakcc_binary(cx, &rt, &levels, install, &image).map(|held| {
                 // A detached container outlives this process and its hold on the cache
                 // entry: it gets its own link to the binary, which eviction cannot take.
                 let binary = if persistent {
