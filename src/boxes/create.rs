@@ -68,38 +68,64 @@ fn mkdir(path: &Path) -> Result<(), BoxError> {
 }
 
 /// The agent home skeleton: `.bashrc`, `.profile` and `.shell.d/`, never overwriting.
-/// Re-make a home that was deleted, without following anything the box may have put at
-/// its path in the meantime (a `.shell` inside the workspace is the box's to change):
-/// the directory itself is made by a `mkdir` that fails on an existing link, and its
-/// contents are written through the opened directory.
-pub fn recreate_home(shell: &Path) -> std::io::Result<()> {
+/// Made without following anything at the home's path (a standalone box's home sits
+/// in its workspace, where a repository or the box can put a link): the directory is
+/// made by a `mkdir` that fails on a link, opened without following, and filled through
+/// that open directory.
+pub fn shell_skeleton(shell: &Path) -> std::io::Result<()> {
     if let Some(parent) = shell.parent() {
         fs::create_dir_all(parent)?;
     }
     match fs::create_dir(shell) {
         Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let home = super::home::SafeDir::open(shell)?;
+    let home = super::home::SafeDir::open(shell).map_err(|e| {
+        std::io::Error::other(format!(
+            "{} is not a real directory (a symbolic link?): {e}",
+            shell.display()
+        ))
+    })?;
     home.create_dir_all(Path::new(".shell.d"))?;
     home.write_new(std::ffi::OsStr::new(".bashrc"), BASHRC.as_bytes(), 0o644)?;
     home.write_new(std::ffi::OsStr::new(".profile"), PROFILE.as_bytes(), 0o644)?;
     Ok(())
 }
 
-pub fn shell_skeleton(shell: &Path) -> Result<(), BoxError> {
-    mkdir(&shell.join(".shell.d"))?;
-    write_new(&shell.join(".bashrc"), BASHRC)?;
-    write_new(&shell.join(".profile"), PROFILE)
-}
-
+/// The vault directories. One inside the workspace is made through the opened
+/// workspace, so a `vault` link shipped in a repository is refused, not followed.
 fn vault_dirs(b: &BoxIdentity) -> Result<(), BoxError> {
     let Some(v) = &b.vault else { return Ok(()) };
-    mkdir(&v.ro)?;
-    mkdir(&v.rw)?;
-    if let Some(parent) = v.rw.parent() {
-        write_new(&parent.join(".gitignore"), VAULT_GITIGNORE)?;
+    let (Ok(ro), Ok(rw)) = (
+        v.ro.strip_prefix(&b.workspace),
+        v.rw.strip_prefix(&b.workspace),
+    ) else {
+        mkdir(&v.ro)?;
+        mkdir(&v.rw)?;
+        if let Some(parent) = v.rw.parent() {
+            write_new(&parent.join(".gitignore"), VAULT_GITIGNORE)?;
+        }
+        return Ok(());
+    };
+    let err = |e: std::io::Error| {
+        BoxError::io(format!(
+            "creating the vault in {} (is `vault` a symbolic link?)",
+            b.workspace.display()
+        ))(e)
+    };
+    let ws = super::home::SafeDir::open(&b.workspace).map_err(err)?;
+    ws.create_dir_all(ro).map_err(err)?;
+    let rw_dir = ws.create_dir_all(rw).map_err(err)?;
+    drop(rw_dir);
+    if let Some(parent) = rw.parent() {
+        let dir = ws.create_dir_all(parent).map_err(err)?;
+        dir.write_new(
+            std::ffi::OsStr::new(".gitignore"),
+            VAULT_GITIGNORE.as_bytes(),
+            0o644,
+        )
+        .map_err(err)?;
     }
     Ok(())
 }
@@ -370,17 +396,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_home_remade_after_deletion_is_never_made_through_a_link() {
+    fn a_home_is_never_made_through_a_link() {
         let t = tempfile::tempdir().unwrap();
         let shell = t.path().join("project/.shell");
-        recreate_home(&shell).unwrap();
+        shell_skeleton(&shell).unwrap();
         assert!(shell.join(".shell.d").is_dir() && shell.join(".bashrc").is_file());
         // the box swaps its deleted home for a link to a host directory
         let victim = t.path().join("victim");
         fs::create_dir(&victim).unwrap();
         fs::remove_dir_all(&shell).unwrap();
         std::os::unix::fs::symlink(&victim, &shell).unwrap();
-        recreate_home(&shell).unwrap();
+        assert!(shell_skeleton(&shell).is_err());
         assert_eq!(
             fs::read_dir(&victim).unwrap().count(),
             0,

@@ -27,6 +27,20 @@ pub enum Kind {
     Other,
 }
 
+/// Whether `dir` is a real directory, reached from `base` (when it lies below it)
+/// without passing through a symbolic link. A project's `vault/rw` that is a link — a
+/// cloned repository can ship one — would otherwise have the engine mount wherever it
+/// points.
+pub fn real_dir(base: &Path, dir: &Path) -> bool {
+    match dir.strip_prefix(base) {
+        Ok(rel) => SafeDir::open(base)
+            .ok()
+            .and_then(|b| b.open_dir(rel).ok().flatten())
+            .is_some(),
+        Err(_) => std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()),
+    }
+}
+
 /// An open directory inside (or at the root of) a box home.
 #[derive(Debug)]
 pub struct SafeDir {

@@ -74,10 +74,7 @@ fn user_dir(cx: &Context) -> std::path::PathBuf {
 
 /// Every template kanibako can build: bundled, and the user's own.
 pub fn templates(cx: &Context) -> Vec<String> {
-    template::discover(&user_dir(cx))
-        .into_iter()
-        .map(|t| t.name)
-        .collect()
+    template::names(&user_dir(cx))
 }
 
 /// Build the template `name` into its image, on the configured base rig.
@@ -86,7 +83,18 @@ pub fn build(cx: &Context, rt: &Runtime<'_>, name: &str) -> Result<i32> {
         .into_iter()
         .find(|t| t.name == name)
         .ok_or_else(|| UserError::new(format!("unknown template '{name}'")))?;
-    let base = cx.stack(None, None)?.image()?;
+    // The configured rig may be a rig name (`host` after `rig bootstrap`): build on the
+    // image it names. A template cannot be the base of another (nor of itself).
+    let configured = cx.stack(None, None)?.image()?;
+    let rigs = Rigs::load(&rigs_file(cx))?;
+    let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
+        rt.image_exists(i)
+    });
+    let base = if r.kind == Kind::Template {
+        crate::boxes::DEFAULT_IMAGE.to_owned()
+    } else {
+        r.image
+    };
     let image = rig::template_image(name);
     eprintln!("Building rig '{name}' ({}) on {base}...", t.description());
     ops::build_template(rt, &t, &image, &base)
@@ -358,18 +366,18 @@ fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
 
 fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
     let rt = cx.runtime()?;
+    let all = templates(cx);
     let names: Vec<String> = match &a.name {
         Some(n) => vec![n.clone()],
-        None => templates(cx),
+        None => all.clone(),
     };
     let rigs = Rigs::load(&rigs_file(cx))?;
     let configured = cx.stack(None, None)?.image()?;
     let mut failed = 0;
     for name in &names {
+        // Asked again each time: a build before this one changed the store.
         let local = local_images(&rt)?;
-        let r = rig::resolve(name, &rigs, &templates(cx), &configured, &|i| {
-            present(&local, i)
-        });
+        let r = rig::resolve(name, &rigs, &all, &configured, &|i| present(&local, i));
         if r.present && !a.force {
             println!("Rig '{name}' is already prepped.");
             continue;

@@ -442,10 +442,11 @@ fn image_store(rt: &Runtime<'_>, b: &BoxIdentity, dry_run: bool) -> Option<(Path
 fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
     use crate::rig::fresh;
     let file = fresh::cache_file(&cx.paths.cache);
-    if let Some(note) = fresh::note(&file, image) {
+    let (note, due) = fresh::look(&file, image);
+    if let Some(note) = note {
         eprintln!("{note}");
     }
-    if !fresh::due(&file, image) {
+    if !due {
         return;
     }
     let digest = rt
@@ -466,14 +467,6 @@ fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
             });
         fresh::check(&file, &image, local);
     });
-}
-
-fn image_present(rt: &Runtime<'_>, image: &str) -> bool {
-    let inv = rt
-        .invocation()
-        .args(["image", "inspect", "--format", "{{.Id}}"])
-        .arg(image);
-    rt.exec.output(&inv).is_ok_and(|o| o.status.success())
 }
 
 /// Pull a rig that is not local (the engine's progress on the terminal); if that fails,
@@ -637,16 +630,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         // local matters only for templates, and a missing one makes the run itself fail
         // at once (`--pull=never`), which `obtain` handles. Asking first would add an
         // engine call to every launch.
-        let exists = |i: &str| {
-            if i.contains('/') {
-                return true;
-            }
-            let inv = rt
-                .invocation()
-                .args(["image", "inspect", "--format", "{{.Id}}"])
-                .arg(i);
-            rt.exec.output(&inv).is_ok_and(|o| o.status.success())
-        };
+        let exists = |i: &str| i.contains('/') || rt.image_exists(i);
         let configured = levels.image()?;
         crate::rig::resolve(
             &image,
@@ -856,13 +840,22 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let env = plan::layer_env(&layers, b.name.as_ref().map(BoxName::as_str));
 
     // Mount facts.
+    let real = |d: &Path| crate::boxes::home::real_dir(&b.workspace, d);
     let vault_present = b
         .vault
         .as_ref()
-        .map_or((false, false), |v| (v.ro.is_dir(), v.rw.is_dir()));
+        .map_or((false, false), |v| (real(&v.ro), real(&v.rw)));
     if let Some(v) = &b.vault {
         for (dir, present) in [(&v.ro, vault_present.0), (&v.rw, vault_present.1)] {
-            if !present && !chosen.new {
+            if present {
+                continue;
+            }
+            if crate::fsutil::is_symlink(dir) || dir.is_dir() {
+                eprintln!(
+                    "Warning: {} is (or lies behind) a symbolic link; not mounted",
+                    dir.display()
+                );
+            } else if !chosen.new {
                 eprintln!("Warning: mount source does not exist: {}", dir.display());
             }
         }
@@ -1006,7 +999,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         .with_context(|| format!("running {}", rt.engine.program.display()))?;
     // The engine refuses at once when the rig is not local (`--pull=never`): get it,
     // then run again — nothing started the first time.
-    if exit_code(status) == 125 && !split && !image_present(&rt, &image) {
+    if exit_code(status) == 125 && !split && !rt.image_exists(&image) {
         obtain(&rt, &image)?;
         status = rt.exec.foreground(&run)?;
     }
@@ -1180,7 +1173,7 @@ fn prepare_home(
 ) -> Result<()> {
     if std::fs::symlink_metadata(&b.shell).is_err() {
         // Recovery: a box whose home was deleted gets a fresh skeleton.
-        create::recreate_home(&b.shell)
+        create::shell_skeleton(&b.shell)
             .with_context(|| format!("re-making the box home {}", b.shell.display()))?;
     }
     let home = SafeDir::open(&b.shell).with_context(|| {

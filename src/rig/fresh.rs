@@ -68,33 +68,35 @@ pub fn parse_reference(image: &str) -> Option<(String, String, String)> {
     Some((host.to_owned(), repo.to_owned(), tag.to_owned()))
 }
 
-/// What the next launch should say about `image`, if anything (and mark a failure
-/// note as said).
-pub fn note(file: &Path, image: &str) -> Option<String> {
+/// What the next launch should say about `image`, if anything (a failure note is
+/// marked as said), and whether a new check is due — from one read of the cache, and
+/// none at all for an image no registry has (`localhost/…`, a bare name).
+pub fn look(file: &Path, image: &str) -> (Option<String>, bool) {
+    if parse_reference(image).is_none() {
+        return (None, false);
+    }
     let mut all = load(file);
-    let e = all.get_mut(image)?;
-    if let Some(err) = e.error.clone() {
+    let Some(e) = all.get_mut(image) else {
+        return (None, true);
+    };
+    let due = now() - e.ts > MAX_AGE.as_secs_f64();
+    let note = if let Some(err) = e.error.clone() {
         if e.noted {
-            return None;
+            None
+        } else {
+            e.noted = true;
+            save(file, &all);
+            Some(format!("note: could not check {image} for updates ({err})"))
         }
-        e.noted = true;
-        save(file, &all);
-        return Some(format!("note: could not check {image} for updates ({err})"));
-    }
-    match &e.local {
-        Some(local) if !e.digest.is_empty() && *local != e.digest => Some(format!(
-            "Note: A newer version of {image} is available. Run 'kanibako rig prep {image} --force' to update."
-        )),
-        _ => None,
-    }
-}
-
-/// Whether `image` is due for a check.
-pub fn due(file: &Path, image: &str) -> bool {
-    parse_reference(image).is_some()
-        && load(file)
-            .get(image)
-            .is_none_or(|e| now() - e.ts > MAX_AGE.as_secs_f64())
+    } else {
+        match &e.local {
+            Some(local) if !e.digest.is_empty() && *local != e.digest => Some(format!(
+                "Note: A newer version of {image} is available. Run 'kanibako rig prep {image} --force' to update."
+            )),
+            _ => None,
+        }
+    };
+    (note, due)
 }
 
 /// Parse `Bearer realm="…",service="…",scope="…"`.
@@ -229,8 +231,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = cache_file(d.path());
         let img = "ghcr.io/o/n:latest";
-        assert!(due(&f, img));
-        assert!(!due(&f, "localhost/x"), "local images are never checked");
+        assert!(look(&f, img).1);
+        assert_eq!(
+            look(&f, "localhost/x"),
+            (None, false),
+            "local images are never checked"
+        );
         let mut all = BTreeMap::new();
         all.insert(
             img.to_owned(),
@@ -242,8 +248,8 @@ mod tests {
             },
         );
         save(&f, &all);
-        assert!(!due(&f, img), "checked today");
-        assert!(note(&f, img).unwrap().contains("A newer version"));
+        assert!(!look(&f, img).1, "checked today");
+        assert!(look(&f, img).0.unwrap().contains("A newer version"));
         all.insert(
             img.to_owned(),
             Entry {
@@ -253,15 +259,15 @@ mod tests {
             },
         );
         save(&f, &all);
-        assert!(note(&f, img).unwrap().contains("could not check"));
-        assert_eq!(note(&f, img), None, "said once");
+        assert!(look(&f, img).0.unwrap().contains("could not check"));
+        assert_eq!(look(&f, img).0, None, "said once");
         // the Python tool's entries read fine
         std::fs::write(
             &f,
             r#"{"ghcr.io/o/n:latest": {"digest": "sha256:x", "ts": 1.7e9}}"#,
         )
         .unwrap();
-        assert!(due(&f, img));
+        assert!(look(&f, img).1);
     }
 
     #[test]

@@ -82,6 +82,18 @@ pub fn resolve(
     configured: &str,
     exists: &dyn Fn(&str) -> bool,
 ) -> Resolved {
+    // Each image is asked about once: the steps below may come back to one already
+    // looked up, and every question is an engine call.
+    let asked = std::cell::RefCell::new(std::collections::BTreeMap::<String, bool>::new());
+    let exists = |i: &str| -> bool {
+        if let Some(&known) = asked.borrow().get(i) {
+            return known;
+        }
+        let answer = exists(i);
+        asked.borrow_mut().insert(i.to_owned(), answer);
+        answer
+    };
+    let exists = &exists;
     let found = |kind, image: String| Resolved {
         name: name.to_owned(),
         kind,

@@ -80,6 +80,26 @@ impl Template {
 }
 
 /// Bundled templates, overridden by user ones of the same name.
+/// The names of every template (bundled and the user's), without reading the user's
+/// files: a launch only needs to know whether a rig name is one.
+pub fn names(user_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = BUNDLED
+        .iter()
+        .filter_map(|(file, _)| file.strip_prefix(PREFIX).map(str::to_owned))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(user_dir) {
+        names.extend(entries.flatten().filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|f| f.strip_prefix(PREFIX))
+                .map(str::to_owned)
+        }));
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 pub fn discover(user_dir: &Path) -> Vec<Template> {
     let mut all: Vec<Template> = BUNDLED
         .iter()

@@ -217,6 +217,15 @@ impl<'a> Runtime<'a> {
         })
     }
 
+    /// Whether `image` is in the local store (one `image inspect`).
+    pub fn image_exists(&self, image: &str) -> bool {
+        let inv = self
+            .invocation()
+            .args(["image", "inspect", "--format", "{{.Id}}"])
+            .arg(image);
+        self.exec.output(&inv).is_ok_and(|o| o.status.success())
+    }
+
     /// Run a query and return its stdout; a non-zero exit is an error with its stderr.
     pub fn query(&self, inv: &Invocation) -> Result<String, RuntimeError> {
         let out = self

@@ -439,3 +439,25 @@ fn only_the_stop_that_removed_a_container_releases_its_rig_mount() {
         e.podman_log()
     );
 }
+
+#[test]
+fn a_vault_that_is_a_link_is_never_mounted_or_written_through() {
+    let (e, p) = env_with_claude();
+    let victim = e.dir("victim");
+    fs::create_dir_all(victim.join("rw")).unwrap();
+    fs::create_dir_all(victim.join("ro")).unwrap();
+    // a repository that ships `vault` as a link: create refuses to lay out through it
+    std::os::unix::fs::symlink(&victim, p.join("vault")).unwrap();
+    let r = e.run(&p, &["create"]).fails();
+    assert!(r.stderr.contains("is `vault` a symbolic link?"), "{r:?}");
+    assert!(!victim.join(".gitignore").exists());
+    // a box made before the link was planted: the launch mounts neither vault dir
+    fs::remove_file(p.join("vault")).unwrap();
+    e.run(&p, &["create"]).ok();
+    fs::remove_dir_all(p.join("vault/rw")).unwrap();
+    std::os::unix::fs::symlink(victim.join("rw"), p.join("vault/rw")).unwrap();
+    let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    assert!(r.stderr.contains("symbolic link; not mounted"), "{r:?}");
+    assert!(!r.stdout.contains("share-rw"), "{r:?}");
+    assert!(r.stdout.contains("/home/agent/share-ro"), "the real one still is: {r:?}");
+}
