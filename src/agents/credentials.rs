@@ -510,7 +510,9 @@ mod tests {
         // and a link for the account file of a new box
         std::fs::remove_file(h.boxed.join(".claude")).unwrap();
         std::os::unix::fs::symlink(&victim, h.boxed.join(".claude.json")).unwrap();
-        let _ = c.before_session(true);
+        // the token still arrives; the account link is left as it is, not written through
+        assert_eq!(c.before_session(true), Outcome::Copied);
+        assert!(crate::fsutil::is_symlink(&h.boxed.join(".claude.json")));
         assert_eq!(read(&victim), json!({"victim": true}));
     }
 

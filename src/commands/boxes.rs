@@ -12,10 +12,9 @@ use crate::boxes::error::BoxError;
 use crate::boxes::listing::{self, Activity, Row, Status};
 use crate::boxes::registry::Registry;
 use crate::boxes::resolve::{self, Resolution};
-use crate::boxes::{BoxIdentity, BoxName, DEFAULT_IMAGE, Mode};
+use crate::boxes::{BoxIdentity, BoxName, Mode};
 use crate::cli::{CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 use crate::context::Context;
-use crate::document::Document;
 use crate::error::{Exit, UserError};
 use crate::prompt;
 use crate::runtime::EngineKind;
@@ -304,20 +303,6 @@ fn refuse_if_active(cx: &Context, b: &BoxIdentity) -> Result<()> {
     }
 }
 
-/// The image a launch of `b` would use today: box, then workset, then system config.
-fn effective_image(cx: &Context, b: &BoxIdentity) -> Result<String> {
-    let mut docs = vec![Document::load(&b.project_file())?];
-    if b.mode == Mode::Default {
-        docs.push(Document::load(&cx.paths.default_workset_config())?);
-    }
-    for doc in docs.iter().chain(std::iter::once(&cx.config)) {
-        if let Some(image) = doc.get_str(&["box", "image"])?.filter(|s| !s.is_empty()) {
-            return Ok(image);
-        }
-    }
-    Ok(DEFAULT_IMAGE.to_owned())
-}
-
 fn container_state(cx: &Context, b: &BoxIdentity) -> String {
     let list = match cx.runtime().and_then(|rt| rt.containers()) {
         Ok(l) => l,
@@ -404,7 +389,8 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
         ));
         fields.push(("Local", cx.paths.data.join("shared").display().to_string()));
     }
-    fields.push(("Image", effective_image(cx, &b)?));
+    // The image a launch would use today: the same settings stack the launch reads.
+    fields.push(("Image", cx.stack(Some(&b), None)?.image()?));
     fields.push((
         "Auth",
         if b.group_auth {

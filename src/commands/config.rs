@@ -200,6 +200,9 @@ fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
 
 fn reset(s: &mut Scope, key: &str) -> Result<Exit> {
     let k = s.parse_key(key)?;
+    // What may not be set here may not be reset here either (`mode`, `layout`: a box's
+    // identity).
+    s.check_level(&k)?;
     let removed = match &k {
         KeyRef::Env(name) if s.level != Level::Crab => s.write_env(name, None)?,
         KeyRef::Env(name) => s.doc.remove(&["env", name]),

@@ -277,7 +277,8 @@ impl Document {
         fn go(map: &mut Mapping, keys: &[&str]) -> bool {
             match keys {
                 [] => false,
-                [last] => map.remove(*last).is_some(),
+                // shift, not swap: the user's file keeps its order
+                [last] => map.shift_remove(*last).is_some(),
                 [first, rest @ ..] => {
                     let removed = match map.get_mut(*first) {
                         Some(Value::Mapping(m)) => go(m, rest),
@@ -285,7 +286,7 @@ impl Document {
                     };
                     if removed && matches!(map.get(*first), Some(Value::Mapping(m)) if m.is_empty())
                     {
-                        map.remove(*first);
+                        map.shift_remove(*first);
                     }
                     removed
                 }

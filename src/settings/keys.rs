@@ -375,6 +375,8 @@ pub enum KeyError {
     ReadOnly(String),
     #[error("invalid environment variable name: {0}")]
     BadEnvName(String),
+    #[error("invalid shared cache name: '{0}' (one name: letters, digits, '.', '_', '-')")]
+    BadShareName(String),
 }
 
 impl KeyError {
@@ -441,6 +443,11 @@ pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
         return Ok(KeyRef::Env(n.to_owned()));
     }
     if let Some(n) = key.strip_prefix("shared.").filter(|n| !n.is_empty()) {
+        // The name becomes a directory under `$DATA/shared/global`: one plain component,
+        // never an absolute path or `..` that would mount some other host directory.
+        if crate::boxes::BoxName::from_registry(n).is_none_or(|b| b.as_str() != n) {
+            return Err(KeyError::BadShareName(n.to_owned()));
+        }
         return Ok(KeyRef::Shared(n.to_owned()));
     }
     for scope in SCOPES {

@@ -16,7 +16,13 @@ fn setup() -> (Env, PathBuf) {
 
 fn dry_model(e: &Env, p: &std::path::Path) -> Option<String> {
     let r = e.run(p, &["start", "--dry-run"]).ok();
-    let run = r.stdout.lines().find(|l| l.contains(" run "))?.to_owned();
+    // Only `--model` may be missing: a dry run without its run line is a failure.
+    let run = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(" run "))
+        .unwrap_or_else(|| panic!("no run line: {r:?}"))
+        .to_owned();
     let mut words = run.split_whitespace();
     words.find(|w| *w == "--model")?;
     words.next().map(str::to_owned)
@@ -251,4 +257,39 @@ fn config_of_another_box_and_bad_files() {
     assert!(!e.data().join("boxes/__unregistered__").exists());
     let r = e.run(&p, &["crab", "config", "nosuch", "model"]).fails();
     assert!(r.stderr.contains("crab 'nosuch' not found"), "{r:?}");
+}
+
+#[test]
+fn resets_keep_order_identity_and_shared_names_stay_plain() {
+    let (e, p) = setup();
+    for kv in ["model=m", "autonomous=false", "start_mode=new"] {
+        e.run(&p, &["box", "config", kv]).ok();
+    }
+    let file = e.data().join("boxes/app/project.yaml");
+    let before = fs::read_to_string(&file).unwrap();
+    e.run(&p, &["box", "config", "--reset", "model"]).ok();
+    let after = fs::read_to_string(&file).unwrap();
+    let order = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("    "))
+            .map(|l| l.trim().split(':').next().unwrap().to_owned())
+            .collect()
+    };
+    let mut expected = order(&before);
+    expected.retain(|k| k != "model");
+    assert_eq!(
+        order(&after),
+        expected,
+        "a reset keeps the rest in its order"
+    );
+    // what cannot be set cannot be reset
+    let r = e.run(&p, &["box", "config", "--reset", "mode"]).fails();
+    assert!(r.stderr.contains("mode is read-only"), "{r:?}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), after);
+    // a shared cache name is one plain name, never a path
+    for bad in ["shared./etc=x", "shared.../up=x", "shared.a/b=x"] {
+        let r = e.run(&p, &["box", "config", bad]).fails();
+        assert!(r.stderr.contains("invalid shared cache name"), "{r:?}");
+    }
+    e.run(&p, &["box", "config", "shared.npm=.npm"]).ok();
 }

@@ -459,5 +459,8 @@ fn a_vault_that_is_a_link_is_never_mounted_or_written_through() {
     let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
     assert!(r.stderr.contains("symbolic link; not mounted"), "{r:?}");
     assert!(!r.stdout.contains("share-rw"), "{r:?}");
-    assert!(r.stdout.contains("/home/agent/share-ro"), "the real one still is: {r:?}");
+    assert!(
+        r.stdout.contains("/home/agent/share-ro"),
+        "the real one still is: {r:?}"
+    );
 }

@@ -241,10 +241,15 @@ fn workset_settings_reach_its_boxes_and_boxes_override_them() {
     e.run(&ws, &["start", "--ephemeral"]).ok();
     let run = e.last_call("run").unwrap();
     assert!(run.contains("--name kanibako-client-myapp"), "{run}");
-    assert!(
-        run.contains(" localhost/wsrig:1 ") || run.contains("--rootfs"),
-        "{run}"
-    );
+    // the workset's rig reaches the box: named on the run, or mounted as its rootfs
+    if run.contains("--rootfs") {
+        assert_eq!(
+            e.last_call("image mount").as_deref(),
+            Some("image mount localhost/wsrig:1")
+        );
+    } else {
+        assert!(run.contains(" localhost/wsrig:1 "), "{run}");
+    }
     assert!(run.ends_with("--model wsmodel"), "{run}");
     let env = fs::read_to_string(e.root_file("run.env")).unwrap();
     assert!(
