@@ -38,12 +38,37 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
     vars
 }
 
+/// Read an env file. A standalone box's env file sits in its workspace, where a
+/// repository or the box can put a link or a FIFO there: the open does not follow a
+/// link nor block, and only a regular file is read.
 pub fn read(path: &Path) -> io::Result<BTreeMap<String, String>> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(parse(&text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e),
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link; not read",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file; not read",
+            path.display()
+        )));
     }
+    let mut text = String::new();
+    file.take(crate::boxes::home::MAX_READ)
+        .read_to_string(&mut text)?;
+    Ok(parse(&text))
 }
 
 pub fn render(vars: &BTreeMap<String, String>) -> String {

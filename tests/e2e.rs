@@ -586,6 +586,10 @@ fn persistent(flavour: Flavour) {
         "five",
         "agent-ready --dangerously-skip-permissions --model opus",
     );
+    // the retried session is known to the next command (its marker is written again),
+    // so a `shell` joins it instead of colliding with its name
+    let r = e.run(&q, &["shell", "--", "echo", "joined"]).ok();
+    assert_eq!(r.stdout, "joined\n", "{r:?}");
     e.run(&q, &["stop"]).ok();
 }
 

@@ -58,6 +58,19 @@ fn expiry(spec: &CredentialSpec, v: &Value) -> Option<i64> {
     (e <= now_ms().saturating_add(MAX_CREDIBLE_LIFETIME_MS)).then_some(e)
 }
 
+/// Whether a token file holds a usable login: a refresh token, or an access token
+/// with a (credible) expiry still ahead.
+pub fn holds_token(spec: &CredentialSpec, v: &Value) -> bool {
+    let Some(token) = v.get(spec.oauth_key) else {
+        return false;
+    };
+    token
+        .get("refreshToken")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty())
+        || expiry(spec, v).is_some_and(|e| e > now_ms())
+}
+
 /// Whether `src`'s token should replace `dst`'s: it must have one; then the later
 /// expiry wins; the same token never moves; without expiries the newer file wins.
 pub fn should_replace(spec: &CredentialSpec, src: &Side, dst: &Side) -> bool {

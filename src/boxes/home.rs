@@ -274,6 +274,12 @@ impl SafeDir {
             .map_err(to_io)
     }
 
+    /// Rename an entry within this directory (a link is renamed itself).
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        let (from, to) = (plain_name(from)?, plain_name(to)?);
+        nix::fcntl::renameat(self.fd.as_fd(), from, self.fd.as_fd(), to).map_err(to_io)
+    }
+
     /// Remove an entry: a directory with everything in it (links inside are unlinked,
     /// never followed), or a file or link.
     pub fn remove(&self, name: &OsStr) -> io::Result<()> {

@@ -690,16 +690,20 @@ fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
     if !tar.is_file() {
         return Err(UserError::new(format!("{} has no image.tar", file.display())).into());
     }
-    let rt = cx.runtime()?;
-    rt.query(&rt.invocation().args(["load", "-i"]).arg(&tar))?;
+    // The archive's own tag decides what `load` would (re)tag: check it first, so a
+    // bundle cannot replace some other image, such as the default rig.
     let image = format!("localhost/{}:latest", rig::extended_image(&name));
-    let local = local_images(&rt)?;
-    if !present(&local, &image) && !present(&local, &rig::extended_image(&name)) {
+    let tag = ops::archive_tag(&tar);
+    let plain = format!("{}:latest", rig::extended_image(&name));
+    if tag.as_deref() != Some(image.as_str()) && tag.as_deref() != Some(plain.as_str()) {
         return Err(UserError::new(format!(
-            "the bundle did not load an image named {image}; refusing a mislabelled bundle"
+            "the bundle's image is tagged {}, not {image}; refusing a mislabelled bundle",
+            tag.as_deref().unwrap_or("(nothing)")
         ))
         .into());
     }
+    let rt = cx.runtime()?;
+    rt.query(&rt.invocation().args(["load", "-i"]).arg(&tar))?;
     let mut rigs = Rigs::load(&rigs_file(cx))?;
     rigs.upsert(
         &name,

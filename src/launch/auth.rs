@@ -134,20 +134,7 @@ fn host_has_token(cx: &Context, agent: &dyn Agent) -> bool {
     else {
         return false;
     };
-    let Some(token) = v.get(spec.oauth_key) else {
-        return false;
-    };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    token
-        .get("refreshToken")
-        .and_then(serde_json::Value::as_str)
-        .is_some_and(|t| !t.is_empty())
-        || token
-            .get(spec.expiry_key)
-            .and_then(serde_json::Value::as_i64)
-            .is_some_and(|e| e > now_ms)
+    crate::agents::credentials::holds_token(spec, &v)
 }
 
 /// Before an agent launch in a group-auth box: the host must be logged in, or the

@@ -178,6 +178,17 @@ fn existing(rt: &Runtime<'_>, b: &BoxIdentity) -> Result<Existing> {
         .next()
         .filter(|s| !s.is_empty() && *s != "<no value>")
         .map(str::to_owned);
+    let foreign = !hash.is_empty() && hash != "<no value>" && hash != b.hash;
+    if running == "true" && foreign {
+        // Another box's container under the same name (a workset member `a/b-c` and a
+        // box `a-b-c`): never join it.
+        return Err(UserError::new(format!(
+            "the running container {} belongs to another box",
+            b.container_name()
+        ))
+        .hint("stop that box first (`kanibako stop --all` lists it), or rename one of the two")
+        .into());
+    }
     Ok(if running == "true" {
         Existing::Running { rootfs }
     } else {
@@ -402,7 +413,7 @@ fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
 
 /// The host's image store for `--share-images`, with the storage.conf written for the
 /// box; `None` (and a warning) where there is none to share.
-fn image_store(rt: &Runtime<'_>, b: &BoxIdentity, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
+fn image_store(rt: &Runtime<'_>, state: &Path, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
     let graph = match rt.engine.kind {
         EngineKind::Podman => rt
             .query(
@@ -420,7 +431,9 @@ fn image_store(rt: &Runtime<'_>, b: &BoxIdentity, dry_run: bool) -> Option<(Path
         );
         return None;
     };
-    let conf = b.metadata.join(".image-sharing").join("storage.conf");
+    // The same content for every box: one copy in kanibako's state, where no box (nor a
+    // repository holding a standalone box's metadata) can have put a link.
+    let conf = state.join("image-sharing").join("storage.conf");
     if !dry_run
         && let Err(e) = fsutil::atomic_write(
             &conf,
@@ -449,6 +462,7 @@ fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
     if !due {
         return;
     }
+    fresh::stamp(&file, image);
     let digest = rt
         .invocation()
         .args(["image", "inspect", "--format", "{{index .RepoDigests 0}}"])
@@ -762,6 +776,11 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         }
         if persistent {
             drop(lock);
+            if let Some(ignored) = reattach_ignores(&l) {
+                eprintln!(
+                    "Warning: the session is already running; {ignored} apply to a new session only (`kanibako stop` first)"
+                );
+            }
             return persistent::reattach(cx, &rt, b, rootfs.as_deref(), l.dry_run);
         }
         return Err(
@@ -934,7 +953,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             .and_then(|p| p.canonicalize().ok()),
         shared,
         image_store: if l.share_images || levels.bool("box.share_images")? {
-            image_store(&rt, b, l.dry_run)
+            image_store(&rt, &cx.paths.state, l.dry_run)
         } else {
             None
         },
@@ -1013,6 +1032,36 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     Ok(Exit::Code(u8::try_from(code).unwrap_or(1)))
 }
 
+/// The options of `l` that a re-attach to a running session cannot honour, named as
+/// typed (upstream dropped them without a word).
+fn reattach_ignores(l: &Launch) -> Option<String> {
+    let mut given = Vec::new();
+    if !l.env.is_empty() {
+        given.push("-e");
+    }
+    if l.rig.is_some() {
+        given.push("--rig");
+    }
+    if l.entrypoint.is_some() {
+        given.push("--entrypoint");
+    }
+    if let Session::Start {
+        flags, model, args, ..
+    } = &l.session
+    {
+        if flags.new_session || flags.resume {
+            given.push("-N/-R");
+        }
+        if model.is_some() {
+            given.push("-M");
+        }
+        if !args.is_empty() {
+            given.push("arguments after --");
+        }
+    }
+    (!given.is_empty()).then(|| given.join(", "))
+}
+
 /// `sh -c 'exec "$@"' kanibako CMD ARGS…`: runs the command with its arguments exactly as
 /// given (they travel as `"$@"`, never re-parsed), while a command that is not there
 /// still ends with the shell's 127 (an init process in front of a missing command would
@@ -1064,11 +1113,8 @@ fn after_run(
             return Ok(());
         }
     }
-    if code == 125 && !split {
-        let inv = rt.invocation().args(["image", "inspect"]).arg(image);
-        if rt.exec.output(&inv).is_ok_and(|o| !o.status.success()) {
-            return Err(missing_rig(rt, image).into());
-        }
+    if code == 125 && !split && !rt.image_exists(image) {
+        return Err(missing_rig(rt, image).into());
     }
     match &l.session {
         Session::Shell { command }
@@ -1210,7 +1256,10 @@ fn prepare_home(
         })
         .collect();
     prep::mount_stubs(&home, &stubs)?;
-    prep::comms(&cx.paths.comms, b.name.as_ref().map(BoxName::as_str))?;
+    // Shared with every box: what is wrong there is theirs to fix, not a reason to stop.
+    if let Err(e) = prep::comms(&cx.paths.comms, b.name.as_ref().map(BoxName::as_str)) {
+        eprintln!("Warning: {}: {e}", cx.paths.comms.display());
+    }
     Ok(())
 }
 
@@ -1253,6 +1302,37 @@ fn apply_templates(cx: &Context, home: &SafeDir, agent: &dyn Agent) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reattach_names_what_it_cannot_honour() {
+        let start = |model: Option<&str>, new_session: bool| Launch {
+            project: None,
+            env: Vec::new(),
+            rig: None,
+            entrypoint: None,
+            dry_run: false,
+            persistent: None,
+            share_images: false,
+            session: Session::Start {
+                flags: SessionFlags {
+                    new_session,
+                    ..SessionFlags::default()
+                },
+                cont: false,
+                autonomous: false,
+                model: model.map(str::to_owned),
+                args: Vec::new(),
+            },
+        };
+        assert_eq!(reattach_ignores(&start(None, false)), None);
+        assert_eq!(
+            reattach_ignores(&start(Some("sonnet"), true)).as_deref(),
+            Some("-N/-R, -M")
+        );
+        let mut l = start(None, false);
+        l.env.push("A=1".into());
+        assert_eq!(reattach_ignores(&l).as_deref(), Some("-e"));
+    }
 
     #[test]
     fn env_items_must_be_key_value() {

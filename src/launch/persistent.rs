@@ -299,7 +299,16 @@ pub(super) fn launch(
             eprintln!("Restarting with a new session.");
             retried = true;
             spec = replan(true)?;
-            lock = Some(super::session_lock(b)?);
+            // The same claim as the first start: the lock's record and the marker that
+            // tells the next command a container of this box may exist.
+            let mut relock = super::session_lock(b)?;
+            relock.write_record(&format!("{}\n", spec.name))?;
+            crate::fsutil::atomic_write(
+                &b.container_marker(),
+                format!("{}\n", spec.name).as_bytes(),
+                crate::fsutil::MODE_CONFIG,
+            )?;
+            lock = Some(relock);
             continue;
         }
         return match attached {

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::boxes::home::{Kind, SafeDir};
@@ -227,26 +227,27 @@ pub fn merge_instructions(
     }
 }
 
-/// `$DATA/comms`: the box's mailbox, the broadcast log, rotated at 1 MiB.
-pub fn comms(comms_dir: &Path, name: Option<&str>) -> io::Result<PathBuf> {
-    std::fs::create_dir_all(comms_dir.join("mailbox"))?;
+/// `$DATA/comms`: the box's mailbox, the broadcast log, rotated at 1 MiB. Every box
+/// can write in that directory, so everything in it is reached without following a
+/// link (a planted `mailbox` link is an error here, not a directory made elsewhere).
+pub fn comms(comms_dir: &Path, name: Option<&str>) -> io::Result<()> {
+    std::fs::create_dir_all(comms_dir)?;
+    let dir = SafeDir::open(comms_dir)?;
+    let mailbox = Path::new("mailbox");
+    dir.create_dir_all(mailbox)?;
     if let Some(n) = name {
-        std::fs::create_dir_all(comms_dir.join("mailbox").join(n))?;
+        dir.create_dir_all(&mailbox.join(n))?;
     }
-    let log = comms_dir.join("broadcast.log");
-    if let Ok(meta) = std::fs::symlink_metadata(&log)
-        && meta.file_type().is_file()
-        && meta.len() >= 1024 * 1024
+    let log = OsStr::new("broadcast.log");
+    if let Some((size, _)) = dir.file_stat(log)
+        && size >= 1024 * 1024
     {
-        std::fs::rename(&log, comms_dir.join("broadcast.log.1"))?;
+        dir.rename(log, OsStr::new("broadcast.log.1"))?;
     }
-    if std::fs::symlink_metadata(&log).is_err() {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
+    if dir.kind(log).is_none() {
+        dir.write_new(log, b"", 0o644)?;
     }
-    Ok(comms_dir.to_owned())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,6 +255,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     fn home() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -355,5 +357,12 @@ mod tests {
         comms(&c, None).unwrap();
         assert_eq!(fs::metadata(c.join("broadcast.log")).unwrap().len(), 0);
         assert!(c.join("broadcast.log.1").exists());
+        // a box plants a `mailbox` link: an error, and nothing made where it points
+        let victim = t.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::remove_dir_all(c.join("mailbox")).unwrap();
+        symlink(&victim, c.join("mailbox")).unwrap();
+        assert!(comms(&c, Some("other")).is_err());
+        assert_eq!(fs::read_dir(&victim).unwrap().count(), 0);
     }
 }

@@ -99,6 +99,15 @@ pub fn look(file: &Path, image: &str) -> (Option<String>, bool) {
     (note, due)
 }
 
+/// Mark `image` as checked now, before its check runs on a thread the process does
+/// not wait for: a short session that ends first must not leave the check due, so that
+/// every launch starts another.
+pub fn stamp(file: &Path, image: &str) {
+    let mut all = load(file);
+    all.entry(image.to_owned()).or_default().ts = now();
+    save(file, &all);
+}
+
 /// Parse `Bearer realm="…",service="…",scope="…"`.
 fn challenge(header: &str) -> Option<(String, Vec<(String, String)>)> {
     let rest = header.strip_prefix("Bearer ")?;
@@ -249,6 +258,11 @@ mod tests {
         );
         save(&f, &all);
         assert!(!look(&f, img).1, "checked today");
+        stamp(&f, "ghcr.io/o/other:1");
+        assert!(
+            !look(&f, "ghcr.io/o/other:1").1,
+            "stamped before its check ran"
+        );
         assert!(look(&f, img).0.unwrap().contains("A newer version"));
         all.insert(
             img.to_owned(),

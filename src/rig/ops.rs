@@ -105,7 +105,8 @@ pub fn read_bundle(file: &Path, dir: &Path) -> Result<String> {
                 entry.read_to_string(&mut s)?;
                 rig = Some(s);
             }
-            "image.tar" | "Containerfile" => {
+            // Only plain files: a link entry would have the engine read a host file.
+            "image.tar" | "Containerfile" if entry.header().entry_type().is_file() => {
                 entry.unpack(dir.join(name))?;
             }
             _ => {}

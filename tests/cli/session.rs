@@ -227,6 +227,20 @@ fn a_running_box_is_joined_by_shell_and_refused_by_start() {
             .contains("A container already exists for this project."),
         "{r:?}"
     );
+    // another box's running container under the same name is never joined
+    fs::write(e.root_file("container.state"), "true|0123456789abcdef\n").unwrap();
+    let calls = e.podman_log().lines().count();
+    let r = e.run(&p, &["shell", "--", "true"]).fails();
+    assert!(r.stderr.contains("belongs to another box"), "{r:?}");
+    assert!(
+        !e.podman_log()
+            .lines()
+            .skip(calls)
+            .any(|l| l.starts_with("exec")),
+        "{}",
+        e.podman_log()
+    );
+    fs::write(&marker, "kanibako-app\n").unwrap();
     // a stopped leftover of ours is cleared; a foreign one is not touched
     fs::write(e.root_file("container.state"), format!("false|{hash}\n")).unwrap();
     e.run(&p, &["shell", "--", "true"]).ok();
