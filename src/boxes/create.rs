@@ -345,6 +345,14 @@ fn create_standalone(
     shell_skeleton(&b.shell)?;
     vault_dirs(&b)?;
     project_document(paths, &b, req.image.as_deref())?.save()?;
+    if req.distinct_auth {
+        // Its project.yaml is the box's to rewrite: the choice is also kept where the
+        // box cannot reach, so it cannot switch itself to the host's login.
+        let record = super::distinct_auth_record(paths, &b.hash);
+        fsutil::atomic_write(&record, b"", fsutil::MODE_CONFIG).map_err(|e| {
+            BoxError::io(format!("writing {}", record.display()))(std::io::Error::other(e))
+        })?;
+    }
     ignore_metadata_in_git(dir)?;
     Ok(b)
 }

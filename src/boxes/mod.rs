@@ -139,6 +139,12 @@ pub struct BoxIdentity {
     pub workset: Option<(String, PathBuf)>,
 }
 
+/// The host-side record that a standalone box was made with distinct auth (its
+/// `project.yaml` lies in its own, box-writable workspace).
+pub fn distinct_auth_record(paths: &crate::paths::Paths, hash: &str) -> std::path::PathBuf {
+    paths.data.join("distinct-auth").join(hash)
+}
+
 /// The settings read from a `project.yaml`'s `project:` section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProjectSettings {

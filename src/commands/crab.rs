@@ -250,7 +250,7 @@ fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
         eprintln!("{name}: this agent has no login to check.");
         return Ok(Exit::Success);
     };
-    if !b.group_auth {
+    if !auth::shares_login(cx, &b) {
         let own = b.shell.join(spec.dir).join(spec.file);
         return Ok(if own.is_file() {
             eprintln!("{name}: distinct auth (project credentials exist).");

@@ -37,9 +37,17 @@ fn each(
     })
 }
 
+/// Whether `b` shares the host's login. A standalone box's own file may say so only
+/// if it was not made with distinct auth (recorded on the host, out of its reach).
+pub fn shares_login(cx: &Context, b: &BoxIdentity) -> bool {
+    b.group_auth
+        && !(b.mode == crate::boxes::Mode::Standalone
+            && crate::boxes::distinct_auth_record(&cx.paths, &b.hash).exists())
+}
+
 /// The same, for a group-auth box only: a distinct-auth box keeps its own login.
 fn shared(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'static>)> {
-    if b.group_auth {
+    if shares_login(cx, b) {
         each(cx, b).collect()
     } else {
         Vec::new()
@@ -58,8 +66,9 @@ fn report(agent: &dyn Agent, outcome: Outcome) {
 /// Before a launch: the box's account file if it has none (empty for distinct auth),
 /// and for group auth the host's newer token.
 pub fn before_launch(cx: &Context, b: &BoxIdentity) {
+    let group = shares_login(cx, b);
     for (a, c) in each(cx, b) {
-        report(a.as_ref(), c.before_session(b.group_auth));
+        report(a.as_ref(), c.before_session(group));
     }
 }
 

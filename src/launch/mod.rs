@@ -985,7 +985,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
     if let Target::Agent(a, install) = &target
-        && b.group_auth
+        && auth::shares_login(cx, b)
     {
         auth::check(cx, a.as_ref(), install)?;
     }

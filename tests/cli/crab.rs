@@ -247,3 +247,28 @@ fn reauth_reports_and_refreshes() {
             .exists()
     );
 }
+
+#[test]
+fn a_distinct_standalone_box_cannot_switch_itself_to_the_host_login() {
+    let (e, p) = env_with_claude();
+    write_json(
+        &host_creds(&e),
+        &json!({"claudeAiOauth": token("h1", 1_000)}),
+    );
+    e.run(&p, &["create", "--standalone", "--distinct-auth"])
+        .ok();
+    // the box rewrites its own project.yaml (it lies in its workspace)
+    let file = p.join(".kanibako/project.yaml");
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.contains("group_auth: false"), "{text}");
+    fs::write(&file, text.replace("group_auth: false", "group_auth: true")).unwrap();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let shell = p.join(".kanibako/shell");
+    assert!(
+        shell.join(".claude.json").is_file(),
+        "the launch did prepare this home"
+    );
+    assert!(!shell.join(".claude/.credentials.json").exists());
+    let r = e.run(&p, &["crab", "reauth"]);
+    assert!(r.stderr.contains("distinct auth"), "{r:?}");
+}
