@@ -205,7 +205,9 @@ fn user_mapping(cx: &Context, rt: &Runtime<'_>) -> Result<UserMapping> {
     Ok(match rt.engine.kind {
         EngineKind::Podman if rt.engine.rootless => UserMapping::KeepId {
             // keep-id's uid/gid pinning arrived in podman 4.3
-            pin: rt.version().is_ok_and(|v| v >= Version(4, 3, 0)),
+            pin: rt
+                .version_cached(&cx.paths.cache)
+                .is_ok_and(|v| v >= Version(4, 3, 0)),
         },
         EngineKind::Podman if !rt.engine.remote => UserMapping::SplitMap {
             host_uid: uid,

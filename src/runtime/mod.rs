@@ -217,6 +217,36 @@ impl<'a> Runtime<'a> {
         })
     }
 
+    /// [`Runtime::version`], remembered in `cache` for this very engine binary (its
+    /// path, size and modification time): a launch that depends on the version should
+    /// not start the engine an extra time to learn it.
+    pub fn version_cached(&self, cache: &std::path::Path) -> Result<Version, RuntimeError> {
+        let id = std::fs::metadata(&self.engine.program).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            crate::boxes::project_hash(std::path::Path::new(&format!(
+                "{}|{}|{}",
+                self.engine.program.display(),
+                m.len(),
+                m.mtime_nsec() + m.mtime() * 1_000_000_000
+            )))
+        });
+        let file = id.map(|id| cache.join("engine-version").join(&id[..16]));
+        if let Some(v) = file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| parse_version(&t))
+        {
+            return Ok(v);
+        }
+        let v = self.version()?;
+        if let Some(f) = file {
+            let text = format!("{}.{}.{}\n", v.0, v.1, v.2);
+            // A cache that cannot be written costs the next launch one call.
+            let _ = crate::fsutil::atomic_write(&f, text.as_bytes(), crate::fsutil::MODE_CONFIG);
+        }
+        Ok(v)
+    }
+
     /// Whether `image` is in the local store (one `image inspect`).
     pub fn image_exists(&self, image: &str) -> bool {
         let inv = self
@@ -346,5 +376,34 @@ mod tests {
             )
             .rootless
         );
+    }
+
+    #[test]
+    fn the_engine_version_is_asked_once_per_engine_binary() {
+        let t = tempfile::tempdir().unwrap();
+        let program = t.path().join("podman");
+        std::fs::write(&program, "").unwrap();
+        let rec = Recorder::default().answer(&["--version"], 0, "podman version 4.3.1\n");
+        let rt = Runtime::new(
+            EngineInfo {
+                kind: EngineKind::Podman,
+                program: program.clone(),
+                rootless: true,
+                remote: false,
+            },
+            &rec,
+        );
+        let cache = t.path().join("cache");
+        assert_eq!(rt.version_cached(&cache).unwrap(), Version(4, 3, 1));
+        assert_eq!(rt.version_cached(&cache).unwrap(), Version(4, 3, 1));
+        assert_eq!(
+            rec.calls.borrow().len(),
+            1,
+            "the second answer came from the cache"
+        );
+        // a new engine binary (another size) is asked again
+        std::fs::write(&program, "upgraded").unwrap();
+        rt.version_cached(&cache).unwrap();
+        assert_eq!(rec.calls.borrow().len(), 2);
     }
 }
