@@ -936,6 +936,30 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             }
         }
     }
+    // Named shares: read-only ones must exist; read-write sources are made, as upstream.
+    let mut shares: Vec<(PathBuf, PathBuf, bool)> = Vec::new();
+    for (kind, read_only) in [("share_ro", true), ("share_rw", false)] {
+        let (found, warnings) = seeds::resolve(
+            &levels,
+            &cx.paths,
+            crab_id,
+            kind,
+            b.mode != Mode::Standalone,
+        );
+        for w in warnings {
+            eprintln!("Warning: {}", w.replacen("seed ", "share ", 1));
+        }
+        for s in found {
+            if !read_only && !s.host.exists() && !l.dry_run {
+                let _ = std::fs::create_dir_all(&s.host);
+            }
+            if s.host.exists() {
+                shares.push((s.host, s.guest_rel, read_only));
+            } else {
+                eprintln!("Warning: mount source does not exist: {}", s.host.display());
+            }
+        }
+    }
     let (entrypoint, command) = command_for(false)?;
     let mut inputs = PlanInputs {
         identity: b.clone(),
@@ -954,6 +978,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             .ok()
             .and_then(|p| p.canonicalize().ok()),
         shared,
+        shares,
         image_store: if l.share_images || levels.bool("box.share_images")? {
             image_store(&rt, &cx.paths.state, l.dry_run)
         } else {
@@ -1238,7 +1263,13 @@ fn prepare_home(
         apply_templates(cx, &home, agent.as_ref())?;
     }
     if new {
-        let (seeds, warnings) = seeds::resolve(levels, &cx.paths, crab_id);
+        let (seeds, warnings) = seeds::resolve(
+            levels,
+            &cx.paths,
+            crab_id,
+            "seeded",
+            b.mode != Mode::Standalone,
+        );
         for w in warnings {
             eprintln!("Warning: {w}");
         }

@@ -81,6 +81,9 @@ pub struct PlanInputs {
     pub self_binary: Option<PathBuf>,
     /// Existing shared-cache directories and their place under the home.
     pub shared: Vec<(PathBuf, String)>,
+    /// Named shares (`*.path.share_ro|share_rw.<name>`): source, place under the home,
+    /// read-only.
+    pub shares: Vec<(PathBuf, PathBuf, bool)>,
     /// The host's image store and the storage.conf that points the box's podman at it
     /// (`--share-images`).
     pub image_store: Option<(PathBuf, PathBuf)>,
@@ -147,6 +150,13 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             src.clone(),
             &format!("{GUEST_HOME}/{}", rel.trim_start_matches('/')),
             false,
+        ));
+    }
+    for (src, rel, read_only) in &i.shares {
+        mounts.push(bind(
+            src.clone(),
+            &format!("{GUEST_HOME}/{}", rel.display()),
+            *read_only,
         ));
     }
     if let Some((graph, conf)) = &i.image_store {
@@ -242,6 +252,7 @@ mod tests {
             agent_mounts: Vec::new(),
             self_binary: Some("/usr/bin/kanibako".into()),
             shared: vec![("/d/shared/global/pip".into(), ".cache/pip".into())],
+            shares: vec![("/srv/ref".into(), "ref".into(), true)],
             image_store: None,
             comms: Some("/d/comms".into()),
             env: BTreeMap::new(),
@@ -268,9 +279,14 @@ mod tests {
                 "/home/agent/workspace/vault",
                 "/home/agent/.local/bin/kanibako",
                 "/home/agent/.cache/pip",
+                "/home/agent/ref",
                 "/home/agent/comms",
             ]
         );
+        assert!(s.mounts.iter().any(|m| matches!(
+            m,
+            Mount::Bind { dst, read_only: true, .. } if dst == "/home/agent/ref"
+        )));
         assert!(matches!(
             &s.mounts[2],
             Mount::Bind {

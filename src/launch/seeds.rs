@@ -1,5 +1,6 @@
-//! Copy-once seeds (`{scope}.path.seeded.<name>: host_src:guest_dest`): files or trees
-//! copied into a new box's home (spec: upstream-cli-and-data §7.5).
+//! Path entries `{scope}.path.{seeded,share_ro,share_rw}.<name>: host:guest` (spec:
+//! upstream-cli-and-data §7.5): seeds are files or trees copied once into a new box's
+//! home; shares are mounted on every launch, read-only or read-write.
 //!
 //! Resolution is pure over the loaded levels; the copy writes through [`SafeDir`], so it
 //! lands inside the home whatever the home contains.
@@ -67,17 +68,29 @@ impl Scope for SeedScope<'_> {
     }
 }
 
-/// The seeds in force: per key the most specific level wins; `""` or `empty` there means
-/// no seed. Ordered by scope (system, crab, workset, box), then name. Unusable entries
-/// come back as warnings.
-pub fn resolve(levels: &Stack, paths: &Paths, crab: &str) -> (Vec<Seed>, Vec<String>) {
-    let docs = levels.docs();
+/// The entries of `kind` (`seeded`, `share_ro`, `share_rw`) in force: per key the most
+/// specific level wins; `""` or `empty` there means none. Ordered by scope (system,
+/// crab, workset, box), then name. Unusable entries come back as warnings. A
+/// standalone box's own level is not read (`trust_box: false`): its file lies in its
+/// workspace, and an entry there would pick a host path to copy or mount.
+pub fn resolve(
+    levels: &Stack,
+    paths: &Paths,
+    crab: &str,
+    kind: &str,
+    trust_box: bool,
+) -> (Vec<Seed>, Vec<String>) {
+    let docs = levels
+        .sources
+        .iter()
+        .filter(|s| trust_box || s.level != crate::settings::keys::Level::Box)
+        .map(|s| &s.doc);
     let mut winners: BTreeMap<(usize, String), String> = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     for doc in docs {
         for (key, value) in doc.flat_strings() {
             let Some((scope, name)) = SCOPES.iter().enumerate().find_map(|(i, s)| {
-                key.strip_prefix(&format!("{s}.path.seeded."))
+                key.strip_prefix(&format!("{s}.path.{kind}."))
                     .map(|n| (i, n.to_owned()))
             }) else {
                 continue;
@@ -200,7 +213,7 @@ mod tests {
                 ),
             ],
         };
-        let (seeds, warnings) = resolve(&levels, &paths(), "claude");
+        let (seeds, warnings) = resolve(&levels, &paths(), "claude", "seeded", true);
         assert_eq!(
             seeds,
             vec![
@@ -218,5 +231,24 @@ mod tests {
         );
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.contains("outside /home/agent")));
+        // an untrusted box level (a standalone box's own file) is not read: its `off`
+        // no longer suppresses the system's
+        let (seeds, _) = resolve(&levels, &paths(), "claude", "seeded", false);
+        assert!(seeds.iter().any(|s| s.name == "off"), "{seeds:?}");
+        // shares are the same entries under their own kind
+        let shares = Stack {
+            sources: vec![source(
+                Level::Box,
+                "box:\n  path:\n    share_ro:\n      ref: /srv/ref:~/ref\n",
+            )],
+        };
+        let (found, _) = resolve(&shares, &paths(), "claude", "share_ro", true);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].guest_rel, PathBuf::from("ref"));
+        assert!(
+            resolve(&shares, &paths(), "claude", "share_ro", false)
+                .0
+                .is_empty()
+        );
     }
 }

@@ -478,3 +478,57 @@ fn a_vault_that_is_a_link_is_never_mounted_or_written_through() {
         "the real one still is: {r:?}"
     );
 }
+
+#[test]
+fn named_shares_are_mounted_but_never_from_a_standalone_box_s_own_file() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let reference = e.dir("reference");
+    e.run(
+        &p,
+        &[
+            "box",
+            "config",
+            &format!("box.path.share_ro.ref={}:~/ref", reference.display()),
+        ],
+    )
+    .ok();
+    e.run(
+        &p,
+        &["box", "config", "box.path.share_rw.out=~/out-app:~/out"],
+    )
+    .ok();
+    let r = e.run(&p, &["shell", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(
+        run.contains(&format!("-v {}:/home/agent/ref:ro", reference.display())),
+        "{run}"
+    );
+    assert!(
+        run.contains(&format!(
+            "-v {}:/home/agent/out",
+            e.home.join("out-app").display()
+        )),
+        "{run}"
+    );
+    assert!(
+        e.home.join("out-app").is_dir(),
+        "a read-write source is made: {r:?}"
+    );
+    // a standalone box's project.yaml is its own to write: shares there are not read
+    let s = e.dir("p/solo");
+    e.run(&s, &["create", "--standalone"]).ok();
+    e.run(
+        &s,
+        &[
+            "box",
+            "config",
+            &format!("box.path.share_rw.host={}:~/host", e.home.display()),
+        ],
+    )
+    .ok();
+    e.run(&s, &["shell", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(run.contains("p/solo:/home/agent/workspace"), "the solo box's run: {run}");
+    assert!(!run.contains("/home/agent/host"), "{run}");
+}
