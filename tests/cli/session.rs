@@ -529,6 +529,9 @@ fn named_shares_are_mounted_but_never_from_a_standalone_box_s_own_file() {
     .ok();
     e.run(&s, &["shell", "--", "true"]).ok();
     let run = e.last_call("run").unwrap();
-    assert!(run.contains("p/solo:/home/agent/workspace"), "the solo box's run: {run}");
+    assert!(
+        run.contains("p/solo:/home/agent/workspace"),
+        "the solo box's run: {run}"
+    );
     assert!(!run.contains("/home/agent/host"), "{run}");
 }
