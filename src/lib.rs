@@ -18,6 +18,7 @@
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
+//! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
@@ -50,6 +51,7 @@ pub mod clock;
 pub mod commands;
 pub mod context;
 pub mod document;
+pub mod egress;
 pub mod envfile;
 pub mod error;
 pub mod fsutil;
