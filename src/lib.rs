@@ -94,8 +94,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     logging::init(&host, cli.verbose);
-    let result = Context::load(host, Box::new(SystemExecutor))
-        .and_then(|cx| commands::dispatch(&cx, cli.command));
+    let result = match cli.command {
+        // in a box there is no kanibako home to load, and the proxy needs none
+        cli::Command::Egress(c) => commands::egress::run(c),
+        command => Context::load(host, Box::new(SystemExecutor))
+            .and_then(|cx| commands::dispatch(&cx, command)),
+    };
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {

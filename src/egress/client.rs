@@ -45,11 +45,17 @@ pub fn connect(proxy: SocketAddr, host: &str, port: u16, timeout: Duration) -> i
             break e;
         }
         if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "answer head too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "answer head too large",
+            ));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer from the proxy"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer from the proxy",
+            ));
         }
         stream.set_read_timeout(Some(left))?;
         match stream.read(&mut chunk) {

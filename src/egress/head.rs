@@ -326,7 +326,10 @@ mod tests {
             assert_eq!((r.host.as_str(), r.port), ("example.com", 443), "{s:?}");
         }
         let r = ok("CONNECT [::1]:8443 HTTP/1.0\r\n\r\n");
-        assert_eq!((r.host.as_str(), r.port, r.version), ("[::1]", 8443, "HTTP/1.0"));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.version),
+            ("[::1]", 8443, "HTTP/1.0")
+        );
         assert!(r.headers.is_empty());
     }
 
@@ -355,7 +358,12 @@ mod tests {
         let r = ok("GET http://Example.com/a/b?c=d HTTP/1.1\r\nHost: example.com\r\n\r\n");
         assert_eq!(r.method, "GET");
         assert_eq!((r.host.as_str(), r.port), ("Example.com", 80));
-        assert_eq!(r.kind, Kind::Forward { path: "/a/b?c=d".into() });
+        assert_eq!(
+            r.kind,
+            Kind::Forward {
+                path: "/a/b?c=d".into()
+            }
+        );
         let r = ok("POST HTTP://x.test:8080 HTTP/1.1\r\n\r\n");
         assert_eq!((r.host.as_str(), r.port), ("x.test", 8080));
         assert_eq!(r.kind, Kind::Forward { path: "/".into() });
@@ -426,7 +434,9 @@ mod tests {
 
     #[test]
     fn origin_head_rewrites_for_the_origin() {
-        let r = ok("GET http://x.test:8080/p?q HTTP/1.1\r\nUser-Agent: t\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: 5\r\nAccept: */*\r\n\r\n");
+        let r = ok(
+            "GET http://x.test:8080/p?q HTTP/1.1\r\nUser-Agent: t\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: 5\r\nAccept: */*\r\n\r\n",
+        );
         let h = String::from_utf8(r.origin_head().unwrap()).unwrap();
         assert_eq!(
             h,
@@ -434,8 +444,13 @@ mod tests {
         );
         let r = ok("GET http://x.test/ HTTP/1.0\r\nhost: x.test\r\n\r\n");
         let h = String::from_utf8(r.origin_head().unwrap()).unwrap();
-        assert_eq!(h, "GET / HTTP/1.0\r\nhost: x.test\r\nConnection: close\r\n\r\n");
-        let r = ok("GET http://x.test/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(
+            h,
+            "GET / HTTP/1.0\r\nhost: x.test\r\nConnection: close\r\n\r\n"
+        );
+        let r = ok(
+            "GET http://x.test/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
         let h = String::from_utf8(r.origin_head().unwrap()).unwrap();
         assert_eq!(
             h,
@@ -444,7 +459,12 @@ mod tests {
         assert_eq!(ok("CONNECT a:1 HTTP/1.1\r\n\r\n").origin_head(), None);
         // obs-text in values is passed through untouched
         let r = ok("GET http://x.test/ HTTP/1.1\r\nX: caf\u{e9}\r\n\r\n");
-        assert!(r.origin_head().unwrap().windows(5).any(|w| w == "caf\u{e9}".as_bytes()));
+        assert!(
+            r.origin_head()
+                .unwrap()
+                .windows(5)
+                .any(|w| w == "caf\u{e9}".as_bytes())
+        );
     }
 
     /// A deterministic fuzz run: mutated valid heads and random bytes, fed in random

@@ -197,11 +197,22 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         for k in [
-            "time", "member", "host", "port", "decision", "reason", "bytes_up", "bytes_down", "ms",
+            "time",
+            "member",
+            "host",
+            "port",
+            "decision",
+            "reason",
+            "bytes_up",
+            "bytes_down",
+            "ms",
         ] {
             assert!(v.get(k).is_some(), "{k} in {v}");
         }
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let back = read(&p).unwrap();
         assert_eq!(back, vec![rec("a.test"), rec("b.test")]);
     }
@@ -213,7 +224,10 @@ mod tests {
         fs::write(&p, "").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         Journal::open(&p, DEFAULT_MAX_BYTES).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -255,7 +255,10 @@ mod tests {
             parse_rule_host("ａpi.anthropic.com"),
             Ok(name("api.anthropic.com"))
         );
-        assert_eq!(parse_rule_host("exa mple.com"), Err(NameError::BadChar(' ')));
+        assert_eq!(
+            parse_rule_host("exa mple.com"),
+            Err(NameError::BadChar(' '))
+        );
         assert_eq!(parse_rule_host("[::1]"), Ok(ip("::1")));
     }
 

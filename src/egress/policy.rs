@@ -508,7 +508,14 @@ mod tests {
         assert!(!allowed(&p, "aexample.com", 443));
         assert!(name::parse_host(".example.com").is_err());
         assert!(!allowed(&p, "a.example.com", 22));
-        for bad in ["*", "*.com", "a.*.com", "*example.com", "**.example.com", "*.*.com"] {
+        for bad in [
+            "*",
+            "*.com",
+            "a.*.com",
+            "*example.com",
+            "**.example.com",
+            "*.*.com",
+        ] {
             assert!(Rule::parse(bad).is_err(), "{bad}");
         }
         assert!(matches!(Rule::parse("*.com"), Err(RuleError::TooBroad(_))));
@@ -521,7 +528,14 @@ mod tests {
         assert!(!allowed(&p, "git.example.com", 443));
         assert!(allowed(&p, "example.com", 8443));
         assert!(!allowed(&p, "example.com", 443));
-        for bad in ["a.com:0", "a.com:65536", "a.com:x", "a.com:", "a.com:+1", "a.com: 1"] {
+        for bad in [
+            "a.com:0",
+            "a.com:65536",
+            "a.com:x",
+            "a.com:",
+            "a.com:+1",
+            "a.com: 1",
+        ] {
             assert!(matches!(Rule::parse(bad), Err(RuleError::Port(_))), "{bad}");
         }
     }
@@ -547,7 +561,11 @@ mod tests {
 
     #[test]
     fn ip_literals_need_a_rule_naming_them() {
-        let p = policy(&["example.com", "1.1.1.1:443", "[2606:4700::1]:443"], &[], &[]);
+        let p = policy(
+            &["example.com", "1.1.1.1:443", "[2606:4700::1]:443"],
+            &[],
+            &[],
+        );
         let d = p.decide(&h("8.8.8.8"), 443);
         assert_eq!(d.reason, Reason::IpLiteral);
         assert!(allowed(&p, "1.1.1.1", 443));
@@ -568,8 +586,14 @@ mod tests {
         assert!(matches!(e, RuleError::PrivateIp(_, "loopback")));
         assert!(!e.hints().is_empty());
         b.add(List::AllowPrivate, "127.0.0.1:8080", "t").unwrap();
-        b.add(List::AllowPrivate, "[::ffff:10.0.0.1]:8080", "t").unwrap();
-        for never in ["0.0.0.0:80", "[::]:80", "224.0.0.1:80", "255.255.255.255:80"] {
+        b.add(List::AllowPrivate, "[::ffff:10.0.0.1]:8080", "t")
+            .unwrap();
+        for never in [
+            "0.0.0.0:80",
+            "[::]:80",
+            "224.0.0.1:80",
+            "255.255.255.255:80",
+        ] {
             assert!(matches!(
                 b.add(List::AllowPrivate, never, "t"),
                 Err(RuleError::Unreachable(..))
@@ -639,7 +663,10 @@ mod tests {
         assert_eq!(p.decide(&h(SENTINEL), 443).reason, Reason::Sentinel);
         spec.learn = false;
         assert_eq!(
-            spec.compile("t").unwrap().decide(&h("anything.test"), 443).reason,
+            spec.compile("t")
+                .unwrap()
+                .decide(&h("anything.test"), 443)
+                .reason,
             Reason::NoRule
         );
     }
@@ -672,7 +699,15 @@ mod tests {
         ] {
             assert_eq!(Rule::parse(raw).unwrap().text(), norm, "{raw}");
         }
-        for bad in ["", "  ", "a b", "[::1", "[::1]x", "a.com:1:2", "http://a.com"] {
+        for bad in [
+            "",
+            "  ",
+            "a b",
+            "[::1",
+            "[::1]x",
+            "a.com:1:2",
+            "http://a.com",
+        ] {
             assert!(Rule::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -690,7 +725,10 @@ mod tests {
     #[test]
     fn decisions_display() {
         let p = policy(&["a.com"], &[], &[]);
-        assert_eq!(p.decide(&h("a.com"), 443).to_string(), "allow (rule: a.com)");
+        assert_eq!(
+            p.decide(&h("a.com"), 443).to_string(),
+            "allow (rule: a.com)"
+        );
         assert_eq!(p.decide(&h("b.com"), 443).to_string(), "deny (no_rule)");
     }
 }

@@ -94,7 +94,13 @@ mod tests {
             rec("refused.test", 443, "deny", "no_rule", "director"),
             rec("1.1.1.1", 443, "deny", "ip_literal", "director"),
             rec("denied.test", 443, "deny", "deny_rule", "director"),
-            rec("kanibako-egress-selftest.invalid", 443, "deny", "sentinel", "director"),
+            rec(
+                "kanibako-egress-selftest.invalid",
+                443,
+                "deny",
+                "sentinel",
+                "director",
+            ),
             rec("lo.test", 443, "deny", "non_public", "director"),
             rec("", 0, "error", "bad_request", "director"),
             rec("BAD HOST", 443, "learn", "learn", "director"),
@@ -103,7 +109,12 @@ mod tests {
         let rules: Vec<_> = p.iter().map(|p| p.rule.as_str()).collect();
         assert_eq!(
             rules,
-            ["api.anthropic.com", "1.1.1.1", "git.example.com:22", "refused.test"]
+            [
+                "api.anthropic.com",
+                "1.1.1.1",
+                "git.example.com:22",
+                "refused.test"
+            ]
         );
         assert_eq!(p[0].connections, 3);
         assert_eq!((p[0].bytes_up, p[0].bytes_down), (30, 300));

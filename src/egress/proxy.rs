@@ -113,7 +113,11 @@ impl Proxy {
     }
 
     /// Serve `listener` for `member` on a new thread.
-    pub fn spawn(&self, listener: UnixListener, member: &str) -> io::Result<thread::JoinHandle<()>> {
+    pub fn spawn(
+        &self,
+        listener: UnixListener,
+        member: &str,
+    ) -> io::Result<thread::JoinHandle<()>> {
         let me = self.clone();
         let member = member.to_owned();
         thread::Builder::new()
@@ -329,7 +333,12 @@ fn read_head(s: &Shared, client: &mut UnixStream) -> Result<(Vec<u8>, usize), Re
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(timeout());
             }
             Err(_) => {
@@ -432,6 +441,7 @@ fn open(s: &Shared, client: &mut UnixStream, rec: &mut Record) -> Result<(), Ref
     let _ = upstream.set_nodelay(true);
     let _ = upstream.set_write_timeout(Some(s.limits.connect_timeout));
     let leftover = &buf[end..];
+    let forwarded = req.origin_head().is_some();
     let first_up = match req.origin_head() {
         None => {
             rec.status = 200;
@@ -456,7 +466,12 @@ fn open(s: &Shared, client: &mut UnixStream, rec: &mut Record) -> Result<(), Ref
         Ok(c) => c,
         Err(_) => return Ok(()),
     };
-    let counts = relay::relay(client, upstream, s.limits.idle_timeout, s.limits.relay);
+    let (idle, mode) = (s.limits.idle_timeout, s.limits.relay);
+    let counts = if forwarded {
+        relay::relay_until_b_ends(client, upstream, idle, mode)
+    } else {
+        relay::relay(client, upstream, idle, mode)
+    };
     rec.bytes_up += counts.up;
     rec.bytes_down += counts.down;
     Ok(())

@@ -89,7 +89,24 @@ impl Activity {
 
 /// Relay between `a` and `b` until both directions have ended, or until nothing has
 /// moved for `idle`. Returns the bytes moved each way.
-pub fn relay<A: Stream, B: Stream>(mut a: A, mut b: B, idle: Duration, mode: Mode) -> Counts {
+pub fn relay<A: Stream, B: Stream>(a: A, b: B, idle: Duration, mode: Mode) -> Counts {
+    relay_inner(a, b, idle, mode, false)
+}
+
+/// As [`relay`], but the whole connection ends when `b` ends its side: for one plain
+/// HTTP exchange, where the origin closing means the answer is complete and a client
+/// keeping its side open would only hold a tunnel slot.
+pub fn relay_until_b_ends<A: Stream, B: Stream>(a: A, b: B, idle: Duration, mode: Mode) -> Counts {
+    relay_inner(a, b, idle, mode, true)
+}
+
+fn relay_inner<A: Stream, B: Stream>(
+    mut a: A,
+    mut b: B,
+    idle: Duration,
+    mode: Mode,
+    b_ends_all: bool,
+) -> Counts {
     let tick = (idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
     let act = Arc::new(Activity {
         start: Instant::now(),
@@ -113,7 +130,12 @@ pub fn relay<A: Stream, B: Stream>(mut a: A, mut b: B, idle: Duration, mode: Mod
         .stack_size(STACK)
         .spawn(move || {
             let (mut b2, mut a2) = (b2, a2);
-            pump(&mut b2, &mut a2, &act2, idle, mode)
+            let n = pump(&mut b2, &mut a2, &act2, idle, mode);
+            if b_ends_all {
+                let _ = a2.shutdown_stream(Shutdown::Both);
+                let _ = b2.shutdown_stream(Shutdown::Both);
+            }
+            n
         });
     let down = match down {
         Ok(h) => h,
@@ -274,7 +296,10 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
-    fn pair_through_relay(mode: Mode, idle: Duration) -> (UnixStream, UnixStream, thread::JoinHandle<Counts>) {
+    fn pair_through_relay(
+        mode: Mode,
+        idle: Duration,
+    ) -> (UnixStream, UnixStream, thread::JoinHandle<Counts>) {
         let (outer_a, inner_a) = UnixStream::pair().unwrap();
         let (inner_b, outer_b) = UnixStream::pair().unwrap();
         let h = thread::spawn(move || relay(inner_a, inner_b, idle, mode));
@@ -303,7 +328,14 @@ mod tests {
             a.read_to_end(&mut r).unwrap();
             assert_eq!(r, b"reply");
             let c = h.join().unwrap();
-            assert_eq!(c, Counts { up: big.len() as u64, down: 5 }, "{mode:?}");
+            assert_eq!(
+                c,
+                Counts {
+                    up: big.len() as u64,
+                    down: 5
+                },
+                "{mode:?}"
+            );
         }
     }
 
@@ -314,7 +346,8 @@ mod tests {
         let mut tcp_client = TcpStream::connect(addr).unwrap();
         let (tcp_server, _) = l.accept().unwrap();
         let (mut ux, inner) = UnixStream::pair().unwrap();
-        let h = thread::spawn(move || relay(inner, tcp_server, Duration::from_secs(30), Mode::Splice));
+        let h =
+            thread::spawn(move || relay(inner, tcp_server, Duration::from_secs(30), Mode::Splice));
         ux.write_all(b"hello over tcp").unwrap();
         let mut buf = [0u8; 14];
         tcp_client.read_exact(&mut buf).unwrap();

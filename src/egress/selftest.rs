@@ -66,14 +66,19 @@ fn sentinel(proxy: SocketAddr, timeout: Duration) -> Check {
 fn unreachable(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(nix::libc::ENETUNREACH | nix::libc::EHOSTUNREACH | nix::libc::EACCES | nix::libc::EPERM)
+        Some(
+            nix::libc::ENETUNREACH | nix::libc::EHOSTUNREACH | nix::libc::EACCES | nix::libc::EPERM
+        )
     )
 }
 
 fn direct(addr: SocketAddr, timeout: Duration) -> Check {
     let name = format!("no direct route ({addr})");
     let (passed, detail) = match TcpStream::connect_timeout(&addr, timeout) {
-        Ok(_) => (false, "connected directly: the box has a network of its own".into()),
+        Ok(_) => (
+            false,
+            "connected directly: the box has a network of its own".into(),
+        ),
         Err(e) if unreachable(&e) => (true, format!("refused at once: {e}")),
         Err(e) => (
             false,
