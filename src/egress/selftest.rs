@@ -63,11 +63,18 @@ fn sentinel(proxy: SocketAddr, timeout: Duration) -> Check {
     }
 }
 
+/// A connect that failed for want of any route or address: `--network=none` gives
+/// ENETUNREACH, and EADDRNOTAVAIL or EAFNOSUPPORT where IPv6 is off in the namespace.
 fn unreachable(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(
-            nix::libc::ENETUNREACH | nix::libc::EHOSTUNREACH | nix::libc::EACCES | nix::libc::EPERM
+            nix::libc::ENETUNREACH
+                | nix::libc::EHOSTUNREACH
+                | nix::libc::EADDRNOTAVAIL
+                | nix::libc::EAFNOSUPPORT
+                | nix::libc::EACCES
+                | nix::libc::EPERM
         )
     )
 }
