@@ -98,3 +98,61 @@ fn direct(addr: SocketAddr, timeout: Duration) -> Check {
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn fake_proxy(answer: &'static [u8]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut b = [0u8; 512];
+                let _ = s.read(&mut b);
+                let _ = s.write_all(answer);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn only_kanibakos_own_refusal_of_the_sentinel_passes() {
+        let t = Duration::from_secs(5);
+        let ours = fake_proxy(b"HTTP/1.1 403 Forbidden\r\nX-Kanibako-Egress: sentinel\r\n\r\n");
+        assert!(sentinel(ours, t).passed);
+        // another proxy that refuses, or one that lets it through, is not ours
+        let other = fake_proxy(b"HTTP/1.1 403 Forbidden\r\n\r\n");
+        assert!(!sentinel(other, t).passed);
+        let open = fake_proxy(b"HTTP/1.1 200 Connection established\r\n\r\n");
+        let c = sentinel(open, t);
+        assert!(
+            !c.passed && c.detail.contains("something else answers"),
+            "{c:?}"
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = l.local_addr().unwrap();
+        drop(l);
+        let c = sentinel(closed, t);
+        assert!(
+            !c.passed && c.detail.contains("cannot reach the proxy"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_direct_connection_that_works_fails_the_check() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = direct(l.local_addr().unwrap(), Duration::from_secs(5));
+        assert!(!c.passed, "{c:?}");
+        let e = io::Error::from_raw_os_error(nix::libc::ENETUNREACH);
+        assert!(unreachable(&e));
+        assert!(!unreachable(&io::Error::from_raw_os_error(
+            nix::libc::ECONNREFUSED
+        )));
+        assert!(!unreachable(&io::Error::from(io::ErrorKind::TimedOut)));
+    }
+}
