@@ -18,6 +18,7 @@
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
+//! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
@@ -50,6 +51,7 @@ pub mod clock;
 pub mod commands;
 pub mod context;
 pub mod document;
+pub mod egress;
 pub mod envfile;
 pub mod error;
 pub mod fsutil;
@@ -92,8 +94,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     logging::init(&host, cli.verbose);
-    let result = Context::load(host, Box::new(SystemExecutor))
-        .and_then(|cx| commands::dispatch(&cx, cli.command));
+    let result = match cli.command {
+        // in a box there is no kanibako home to load, and the proxy needs none
+        cli::Command::Egress(c) => commands::egress::run(c),
+        command => Context::load(host, Box::new(SystemExecutor))
+            .and_then(|cx| commands::dispatch(&cx, command)),
+    };
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {

@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod config;
 pub mod crab;
+pub mod egress;
 pub mod rig;
 pub mod session;
 pub mod workset;
@@ -108,6 +109,9 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<workset::WorksetCommand>,
     },
+    /// The hidden egress plumbing (`egress-serve`, `egress-forward`, …).
+    #[command(flatten)]
+    Egress(egress::EgressCommand),
 }
 
 #[derive(Debug, Subcommand)]
