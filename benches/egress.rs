@@ -1,7 +1,7 @@
-//! The egress proxy's cost, measured (run by `scripts/bench --egress`): a native origin
+//! The egress proxy's cost, measured (run by `scripts/bench --egress` through `cargo bench --bench egress`): a native origin
 //! and client, so the numbers are the proxy's and not a script's.
 //!
-//! `egress_bench KANIBAKO RUNS MIB` prints a Markdown table: per path (direct TCP, the
+//! `cargo bench --bench egress -- KANIBAKO RUNS MIB` prints a Markdown table: per path (direct TCP, the
 //! proxy's socket, the in-box forwarder in front of it; each relay mode), the time a
 //! new connection takes (connect, CONNECT, one byte each way, close) and the
 //! throughput of a download.
