@@ -17,6 +17,7 @@
 //! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
+//! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
@@ -54,6 +55,7 @@ pub mod envfile;
 pub mod error;
 pub mod fsutil;
 pub mod host;
+pub mod hub;
 pub mod init;
 pub mod launch;
 pub mod logging;
@@ -92,8 +94,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     logging::init(&host, cli.verbose);
-    let result = Context::load(host, Box::new(SystemExecutor))
-        .and_then(|cx| commands::dispatch(&cx, cli.command));
+    // `crab helper`/`crab fork` (inside a box) and `hub` need none of the start-up work.
+    let result = match commands::helper::early(&host, cli.command) {
+        Ok(done) => done,
+        Err(command) => Context::load(host, Box::new(SystemExecutor))
+            .and_then(|cx| commands::dispatch(&cx, command)),
+    };
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {

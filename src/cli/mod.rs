@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod config;
 pub mod crab;
+pub mod helper;
 pub mod rig;
 pub mod session;
 pub mod workset;
@@ -108,6 +109,9 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<workset::WorksetCommand>,
     },
+    /// The helper hub of one box (started by kanibako itself).
+    #[command(hide = true)]
+    Hub(helper::HubArgs),
 }
 
 #[derive(Debug, Subcommand)]

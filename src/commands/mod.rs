@@ -4,6 +4,7 @@
 pub mod boxes;
 pub mod config;
 pub mod crab;
+pub mod helper;
 pub mod rig;
 pub mod session;
 pub mod workset;
@@ -59,5 +60,6 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),
+        Command::Hub(a) => helper::hub(&a),
     }
 }
