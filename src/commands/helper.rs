@@ -50,7 +50,8 @@ fn connect(host: &HostEnv) -> Result<Client> {
 }
 
 fn call(host: &HostEnv, op: Op) -> Result<Value> {
-    connect(host)?.request(op).map_err(user_error)
+    let path = client::socket_path(host).map_err(user_error)?;
+    client::call(&path, op).map_err(user_error)
 }
 
 pub fn helper(host: &HostEnv, command: Option<HelperCommand>) -> Result<Exit> {

@@ -181,7 +181,18 @@ impl Client {
         })
         .map_err(|e| ClientError::Io(io::Error::other(e)))?;
         line.push(b'\n');
-        send_all(&self.stream, &line)?;
+        if let Err(e) = send_all(&self.stream, &line) {
+            // The hub may have refused the connection (busy, another container's
+            // socket) before reading: its reason is already waiting to be read.
+            return match self
+                .next_line()
+                .ok()
+                .and_then(|l| protocol::parse_incoming(&l))
+            {
+                Some(Incoming::Reply(r)) if r.id.is_none() => Self::reply_result(r),
+                _ => Err(e.into()),
+            };
+        }
         loop {
             let l = self.next_line()?;
             match protocol::parse_incoming(&l) {
@@ -213,6 +224,19 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// One request on a new connection. A request that may be repeated is sent once more
+/// when the hub vanished before answering (a worker restarting under us).
+pub fn call(path: &Path, op: Op) -> Result<Value, ClientError> {
+    let mut c = Client::connect(path, CONNECT_PATIENCE)?;
+    match c.request(op.clone()) {
+        Err(ClientError::Closed | ClientError::Io(_)) if op.idempotent() => {
+            std::thread::sleep(Duration::from_millis(50));
+            Client::connect(path, CONNECT_PATIENCE)?.request(op)
+        }
+        other => other,
     }
 }
 

@@ -184,6 +184,19 @@ pub enum Op {
 }
 
 impl Op {
+    /// Safe to send again when the hub went away before answering (it restarts in a
+    /// fraction of a second): asking twice changes nothing.
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self,
+            Op::Hello { .. }
+                | Op::Ping
+                | Op::List
+                | Op::Stop { .. }
+                | Op::Log { follow: false, .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Op::Hello { .. } => "hello",
@@ -986,5 +999,108 @@ mod tests {
             );
         }
         assert!(ErrorCode::FrameTooLarge.closes() && !ErrorCode::BadJson.closes());
+    }
+
+    /// A deterministic fuzz run of the decoder and the request parser together: random
+    /// and mutated frames, chunked at random, must never panic; the decoder keeps its
+    /// cap and yields one frame per complete non-blank line (nothing after an
+    /// oversized one); every request that parses re-serialises to itself.
+    #[test]
+    fn fuzz_frames_and_requests() {
+        use super::super::frame::{LineDecoder, MAX_FRAME};
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // A longer run on demand: KANIBAKO_FUZZ_ITERATIONS=10000000 cargo test fuzz
+        #[allow(clippy::disallowed_methods)]
+        let iterations: u64 = std::env::var("KANIBAKO_FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let corpus: Vec<&[u8]> = vec![
+            br#"{"v":1,"id":1,"op":"ping"}"#,
+            br#"{"v":1,"id":2,"op":"hello","client":"kanibako"}"#,
+            br#"{"v":1,"id":3,"op":"spawn","depth":2,"breadth":3,"model":"sonnet"}"#,
+            br#"{"v":1,"id":4,"op":"stop","helper":3}"#,
+            br#"{"v":1,"id":5,"op":"cleanup","helper":1,"cascade":true}"#,
+            br#"{"v":1,"id":6,"op":"send","to":0,"text":"done \u00e9"}"#,
+            br#"{"v":1,"id":7,"op":"broadcast","text":"all"}"#,
+            br#"{"v":1,"id":8,"op":"log","from":1,"last":5,"follow":true}"#,
+            br#"{"v":1,"id":9,"op":"fork","name":"exp"}"#,
+            br#"{"v":1,"id":10,"op":"respawn","helper":2}"#,
+            br#"{"v":1,"id":11,"op":"list"}"#,
+        ];
+        let alphabet = b"{}[]\":,0123456789-.eE+ \\/tfnulrvidophs\n\r\t\x00\xff\xc3";
+        let mut parsed = 0u64;
+        for _ in 0..iterations {
+            let mut input: Vec<u8> = Vec::new();
+            for _ in 0..1 + u64::from(next() % 8 == 0) {
+                let mut f = corpus[(next() % corpus.len() as u64) as usize].to_vec();
+                match next() % 16 {
+                    0 => f.truncate((next() as usize) % (f.len() + 1)),
+                    1 | 7 | 8 | 9 => {
+                        for _ in 0..1 + next() % 4 {
+                            let i = (next() as usize) % f.len();
+                            f[i] = alphabet[(next() as usize) % alphabet.len()];
+                        }
+                    }
+                    2 | 10 | 11 => {
+                        let i = (next() as usize) % f.len();
+                        let extra: Vec<u8> = (0..next() % 12)
+                            .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                            .collect();
+                        f.splice(i..i, extra);
+                    }
+                    3 | 5 | 6 => f = (0..next() % 200).map(|_| next() as u8).collect(),
+                    4 if next() % 8 == 0 => {
+                        let depth = (next() % 300) as usize;
+                        f = format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+                    }
+                    _ => {}
+                }
+                input.extend_from_slice(&f);
+                input.push(b'\n');
+            }
+            // now and then a frame that outgrows the cap, in big chunks
+            let step = if next() % 1000 == 0 {
+                input.resize(input.len() + MAX_FRAME + 1, b'x');
+                4096 + (next() as usize % 8192)
+            } else {
+                (next() as usize % 97) + 1
+            };
+            let (mut d, mut out) = (LineDecoder::default(), Vec::new());
+            for chunk in input.chunks(step) {
+                let (before, was_dead) = (out.len(), d.is_dead());
+                d.push(chunk, &mut out);
+                assert!(d.buffered() <= MAX_FRAME);
+                if was_dead {
+                    assert_eq!(out.len(), before);
+                }
+            }
+            if !d.is_dead() {
+                let complete = input.split(|&b| b == b'\n').count() - 1;
+                let blank = input
+                    .split(|&b| b == b'\n')
+                    .take(complete)
+                    .filter(|l| l.iter().all(u8::is_ascii_whitespace))
+                    .count();
+                assert_eq!(out.len(), complete - blank);
+            }
+            for line in out.into_iter().flatten() {
+                if let Ok(req) = parse_request(&line) {
+                    parsed += 1;
+                    let again = serde_json::to_vec(&req).unwrap();
+                    assert_eq!(parse_request(&again).unwrap(), req);
+                }
+            }
+        }
+        assert!(
+            parsed > iterations / 10,
+            "the corpus keeps some inputs valid: {parsed}"
+        );
     }
 }

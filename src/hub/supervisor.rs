@@ -82,6 +82,8 @@ impl Record {
         r
     }
 
+    /// Always [`RECORD_LEN`] bytes (padded with newlines), so a rewrite in place never
+    /// shows a reader a truncated or half-written record.
     fn render(&self) -> String {
         let mut s = String::new();
         if let Some(p) = self.pid {
@@ -91,9 +93,26 @@ impl Record {
             s.push_str(&format!("worker {w}\n"));
         }
         s.push_str(&format!("state {}\n", self.state));
+        while s.len() < RECORD_LEN {
+            s.push('\n');
+        }
         s
     }
+
+    /// Rewrite the record in place (the lock itself stays with its holder's fd).
+    fn write(&self, rt: &Path) {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(rt.join(rundir::LOCK))
+        {
+            let _ = f.write_all_at(self.render().as_bytes(), 0);
+        }
+    }
 }
+
+const RECORD_LEN: usize = 96;
 
 /// When to restart a dead worker, and when to give up.
 #[derive(Debug)]
@@ -186,10 +205,10 @@ fn claim(cfg: &HubConfig) -> Result<FileLock, SupervisorError> {
 /// `kanibako hub --config PATH [--foreground]`.
 pub fn run(config: &Path, foreground: bool) -> Result<(), SupervisorError> {
     let cfg = HubConfig::load(config)?;
-    let mut lock = claim(&cfg)?;
+    let lock = claim(&cfg)?;
     if foreground {
         let log = HubLog::open(&cfg.hub_log, HUB_LOG_MAX, false);
-        let code = supervise(&cfg, &mut lock, &log, false);
+        let code = supervise(&cfg, &lock, &log, None);
         std::process::exit(code);
     }
     if threads() > 1 {
@@ -198,24 +217,33 @@ pub fn run(config: &Path, foreground: bool) -> Result<(), SupervisorError> {
             source: std::io::Error::other("cannot fork a multi-threaded process"),
         });
     }
+    // The daemon says when its record is written (or dies trying): the caller learns
+    // the hub's pid from the lock as soon as this returns.
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
     // SAFETY: this process has one thread (checked just above), so the child starts
     // from a consistent state.
     #[allow(unsafe_code)]
     let forked = unsafe { nix::unistd::fork() }.map_err(sys("fork"))?;
     match forked {
-        nix::unistd::ForkResult::Parent { child } => {
-            // The record is there before the caller learns the hub started.
-            let _ = lock.write_record(
-                &Record {
-                    pid: Some(child.as_raw()),
-                    worker: None,
-                    state: "starting".into(),
-                }
-                .render(),
-            );
-            Ok(())
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(ready_w);
+            drop(lock);
+            let mut b = [0u8; 1];
+            let mut r = std::fs::File::from(ready_r);
+            if r.read(&mut b).is_ok_and(|n| n == 1) {
+                return Ok(());
+            }
+            Err(SupervisorError::Io {
+                what: "starting the hub".into(),
+                source: std::io::Error::other(format!(
+                    "it exited at once; see {}",
+                    cfg.hub_log.display()
+                )),
+            })
         }
         nix::unistd::ForkResult::Child => {
+            drop(ready_r);
             let _ = nix::unistd::setsid();
             let _ = nix::unistd::chdir("/");
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -223,7 +251,7 @@ pub fn run(config: &Path, foreground: bool) -> Result<(), SupervisorError> {
                 let _ = nix::unistd::dup2_stdin(&null);
             }
             let log = HubLog::open(&cfg.hub_log, HUB_LOG_MAX, true);
-            let code = supervise(&cfg, &mut lock, &log, true);
+            let code = supervise(&cfg, &lock, &log, Some(ready_w));
             std::process::exit(code);
         }
     }
@@ -305,15 +333,21 @@ fn spawn_worker(
     }
 }
 
-/// The supervisor's loop; its exit code.
-fn supervise(cfg: &HubConfig, lock: &mut FileLock, log: &HubLog, daemon: bool) -> i32 {
+/// The supervisor's loop; its exit code. A daemon's `ready` gets a byte once the
+/// record names it.
+fn supervise(cfg: &HubConfig, _lock: &FileLock, log: &HubLog, ready: Option<OwnedFd>) -> i32 {
+    let daemon = ready.is_some();
     let me = nix::unistd::getpid();
     let mut record = Record {
         pid: Some(me.as_raw()),
         worker: None,
         state: "running".into(),
     };
-    let _ = lock.write_record(&record.render());
+    record.write(&cfg.runtime_dir);
+    if let Some(fd) = ready {
+        use std::io::Write;
+        let _ = std::fs::File::from(fd).write_all(b"r");
+    }
     // SIGPIPE: a log or socket that went away is an error to handle, not our death.
     #[allow(unsafe_code)]
     // SAFETY: SIG_IGN installs no handler code.
@@ -346,7 +380,7 @@ fn supervise(cfg: &HubConfig, lock: &mut FileLock, log: &HubLog, daemon: bool) -
                     sigfd = fd;
                     generation += 1;
                     record.worker = Some(w.pid.as_raw());
-                    let _ = lock.write_record(&record.render());
+                    record.write(&cfg.runtime_dir);
                     current = Some(w);
                     restart_at = None;
                 }
@@ -402,7 +436,7 @@ fn supervise(cfg: &HubConfig, lock: &mut FileLock, log: &HubLog, daemon: bool) -
                 log.event("stop_requested", json!({"signal": signo}));
                 stopping = Some(Instant::now());
                 record.state = "stopping".into();
-                let _ = lock.write_record(&record.render());
+                record.write(&cfg.runtime_dir);
                 if let Some(w) = &current {
                     let _ = nix::sys::signal::kill(w.pid, Signal::SIGTERM);
                 }
@@ -426,7 +460,7 @@ fn supervise(cfg: &HubConfig, lock: &mut FileLock, log: &HubLog, daemon: bool) -
         if let Some(status) = ended {
             let Some(w) = current.take() else { continue };
             record.worker = None;
-            let _ = lock.write_record(&record.render());
+            record.write(&cfg.runtime_dir);
             match status {
                 WaitStatus::Exited(_, EXIT_DONE) => break 0,
                 WaitStatus::Exited(_, EXIT_FATAL) => {
