@@ -176,6 +176,15 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
         "{r:?}"
     );
 
+    // a follower of the log, across the crash below
+    let mut follower = e
+        .cmd(&home, &["crab", "helper", "log", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
     // a killed worker is replaced and the client gets through
     let worker = record_field(&rt, "worker ").unwrap();
     Command::new("kill")
@@ -197,6 +206,27 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
     );
     let r = e.run(&home, &["crab", "helper", "log"]).ok();
     assert!(r.stdout.contains("[0 → 0]  after the crash"), "{r:?}");
+    // the follower reconnected and prints what comes next
+    e.run(&home, &["crab", "helper", "broadcast", "while following"]).ok();
+    let out = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("[0 → *]  while following")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("the follower printed {seen:?}"),
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
     let r = e.run(&home, &["crab", "helper", "spawn"]).fails();
     assert!(r.stderr.contains("cannot start helpers"), "{r:?}");
 

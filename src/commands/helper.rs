@@ -44,11 +44,6 @@ fn user_error(e: ClientError) -> anyhow::Error {
     u.into()
 }
 
-fn connect(host: &HostEnv) -> Result<Client> {
-    let path = client::socket_path(host).map_err(user_error)?;
-    Client::connect(&path, client::CONNECT_PATIENCE).map_err(user_error)
-}
-
 fn call(host: &HostEnv, op: Op) -> Result<Value> {
     let path = client::socket_path(host).map_err(user_error)?;
     client::call(&path, op).map_err(user_error)
@@ -237,7 +232,7 @@ pub fn format_entry(e: &Map<String, Value>) -> String {
 }
 
 fn log(host: &HostEnv, a: &LogArgs) -> Result<Exit> {
-    let mut c = connect(host)?;
+    let path = client::socket_path(host).map_err(user_error)?;
     let mut count = 0usize;
     let mut print = |e: Event| match e {
         Event::Log { entry } => {
@@ -250,21 +245,29 @@ fn log(host: &HostEnv, a: &LogArgs) -> Result<Exit> {
             println!("({n} entries dropped: the log came faster than it was read)")
         }
     };
-    c.request_with(
-        Op::Log {
-            from: a.from,
-            last: a.last,
-            follow: a.follow,
-        },
-        &mut print,
-    )
-    .map_err(user_error)?;
-    if a.follow {
-        c.events(&mut print).map_err(user_error)?;
-    } else if count == 0 {
-        println!("No log entries.");
+    let op = |last| Op::Log {
+        from: a.from,
+        last,
+        follow: a.follow,
+    };
+    if !a.follow {
+        let mut c = Client::connect(&path, client::CONNECT_PATIENCE).map_err(user_error)?;
+        c.request_with(op(a.last), &mut print).map_err(user_error)?;
+        if count == 0 {
+            println!("No log entries.");
+        }
+        return Ok(Exit::Success);
     }
-    Ok(Exit::Success)
+    let mut last = a.last;
+    loop {
+        let mut c = Client::connect(&path, client::CONNECT_PATIENCE).map_err(user_error)?;
+        c.request_with(op(last), &mut print).map_err(user_error)?;
+        c.events(&mut print).map_err(user_error)?;
+        // The hub went away (a worker restart, or the box is ending): follow on from
+        // now; what came in between is in the log.
+        eprintln!("(the helper hub restarted; reconnecting)");
+        last = Some(0);
+    }
 }
 
 fn stats(mut us: Vec<f64>) -> String {

@@ -122,6 +122,21 @@ impl Team {
         Self { helpers }
     }
 
+    /// Record a helper the hub just started (or restarted), without asking the engine.
+    pub fn note(&mut self, r: HelperRecord) {
+        self.helpers.insert(r.number, r);
+    }
+
+    pub fn forget(&mut self, n: u32) {
+        self.helpers.remove(&n);
+    }
+
+    pub fn set_running(&mut self, n: u32, running: bool) {
+        if let Some(h) = self.helpers.get_mut(&n) {
+            h.running = running;
+        }
+    }
+
     pub fn get(&self, n: u32) -> Option<&HelperRecord> {
         self.helpers.get(&n)
     }

@@ -750,7 +750,7 @@ impl Hub {
         let plan = team
             .plan_spawn(who, depth, breadth, model, &self.cfg.limits)
             .map_err(|(c, m)| (c, format!("cannot spawn: {m}")))?;
-        let (_, name) = self.start_helper(
+        let (id, name) = self.start_helper(
             &mut window,
             plan.number,
             plan.parent,
@@ -758,8 +758,18 @@ impl Hub {
             plan.breadth,
             plan.model.clone(),
         )?;
-        let _ = self.refresh_team();
         let model = plan.model.map(|m| m.as_str().to_owned());
+        // What the labels now say, without asking the engine again.
+        lock(&self.team).note(HelperRecord {
+            number: plan.number,
+            parent: plan.parent,
+            depth: plan.depth,
+            breadth: plan.breadth,
+            model: model.clone(),
+            running: true,
+            id,
+            name: name.clone(),
+        });
         self.log.event(
             "spawned",
             json!({"helper": plan.number, "by": who.dir_name(), "container": name}),
@@ -827,7 +837,7 @@ impl Hub {
                 .map_err(|e| refusal(ErrorCode::Internal, format!("stopping helper {n}: {e}")))?;
         }
         self.unbind(Member::Helper(n));
-        let _ = self.refresh_team();
+        lock(&self.team).set_running(n, false);
         if running {
             self.control("stop", json!({"helper": n}));
         }
@@ -869,10 +879,10 @@ impl Hub {
             self.unbind(Member::Helper(k));
             let _ = rundir::remove_member(&self.cfg.runtime_dir, Member::Helper(k));
             lock(&self.state).slots.remove(&Member::Helper(k));
+            lock(&self.team).forget(k);
             self.control("cleanup", json!({"helper": k}));
             removed.push(k);
         }
-        let _ = self.refresh_team();
         Ok(json!(CleanupResult { removed }))
     }
 
@@ -903,8 +913,19 @@ impl Hub {
         // Same number, parent, budget and model: the labels carry them over.
         let model = h.model.as_deref().and_then(Model::parse);
         let result = self.start_helper(&mut window, n, h.parent, h.depth, h.breadth, model);
-        let _ = self.refresh_team();
-        let (_, name) = result?;
+        let (id, name) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                lock(&self.team).forget(n);
+                return Err(e);
+            }
+        };
+        lock(&self.team).note(HelperRecord {
+            running: true,
+            id,
+            name: name.clone(),
+            ..h.clone()
+        });
         self.control("respawn", json!({"helper": n, "model": h.model}));
         Ok(json!({"helper": n, "container": name}))
     }

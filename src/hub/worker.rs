@@ -99,6 +99,13 @@ pub fn watch_director(engine: &dyn HubEngine, cfg: &HubConfig, log: &HubLog) -> 
     }
 }
 
+/// What every member's directory serves, one socket each. This is where another
+/// per-member listener joins the hub (the egress proxy's `egress.sock`): same
+/// identity check, same lifetime, same log.
+pub fn services(_cfg: &HubConfig) -> Vec<Arc<dyn Service>> {
+    vec![Arc::new(Control)]
+}
+
 /// Serve until the director goes or a stop signal comes; then tear down. Returns the
 /// exit code. `ready` gets one byte once the sockets are bound.
 pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
@@ -119,8 +126,7 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
         .map(|t| Box::new(t) as Box<dyn HelperPlanner>);
     let engine: Arc<RuntimeEngine> =
         Arc::new(RuntimeEngine::new(info, Box::new(SystemExecutor), planner));
-    let services: Vec<Arc<dyn Service>> = vec![Arc::new(Control)];
-    let hub = match Hub::start(cfg.clone(), engine.clone(), services, None, log) {
+    let hub = match Hub::start(cfg.clone(), engine.clone(), services(&cfg), None, log) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("kanibako hub: {e}");
