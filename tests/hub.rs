@@ -207,7 +207,8 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
     let r = e.run(&home, &["crab", "helper", "log"]).ok();
     assert!(r.stdout.contains("[0 → 0]  after the crash"), "{r:?}");
     // the follower reconnected and prints what comes next
-    e.run(&home, &["crab", "helper", "broadcast", "while following"]).ok();
+    e.run(&home, &["crab", "helper", "broadcast", "while following"])
+        .ok();
     let out = follower.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -218,7 +219,10 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("[0 → *]  while following")) {
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("[0 → *]  while following"))
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => seen.push(l),

@@ -109,6 +109,8 @@ pub enum Verdict {
     Mismatch,
     /// The peer exited before it could be looked at.
     Gone,
+    /// The kernel refused to show us the peer's namespace.
+    Denied,
     /// This kernel cannot tell (no pidfd support and no readable `/proc`).
     Undetermined(String),
 }
@@ -178,7 +180,14 @@ fn pidfd_alive(pidfd: &OwnedFd) -> bool {
 enum Found {
     Ns(OwnedFd),
     Gone,
+    /// The kernel would not let us look (a peer that made itself non-dumpable, where
+    /// we lack CAP_SYS_PTRACE over it): never taken as "cannot tell".
+    Denied,
     Unsupported(String),
+}
+
+fn denied(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
 }
 
 fn open_ns(pid: i32) -> io::Result<OwnedFd> {
@@ -193,6 +202,7 @@ fn peer_ns(sock: &UnixStream, method: Method) -> Found {
                 match ns_ioctl(&pidfd, PIDFD_GET_PID_NAMESPACE) {
                     Ok(ns) => return Found::Ns(ns),
                     Err(Errno::ESRCH) => return Found::Gone,
+                    Err(Errno::EACCES | Errno::EPERM) => return Found::Denied,
                     // A kernel with SO_PEERPIDFD but before the namespace ioctl: the pidfd
                     // still pins the identity; open /proc and check the process lived on.
                     Err(_) => {}
@@ -204,6 +214,7 @@ fn peer_ns(sock: &UnixStream, method: Method) -> Found {
                     Ok(ns) if pidfd_alive(&pidfd) => Found::Ns(ns),
                     Ok(_) => Found::Gone,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Found::Gone,
+                    Err(e) if denied(&e) => Found::Denied,
                     Err(e) => Found::Unsupported(format!("/proc/{pid}/ns/pid: {e}")),
                 };
             }
@@ -225,6 +236,7 @@ fn peer_ns(sock: &UnixStream, method: Method) -> Found {
     let ns = match open_ns(pid) {
         Ok(ns) => ns,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Found::Gone,
+        Err(e) if denied(&e) => return Found::Denied,
         Err(e) => return Found::Unsupported(format!("/proc/{pid}/ns/pid: {e}")),
     };
     if starttime(pid) != Some(before) {
@@ -259,6 +271,7 @@ pub fn check(sock: &UnixStream, want: NsId, method: Method) -> Verdict {
     match peer_ns(sock, method) {
         Found::Ns(ns) => walk(ns, want),
         Found::Gone => Verdict::Gone,
+        Found::Denied => Verdict::Denied,
         Found::Unsupported(why) => Verdict::Undetermined(why),
     }
 }

@@ -542,6 +542,10 @@ impl Hub {
                 ErrorCode::PeerMismatch,
                 "the connecting process exited before it could be checked",
             )),
+            Verdict::Denied => Err(refusal(
+                ErrorCode::PeerMismatch,
+                "the connecting process cannot be inspected (is it non-dumpable?), so it is not known to run in this socket's container",
+            )),
             Verdict::Undetermined(why) => {
                 if !self.undetermined.swap(true, Ordering::SeqCst) {
                     self.log
