@@ -1,4 +1,4 @@
-//! The helper hub as a process: `kanibako hub` (the supervised per-box daemon) and the
+//! The helper hub as a process: `kanibako _hub` (the supervised per-box daemon) and the
 //! in-box client `kanibako crab helper …`, first over a scripted fake engine (always
 //! run), then in real containers on rootful podman, rootless podman and docker (skipped
 //! without them; failing instead when KANIBAKO_TEST_REQUIRE_ENGINE=1).
@@ -144,7 +144,7 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
     // a daemon: the command returns at once, the hub holds the lock
     let t = Instant::now();
     let r = e
-        .run(&home, &["hub", "--config", cfg.to_str().unwrap()])
+        .run(&home, &["_hub", "--config", cfg.to_str().unwrap()])
         .ok();
     assert!(r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}");
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -167,7 +167,7 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
 
     // one hub per box
     let r = e
-        .run(&home, &["hub", "--config", cfg.to_str().unwrap()])
+        .run(&home, &["_hub", "--config", cfg.to_str().unwrap()])
         .fails();
     assert!(
         r.stderr.contains(&format!(
@@ -257,7 +257,7 @@ fn a_stop_signal_ends_the_hub_and_a_bad_config_is_refused() {
         gone: Some(e.root_file("engine/gone")),
     };
     let home = e.home.clone();
-    e.run(&home, &["hub", "--config", cfg.to_str().unwrap()])
+    e.run(&home, &["_hub", "--config", cfg.to_str().unwrap()])
         .ok();
     let pid = record_field(&rt, "pid ").unwrap();
     e.run(&home, &["crab", "helper", "ping"]).ok();
@@ -274,12 +274,12 @@ fn a_stop_signal_ends_the_hub_and_a_bad_config_is_refused() {
     let (_rt, cfg) = write_config(&e, &engine, serde_json::json!({}));
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
     let r = e
-        .run(&home, &["hub", "--config", cfg.to_str().unwrap()])
+        .run(&home, &["_hub", "--config", cfg.to_str().unwrap()])
         .fails();
     assert!(r.stderr.contains("is not a private file"), "{r:?}");
     let (_rt, cfg) = write_config(&e, &engine, serde_json::json!({"director": "--privileged"}));
     let r = e
-        .run(&home, &["hub", "--config", cfg.to_str().unwrap()])
+        .run(&home, &["_hub", "--config", cfg.to_str().unwrap()])
         .fails();
     assert!(r.stderr.contains("not a container name"), "{r:?}");
 }
@@ -622,7 +622,7 @@ fn real_hub(flavour: Flavour) {
     cleanup.hub_rt.push(rt.clone());
 
     // the hub first (it makes the director's directory), then the box
-    r.kb(&["hub", "--config", cfg_path.to_str().unwrap()]).ok();
+    r.kb(&["_hub", "--config", cfg_path.to_str().unwrap()]).ok();
     let member = rt.join("m/director");
     assert!(member.is_dir());
     let box_labels = [

@@ -109,8 +109,10 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<workset::WorksetCommand>,
     },
-    /// The helper hub of one box (started by kanibako itself).
-    #[command(hide = true)]
+    /// The helper hub of one box (started by kanibako itself). The leading `_` keeps
+    /// it from ever shadowing a box: `kanibako NAME` starts the box NAME, and box names
+    /// start with a letter or digit.
+    #[command(name = "_hub", hide = true)]
     Hub(helper::HubArgs),
 }
 
@@ -213,6 +215,12 @@ mod tests {
             panic!()
         };
         assert_eq!(a.launch.rig.as_deref(), Some("b"), "the last one wins");
+    }
+
+    #[test]
+    fn a_box_named_like_an_internal_command_still_starts() {
+        assert_eq!(norm(&["kanibako", "hub"]), ["kanibako", "start", "hub"]);
+        assert_eq!(norm(&["kanibako", "_hub"]), ["kanibako", "_hub"]);
     }
 
     #[test]

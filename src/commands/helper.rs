@@ -342,7 +342,7 @@ pub fn fork(host: &HostEnv, a: &ForkArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `kanibako hub --config FILE [--foreground]`.
+/// `kanibako _hub --config FILE [--foreground]`.
 pub fn hub(a: &HubArgs) -> Result<Exit> {
     crate::hub::supervisor::run(&a.config, a.foreground)?;
     Ok(Exit::Success)

@@ -2,7 +2,7 @@
 //! uses it through the mounted `kanibako crab helper …` to spawn, list, stop and message
 //! helper containers of the same box; helpers use it to report back.
 //!
-//! One `kanibako hub` process per box ([`supervisor`], with its [`worker`]) serves a
+//! One `kanibako _hub` process per box ([`supervisor`], with its [`worker`]) serves a
 //! socket per member in `<rt>/m/<member>/` ([`rundir`]); the directory, mounted
 //! read-only at `/run/kanibako`, is the member's identity, cross-checked by the peer's
 //! pid namespace ([`peer`]). Requests are versioned JSON lines ([`frame`],
@@ -137,7 +137,7 @@ pub enum Started {
     AlreadyRunning { pid: i32 },
 }
 
-/// Save `cfg` as `<rt>/hub.json` and start `kanibako hub` for it (the program at
+/// Save `cfg` as `<rt>/hub.json` and start `kanibako _hub` for it (the program at
 /// `kanibako`), unless a hub already runs for this box. Returns once the hub holds the
 /// box's lock and the director's directory exists.
 pub fn start(cfg: &HubConfig, exec: &dyn Executor, kanibako: &Path) -> Result<Started, HubError> {
@@ -148,7 +148,7 @@ pub fn start(cfg: &HubConfig, exec: &dyn Executor, kanibako: &Path) -> Result<St
     let path = cfg.runtime_dir.join(rundir::CONFIG);
     cfg.save(&path)?;
     let inv = Invocation::new(kanibako)
-        .arg("hub")
+        .arg("_hub")
         .arg("--config")
         .arg(&path);
     let out = exec

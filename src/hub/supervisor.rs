@@ -1,4 +1,4 @@
-//! `kanibako hub`: the per-box host process. A small supervising parent holds the
+//! `kanibako _hub`: the per-box host process. A small supervising parent holds the
 //! box's `hub.lock` (so a second hub for the same box is refused) and runs the worker as
 //! its child, restarting it when it dies (0.1 s, doubling to 5 s; it gives up after 10
 //! crashes in a minute and says why in `hub.down`). A stop signal is passed to the
@@ -202,7 +202,7 @@ fn claim(cfg: &HubConfig) -> Result<FileLock, SupervisorError> {
     Ok(lock)
 }
 
-/// `kanibako hub --config PATH [--foreground]`.
+/// `kanibako _hub --config PATH [--foreground]`.
 pub fn run(config: &Path, foreground: bool) -> Result<(), SupervisorError> {
     let cfg = HubConfig::load(config)?;
     let lock = claim(&cfg)?;
