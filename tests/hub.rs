@@ -284,6 +284,53 @@ fn a_stop_signal_ends_the_hub_and_a_bad_config_is_refused() {
     assert!(r.stderr.contains("not a container name"), "{r:?}");
 }
 
+/// The calls the launch will make: prepare the director's directory, start the hub
+/// (once), see it running, stop it.
+#[test]
+fn the_launch_api_starts_finds_and_stops_a_hub() {
+    use kanibako::hub::{self, HubStatus, Started, Stopped};
+    let e = Env::new();
+    let engine = fake_engine(&e, std::process::id());
+    let (rt, cfg_path) = write_config(&e, &engine, serde_json::json!({}));
+    let _guard = HubGuard {
+        rt: rt.clone(),
+        gone: Some(e.root_file("engine/gone")),
+    };
+    let cfg = hub::HubConfig::load(&cfg_path).unwrap();
+    let mount = hub::prepare(&cfg).unwrap();
+    assert_eq!(mount.host_dir, rt.join("m/director"));
+    assert_eq!(mount.guest_dir, "/run/kanibako");
+    assert_eq!(hub::status(&rt), HubStatus::NotRunning);
+    let exe = Path::new(env!("CARGO_BIN_EXE_kanibako"));
+    let exec = kanibako::process::SystemExecutor;
+    let Started::Started { pid } = hub::start(&cfg, &exec, exe).unwrap() else {
+        panic!("a fresh hub")
+    };
+    assert_eq!(
+        hub::start(&cfg, &exec, exe).unwrap(),
+        Started::AlreadyRunning { pid }
+    );
+    assert_eq!(
+        hub::status(&rt),
+        HubStatus::Running {
+            pid,
+            stopping: false
+        }
+    );
+    let t = Instant::now();
+    assert_eq!(
+        hub::stop(&rt, Duration::from_secs(10)).unwrap(),
+        Stopped::Clean
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(!alive(pid));
+    assert!(!rt.exists(), "the hub removed its runtime directory");
+    assert_eq!(
+        hub::stop(&rt, Duration::from_secs(1)).unwrap(),
+        Stopped::NotRunning
+    );
+}
+
 #[test]
 fn outside_a_box_crab_helper_says_where_it_runs() {
     if Path::new("/run/kanibako").exists() {
