@@ -1,5 +1,5 @@
 //! One box's hub in a process: its state, its listeners, who is connecting, and its
-//! end. What each request does is in [`control`].
+//! end. What each request does is in `control`.
 //!
 //! Each member (the director, each helper) has its own directory `m/<member>/` with one
 //! socket per [`Service`] (`hub.sock` for the control protocol; the egress proxy joins
