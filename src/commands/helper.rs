@@ -260,12 +260,24 @@ fn log(host: &HostEnv, a: &LogArgs) -> Result<Exit> {
     }
     let mut last = a.last;
     loop {
+        // A hub that does not come back within the connect patience ends the follow.
         let mut c = Client::connect(&path, client::CONNECT_PATIENCE).map_err(user_error)?;
-        c.request_with(op(last), &mut print).map_err(user_error)?;
-        c.events(&mut print).map_err(user_error)?;
+        match c.request_with(op(last), &mut print) {
+            Ok(_) => {}
+            // caught by a worker restart on the way in: try again
+            Err(ClientError::Closed | ClientError::Io(_)) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => return Err(user_error(e)),
+        }
+        match c.events(&mut print) {
+            Ok(()) | Err(ClientError::Closed | ClientError::Io(_)) => {}
+            Err(e) => return Err(user_error(e)),
+        }
         // The hub went away (a worker restart, or the box is ending): follow on from
         // now; what came in between is in the log.
-        eprintln!("(the helper hub restarted; reconnecting)");
+        eprintln!("(the helper hub went away; reconnecting)");
         last = Some(0);
     }
 }

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -311,9 +311,10 @@ fn spawn_worker(
         nix::unistd::ForkResult::Child => {
             drop(sigfd);
             drop(r);
+            // Stop signals stay blocked: the worker's signal thread takes them.
             let _ = nix::sys::signal::sigprocmask(
                 SigmaskHow::SIG_SETMASK,
-                Some(&SigSet::empty()),
+                Some(&worker::stop_signals()),
                 None,
             );
             // Die with the supervisor: a worker without one would hold the lock alone.
@@ -337,6 +338,16 @@ fn spawn_worker(
 /// record names it.
 fn supervise(cfg: &HubConfig, _lock: &FileLock, log: &HubLog, ready: Option<OwnedFd>) -> i32 {
     let daemon = ready.is_some();
+    // Signals first: a stop that comes right after the caller learns our pid must be
+    // read from the signalfd, not kill us with helpers left behind.
+    let mut mask = worker::stop_signals();
+    mask.add(Signal::SIGCHLD);
+    let _ = mask.thread_block();
+    let Ok(mut sigfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    else {
+        log.event("fatal", json!({"error": "signalfd"}));
+        return 1;
+    };
     let me = nix::unistd::getpid();
     let mut record = Record {
         pid: Some(me.as_raw()),
@@ -354,14 +365,6 @@ fn supervise(cfg: &HubConfig, _lock: &FileLock, log: &HubLog, ready: Option<Owne
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
-    let mut mask = worker::stop_signals();
-    mask.add(Signal::SIGCHLD);
-    let _ = mask.thread_block();
-    let Ok(mut sigfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-    else {
-        log.event("fatal", json!({"error": "signalfd"}));
-        return 1;
-    };
     log.event(
         "supervisor_started",
         json!({"box": cfg.box_name, "daemon": daemon}),
