@@ -187,22 +187,34 @@ pub fn stop(rt: &Path, grace: Duration) -> Result<Stopped, HubError> {
     };
     let pid = nix::unistd::Pid::from_raw(pid);
     let lock = rt.join(rundir::LOCK);
+    // Gone: the lock is free (or went with the runtime directory) and the process ended
+    // (a zombie waiting for init to reap it has ended).
+    let gone = || !crate::fsutil::is_locked(&lock) && !running(pid.as_raw());
     kill(pid, Signal::SIGTERM).map_err(|e| HubError::Stop(format!("signal to {pid}: {e}")))?;
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if !crate::fsutil::is_locked(&lock) {
+        if gone() {
             return Ok(Stopped::Clean);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
     let _ = kill(pid, Signal::SIGKILL);
     for _ in 0..80 {
-        if !crate::fsutil::is_locked(&lock) {
+        if gone() {
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
     Ok(Stopped::Killed)
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// The helpers of box `hash` as the engine's labels describe them (for `box info`, `ps`).
