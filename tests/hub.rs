@@ -204,6 +204,12 @@ fn the_supervised_hub_refuses_a_second_restarts_its_worker_and_ends_with_the_dir
         Duration::from_secs(5),
         || hub_log(&e).contains("\"outage_ms\":") && hub_log(&e).contains("worker_died"),
     );
+    let outage: Vec<String> = hub_log(&e)
+        .lines()
+        .filter(|l| l.contains("\"outage_ms\":") && !l.contains("\"outage_ms\":null"))
+        .map(str::to_owned)
+        .collect();
+    eprintln!("worker restart: {outage:?}");
     let r = e.run(&home, &["crab", "helper", "log"]).ok();
     assert!(r.stdout.contains("[0 → 0]  after the crash"), "{r:?}");
     // the follower reconnected and prints what comes next
