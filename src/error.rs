@@ -72,6 +72,9 @@ fn hints_of(cause: &(dyn std::error::Error + 'static)) -> Vec<String> {
     if let Some(e) = cause.downcast_ref::<crate::settings::keys::KeyError>() {
         return e.hints();
     }
+    if let Some(e) = cause.downcast_ref::<crate::hub::supervisor::SupervisorError>() {
+        return e.hint().into_iter().collect();
+    }
     if cause.downcast_ref::<PathsError>().is_some() {
         return vec!["check system.path in your kanibako.yaml".into()];
     }

@@ -17,6 +17,7 @@
 //! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
+//! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
@@ -56,6 +57,7 @@ pub mod envfile;
 pub mod error;
 pub mod fsutil;
 pub mod host;
+pub mod hub;
 pub mod init;
 pub mod launch;
 pub mod logging;
@@ -94,11 +96,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     logging::init(&host, cli.verbose);
+    // The hidden plumbing run inside a box (`egress-*`, `crab helper`, `crab fork`) or as
+    // a box's host process (`_hub`) needs none of the start-up work.
     let result = match cli.command {
-        // in a box there is no kanibako home to load, and the proxy needs none
         cli::Command::Egress(c) => commands::egress::run(c),
-        command => Context::load(host, Box::new(SystemExecutor))
-            .and_then(|cx| commands::dispatch(&cx, command)),
+        command => match commands::helper::early(&host, command) {
+            Ok(done) => done,
+            Err(command) => Context::load(host, Box::new(SystemExecutor))
+                .and_then(|cx| commands::dispatch(&cx, command)),
+        },
     };
     match result {
         Ok(exit) => exit.into(),

@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 
 use super::config::NamedConfigArgs;
+use super::helper::{ForkArgs, HelperCommand};
 
 #[derive(Debug, Subcommand)]
 pub enum CrabCommand {
@@ -20,6 +21,15 @@ pub enum CrabCommand {
     Reauth(ReauthArgs),
     /// Check each agent: installed, its version, the host login and its file mode.
     Diagnose,
+    /// Inside a box: spawn, list, stop and message helper containers through the
+    /// box's hub.
+    Helper {
+        #[command(subcommand)]
+        command: Option<HelperCommand>,
+    },
+    /// Inside a box: make a new box from this one.
+    #[command(hide = true)]
+    Fork(ForkArgs),
 }
 
 #[derive(Debug, Args, Default)]

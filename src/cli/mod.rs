@@ -7,6 +7,7 @@ pub mod boxes;
 pub mod config;
 pub mod crab;
 pub mod egress;
+pub mod helper;
 pub mod rig;
 pub mod session;
 pub mod workset;
@@ -112,6 +113,11 @@ pub enum Command {
     /// The hidden egress plumbing (`egress-serve`, `egress-forward`, …).
     #[command(flatten)]
     Egress(egress::EgressCommand),
+    /// The helper hub of one box (started by kanibako itself). The leading `_` keeps
+    /// it from ever shadowing a box: `kanibako NAME` starts the box NAME, and box names
+    /// start with a letter or digit.
+    #[command(name = "_hub", hide = true)]
+    Hub(helper::HubArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +219,12 @@ mod tests {
             panic!()
         };
         assert_eq!(a.launch.rig.as_deref(), Some("b"), "the last one wins");
+    }
+
+    #[test]
+    fn a_box_named_like_an_internal_command_still_starts() {
+        assert_eq!(norm(&["kanibako", "hub"]), ["kanibako", "start", "hub"]);
+        assert_eq!(norm(&["kanibako", "_hub"]), ["kanibako", "_hub"]);
     }
 
     #[test]

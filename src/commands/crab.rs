@@ -24,6 +24,8 @@ pub fn dispatch(cx: &Context, command: Option<CrabCommand>) -> Result<Exit> {
         Some(CrabCommand::Config(a)) => super::config::crab_config(cx, &a),
         Some(CrabCommand::Reauth(a)) => reauth(cx, &a),
         Some(CrabCommand::Diagnose) => diagnose(cx),
+        Some(CrabCommand::Helper { command }) => super::helper::helper(&cx.host, command),
+        Some(CrabCommand::Fork(a)) => super::helper::fork(&cx.host, &a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod boxes;
 pub mod config;
 pub mod crab;
 pub mod egress;
+pub mod helper;
 pub mod rig;
 pub mod session;
 pub mod workset;
@@ -61,5 +62,6 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),
         Command::Egress(c) => egress::run(c),
+        Command::Hub(a) => helper::hub(&a),
     }
 }

@@ -1,0 +1,755 @@
+//! What the hub asks of the container engine, as a small trait ([`HubEngine`]): find
+//! containers by label, inspect one (its labels and the pid the peer check needs),
+//! stop, remove and wait for one by id, and start a helper. [`RuntimeEngine`] does it
+//! over podman or docker through the one [`Executor`]; tests use a fake.
+//!
+//! A helper's container is planned by a [`HelperPlanner`] the launch provides (the one
+//! place that builds a box's [`RunSpec`]); the hub then pins what only it may decide:
+//! the name, the labels, detached mode and the read-only `/run/kanibako` mount of the
+//! helper's own member directory. Invocation builders and output parsers are pure.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::Model;
+use crate::process::{Executor, Invocation};
+use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
+use crate::runtime::{EngineInfo, EngineKind};
+
+/// One container as `inspect` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    /// The container's init on the host (0 when it is not running).
+    pub pid: i32,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+/// A helper to start: everything the hub decided. The planner adds how (image, user,
+/// home, agent command).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelperRequest {
+    pub number: u32,
+    pub parent: u32,
+    pub depth: u32,
+    pub breadth: u32,
+    pub model: Option<Model>,
+    /// `<director's container name>-helper-<n>`.
+    pub name: String,
+    /// The helper's member directory on the host, mounted read-only at `/run/kanibako`.
+    pub member_dir: PathBuf,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub trait HubEngine: Send + Sync {
+    /// `None` when the engine has no such container.
+    fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerInfo>, EngineError>;
+    /// Every container, running or not, carrying all of these labels.
+    fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>, EngineError>;
+    fn stop(&self, id: &str) -> Result<(), EngineError>;
+    fn remove(&self, id: &str) -> Result<(), EngineError>;
+    /// Block until the container has exited: `Ok(true)`, or `Ok(false)` after `limit`
+    /// with it still running (call again).
+    fn wait(&self, id: &str, limit: Duration) -> Result<bool, EngineError>;
+    /// Start a helper detached; its container id.
+    fn spawn(&self, req: &HelperRequest) -> Result<String, EngineError>;
+    /// A helper's container was removed for good: let go of what its start held.
+    fn release(&self, _number: u32) {}
+}
+
+/// How a helper runs, as the launch plans it; the hub completes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelperPlan {
+    pub spec: RunSpec,
+    /// The mounted image for rootful podman's split user map (see `UserMapping`).
+    pub rootfs: Option<PathBuf>,
+}
+
+pub trait HelperPlanner: Send + Sync {
+    fn plan(&self, req: &HelperRequest) -> Result<HelperPlan, String>;
+    fn release(&self, _number: u32) {}
+}
+
+/// Where the hub's member directory appears in every box.
+pub const GUEST_DIR: &str = "/run/kanibako";
+
+/// The hub's part of a helper's run: name, labels, detached, its own socket directory.
+pub fn complete(mut plan: HelperPlan, req: &HelperRequest) -> HelperPlan {
+    let s = &mut plan.spec;
+    s.name = req.name.clone();
+    s.mode = RunMode::Detached;
+    s.labels.extend(req.labels.clone());
+    s.mounts.retain(|m| m.dst() != GUEST_DIR);
+    s.mounts.push(Mount::Bind {
+        src: req.member_dir.clone(),
+        dst: GUEST_DIR.into(),
+        read_only: true,
+        relabel: false,
+    });
+    s.env
+        .insert("KANIBAKO_HELPER".into(), req.number.to_string());
+    plan
+}
+
+// ---- invocations and their output, pure ----
+
+const INSPECT_FORMAT: &str =
+    "{{.Id}}|{{.Name}}|{{.State.Running}}|{{.State.Pid}}|{{json .Config.Labels}}";
+
+pub fn inspect_invocation(base: Invocation, ids: &[&str]) -> Invocation {
+    base.args(["container", "inspect", "--format", INSPECT_FORMAT])
+        .args(ids)
+}
+
+/// One line per container: `id|name|running|pid|{labels}` (docker names start with `/`).
+pub fn parse_inspect(stdout: &str) -> Result<Vec<ContainerInfo>, String> {
+    let mut out = Vec::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = line.splitn(5, '|');
+        let (Some(id), Some(name), Some(running), Some(pid), Some(labels)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err(format!("unexpected inspect line {line:?}"));
+        };
+        if !is_id(id) {
+            return Err(format!("unexpected container id {id:?}"));
+        }
+        let labels: Option<BTreeMap<String, String>> =
+            serde_json::from_str(labels.trim()).map_err(|e| format!("labels of {id}: {e}"))?;
+        out.push(ContainerInfo {
+            id: id.to_owned(),
+            name: name.trim_start_matches('/').to_owned(),
+            running: running.trim() == "true",
+            pid: pid.trim().parse().unwrap_or(0),
+            labels: labels.unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+fn is_id(s: &str) -> bool {
+    (12..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub fn ids_invocation(base: Invocation, labels: &[(&str, &str)]) -> Invocation {
+    let mut inv = base.args(["ps", "-a", "-q", "--no-trunc"]);
+    for (k, v) in labels {
+        inv = inv.arg("--filter").arg(format!("label={k}={v}"));
+    }
+    inv
+}
+
+pub fn parse_ids(stdout: &str) -> Result<Vec<String>, String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            if is_id(l) {
+                Ok(l.to_owned())
+            } else {
+                Err(format!("unexpected container id {l:?}"))
+            }
+        })
+        .collect()
+}
+
+pub fn stop_invocation(base: Invocation, id: &str) -> Invocation {
+    base.args(["stop", "-t", "3", id])
+}
+
+pub fn remove_invocation(base: Invocation, kind: EngineKind, id: &str) -> Invocation {
+    match kind {
+        // podman's `rm -f` waits the stop timeout first unless told not to
+        EngineKind::Podman => base.args(["rm", "-f", "-t", "0", id]),
+        EngineKind::Docker => base.args(["rm", "-f", id]),
+    }
+}
+
+pub fn wait_invocation(base: Invocation, id: &str) -> Invocation {
+    base.args(["wait", id])
+}
+
+fn no_such(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("no such") || s.contains("not found")
+}
+
+/// The engine side of the hub over podman or docker.
+pub struct RuntimeEngine {
+    pub engine: EngineInfo,
+    exec: Box<dyn Executor + Send + Sync>,
+    planner: Option<Box<dyn HelperPlanner>>,
+}
+
+impl RuntimeEngine {
+    pub fn new(
+        engine: EngineInfo,
+        exec: Box<dyn Executor + Send + Sync>,
+        planner: Option<Box<dyn HelperPlanner>>,
+    ) -> Self {
+        Self {
+            engine,
+            exec,
+            planner,
+        }
+    }
+
+    fn base(&self) -> Invocation {
+        Invocation::new(&self.engine.program)
+    }
+
+    fn run(&self, inv: &Invocation) -> Result<std::process::Output, EngineError> {
+        self.exec
+            .output(inv)
+            .map_err(|e| EngineError(format!("running {inv}: {e}")))
+    }
+
+    fn checked(&self, inv: &Invocation) -> Result<String, EngineError> {
+        let out = self.run(inv)?;
+        if !out.status.success() {
+            return Err(EngineError(format!(
+                "`{inv}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl HubEngine for RuntimeEngine {
+    fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        let inv = inspect_invocation(self.base(), &[id_or_name]);
+        let out = self.run(&inv)?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if no_such(&err) {
+                return Ok(None);
+            }
+            return Err(EngineError(format!("`{inv}` failed: {}", err.trim())));
+        }
+        let rows = parse_inspect(&String::from_utf8_lossy(&out.stdout)).map_err(EngineError)?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>, EngineError> {
+        let ids =
+            parse_ids(&self.checked(&ids_invocation(self.base(), labels))?).map_err(EngineError)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let inv = inspect_invocation(self.base(), &refs);
+        // One removed in between fails the call but the others are still printed.
+        let out = self.run(&inv)?;
+        let rows = parse_inspect(&String::from_utf8_lossy(&out.stdout)).map_err(EngineError)?;
+        if rows.is_empty() && !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !no_such(&err) {
+                return Err(EngineError(format!("`{inv}` failed: {}", err.trim())));
+            }
+        }
+        // The filter is the engine's word; the labels are checked again here.
+        Ok(rows
+            .into_iter()
+            .filter(|c| {
+                labels
+                    .iter()
+                    .all(|(k, v)| c.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect())
+    }
+
+    fn stop(&self, id: &str) -> Result<(), EngineError> {
+        self.checked(&stop_invocation(self.base(), id)).map(drop)
+    }
+
+    fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let inv = remove_invocation(self.base(), self.engine.kind, id);
+        let out = self.run(&inv)?;
+        if out.status.success() || no_such(&String::from_utf8_lossy(&out.stderr)) {
+            return Ok(());
+        }
+        Err(EngineError(format!(
+            "`{inv}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+
+    fn wait(&self, id: &str, limit: Duration) -> Result<bool, EngineError> {
+        let inv = wait_invocation(self.base(), id);
+        match self.exec.output_within(&inv, limit) {
+            Ok(None) => Ok(false),
+            Ok(Some(out)) if out.status.success() => Ok(true),
+            Ok(Some(out)) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                if no_such(&err) {
+                    Ok(true)
+                } else {
+                    Err(EngineError(format!("`{inv}` failed: {}", err.trim())))
+                }
+            }
+            Err(e) => Err(EngineError(format!("running {inv}: {e}"))),
+        }
+    }
+
+    fn spawn(&self, req: &HelperRequest) -> Result<String, EngineError> {
+        let Some(planner) = &self.planner else {
+            return Err(EngineError(
+                "this hub has no way to start helpers (no helper plan)".into(),
+            ));
+        };
+        let plan = complete(planner.plan(req).map_err(EngineError)?, req);
+        let env_file = crate::envfile::temporary(&plan.spec.env)
+            .map_err(|e| EngineError(format!("writing the env file: {e}")))?;
+        let args = plan
+            .spec
+            .to_args(self.engine.kind, plan.rootfs.as_deref(), &env_file);
+        let inv = self.base().args(args);
+        let stdout = self.checked(&inv)?;
+        drop(env_file);
+        let id = stdout.lines().last().unwrap_or("").trim().to_owned();
+        if !is_id(&id) {
+            return Err(EngineError(format!("`{inv}` printed no container id")));
+        }
+        Ok(id)
+    }
+
+    fn release(&self, number: u32) {
+        if let Some(p) = &self.planner {
+            p.release(number);
+        }
+    }
+}
+
+// ---- a planner from a template in the hub's config ----
+
+/// The in-box user of a helper, as the hub's config names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TemplateUser {
+    KeepId { pin: bool },
+    SplitMap { host_uid: u32, host_gid: u32 },
+    User { uid: u32, gid: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateMount {
+    pub src: PathBuf,
+    pub dst: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A helper run written out by whoever starts the hub (the host, never a box): every
+/// helper of the box runs this, with the hub's name, labels and socket directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelperTemplate {
+    pub image: String,
+    pub user: TemplateUser,
+    #[serde(default)]
+    pub rootfs: Option<PathBuf>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub mounts: Vec<TemplateMount>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// With a model asked for, the command gets `<model_flag> <model>` appended.
+    #[serde(default)]
+    pub model_flag: Option<String>,
+}
+
+impl HelperPlanner for HelperTemplate {
+    fn plan(&self, req: &HelperRequest) -> Result<HelperPlan, String> {
+        let user = match self.user {
+            TemplateUser::KeepId { pin } => UserMapping::KeepId { pin },
+            TemplateUser::SplitMap { host_uid, host_gid } => {
+                if self.rootfs.is_none() {
+                    return Err("a split user map needs the mounted image (rootfs)".into());
+                }
+                UserMapping::SplitMap { host_uid, host_gid }
+            }
+            TemplateUser::User { uid, gid } => UserMapping::User { uid, gid },
+        };
+        let mut command: Vec<std::ffi::OsString> = self.command.iter().map(Into::into).collect();
+        if let (Some(flag), Some(model)) = (&self.model_flag, &req.model) {
+            command.push(flag.into());
+            command.push(model.as_str().into());
+        }
+        Ok(HelperPlan {
+            spec: RunSpec {
+                name: String::new(),
+                image: self.image.clone(),
+                mode: RunMode::Detached,
+                user,
+                workdir: self
+                    .workdir
+                    .clone()
+                    .unwrap_or_else(|| "/home/agent/workspace".into()),
+                mounts: self
+                    .mounts
+                    .iter()
+                    .map(|m| Mount::Bind {
+                        src: m.src.clone(),
+                        dst: m.dst.clone(),
+                        read_only: m.read_only,
+                        relabel: false,
+                    })
+                    .collect(),
+                env: self.env.clone(),
+                labels: BTreeMap::new(),
+                entrypoint: self.entrypoint.clone(),
+                command,
+            },
+            rootfs: self.rootfs.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! An engine in memory: containers with labels, a record of every mutating call,
+    //! and a director whose exit the test decides.
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+
+    #[derive(Default)]
+    pub struct State {
+        pub containers: Vec<ContainerInfo>,
+        pub calls: Vec<String>,
+        pub next: u64,
+        pub fail_spawn: bool,
+        pub exited: bool,
+    }
+
+    #[derive(Default)]
+    pub struct FakeEngine {
+        pub state: Mutex<State>,
+        exited: Condvar,
+    }
+
+    impl FakeEngine {
+        /// Pids are our own, so clients in the test process pass the peer check.
+        pub fn add(&self, name: &str, running: bool, labels: &[(&str, &str)]) -> String {
+            let mut s = self.state.lock().unwrap();
+            s.next += 1;
+            let id = format!("{:064x}", s.next);
+            s.containers.push(ContainerInfo {
+                id: id.clone(),
+                name: name.into(),
+                running,
+                pid: if running {
+                    std::process::id() as i32
+                } else {
+                    0
+                },
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            });
+            id
+        }
+
+        pub fn calls(&self) -> Vec<String> {
+            self.state.lock().unwrap().calls.clone()
+        }
+
+        pub fn director_exits(&self) {
+            self.state.lock().unwrap().exited = true;
+            self.exited.notify_all();
+        }
+
+        pub fn set_pid(&self, name: &str, pid: i32) {
+            let mut s = self.state.lock().unwrap();
+            for c in s.containers.iter_mut().filter(|c| c.name == name) {
+                c.pid = pid;
+            }
+        }
+    }
+
+    impl HubEngine for FakeEngine {
+        fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerInfo>, EngineError> {
+            let s = self.state.lock().unwrap();
+            Ok(s.containers
+                .iter()
+                .find(|c| c.id == id_or_name || c.name == id_or_name)
+                .cloned())
+        }
+
+        fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>, EngineError> {
+            let s = self.state.lock().unwrap();
+            Ok(s.containers
+                .iter()
+                .filter(|c| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| c.labels.get(*k).map(String::as_str) == Some(*v))
+                })
+                .cloned()
+                .collect())
+        }
+
+        fn stop(&self, id: &str) -> Result<(), EngineError> {
+            let mut s = self.state.lock().unwrap();
+            s.calls.push(format!("stop {id}"));
+            let c = s.containers.iter_mut().find(|c| c.id == id);
+            let c = c.ok_or_else(|| EngineError(format!("no such container {id}")))?;
+            c.running = false;
+            c.pid = 0;
+            Ok(())
+        }
+
+        fn remove(&self, id: &str) -> Result<(), EngineError> {
+            let mut s = self.state.lock().unwrap();
+            s.calls.push(format!("rm {id}"));
+            s.containers.retain(|c| c.id != id);
+            Ok(())
+        }
+
+        fn wait(&self, _id: &str, limit: Duration) -> Result<bool, EngineError> {
+            let s = self.state.lock().unwrap();
+            let (s, _) = self
+                .exited
+                .wait_timeout_while(s, limit, |s| !s.exited)
+                .unwrap();
+            Ok(s.exited)
+        }
+
+        fn spawn(&self, req: &HelperRequest) -> Result<String, EngineError> {
+            if self.state.lock().unwrap().fail_spawn {
+                return Err(EngineError("the engine said no".into()));
+            }
+            let labels: Vec<(&str, &str)> = req
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let id = self.add(&req.name, true, &labels);
+            self.state
+                .lock()
+                .unwrap()
+                .calls
+                .push(format!("run {}", req.name));
+            Ok(id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn engine(kind: EngineKind) -> EngineInfo {
+        EngineInfo {
+            kind,
+            program: PathBuf::from(kind.name()),
+            rootless: false,
+            remote: false,
+        }
+    }
+
+    #[test]
+    fn invocations() {
+        let p = Invocation::new("podman");
+        assert_eq!(
+            ids_invocation(
+                p.clone(),
+                &[("io.kanibako.hash", "ab"), ("io.kanibako.role", "helper")]
+            )
+            .to_string(),
+            "podman ps -a -q --no-trunc --filter label=io.kanibako.hash=ab --filter label=io.kanibako.role=helper"
+        );
+        assert_eq!(
+            inspect_invocation(p.clone(), &["c1", "c2"]).to_string(),
+            "podman container inspect --format '{{.Id}}|{{.Name}}|{{.State.Running}}|{{.State.Pid}}|{{json .Config.Labels}}' c1 c2"
+        );
+        assert_eq!(
+            remove_invocation(p.clone(), EngineKind::Podman, "abc").to_string(),
+            "podman rm -f -t 0 abc"
+        );
+        assert_eq!(
+            remove_invocation(Invocation::new("docker"), EngineKind::Docker, "abc").to_string(),
+            "docker rm -f abc"
+        );
+        assert_eq!(
+            stop_invocation(p.clone(), "abc").to_string(),
+            "podman stop -t 3 abc"
+        );
+        assert_eq!(wait_invocation(p, "abc").to_string(), "podman wait abc");
+    }
+
+    #[test]
+    fn inspect_output_of_both_engines() {
+        let id = "a".repeat(64);
+        let podman =
+            format!("{id}|kanibako-app|true|4242|{{\"io.kanibako.hash\":\"h\",\"x\":\"a|b\"}}\n");
+        let rows = parse_inspect(&podman).unwrap();
+        assert_eq!(rows[0].name, "kanibako-app");
+        assert_eq!(rows[0].pid, 4242);
+        assert!(rows[0].running);
+        assert_eq!(rows[0].labels["x"], "a|b", "a bar in a label survives");
+        let docker = format!("{id}|/kanibako-app|false|0|null\n");
+        let rows = parse_inspect(&docker).unwrap();
+        assert_eq!(rows[0].name, "kanibako-app");
+        assert!(!rows[0].running && rows[0].labels.is_empty());
+        assert!(parse_inspect("junk\n").is_err());
+        assert!(parse_inspect("xyz|n|true|1|{}\n").is_err(), "not an id");
+        assert!(parse_inspect("").unwrap().is_empty());
+        assert_eq!(parse_ids(&format!("{id}\n\n")).unwrap(), vec![id.clone()]);
+        assert!(parse_ids("--name\n").is_err());
+    }
+
+    fn request() -> HelperRequest {
+        HelperRequest {
+            number: 2,
+            parent: 0,
+            depth: 3,
+            breadth: 4,
+            model: Model::parse("sonnet"),
+            name: "kanibako-app-helper-2".into(),
+            member_dir: PathBuf::from("/run/user/1/kanibako/b/ab/m/h2"),
+            labels: BTreeMap::from([("io.kanibako.role".into(), "helper".into())]),
+        }
+    }
+
+    fn template() -> HelperTemplate {
+        serde_json::from_value(serde_json::json!({
+            "image": "localhost/rig:1",
+            "user": {"kind": "user", "uid": 1000, "gid": 1000},
+            "mounts": [
+                {"src": "/d/home", "dst": "/home/agent"},
+                {"src": "/evil", "dst": "/run/kanibako"}
+            ],
+            "env": {"SECRET": "s3cret"},
+            "command": ["claude"],
+            "model_flag": "--model"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_hub_pins_name_labels_mode_and_socket_mount_over_any_plan() {
+        let req = request();
+        let plan = complete(template().plan(&req).unwrap(), &req);
+        let args: Vec<String> = plan
+            .spec
+            .to_args(EngineKind::Podman, None, Path::new("/tmp/e"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        assert!(
+            line.starts_with("run --pull=never -dt --init --user 1000:1000"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-v /run/user/1/kanibako/b/ab/m/h2:/run/kanibako:ro"),
+            "{line}"
+        );
+        assert!(!line.contains("/evil"), "{line}");
+        assert!(line.contains("--label io.kanibako.role=helper"), "{line}");
+        assert!(line.contains("--name kanibako-app-helper-2"), "{line}");
+        assert!(
+            line.ends_with("localhost/rig:1 claude --model sonnet"),
+            "{line}"
+        );
+        assert!(!line.contains("s3cret"), "env goes in the env file: {line}");
+        assert_eq!(plan.spec.env["KANIBAKO_HELPER"], "2");
+    }
+
+    #[test]
+    fn a_split_map_template_needs_its_rootfs() {
+        let mut t = template();
+        t.user = TemplateUser::SplitMap {
+            host_uid: 0,
+            host_gid: 0,
+        };
+        assert!(t.plan(&request()).is_err());
+        t.rootfs = Some("/m/merged".into());
+        let plan = complete(t.plan(&request()).unwrap(), &request());
+        let line: Vec<String> = plan
+            .spec
+            .to_args(EngineKind::Podman, plan.rootfs.as_deref(), Path::new("/e"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(line.join(" ").contains("--rootfs /m/merged:O"));
+    }
+
+    #[test]
+    fn runtime_engine_calls_and_answers() {
+        let id = "b".repeat(64);
+        let canned = Canned(vec![
+            (vec!["ps".into()], format!("{id}\n")),
+            (
+                vec!["container".into(), "inspect".into()],
+                format!(
+                    "{id}|x|true|7|{{\"io.kanibako.hash\":\"h\",\"io.kanibako.role\":\"helper\"}}\n"
+                ),
+            ),
+            (vec!["run".into()], format!("{id}\n")),
+        ]);
+        let e = RuntimeEngine::new(
+            engine(EngineKind::Podman),
+            Box::new(canned),
+            Some(Box::new(template())),
+        );
+        let rows = e
+            .labelled(&[("io.kanibako.hash", "h"), ("io.kanibako.role", "helper")])
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(
+            e.labelled(&[("io.kanibako.hash", "other")])
+                .unwrap()
+                .is_empty(),
+            "labels are checked again"
+        );
+        assert_eq!(e.spawn(&request()).unwrap(), id);
+        e.remove(&id).unwrap();
+    }
+
+    /// Canned answers by argument prefix, safe to share across threads.
+    struct Canned(Vec<(Vec<String>, String)>);
+    impl Executor for Canned {
+        fn output(&self, inv: &Invocation) -> std::io::Result<std::process::Output> {
+            use std::os::unix::process::ExitStatusExt;
+            let args: Vec<String> = inv
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let stdout = self
+                .0
+                .iter()
+                .find(|(p, _)| args.starts_with(p))
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            Ok(std::process::Output {
+                status: std::process::ExitStatus::from_raw(0),
+                stdout: stdout.into_bytes(),
+                stderr: Vec::new(),
+            })
+        }
+        fn status(&self, inv: &Invocation) -> std::io::Result<std::process::ExitStatus> {
+            self.output(inv).map(|o| o.status)
+        }
+    }
+}
