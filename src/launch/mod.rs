@@ -6,6 +6,8 @@
 //! prepare the home ([`prep`]) and run. Nothing on the way asks the engine more than it
 //! must: no `podman info`, no image pre-checks (a missing image is learnt from the run).
 
+#[cfg(test)]
+mod argv;
 pub mod auth;
 pub mod persistent;
 pub mod plan;
