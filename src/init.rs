@@ -13,6 +13,7 @@ use serde_yaml::{Mapping, Value};
 use crate::document::Document;
 use crate::envfile;
 use crate::fsutil;
+use crate::output;
 use crate::paths::{Bases, Paths, SYSTEM_PATH_DEFAULTS};
 
 /// Leaves written into a new `kanibako.yaml`, as documentation of the tier. (`share_ro`
@@ -94,7 +95,11 @@ pub fn migrate_legacy_config(bases: &Bases) -> Result<()> {
     fs::create_dir_all(&bases.config_home)?;
     fs::rename(&old, &new)
         .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
-    eprintln!("Migrated config: {} → {}", old.display(), new.display());
+    output::say(format_args!(
+        "Migrated config: {} → {}",
+        old.display(),
+        new.display()
+    ));
     if let Some(dir) = old.parent() {
         // Only removed when empty; anything else the user keeps there stays.
         let _ = fs::remove_dir(dir);
@@ -109,16 +114,20 @@ pub fn migrate_legacy_data(paths: &Paths) -> Result<()> {
     if old_env.is_file() && !new_env.exists() {
         fs::create_dir_all(&paths.data)?;
         fs::rename(&old_env, &new_env)?;
-        eprintln!("Migrated: {} → {}", old_env.display(), new_env.display());
+        output::say(format_args!(
+            "Migrated: {} → {}",
+            old_env.display(),
+            new_env.display()
+        ));
     }
     let old_boxes = paths.data.join("settings");
     if old_boxes.is_dir() && !paths.boxes.exists() {
         match fs::rename(&old_boxes, &paths.boxes) {
-            Ok(()) => eprintln!(
+            Ok(()) => output::say(format_args!(
                 "Migrated: {} → {}",
                 old_boxes.display(),
                 paths.boxes.display()
-            ),
+            )),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e).context("moving the legacy settings directory"),
         }

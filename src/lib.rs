@@ -57,6 +57,7 @@ pub mod host;
 pub mod init;
 pub mod launch;
 pub mod logging;
+pub mod output;
 pub mod paths;
 pub mod process;
 pub mod prompt;
@@ -87,7 +88,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let host = match HostEnv::capture() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("Error: cannot read the current directory: {e}");
+            output::error(&[format!("Error: cannot read the current directory: {e}")]);
             return ExitCode::FAILURE;
         }
     };
@@ -97,9 +98,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            for line in error::report(&err) {
-                eprintln!("{line}");
-            }
+            output::error(&error::report(&err));
             ExitCode::FAILURE
         }
     }

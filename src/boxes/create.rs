@@ -18,6 +18,7 @@ use super::resolve::{self, normalize};
 use super::{BoxIdentity, BoxName, Mode, ProjectSettings};
 use crate::document::Document;
 use crate::fsutil;
+use crate::output;
 use crate::paths::Paths;
 
 /// What `create` was asked for.
@@ -363,10 +364,10 @@ fn create_standalone(
 fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
     let file = dir.join(".gitignore");
     if fsutil::is_symlink(&file) {
-        eprintln!(
-            "Warning: {} is a symbolic link; not adding .kanibako/ to it",
+        output::warn(format_args!(
+            "{} is a symbolic link; not adding .kanibako/ to it",
             file.display()
-        );
+        ));
         return Ok(());
     }
     let mut text = match fs::read_to_string(&file) {
@@ -390,12 +391,12 @@ fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
 
 /// The one-time-setup lines a new box prints (on stderr: they are chatter, not data).
 pub fn announce(b: &BoxIdentity) {
-    eprintln!(
+    output::say(format_args!(
         "[One Time Setup] Initializing kanibako in {}... done.",
         b.workspace.display()
-    );
+    ));
     if let Some(n) = &b.name {
-        eprintln!("Project name: {n}");
+        output::say(format_args!("Project name: {n}"));
     }
 }
 

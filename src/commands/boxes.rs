@@ -16,6 +16,7 @@ use crate::boxes::{BoxIdentity, BoxName, Mode};
 use crate::cli::{CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 use crate::context::Context;
 use crate::error::{Exit, UserError};
+use crate::output;
 use crate::prompt;
 use crate::runtime::EngineKind;
 
@@ -33,7 +34,9 @@ pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     if fresh {
         create::announce(&b);
     } else if let Some(n) = &b.name {
-        eprintln!("Project name: {n} (re-registered; its earlier home was kept)");
+        output::say(format_args!(
+            "Project name: {n} (re-registered; its earlier home was kept)"
+        ));
     }
     println!(
         "Created {} project in {}",
@@ -48,7 +51,7 @@ fn activity(cx: &Context) -> Option<Activity> {
     match cx.runtime().and_then(|rt| rt.containers()) {
         Ok(list) => Some(Activity::new(list)),
         Err(e) => {
-            eprintln!("note: box activity unknown: {e}");
+            output::note(format_args!("box activity unknown: {e}"));
             None
         }
     }

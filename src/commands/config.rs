@@ -16,6 +16,7 @@ use crate::context::Context;
 use crate::document::Document;
 use crate::envfile;
 use crate::error::{Exit, UserError};
+use crate::output;
 use crate::paths::{Bases, Paths};
 use crate::prompt;
 use crate::settings::keys::{self, KeyError, KeyRef, Kind, Level};
@@ -161,7 +162,7 @@ fn get(s: &Scope, key: &str, show_origin: bool) -> Result<Exit> {
             r.origin.map_or_else(String::new, |o| o.to_string())
         ),
         Some(v) => println!("{v}"),
-        None => eprintln!("(not set)"),
+        None => output::say("(not set)"),
     }
     Ok(Exit::Success)
 }

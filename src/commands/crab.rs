@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::document::Document;
 use crate::error::{Exit, UserError};
 use crate::launch::auth::{self, Status};
+use crate::output;
 use crate::process::Invocation;
 
 pub fn dispatch(cx: &Context, command: Option<CrabCommand>) -> Result<Exit> {
@@ -242,23 +243,25 @@ fn configured_agent(cx: &Context) -> Result<Option<AgentOnHost>> {
 fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
     let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
     let Some((agent, install)) = configured_agent(cx)? else {
-        eprintln!("No agent target configured.");
+        output::say("No agent target configured.");
         return Ok(Exit::Code(1));
     };
     let name = agent.display_name();
     let Some(spec) = agent.credentials() else {
-        eprintln!("{name}: this agent has no login to check.");
+        output::say(format_args!("{name}: this agent has no login to check."));
         return Ok(Exit::Success);
     };
     if !auth::shares_login(cx, &b) {
         let own = b.shell.join(spec.dir).join(spec.file);
         return Ok(if own.is_file() {
-            eprintln!("{name}: distinct auth (project credentials exist).");
+            output::say(format_args!(
+                "{name}: distinct auth (project credentials exist)."
+            ));
             Exit::Success
         } else {
-            eprintln!(
+            output::say(format_args!(
                 "{name}: distinct auth -- no credentials found. Launch the container to authenticate."
-            );
+            ));
             Exit::Code(1)
         });
     }
@@ -275,11 +278,11 @@ fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
     match auth::check(cx, agent.as_ref(), &install) {
         Ok(()) => {
             auth::refresh(cx, &b);
-            eprintln!("{name}: authenticated.");
+            output::say(format_args!("{name}: authenticated."));
             Ok(Exit::Success)
         }
         Err(e) => {
-            eprintln!("{name}: authentication failed.");
+            output::say(format_args!("{name}: authentication failed."));
             Err(e)
         }
     }

@@ -11,6 +11,7 @@ use crate::cli::rig::{
 };
 use crate::context::Context;
 use crate::error::{Exit, UserError};
+use crate::output;
 use crate::prompt;
 use crate::rig::registry::{Record, Rigs};
 use crate::rig::{self, Kind, bootstrap, ops, template};
@@ -96,7 +97,10 @@ pub fn build(cx: &Context, rt: &Runtime<'_>, name: &str) -> Result<i32> {
         r.image
     };
     let image = rig::template_image(name);
-    eprintln!("Building rig '{name}' ({}) on {base}...", t.description());
+    output::say(format_args!(
+        "Building rig '{name}' ({}) on {base}...",
+        t.description()
+    ));
     ops::build_template(rt, &t, &image, &base)
 }
 
@@ -114,7 +118,7 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
     let local = match cx.runtime() {
         Ok(rt) => Some(local_images(&rt)?),
         Err(e) => {
-            eprintln!("note: rig status unknown: {e}");
+            output::note(format_args!("rig status unknown: {e}"));
             None
         }
     };
@@ -267,7 +271,7 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         );
         return Ok(Exit::Success);
     }
-    eprintln!("Collecting this host's programs and their libraries...");
+    output::say("Collecting this host's programs and their libraries...");
     let plan = bootstrap::plan(&cx.host, cx.exec.as_ref(), &a.name)?;
     let dir = tempfile::Builder::new()
         .prefix("kanibako-bootstrap-")
@@ -278,18 +282,18 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         .context("making a work directory")?;
     let tar = dir.path().join("rootfs.tar");
     let bytes = bootstrap::write_tar(&plan, &tar)?;
-    eprintln!(
+    output::say(format_args!(
         "Importing {} files ({:.1} MB) as {image}...",
         plan.items.len(),
         bytes as f64 / 1e6
-    );
+    ));
     let mut inv = rt.invocation().arg("import");
     for c in bootstrap::changes(&a.name) {
         inv = inv.arg("--change").arg(c);
     }
     let inv = inv.arg(&tar).arg(&image);
     rt.query(&inv)?;
-    eprintln!("Checking it runs...");
+    output::say("Checking it runs...");
     let check = rt
         .invocation()
         .args([
@@ -386,7 +390,7 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
             Kind::Template => {
                 let code = build(cx, &rt, name)?;
                 if code != 0 {
-                    eprintln!("Build failed with exit code {code}");
+                    output::say(format_args!("Build failed with exit code {code}"));
                 }
                 code == 0
             }
@@ -398,7 +402,7 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
                 .into());
             }
             Kind::Prefab => {
-                eprintln!("Pulling {}...", r.image);
+                output::say(format_args!("Pulling {}...", r.image));
                 ops::pull(&rt, &r.image)
             }
         };
@@ -569,10 +573,10 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
     let _ = rt
         .exec
         .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
-    eprintln!(
+    output::say(format_args!(
         "Starting a shell in {}; what you change is saved as rig '{}' when it exits.",
         base.image, a.name
-    );
+    ));
     let run = rt
         .invocation()
         .args([

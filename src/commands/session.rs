@@ -11,6 +11,7 @@ use crate::context::Context;
 use crate::error::Exit;
 use crate::launch::persistent;
 use crate::launch::{self, Launch, Session};
+use crate::output;
 use crate::prompt;
 use crate::runtime::containers::ContainerSummary;
 use crate::runtime::{Runtime, labels};
@@ -112,7 +113,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
             if stop_one(cx, &rt, c) {
                 println!("Stopped {}", c.name);
             } else {
-                eprintln!("Failed to stop {}", c.name);
+                output::say(format_args!("Failed to stop {}", c.name));
             }
         } else if persistent::remove(cx, &rt, &c.name, rootfs(c)) {
             println!("Removed stopped container: {}", c.name);
@@ -167,7 +168,7 @@ fn stop_all(
             println!("Stopped {}", c.name);
             stopped += 1;
         } else {
-            eprintln!("Failed to stop {}", c.name);
+            output::say(format_args!("Failed to stop {}", c.name));
         }
     }
     for b in &boxes {

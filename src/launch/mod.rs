@@ -33,6 +33,7 @@ use crate::document::Document;
 use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
+use crate::output;
 use crate::process::{Executor as _, exit_code};
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineKind, Runtime, Version, labels};
@@ -217,13 +218,11 @@ fn user_mapping(cx: &Context, rt: &Runtime<'_>) -> Result<UserMapping> {
         },
         _ if uid == 0 || rt.engine.remote => {
             if uid == 0 && !rt.engine.remote {
-                eprintln!(
-                    "Warning: {} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
+                output::warn(format_args!(
+                    "{} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
                     rt.engine.kind.name()
-                );
-                eprintln!(
-                    "hint: run kanibako as your own user (in the docker group), or use podman"
-                );
+                ));
+                output::hint("run kanibako as your own user (in the docker group), or use podman");
             }
             UserMapping::User {
                 uid: BOX_UID,
@@ -301,7 +300,9 @@ fn tweakcc_binary(
         Ok(Some(c)) => c,
         Ok(None) => return None,
         Err(e) => {
-            eprintln!("Warning: tweakcc patching failed, using unpatched binary: {e}");
+            output::warn(format_args!(
+                "tweakcc patching failed, using unpatched binary: {e}"
+            ));
             return None;
         }
     };
@@ -312,7 +313,9 @@ fn tweakcc_binary(
     match crate::tweakcc::patched(rt, &cache, image, &install.binary, &config) {
         Ok(held) => Some(held),
         Err(e) => {
-            eprintln!("Warning: tweakcc patching failed, using unpatched binary: {e}");
+            output::warn(format_args!(
+                "tweakcc patching failed, using unpatched binary: {e}"
+            ));
             None
         }
     }
@@ -430,8 +433,8 @@ fn image_store(rt: &Runtime<'_>, state: &Path, dry_run: bool) -> Option<(PathBuf
         EngineKind::Docker => None,
     };
     let Some(graph) = graph else {
-        eprintln!(
-            "Warning: --share-images enabled but host image storage could not be detected. Continuing without image sharing."
+        output::warn(
+            "--share-images enabled but host image storage could not be detected. Continuing without image sharing.",
         );
         return None;
     };
@@ -445,10 +448,10 @@ fn image_store(rt: &Runtime<'_>, state: &Path, dry_run: bool) -> Option<(PathBuf
             fsutil::MODE_CONFIG,
         )
     {
-        eprintln!(
-            "Warning: cannot write {}: {e}; continuing without image sharing.",
+        output::warn(format_args!(
+            "cannot write {}: {e}; continuing without image sharing.",
             conf.display()
-        );
+        ));
         return None;
     }
     Some((graph, conf))
@@ -461,7 +464,7 @@ fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
     let file = fresh::cache_file(&cx.paths.cache);
     let (note, due) = fresh::look(&file, image);
     if let Some(note) = note {
-        eprintln!("{note}");
+        output::say(note);
     }
     if !due {
         return;
@@ -496,7 +499,7 @@ fn obtain(rt: &Runtime<'_>, image: &str) -> Result<()> {
         || image.starts_with("kanibako-rig-")
         || image.starts_with("kanibako-template-");
     if !local_only {
-        eprintln!("Rig not found locally. Pulling {image}...");
+        output::say(format_args!("Rig not found locally. Pulling {image}..."));
         if crate::rig::ops::pull(rt, image) {
             return Ok(());
         }
@@ -621,11 +624,11 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         if !l.dry_run {
             ensure_crab_file(cx, a.as_ref())?;
         }
-        eprintln!(
+        output::say(format_args!(
             "Using host {}: {}",
             a.display_name(),
             install.binary.display()
-        );
+        ));
     }
     // The levels already read, with the crab's added: nothing is read twice.
     let levels = cx.add_crab(pre, crab_id)?;
@@ -660,7 +663,10 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     };
     // A template that is not built yet is built now, its output on the terminal.
     if image.kind == crate::rig::Kind::Template && !image.present && !l.dry_run {
-        eprintln!("Rig '{}' isn't prepped — building...", image.name);
+        output::say(format_args!(
+            "Rig '{}' isn't prepped — building...",
+            image.name
+        ));
         let code = crate::commands::rig::build(cx, &rt, &image.name)?;
         if code != 0 {
             return Err(UserError::new(format!(
@@ -781,9 +787,9 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         if persistent {
             drop(lock);
             if let Some(ignored) = reattach_ignores(&l) {
-                eprintln!(
-                    "Warning: the session is already running; {ignored} apply to a new session only (`kanibako stop` first)"
-                );
+                output::warn(format_args!(
+                    "the session is already running; {ignored} apply to a new session only (`kanibako stop` first)"
+                ));
             }
             return persistent::reattach(cx, &rt, b, rootfs.as_deref(), l.dry_run);
         }
@@ -839,7 +845,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             (None, true) => match image_env(&rt, &image) {
                 Ok(env) => env,
                 Err(e) if l.dry_run => {
-                    eprintln!("note: {e:#}; the run would fail");
+                    output::note(format_args!("{e:#}; the run would fail"));
                     BTreeMap::new()
                 }
                 Err(e) => return Err(e),
@@ -874,12 +880,15 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
                 continue;
             }
             if crate::fsutil::is_symlink(dir) || dir.is_dir() {
-                eprintln!(
-                    "Warning: {} is (or lies behind) a symbolic link; not mounted",
+                output::warn(format_args!(
+                    "{} is (or lies behind) a symbolic link; not mounted",
                     dir.display()
-                );
+                ));
             } else if !chosen.new {
-                eprintln!("Warning: mount source does not exist: {}", dir.display());
+                output::warn(format_args!(
+                    "mount source does not exist: {}",
+                    dir.display()
+                ));
             }
         }
     }
@@ -910,7 +919,10 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             .into_iter()
             .filter(|m| match m {
                 Mount::Bind { src, .. } if !src.exists() => {
-                    eprintln!("Warning: mount source does not exist: {}", src.display());
+                    output::warn(format_args!(
+                        "mount source does not exist: {}",
+                        src.display()
+                    ));
                     false
                 }
                 _ => true,
@@ -949,7 +961,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             b.mode != Mode::Standalone,
         );
         for w in warnings {
-            eprintln!("Warning: {}", w.replacen("seed ", "share ", 1));
+            output::warn(format_args!("{}", w.replacen("seed ", "share ", 1)));
         }
         for s in found {
             if !read_only && !s.host.exists() && !l.dry_run {
@@ -958,7 +970,10 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             if s.host.exists() {
                 shares.push((s.host, s.guest_rel, read_only));
             } else {
-                eprintln!("Warning: mount source does not exist: {}", s.host.display());
+                output::warn(format_args!(
+                    "mount source does not exist: {}",
+                    s.host.display()
+                ));
             }
         }
     }
@@ -1135,10 +1150,10 @@ fn after_run(
             .args(["container", "inspect"])
             .arg(&spec.name);
         if rt.exec.output(&inv).is_ok_and(|o| o.status.success()) {
-            eprintln!(
-                "hint: a container named {} already exists (started outside this kanibako?); `kanibako stop` removes it",
+            output::hint(format_args!(
+                "a container named {} already exists (started outside this kanibako?); `kanibako stop` removes it",
                 spec.name
-            );
+            ));
             return Ok(());
         }
     }
@@ -1149,10 +1164,10 @@ fn after_run(
         Session::Shell { command }
             if code == 127 && l.entrypoint.is_none() && !command.is_empty() =>
         {
-            eprintln!(
-                "hint: `{}` was not found in the box; arguments after -- are one command and its arguments, to run a shell line use: kanibako shell -- sh -c '…'",
+            output::hint(format_args!(
+                "`{}` was not found in the box; arguments after -- are one command and its arguments, to run a shell line use: kanibako shell -- sh -c '…'",
                 command[0].to_string_lossy()
-            );
+            ));
         }
         Session::Start { flags, .. }
             if code != 0
@@ -1161,8 +1176,8 @@ fn after_run(
                 && spec.entrypoint.is_some()
                 && l.entrypoint.is_none() =>
         {
-            eprintln!(
-                "hint: if the agent exited because there was no conversation to continue, use 'kanibako start -N' to start fresh."
+            output::hint(
+                "if the agent exited because there was no conversation to continue, use 'kanibako start -N' to start fresh.",
             );
         }
         _ => {}
@@ -1273,7 +1288,7 @@ fn prepare_home(
             b.mode != Mode::Standalone,
         );
         for w in warnings {
-            eprintln!("Warning: {w}");
+            output::warn(format_args!("{w}"));
         }
         seeds::apply(&home, &seeds)?;
     }
@@ -1293,7 +1308,7 @@ fn prepare_home(
     prep::mount_stubs(&home, &stubs)?;
     // Shared with every box: what is wrong there is theirs to fix, not a reason to stop.
     if let Err(e) = prep::comms(&cx.paths.comms, b.name.as_ref().map(BoxName::as_str)) {
-        eprintln!("Warning: {}: {e}", cx.paths.comms.display());
+        output::warn(format_args!("{}: {e}", cx.paths.comms.display()));
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use crate::context::Context;
 use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::FileLock;
+use crate::output;
 use crate::process::{Invocation, exit_code};
 use crate::runtime::Runtime;
 use crate::runtime::spec::RunSpec;
@@ -162,9 +163,9 @@ fn attach(rt: &Runtime<'_>, name: &str, tty: bool) -> Result<Option<i32>> {
             return Ok(None);
         }
         if attempt < ATTACH_TRIES {
-            eprintln!(
-                "Warning: container not ready for exec (attempt {attempt}/{ATTACH_TRIES}), retrying..."
-            );
+            output::warn(format_args!(
+                "container not ready for exec (attempt {attempt}/{ATTACH_TRIES}), retrying..."
+            ));
             sleep(ATTACH_PAUSE);
         } else {
             return Ok(Some(code));
@@ -175,12 +176,12 @@ fn attach(rt: &Runtime<'_>, name: &str, tty: bool) -> Result<Option<i32>> {
 
 /// Without a terminal there is nothing to attach: say where the session is instead.
 fn background_note(b: &BoxIdentity, name: &str) {
-    eprintln!(
+    output::say(format_args!(
         "Box {} runs in the background ({name}); attach from a terminal with `kanibako start {}`, end it with `kanibako stop {}`.",
         b.display_name(),
         b.display_name(),
         b.display_name()
-    );
+    ));
 }
 
 /// `start` on a box whose session is running: attach to it.
@@ -252,7 +253,7 @@ pub(super) fn launch(
             .with_context(|| format!("running {}", rt.engine.program.display()))?;
         drop(env_file);
         if !out.status.success() {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            output::relay(&String::from_utf8_lossy(&out.stderr));
             return Ok(Exit::Code(u8::try_from(exit_code(out.status)).unwrap_or(1)));
         }
         if let Some(m) = rootfs {
@@ -296,7 +297,7 @@ pub(super) fn launch(
         remove(cx, rt, &spec.name, split.then_some(image));
         let _ = std::fs::remove_file(b.container_marker());
         if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
-            eprintln!("Restarting with a new session.");
+            output::say("Restarting with a new session.");
             retried = true;
             spec = replan(true)?;
             // The same claim as the first start: the lock's record and the marker that
@@ -315,7 +316,7 @@ pub(super) fn launch(
             Some(code) => Ok(Exit::Code(u8::try_from(code).unwrap_or(1))),
             None => {
                 if !logs.trim().is_empty() {
-                    eprintln!("{}", logs.trim_end());
+                    output::say(logs.trim_end());
                 }
                 Err(UserError::new("Container exited before session could attach.")
                     .hint("check the output above, or run the box with --ephemeral to see it directly")

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::{self, SharedHold};
+use crate::output;
 use crate::runtime::Runtime;
 
 /// How much patched binaries may take together (an agent binary is ~200 MB).
@@ -213,7 +214,7 @@ pub fn patched(
     if let Some(held) = cache.get(&key) {
         return Ok(held);
     }
-    eprintln!("Patching the agent with tweakcc (once for this version and config)...");
+    output::say("Patching the agent with tweakcc (once for this version and config)...");
     let config_file = cache.dir.join(format!(".config-{key}.json"));
     let mut pretty = serde_json::to_string_pretty(config).expect("serialises");
     pretty.push('\n');
