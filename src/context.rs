@@ -5,6 +5,7 @@
 //! `system.path` resolution, lazy first-run initialisation, base directories.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use serde_yaml::Value;
@@ -24,7 +25,7 @@ pub struct Context {
     pub paths: Paths,
     /// `$CFG/kanibako.yaml`.
     pub config: Document,
-    pub exec: Box<dyn Executor>,
+    pub exec: Arc<dyn Executor>,
 }
 
 /// `system.path.<leaf>` string values from the global config. Nested tables (such as
@@ -39,7 +40,7 @@ fn system_path_values(config: &Document) -> Result<BTreeMap<String, String>> {
 }
 
 impl Context {
-    pub fn load(host: HostEnv, exec: Box<dyn Executor>) -> Result<Self> {
+    pub fn load(host: HostEnv, exec: Arc<dyn Executor>) -> Result<Self> {
         let bases = Bases::from_host(&host)?;
         init::migrate_legacy_config(&bases)?;
         let config_file = bases.config_file();
@@ -121,8 +122,8 @@ impl Context {
 
     /// The container engine. Detection is a `PATH` lookup, so it is done where needed
     /// rather than up front for commands that never touch the engine.
-    pub fn runtime(&self) -> Result<Runtime<'_>, RuntimeError> {
+    pub fn runtime(&self) -> Result<Runtime, RuntimeError> {
         let engine = runtime::detect(&self.host, self.exec.as_ref())?;
-        Ok(Runtime::new(engine, self.exec.as_ref()))
+        Ok(Runtime::new(engine, self.exec.clone()))
     }
 }

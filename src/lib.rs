@@ -93,7 +93,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     logging::init(&host, cli.verbose);
-    let result = Context::load(host, Box::new(SystemExecutor))
+    let result = Context::load(host, std::sync::Arc::new(SystemExecutor))
         .and_then(|cx| commands::dispatch(&cx, cli.command));
     match result {
         Ok(exit) => exit.into(),

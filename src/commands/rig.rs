@@ -38,7 +38,7 @@ pub fn rigs_file(cx: &Context) -> std::path::PathBuf {
 }
 
 /// Every local image reference, in the spellings a user may give it.
-fn local_images(rt: &Runtime<'_>) -> Result<BTreeSet<String>> {
+fn local_images(rt: &Runtime) -> Result<BTreeSet<String>> {
     let inv = rt
         .invocation()
         .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
@@ -79,7 +79,7 @@ pub fn templates(cx: &Context) -> Vec<String> {
 }
 
 /// Build the template `name` into its image, on the configured base rig.
-pub fn build(cx: &Context, rt: &Runtime<'_>, name: &str) -> Result<i32> {
+pub fn build(cx: &Context, rt: &Runtime, name: &str) -> Result<i32> {
     let t = template::discover(&user_dir(cx))
         .into_iter()
         .find(|t| t.name == name)

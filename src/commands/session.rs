@@ -84,7 +84,7 @@ fn rootfs(c: &ContainerSummary) -> Option<&str> {
     c.labels.get(labels::ROOTFS).map(String::as_str)
 }
 
-fn stop_one(cx: &Context, rt: &Runtime<'_>, c: &ContainerSummary) -> bool {
+fn stop_one(cx: &Context, rt: &Runtime, c: &ContainerSummary) -> bool {
     // With --init the agent gets SIGTERM at once; 10 s is only the backstop.
     let inv = rt.invocation().args(["stop", "-t", "10"]).arg(&c.name);
     let stopped = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
@@ -123,12 +123,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn stop_all(
-    cx: &Context,
-    rt: &Runtime<'_>,
-    list: &[ContainerSummary],
-    force: bool,
-) -> Result<Exit> {
+fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) -> Result<Exit> {
     // Ours by label, plus the Python tool's by the exact name of a registered box: never
     // a container that merely has `kanibako-` somewhere in its name.
     let registry = Registry::load(&cx.paths.names_file())?;

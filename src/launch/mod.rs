@@ -34,7 +34,7 @@ use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
 use crate::output;
-use crate::process::{Executor as _, exit_code};
+use crate::process::exit_code;
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineKind, Runtime, Version, labels};
 use crate::settings::keys::Level;
@@ -156,7 +156,7 @@ enum Existing {
     },
 }
 
-fn existing(rt: &Runtime<'_>, b: &BoxIdentity) -> Result<Existing> {
+fn existing(rt: &Runtime, b: &BoxIdentity) -> Result<Existing> {
     let format = format!(
         "{{{{.State.Running}}}}|{{{{index .Config.Labels \"{}\"}}}}|{{{{index .Config.Labels \"{}\"}}}}",
         labels::HASH,
@@ -203,7 +203,7 @@ fn existing(rt: &Runtime<'_>, b: &BoxIdentity) -> Result<Existing> {
 }
 
 /// The in-box user for this engine and invoking user (see [`UserMapping`]).
-fn user_mapping(cx: &Context, rt: &Runtime<'_>) -> Result<UserMapping> {
+fn user_mapping(cx: &Context, rt: &Runtime) -> Result<UserMapping> {
     let uid = cx.host.uid;
     Ok(match rt.engine.kind {
         EngineKind::Podman if rt.engine.rootless => UserMapping::KeepId {
@@ -290,7 +290,7 @@ fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
 /// is a warning and the unpatched binary runs.
 fn tweakcc_binary(
     cx: &Context,
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     levels: &Stack,
     install: &Install,
     image: &str,
@@ -373,13 +373,13 @@ fn check_mount_paths(spec: &RunSpec) -> Result<()> {
 
 /// An image mounted for [`UserMapping::SplitMap`], unmounted when dropped.
 struct MountedImage<'a> {
-    rt: &'a Runtime<'a>,
+    rt: &'a Runtime,
     image: String,
     dir: PathBuf,
 }
 
 impl<'a> MountedImage<'a> {
-    fn mount(rt: &'a Runtime<'a>, image: &str) -> Result<Self> {
+    fn mount(rt: &'a Runtime, image: &str) -> Result<Self> {
         let inv = rt.invocation().args(["image", "mount"]).arg(image);
         let dir = rt.query(&inv).map_err(|_| missing_rig(rt, image))?;
         Ok(Self {
@@ -411,7 +411,7 @@ impl Drop for MountedImage<'_> {
     }
 }
 
-fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
+fn missing_rig(rt: &Runtime, image: &str) -> UserError {
     UserError::new(format!("rig '{image}' is not available locally")).hint(format!(
         "pull it (`{} pull {image}`), or build one from this host's programs: kanibako rig bootstrap",
         rt.engine.kind.name()
@@ -420,7 +420,7 @@ fn missing_rig(rt: &Runtime<'_>, image: &str) -> UserError {
 
 /// The host's image store for `--share-images`, with the storage.conf written for the
 /// box; `None` (and a warning) where there is none to share.
-fn image_store(rt: &Runtime<'_>, state: &Path, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
+fn image_store(rt: &Runtime, state: &Path, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
     let graph = match rt.engine.kind {
         EngineKind::Podman => rt
             .query(
@@ -459,7 +459,7 @@ fn image_store(rt: &Runtime<'_>, state: &Path, dry_run: bool) -> Option<(PathBuf
 
 /// Say what the last freshness check of `image` found, and start today's if due — on
 /// a thread of its own, so no launch ever waits on a registry.
-fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
+fn freshness(cx: &Context, rt: &Runtime, image: &str) {
     use crate::rig::fresh;
     let file = fresh::cache_file(&cx.paths.cache);
     let (note, due) = fresh::look(&file, image);
@@ -475,8 +475,9 @@ fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
         .args(["image", "inspect", "--format", "{{index .RepoDigests 0}}"])
         .arg(image);
     let image = image.to_owned();
+    let exec = rt.exec.clone();
     std::thread::spawn(move || {
-        let local = crate::process::SystemExecutor
+        let local = exec
             .output(&digest)
             .ok()
             .filter(|o| o.status.success())
@@ -492,7 +493,7 @@ fn freshness(cx: &Context, rt: &Runtime<'_>, image: &str) {
 
 /// Pull a rig that is not local (the engine's progress on the terminal); if that fails,
 /// say so in one line and point at a rig made from this host.
-fn obtain(rt: &Runtime<'_>, image: &str) -> Result<()> {
+fn obtain(rt: &Runtime, image: &str) -> Result<()> {
     // `localhost/…` and kanibako's own images exist only where they were made: asking a
     // registry for them would only add seconds to the failure.
     let local_only = image.starts_with("localhost/")
@@ -517,7 +518,7 @@ fn obtain(rt: &Runtime<'_>, image: &str) -> Result<()> {
 /// [`image_env`], remembered per mounted image directory (whose path changes whenever
 /// the image does), so a launch asks the engine only once per rig version.
 fn image_env_cached(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     image: &str,
     mounted: &Path,
     cache: &Path,
@@ -535,7 +536,7 @@ fn image_env_cached(
 
 /// The image's own `Env` (PATH, LANG …): a `--rootfs` run does not read the image
 /// config, so kanibako passes it on.
-fn image_env(rt: &Runtime<'_>, image: &str) -> Result<BTreeMap<String, String>> {
+fn image_env(rt: &Runtime, image: &str) -> Result<BTreeMap<String, String>> {
     let inv = rt
         .invocation()
         .args(["image", "inspect", "--format", "{{json .Config.Env}}"])
@@ -1134,7 +1135,7 @@ fn session_lock(b: &BoxIdentity) -> Result<FileLock> {
 /// `Err` when the run failed because the rig is missing: that is our error (exit 1),
 /// not the engine's status.
 fn after_run(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     l: &Launch,
     spec: &RunSpec,
     image: &str,
@@ -1186,7 +1187,7 @@ fn after_run(
 }
 
 fn dry_run(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     spec: &RunSpec,
     image: &str,
     leftover: bool,
@@ -1219,7 +1220,7 @@ fn dry_run(
 
 fn exec_into(
     cx: &Context,
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     b: &BoxIdentity,
     env: &BTreeMap<String, String>,
     command: Vec<OsString>,

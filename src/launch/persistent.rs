@@ -59,7 +59,7 @@ fn clear_agent_exit(b: &BoxIdentity) {
     }
 }
 
-pub fn attach_invocation(rt: &Runtime<'_>, name: &str, tty: bool) -> Invocation {
+pub fn attach_invocation(rt: &Runtime, name: &str, tty: bool) -> Invocation {
     rt.invocation()
         .arg("exec")
         .arg(if tty { "-it" } else { "-i" })
@@ -67,7 +67,7 @@ pub fn attach_invocation(rt: &Runtime<'_>, name: &str, tty: bool) -> Invocation 
         .args(["tmux", "attach", "-t", TMUX_SESSION])
 }
 
-pub fn is_running(rt: &Runtime<'_>, name: &str) -> bool {
+pub fn is_running(rt: &Runtime, name: &str) -> bool {
     let inv = rt
         .invocation()
         .args(["container", "inspect", "--format", "{{.State.Running}}"])
@@ -75,7 +75,7 @@ pub fn is_running(rt: &Runtime<'_>, name: &str) -> bool {
     rt.query(&inv).is_ok_and(|o| o.trim() == "true")
 }
 
-fn logs_tail(rt: &Runtime<'_>, name: &str) -> String {
+fn logs_tail(rt: &Runtime, name: &str) -> String {
     let inv = rt.invocation().args(["logs", "--tail", "50"]).arg(name);
     match rt.exec.output(&inv) {
         Ok(o) if o.status.success() => {
@@ -100,7 +100,7 @@ pub fn mount_claim(cx: &Context, name: &str) -> PathBuf {
 /// (`rootfs`: its `io.kanibako.rootfs` label) and its claim is still there. Whether this
 /// call removed it (podman's `rm -f` also succeeds for a container already gone, but
 /// then names nothing).
-pub fn remove(cx: &Context, rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) -> bool {
+pub fn remove(cx: &Context, rt: &Runtime, name: &str, rootfs: Option<&str>) -> bool {
     let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
     let inv = rt.invocation().args(["rm", "-f"]).arg(name);
     let Ok(out) = rt.exec.output(&inv) else {
@@ -121,7 +121,7 @@ pub fn remove(cx: &Context, rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) 
 /// Whether the box's tmux session is still there. `attach` returns 0 both when the user
 /// detaches and when the agent ends, and in the second case the container may still
 /// be shutting down for a moment: only the session itself tells the two apart.
-fn session_alive(rt: &Runtime<'_>, name: &str) -> bool {
+fn session_alive(rt: &Runtime, name: &str) -> bool {
     let inv = rt
         .invocation()
         .args(["exec", name, "tmux", "has-session", "-t", TMUX_SESSION]);
@@ -130,7 +130,7 @@ fn session_alive(rt: &Runtime<'_>, name: &str) -> bool {
 
 /// After an attach returned: true if the session goes on (the user detached). If it
 /// ended, wait (bounded) for its container to stop so its logs and state are final.
-fn still_in_session(rt: &Runtime<'_>, name: &str) -> bool {
+fn still_in_session(rt: &Runtime, name: &str) -> bool {
     if !is_running(rt, name) {
         return false;
     }
@@ -148,7 +148,7 @@ fn still_in_session(rt: &Runtime<'_>, name: &str) -> bool {
 
 /// Attach to the session, retrying while the container settles. Returns the attach's
 /// exit code, or `None` if the container is gone.
-fn attach(rt: &Runtime<'_>, name: &str, tty: bool) -> Result<Option<i32>> {
+fn attach(rt: &Runtime, name: &str, tty: bool) -> Result<Option<i32>> {
     let inv = attach_invocation(rt, name, tty);
     for attempt in 1..=ATTACH_TRIES {
         let status = rt
@@ -187,7 +187,7 @@ fn background_note(b: &BoxIdentity, name: &str) {
 /// `start` on a box whose session is running: attach to it.
 pub fn reattach(
     cx: &Context,
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     b: &BoxIdentity,
     rootfs: Option<&str>,
     dry_run: bool,
@@ -216,7 +216,7 @@ pub fn reattach(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn launch(
     cx: &Context,
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     b: &BoxIdentity,
     spec: &RunSpec,
     image: &str,

@@ -13,7 +13,7 @@ use crate::process::exit_code;
 use crate::runtime::Runtime;
 
 /// Build `t` into `image` on `base`, the engine's output streamed to the terminal.
-pub fn build_template(rt: &Runtime<'_>, t: &Template, image: &str, base: &str) -> Result<i32> {
+pub fn build_template(rt: &Runtime, t: &Template, image: &str, base: &str) -> Result<i32> {
     let work = tempfile::Builder::new()
         .prefix("kanibako-build-")
         .tempdir()?;
@@ -42,7 +42,7 @@ pub fn build_template(rt: &Runtime<'_>, t: &Template, image: &str, base: &str) -
 }
 
 /// Pull `image`, the engine's progress streamed.
-pub fn pull(rt: &Runtime<'_>, image: &str) -> bool {
+pub fn pull(rt: &Runtime, image: &str) -> bool {
     let inv = rt.invocation().arg("pull").arg(image);
     rt.exec.status(&inv).is_ok_and(|s| s.success())
 }

@@ -9,6 +9,7 @@ pub mod containers;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::host::{HostEnv, vars};
 use crate::process::{Executor, Invocation};
@@ -191,14 +192,16 @@ fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo
     }
 }
 
-/// The engine plus the executor that runs its commands.
-pub struct Runtime<'a> {
+/// The engine plus the executor that runs its commands. Cheap to clone, and `Send`: a
+/// background thread (the rig freshness check) asks the engine through the same executor.
+#[derive(Clone)]
+pub struct Runtime {
     pub engine: EngineInfo,
-    pub exec: &'a dyn Executor,
+    pub exec: Arc<dyn Executor>,
 }
 
-impl<'a> Runtime<'a> {
-    pub fn new(engine: EngineInfo, exec: &'a dyn Executor) -> Self {
+impl Runtime {
+    pub fn new(engine: EngineInfo, exec: Arc<dyn Executor>) -> Self {
         Self { engine, exec }
     }
 
@@ -384,6 +387,7 @@ mod tests {
         let program = t.path().join("podman");
         std::fs::write(&program, "").unwrap();
         let rec = Recorder::default().answer(&["--version"], 0, "podman version 4.3.1\n");
+        let rec = Arc::new(rec);
         let rt = Runtime::new(
             EngineInfo {
                 kind: EngineKind::Podman,
@@ -391,19 +395,19 @@ mod tests {
                 rootless: true,
                 remote: false,
             },
-            &rec,
+            rec.clone(),
         );
         let cache = t.path().join("cache");
         assert_eq!(rt.version_cached(&cache).unwrap(), Version(4, 3, 1));
         assert_eq!(rt.version_cached(&cache).unwrap(), Version(4, 3, 1));
         assert_eq!(
-            rec.calls.borrow().len(),
+            rec.calls().len(),
             1,
             "the second answer came from the cache"
         );
         // a new engine binary (another size) is asked again
         std::fs::write(&program, "upgraded").unwrap();
         rt.version_cached(&cache).unwrap();
-        assert_eq!(rec.calls.borrow().len(), 2);
+        assert_eq!(rec.calls().len(), 2);
     }
 }

@@ -195,7 +195,7 @@ impl Cache {
 /// throw-away container of `image` with no network. The hold keeps it from eviction
 /// until dropped.
 pub fn patched(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     cache: &Cache,
     image: &str,
     binary: &Path,
@@ -239,7 +239,7 @@ pub fn patched(
 }
 
 fn patch_in(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     staging: &Path,
     config_file: &Path,
     image: &str,
