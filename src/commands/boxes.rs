@@ -18,7 +18,6 @@ use crate::context::Context;
 use crate::error::{Exit, UserError};
 use crate::output;
 use crate::prompt;
-use crate::runtime::EngineKind;
 
 pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     let req = CreateRequest {
@@ -206,11 +205,10 @@ fn delete_tree(cx: &Context, dir: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
             let rt = cx.runtime()?;
-            if rt.engine.kind != EngineKind::Podman || !rt.engine.rootless {
+            if !rt.engine.can_unshare() {
                 return Err(e).with_context(|| format!("deleting {}", dir.display()));
             }
-            let inv = rt.invocation().arg("unshare").arg("rm").arg("-rf").arg(dir);
-            rt.query(&inv)?;
+            rt.unshare_remove(dir)?;
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("deleting {}", dir.display())),

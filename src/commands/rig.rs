@@ -39,16 +39,9 @@ pub fn rigs_file(cx: &Context) -> std::path::PathBuf {
 
 /// Every local image reference, in the spellings a user may give it.
 fn local_images(rt: &Runtime) -> Result<BTreeSet<String>> {
-    let inv = rt
-        .invocation()
-        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    let out = rt.query(&inv)?;
     let mut set = BTreeSet::new();
-    for line in out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("<none>"))
-    {
+    for line in rt.image_refs()? {
+        let line = line.as_str();
         set.insert(line.to_owned());
         if let Some(short) = line.strip_prefix("localhost/") {
             set.insert(short.to_owned());
@@ -230,31 +223,12 @@ fn info(cx: &Context, a: &RigNameArgs) -> Result<Exit> {
     {
         println!("Source:   {src}");
     }
-    if r.present {
-        let inv = rt
-            .invocation()
-            .args([
-                "image",
-                "inspect",
-                "--format",
-                "{{.Id}}|{{.Created}}|{{.Size}}",
-            ])
-            .arg(&r.image);
-        if let Ok(out) = rt.query(&inv) {
-            let f: Vec<&str> = out.trim().split('|').collect();
-            if let [id, created, size] = f.as_slice() {
-                println!(
-                    "ID:       {}",
-                    id.trim_start_matches("sha256:")
-                        .chars()
-                        .take(12)
-                        .collect::<String>()
-                );
-                println!("Created:  {created}");
-                let mb = size.parse::<f64>().unwrap_or(0.0) / 1e6;
-                println!("Size:     {mb:.1} MB");
-            }
-        }
+    if r.present
+        && let Some(d) = rt.image_details(&r.image)
+    {
+        println!("ID:       {}", d.id.chars().take(12).collect::<String>());
+        println!("Created:  {}", d.created);
+        println!("Size:     {:.1} MB", d.size_bytes / 1e6);
     }
     Ok(Exit::Success)
 }
@@ -287,26 +261,9 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         plan.items.len(),
         bytes as f64 / 1e6
     ));
-    let mut inv = rt.invocation().arg("import");
-    for c in bootstrap::changes(&a.name) {
-        inv = inv.arg("--change").arg(c);
-    }
-    let inv = inv.arg(&tar).arg(&image);
-    rt.query(&inv)?;
+    rt.import(&tar, &bootstrap::changes(&a.name), &image)?;
     output::say("Checking it runs...");
-    let check = rt
-        .invocation()
-        .args([
-            "run",
-            "--rm",
-            "--pull=never",
-            "--network=none",
-            "--user",
-            "1000:1000",
-        ])
-        .arg(&image)
-        .args(["/bin/sh", "-c", "bash -c true && tmux -V && git --version"]);
-    let out = rt.exec.output(&check)?;
+    let out = rt.run_captured(&bootstrap::check_spec(&a.name, &image), None, None)?;
     if !out.status.success() {
         return Err(UserError::new(format!(
             "the new rig does not run: {}",
@@ -353,8 +310,7 @@ fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     if r.present {
-        let inv = rt.invocation().arg("rmi").arg(&r.image);
-        rt.query(&inv)
+        rt.remove_image(&r.image)
             .map_err(|e| UserError::new(format!("Failed to remove rig {}: {e}", r.image)))?;
         println!("Removed image {}", r.image);
     }
@@ -403,7 +359,7 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
             }
             Kind::Prefab => {
                 output::say(format_args!("Pulling {}...", r.image));
-                ops::pull(&rt, &r.image)
+                rt.pull(&r.image)
             }
         };
         if ok {
@@ -508,10 +464,8 @@ fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
         }
         _ => {
             let rt = cx.runtime()?;
-            let out = rt.query(&rt.invocation().args(["load", "-i"]).arg(&path))?;
-            let loaded = out
-                .lines()
-                .find_map(|l| l.split_once(": ").map(|(_, r)| r.trim().to_owned()))
+            let loaded = rt
+                .load(&path)?
                 .or_else(|| ops::archive_tag(&path))
                 .ok_or_else(|| UserError::new("the archive holds no tagged image"))?;
             rigs.upsert(
@@ -561,7 +515,7 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
                     return Err(UserError::new(format!("could not build '{}'", a.from)).into());
                 }
             }
-            Kind::Prefab if ops::pull(&rt, &base.image) => {}
+            Kind::Prefab if rt.pull(&base.image) => {}
             _ => {
                 return Err(
                     UserError::new(format!("rig '{}' is not available locally", a.from)).into(),
@@ -569,27 +523,14 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
             }
         }
     }
-    let work = format!("kanibako-extend-{}", a.name);
-    let _ = rt
-        .exec
-        .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+    let spec = ops::extend_spec(&a.name, &base.image, cx.host.stdin_tty);
+    let work = spec.name.clone();
+    rt.remove_container(&work);
     output::say(format_args!(
         "Starting a shell in {}; what you change is saved as rig '{}' when it exits.",
         base.image, a.name
     ));
-    let run = rt
-        .invocation()
-        .args([
-            "run",
-            if cx.host.stdin_tty { "-it" } else { "-i" },
-            "--pull=never",
-            "--name",
-            &work,
-            "--entrypoint",
-            "/bin/bash",
-        ])
-        .arg(&base.image);
-    let code = crate::process::exit_code(rt.exec.foreground(&run)?);
+    let code = crate::process::exit_code(rt.run_attached(&spec, None, None)?);
     let commit = code == 0
         || a.always_commit
         || (!a.no_commit_on_error
@@ -607,17 +548,10 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
             meta.join("rig.yaml"),
             ops::rig_yaml(&a.name, Some(&base.image), &a.from),
         )?;
-        let _ = rt.exec.output(
-            &rt.invocation()
-                .arg("cp")
-                .arg(&meta)
-                .arg(format!("{work}:/etc/")),
-        );
+        rt.copy_into(&work, &meta, "/etc/");
         let _ = std::fs::remove_dir_all(&dir);
-        let out = rt.query(&rt.invocation().arg("commit").arg(&work).arg(&image));
-        let _ = rt
-            .exec
-            .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+        let out = rt.commit(&work, &image);
+        rt.remove_container(&work);
         out?;
         let mut rigs = Rigs::load(&rigs_file(cx))?;
         rigs.upsert(
@@ -631,9 +565,7 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
         )?;
         println!("Extended rig saved as {image}");
     } else {
-        let _ = rt
-            .exec
-            .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+        rt.remove_container(&work);
         println!("Discarded the changes (the shell exited with {code}).");
     }
     Ok(Exit::Success)
@@ -662,7 +594,7 @@ fn export(cx: &Context, a: &ExportArgs) -> Result<Exit> {
         .prefix("kanibako-export-")
         .tempdir()?;
     let tar = dir.path().join("image.tar");
-    rt.query(&rt.invocation().args(["save", "-o"]).arg(&tar).arg(&image))
+    rt.save(&image, &tar)
         .map_err(|e| UserError::new(format!("cannot save {image}: {e}")))?;
     ops::write_bundle(
         &out,
@@ -707,7 +639,7 @@ fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
         .into());
     }
     let rt = cx.runtime()?;
-    rt.query(&rt.invocation().args(["load", "-i"]).arg(&tar))?;
+    rt.load(&tar)?;
     let mut rigs = Rigs::load(&rigs_file(cx))?;
     rigs.upsert(
         &name,

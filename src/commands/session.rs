@@ -86,8 +86,7 @@ fn rootfs(c: &ContainerSummary) -> Option<&str> {
 
 fn stop_one(cx: &Context, rt: &Runtime, c: &ContainerSummary) -> bool {
     // With --init the agent gets SIGTERM at once; 10 s is only the backstop.
-    let inv = rt.invocation().args(["stop", "-t", "10"]).arg(&c.name);
-    let stopped = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
+    let stopped = rt.stop_container(&c.name, 10);
     persistent::remove(cx, rt, &c.name, rootfs(c));
     stopped
 }

@@ -8,55 +8,118 @@ use std::path::Path;
 
 use super::plan::{PlanInputs, plan};
 use crate::boxes::{BoxIdentity, BoxName, ProjectSettings};
-use crate::runtime::EngineKind;
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, UserMapping};
+use crate::runtime::{EngineInfo, EngineKind};
 
-/// The engine setups, each with the in-box user it leads to.
-fn setups() -> Vec<(&'static str, EngineKind, UserMapping)> {
+/// An engine setup: the engine as detected, the invoking uid, and whether keep-id can
+/// pin (podman 4.3+).
+struct Setup {
+    name: &'static str,
+    engine: EngineInfo,
+    uid: u32,
+    pins: bool,
+}
+
+fn setup(
+    name: &'static str,
+    kind: EngineKind,
+    rootless: bool,
+    remote: bool,
+    uid: u32,
+    pins: bool,
+) -> Setup {
+    Setup {
+        name,
+        engine: EngineInfo {
+            kind,
+            program: kind.name().into(),
+            rootless,
+            remote,
+        },
+        uid,
+        pins,
+    }
+}
+
+fn setups() -> Vec<Setup> {
     vec![
-        (
+        setup(
             "podman-rootless",
             EngineKind::Podman,
-            UserMapping::KeepId { pin: true },
+            true,
+            false,
+            1001,
+            true,
         ),
-        (
+        setup(
             "podman-rootless-before-4.3",
             EngineKind::Podman,
-            UserMapping::KeepId { pin: false },
+            true,
+            false,
+            1001,
+            false,
         ),
-        (
-            "podman-rootful",
-            EngineKind::Podman,
-            UserMapping::SplitMap {
-                host_uid: 0,
-                host_gid: 0,
-            },
-        ),
-        (
-            "podman-remote",
-            EngineKind::Podman,
-            UserMapping::User {
-                uid: BOX_UID,
-                gid: BOX_GID,
-            },
-        ),
-        (
+        setup("podman-rootful", EngineKind::Podman, false, false, 0, true),
+        setup("podman-remote", EngineKind::Podman, false, true, 1001, true),
+        setup(
             "docker-as-user",
             EngineKind::Docker,
-            UserMapping::User {
-                uid: 1001,
-                gid: 1002,
-            },
+            false,
+            false,
+            1001,
+            true,
         ),
-        (
-            "docker-as-root",
-            EngineKind::Docker,
-            UserMapping::User {
-                uid: BOX_UID,
-                gid: BOX_GID,
-            },
-        ),
+        setup("docker-as-root", EngineKind::Docker, false, false, 0, true),
     ]
+}
+
+/// The user mapping each setup leads to, from the engine's capabilities.
+#[test]
+fn each_setup_gets_its_user_mapping() {
+    let got: Vec<(&str, UserMapping, bool)> = setups()
+        .iter()
+        .map(|s| {
+            let gid = if s.uid == 0 { 0 } else { 1002 };
+            (
+                s.name,
+                s.engine.user_mapping(s.uid, gid, || s.pins),
+                s.engine.cannot_map_root(s.uid),
+            )
+        })
+        .collect();
+    let box_user = UserMapping::User {
+        uid: BOX_UID,
+        gid: BOX_GID,
+    };
+    assert_eq!(
+        got,
+        [
+            ("podman-rootless", UserMapping::KeepId { pin: true }, false),
+            (
+                "podman-rootless-before-4.3",
+                UserMapping::KeepId { pin: false },
+                false
+            ),
+            (
+                "podman-rootful",
+                UserMapping::SplitMap {
+                    host_uid: 0,
+                    host_gid: 0
+                },
+                false
+            ),
+            ("podman-remote", box_user.clone(), false),
+            (
+                "docker-as-user",
+                UserMapping::User {
+                    uid: 1001,
+                    gid: 1002
+                },
+                false
+            ),
+            ("docker-as-root", box_user, true),
+        ]
+    );
 }
 
 fn modes() -> [(&'static str, RunMode); 3] {
@@ -112,13 +175,16 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
 
 #[test]
 fn argv_over_engines_user_mappings_and_run_modes() {
-    for (setup, kind, user) in setups() {
+    for s in setups() {
+        let gid = if s.uid == 0 { 0 } else { 1002 };
+        let user = s.engine.user_mapping(s.uid, gid, || s.pins);
+        let (setup, kind) = (s.name, s.engine.kind);
         for (mode_name, mode) in modes() {
             let spec = plan(&inputs(mode, user.clone()));
             let rootfs = matches!(user, UserMapping::SplitMap { .. })
                 .then_some(Path::new("/var/lib/containers/storage/overlay/x/merged"));
             let argv: Vec<String> = spec
-                .to_args(kind, rootfs, Path::new("/tmp/kanibako-env"))
+                .to_args(kind, rootfs, Some(Path::new("/tmp/kanibako-env")))
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();

@@ -35,8 +35,9 @@ use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
 use crate::output;
 use crate::process::exit_code;
-use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, RunSpec, UserMapping};
-use crate::runtime::{EngineKind, Runtime, Version, labels};
+use crate::runtime::Runtime;
+use crate::runtime::containers::ExecInput;
+use crate::runtime::spec::{BOX_UID, Mount, RunMode, RunSpec, UserMapping};
 use crate::settings::keys::Level;
 use crate::settings::stack::Stack;
 use plan::{EnvLayers, PlanInputs};
@@ -157,32 +158,14 @@ enum Existing {
 }
 
 fn existing(rt: &Runtime, b: &BoxIdentity) -> Result<Existing> {
-    let format = format!(
-        "{{{{.State.Running}}}}|{{{{index .Config.Labels \"{}\"}}}}|{{{{index .Config.Labels \"{}\"}}}}",
-        labels::HASH,
-        labels::ROOTFS
-    );
-    let inv = rt
-        .invocation()
-        .args(["container", "inspect", "--format", &format])
-        .arg(b.container_name());
-    let out = rt
-        .exec
-        .output(&inv)
-        .with_context(|| format!("running {}", rt.engine.program.display()))?;
-    if !out.status.success() {
+    let Some(state) = rt.container_state(&b.container_name())? else {
         return Ok(Existing::Absent);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.trim().split('|');
-    let running = fields.next().unwrap_or("");
-    let hash = fields.next().unwrap_or("");
-    let rootfs = fields
-        .next()
-        .filter(|s| !s.is_empty() && *s != "<no value>")
-        .map(str::to_owned);
-    let foreign = !hash.is_empty() && hash != "<no value>" && hash != b.hash;
-    if running == "true" && foreign {
+    };
+    let running = state.running;
+    let rootfs = state.rootfs;
+    let ours = state.hash.as_deref() == Some(b.hash.as_str());
+    let foreign = state.hash.is_some() && !ours;
+    if running && foreign {
         // Another box's container under the same name (a workset member `a/b-c` and a
         // box `a-b-c`): never join it.
         return Err(UserError::new(format!(
@@ -192,48 +175,23 @@ fn existing(rt: &Runtime, b: &BoxIdentity) -> Result<Existing> {
         .hint("stop that box first (`kanibako stop --all` lists it), or rename one of the two")
         .into());
     }
-    Ok(if running == "true" {
+    Ok(if running {
         Existing::Running { rootfs }
     } else {
-        Existing::Stopped {
-            ours: hash == b.hash,
-            rootfs,
-        }
+        Existing::Stopped { ours, rootfs }
     })
 }
 
 /// The in-box user for this engine and invoking user (see [`UserMapping`]).
 fn user_mapping(cx: &Context, rt: &Runtime) -> Result<UserMapping> {
-    let uid = cx.host.uid;
-    Ok(match rt.engine.kind {
-        EngineKind::Podman if rt.engine.rootless => UserMapping::KeepId {
-            // keep-id's uid/gid pinning arrived in podman 4.3
-            pin: rt
-                .version_cached(&cx.paths.cache)
-                .is_ok_and(|v| v >= Version(4, 3, 0)),
-        },
-        EngineKind::Podman if !rt.engine.remote => UserMapping::SplitMap {
-            host_uid: uid,
-            host_gid: cx.host.gid,
-        },
-        _ if uid == 0 || rt.engine.remote => {
-            if uid == 0 && !rt.engine.remote {
-                output::warn(format_args!(
-                    "{} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
-                    rt.engine.kind.name()
-                ));
-                output::hint("run kanibako as your own user (in the docker group), or use podman");
-            }
-            UserMapping::User {
-                uid: BOX_UID,
-                gid: BOX_GID,
-            }
-        }
-        _ => UserMapping::User {
-            uid,
-            gid: cx.host.gid,
-        },
-    })
+    if rt.engine.cannot_map_root(cx.host.uid) {
+        output::warn(format_args!(
+            "{} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
+            rt.engine.kind.name()
+        ));
+        output::hint("run kanibako as your own user (in the docker group), or use podman");
+    }
+    Ok(rt.user_mapping(cx.host.uid, cx.host.gid, &cx.paths.cache))
 }
 
 /// A box that may not exist yet, and whether this launch makes it.
@@ -380,12 +338,11 @@ struct MountedImage<'a> {
 
 impl<'a> MountedImage<'a> {
     fn mount(rt: &'a Runtime, image: &str) -> Result<Self> {
-        let inv = rt.invocation().args(["image", "mount"]).arg(image);
-        let dir = rt.query(&inv).map_err(|_| missing_rig(rt, image))?;
+        let dir = rt.mount_image(image).map_err(|_| missing_rig(rt, image))?;
         Ok(Self {
             rt,
             image: image.to_owned(),
-            dir: PathBuf::from(dir.trim()),
+            dir,
         })
     }
 
@@ -402,12 +359,7 @@ impl Drop for MountedImage<'_> {
     /// Released in the background: nothing waits on it, and the user's prompt should
     /// not either.
     fn drop(&mut self) {
-        let inv = self
-            .rt
-            .invocation()
-            .args(["image", "unmount"])
-            .arg(&self.image);
-        self.rt.exec.spawn_detached(&inv);
+        self.rt.unmount_image_later(&self.image);
     }
 }
 
@@ -421,18 +373,7 @@ fn missing_rig(rt: &Runtime, image: &str) -> UserError {
 /// The host's image store for `--share-images`, with the storage.conf written for the
 /// box; `None` (and a warning) where there is none to share.
 fn image_store(rt: &Runtime, state: &Path, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
-    let graph = match rt.engine.kind {
-        EngineKind::Podman => rt
-            .query(
-                &rt.invocation()
-                    .args(["info", "--format", "{{.Store.GraphRoot}}"]),
-            )
-            .ok()
-            .map(|s| PathBuf::from(s.trim()))
-            .filter(|p| p.is_dir()),
-        EngineKind::Docker => None,
-    };
-    let Some(graph) = graph else {
+    let Some(graph) = rt.image_store() else {
         output::warn(
             "--share-images enabled but host image storage could not be detected. Continuing without image sharing.",
         );
@@ -470,23 +411,10 @@ fn freshness(cx: &Context, rt: &Runtime, image: &str) {
         return;
     }
     fresh::stamp(&file, image);
-    let digest = rt
-        .invocation()
-        .args(["image", "inspect", "--format", "{{index .RepoDigests 0}}"])
-        .arg(image);
     let image = image.to_owned();
-    let exec = rt.exec.clone();
+    let rt = rt.clone();
     std::thread::spawn(move || {
-        let local = exec
-            .output(&digest)
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .split_once('@')
-                    .map(|(_, d)| d.to_owned())
-            });
+        let local = rt.image_digest(&image);
         fresh::check(&file, &image, local);
     });
 }
@@ -501,7 +429,7 @@ fn obtain(rt: &Runtime, image: &str) -> Result<()> {
         || image.starts_with("kanibako-template-");
     if !local_only {
         output::say(format_args!("Rig not found locally. Pulling {image}..."));
-        if crate::rig::ops::pull(rt, image) {
+        if rt.pull(image) {
             return Ok(());
         }
     } else {
@@ -537,22 +465,8 @@ fn image_env_cached(
 /// The image's own `Env` (PATH, LANG …): a `--rootfs` run does not read the image
 /// config, so kanibako passes it on.
 fn image_env(rt: &Runtime, image: &str) -> Result<BTreeMap<String, String>> {
-    let inv = rt
-        .invocation()
-        .args(["image", "inspect", "--format", "{{json .Config.Env}}"])
-        .arg(image);
-    let out = rt.exec.output(&inv)?;
-    if !out.status.success() {
-        return Err(missing_rig(rt, image).into());
-    }
-    let list: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    Ok(list
-        .into_iter()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect())
+    rt.image_env(image)?
+        .ok_or_else(|| missing_rig(rt, image).into())
 }
 
 fn print_env(env: &BTreeMap<String, String>) {
@@ -1051,21 +965,14 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     }
 
     let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
-    let run = rt.invocation().args(spec.to_args(
-        rt.engine.kind,
-        mounted.as_ref().map(|m| m.dir.as_path()),
-        &env_file,
-    ));
+    let rootfs = mounted.as_ref().map(|m| m.dir.as_path());
     print_env(&spec.env);
-    let mut status = rt
-        .exec
-        .foreground(&run)
-        .with_context(|| format!("running {}", rt.engine.program.display()))?;
+    let mut status = rt.run_attached(&spec, rootfs, Some(&env_file))?;
     // The engine refuses at once when the rig is not local (`--pull=never`): get it,
     // then run again — nothing started the first time.
     if exit_code(status) == 125 && !split && !rt.image_exists(&image) {
         obtain(&rt, &image)?;
-        status = rt.exec.foreground(&run)?;
+        status = rt.run_attached(&spec, rootfs, Some(&env_file))?;
     }
     drop(env_file);
     drop(mounted);
@@ -1146,11 +1053,7 @@ fn after_run(
     if code == 125 && unchecked {
         // The engine was not asked beforehand (no marker): a container nobody told us
         // about may hold the name.
-        let inv = rt
-            .invocation()
-            .args(["container", "inspect"])
-            .arg(&spec.name);
-        if rt.exec.output(&inv).is_ok_and(|o| o.status.success()) {
+        if rt.container_exists(&spec.name) {
             output::hint(format_args!(
                 "a container named {} already exists (started outside this kanibako?); `kanibako stop` removes it",
                 spec.name
@@ -1195,24 +1098,24 @@ fn dry_run(
     persistent: bool,
 ) -> Result<Exit> {
     if leftover {
-        println!("{}", rt.invocation().arg("rm").arg(&spec.name));
+        println!("{}", rt.remove_container_invocation(&spec.name));
     }
     let rootfs = PathBuf::from(format!("<{image} mounted>"));
     if split {
-        println!("{}", rt.invocation().args(["image", "mount"]).arg(image));
+        println!("{}", rt.mount_image_command(image));
     }
     println!(
         "{}",
-        rt.invocation().args(spec.to_args(
-            rt.engine.kind,
+        rt.run_command(
+            spec,
             split.then_some(rootfs.as_path()),
-            &env_placeholder(&spec.env)
-        ))
+            Some(&env_placeholder(&spec.env))
+        )
     );
     if persistent {
         println!("{}", persistent::attach_invocation(rt, &spec.name, true));
     } else if split {
-        println!("{}", rt.invocation().args(["image", "unmount"]).arg(image));
+        println!("{}", rt.unmount_image_command(image));
     }
     print_env(&spec.env);
     Ok(Exit::Success)
@@ -1226,28 +1129,31 @@ fn exec_into(
     command: Vec<OsString>,
     dry_run: bool,
 ) -> Result<Exit> {
-    let mut inv = rt
-        .invocation()
-        .arg("exec")
-        .arg(if cx.host.stdin_tty { "-it" } else { "-i" });
+    let input = if cx.host.stdin_tty {
+        ExecInput::Terminal
+    } else {
+        ExecInput::Stdin
+    };
     let file = if dry_run || env.is_empty() {
         None
     } else {
         Some(envfile::temporary(env).context("writing the env file")?)
     };
-    if !env.is_empty() {
-        inv = inv.arg("--env-file").arg(match &file {
-            Some(f) => f.to_path_buf(),
-            None => env_placeholder(env),
-        });
-    }
-    inv = inv.arg(b.container_name()).args(command);
+    let env_file = match &file {
+        Some(f) => Some(f.to_path_buf()),
+        None if !env.is_empty() => Some(env_placeholder(env)),
+        None => None,
+    };
+    let name = b.container_name();
     if dry_run {
-        println!("{inv}");
+        println!(
+            "{}",
+            rt.exec_command(&name, input, env_file.as_deref(), &command)
+        );
         print_env(env);
         return Ok(Exit::Success);
     }
-    let status = rt.exec.foreground(&inv)?;
+    let status = rt.exec_attached(&name, input, env_file.as_deref(), &command)?;
     drop(file);
     Ok(Exit::Code(u8::try_from(exit_code(status)).unwrap_or(1)))
 }

@@ -5,6 +5,7 @@
 //! leaves it running. If the agent dies at once because there was no conversation to
 //! continue, the session is started again once as a new conversation.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::fsutil::FileLock;
 use crate::output;
 use crate::process::{Invocation, exit_code};
 use crate::runtime::Runtime;
+use crate::runtime::containers::ExecInput;
 use crate::runtime::spec::RunSpec;
 
 /// How long a fresh container may take to show as running.
@@ -59,33 +61,27 @@ fn clear_agent_exit(b: &BoxIdentity) {
     }
 }
 
+/// `tmux attach` to the box's session, inside the container.
+fn attach_command() -> Vec<OsString> {
+    ["tmux", "attach", "-t", TMUX_SESSION]
+        .map(OsString::from)
+        .to_vec()
+}
+
 pub fn attach_invocation(rt: &Runtime, name: &str, tty: bool) -> Invocation {
-    rt.invocation()
-        .arg("exec")
-        .arg(if tty { "-it" } else { "-i" })
-        .arg(name)
-        .args(["tmux", "attach", "-t", TMUX_SESSION])
+    rt.exec_command(name, input(tty), None, &attach_command())
 }
 
-pub fn is_running(rt: &Runtime, name: &str) -> bool {
-    let inv = rt
-        .invocation()
-        .args(["container", "inspect", "--format", "{{.State.Running}}"])
-        .arg(name);
-    rt.query(&inv).is_ok_and(|o| o.trim() == "true")
-}
-
-fn logs_tail(rt: &Runtime, name: &str) -> String {
-    let inv = rt.invocation().args(["logs", "--tail", "50"]).arg(name);
-    match rt.exec.output(&inv) {
-        Ok(o) if o.status.success() => {
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            text
-        }
-        _ => String::new(),
+fn input(tty: bool) -> ExecInput {
+    if tty {
+        ExecInput::Terminal
+    } else {
+        ExecInput::Stdin
     }
 }
+
+/// How much of a dead session's log is read for why it ended.
+const LOG_LINES: u32 = 50;
 
 /// Where a detached container's claim on its mounted rig is recorded: one file per
 /// container, made when the container starts and unlinked by whoever releases the mount.
@@ -102,43 +98,36 @@ pub fn mount_claim(cx: &Context, name: &str) -> PathBuf {
 /// then names nothing).
 pub fn remove(cx: &Context, rt: &Runtime, name: &str, rootfs: Option<&str>) -> bool {
     let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
-    let inv = rt.invocation().args(["rm", "-f"]).arg(name);
-    let Ok(out) = rt.exec.output(&inv) else {
+    let Some(named) = rt.remove_container(name) else {
         return false;
     };
-    if !out.status.success() {
-        return false;
-    }
     if let Some(image) = image
         && std::fs::remove_file(mount_claim(cx, name)).is_ok()
     {
-        let inv = rt.invocation().args(["image", "unmount"]).arg(image);
-        let _ = rt.exec.output(&inv);
+        rt.unmount_image(image);
     }
-    !out.stdout.trim_ascii().is_empty()
+    named
 }
 
 /// Whether the box's tmux session is still there. `attach` returns 0 both when the user
 /// detaches and when the agent ends, and in the second case the container may still
 /// be shutting down for a moment: only the session itself tells the two apart.
 fn session_alive(rt: &Runtime, name: &str) -> bool {
-    let inv = rt
-        .invocation()
-        .args(["exec", name, "tmux", "has-session", "-t", TMUX_SESSION]);
-    rt.exec.output(&inv).is_ok_and(|o| o.status.success())
+    let check = ["tmux", "has-session", "-t", TMUX_SESSION].map(OsString::from);
+    rt.exec_succeeds(name, &check)
 }
 
 /// After an attach returned: true if the session goes on (the user detached). If it
 /// ended, wait (bounded) for its container to stop so its logs and state are final.
 fn still_in_session(rt: &Runtime, name: &str) -> bool {
-    if !is_running(rt, name) {
+    if !rt.is_running(name) {
         return false;
     }
     if session_alive(rt, name) {
         return true;
     }
     for _ in 0..STOP_POLLS {
-        if !is_running(rt, name) {
+        if !rt.is_running(name) {
             break;
         }
         sleep(START_POLL);
@@ -149,17 +138,13 @@ fn still_in_session(rt: &Runtime, name: &str) -> bool {
 /// Attach to the session, retrying while the container settles. Returns the attach's
 /// exit code, or `None` if the container is gone.
 fn attach(rt: &Runtime, name: &str, tty: bool) -> Result<Option<i32>> {
-    let inv = attach_invocation(rt, name, tty);
     for attempt in 1..=ATTACH_TRIES {
-        let status = rt
-            .exec
-            .foreground(&inv)
-            .with_context(|| format!("running {}", rt.engine.program.display()))?;
+        let status = rt.exec_attached(name, input(tty), None, &attach_command())?;
         let code = exit_code(status);
         if code == 0 {
             return Ok(Some(0));
         }
-        if !is_running(rt, name) {
+        if !rt.is_running(name) {
             return Ok(None);
         }
         if attempt < ATTACH_TRIES {
@@ -239,18 +224,13 @@ pub(super) fn launch(
             None => None,
         };
         let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
-        let args = spec.to_args(
-            rt.engine.kind,
-            rootfs.as_ref().map(|m| m.dir.as_path()),
-            &env_file,
-        );
-        let run = rt.invocation().args(args);
         print_env(&spec.env);
         // Captured: the container id `run -d` prints is noise on the user's terminal.
-        let out = rt
-            .exec
-            .output(&run)
-            .with_context(|| format!("running {}", rt.engine.program.display()))?;
+        let out = rt.run_captured(
+            &spec,
+            rootfs.as_ref().map(|m| m.dir.as_path()),
+            Some(&env_file),
+        )?;
         drop(env_file);
         if !out.status.success() {
             output::relay(&String::from_utf8_lossy(&out.stderr));
@@ -266,13 +246,13 @@ pub(super) fn launch(
         // The container exists: the next `start` re-attaches, so the lock is done.
         drop(lock.take());
 
-        let mut up = is_running(rt, &spec.name);
+        let mut up = rt.is_running(&spec.name);
         for _ in 1..START_POLLS {
             if up {
                 break;
             }
             sleep(START_POLL);
-            up = is_running(rt, &spec.name);
+            up = rt.is_running(&spec.name);
         }
         let attached = if up && cx.host.stdin_tty {
             let code = attach(rt, &spec.name, true)?;
@@ -291,7 +271,7 @@ pub(super) fn launch(
         }
         // The log driver may still be flushing the session's last screen: look again
         // briefly before deciding that the agent did not say why it ended.
-        let logs = logs_tail(rt, &spec.name);
+        let logs = rt.container_logs(&spec.name, LOG_LINES);
         let failed_fast =
             started.elapsed() < QUICK_FAILURE && agent_exit(b).is_some_and(|code| code != 0);
         remove(cx, rt, &spec.name, split.then_some(image));

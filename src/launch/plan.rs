@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::boxes::{BoxIdentity, Mode};
 use crate::runtime::labels;
-use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
 
 pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
@@ -209,12 +209,15 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             cmd.extend(i.command.iter().cloned());
             (Some("tmux".to_owned()), cmd)
         }
-        RunMode::Foreground { .. } => (i.entrypoint.clone(), i.command.clone()),
+        RunMode::Foreground { .. } | RunMode::Kept { .. } | RunMode::Batch => {
+            (i.entrypoint.clone(), i.command.clone())
+        }
     };
     RunSpec {
         name: b.container_name(),
         image: i.image.clone(),
         mode: i.mode,
+        network: Network::Default,
         user: i.user.clone(),
         workdir: GUEST_WORKSPACE.into(),
         mounts,

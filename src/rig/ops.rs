@@ -9,8 +9,8 @@ use anyhow::{Context as _, Result, bail};
 
 use super::template::{Origin, Template};
 use crate::error::UserError;
-use crate::process::exit_code;
 use crate::runtime::Runtime;
+use crate::runtime::spec::{RunMode, RunSpec, UserMapping};
 
 /// Build `t` into `image` on `base`, the engine's output streamed to the terminal.
 pub fn build_template(rt: &Runtime, t: &Template, image: &str, base: &str) -> Result<i32> {
@@ -30,21 +30,22 @@ pub fn build_template(rt: &Runtime, t: &Template, image: &str, base: &str) -> Re
             (f, work.path().to_owned())
         }
     };
-    let inv = rt
-        .invocation()
-        .args(["build", "--no-cache", "-t", image, "--build-arg"])
-        .arg(format!("BASE_IMAGE={base}"))
-        .arg("-f")
-        .arg(&file)
-        .arg(&context);
-    let status = rt.exec.status(&inv).context("running the build")?;
-    Ok(exit_code(status))
+    rt.build(image, base, &file, &context)
+        .context("running the build")
 }
 
-/// Pull `image`, the engine's progress streamed.
-pub fn pull(rt: &Runtime, image: &str) -> bool {
-    let inv = rt.invocation().arg("pull").arg(image);
-    rt.exec.status(&inv).is_ok_and(|s| s.success())
+/// The interactive run of `rig extend NAME` on `image`: a shell as the image's own user
+/// (what it changes is the image), kept after it exits so it can be committed.
+pub fn extend_spec(name: &str, image: &str, tty: bool) -> RunSpec {
+    let mut spec = RunSpec::job(
+        "rig-extend",
+        format!("kanibako-extend-{name}"),
+        image,
+        RunMode::Kept { tty },
+        UserMapping::Image,
+    );
+    spec.entrypoint = Some("/bin/bash".into());
+    spec
 }
 
 /// `rig.yaml`, as written into an extended image and into a bundle.
@@ -165,6 +166,22 @@ pub fn temp_dir() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_runs_a_kept_shell_as_the_images_user() {
+        let args: Vec<String> = extend_spec("mine", "localhost/kanibako-rig-b:latest", false)
+            .to_args(crate::runtime::EngineKind::Podman, None, None)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args.join(" "),
+            format!(
+                "run --pull=never -i --init --label io.kanibako.role=rig-extend --label io.kanibako.version={} --name kanibako-extend-mine --entrypoint /bin/bash localhost/kanibako-rig-b:latest",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
 
     #[test]
     fn bundles_round_trip_and_hostile_members_are_refused() {

@@ -3,9 +3,16 @@
 //!
 //! Detection is cheap on purpose (a `PATH` lookup, no `podman info`): the engine's
 //! flavour comes from its name, rootless-ness from our own uid unless the engine is
-//! remote. Calls are built as [`Invocation`]s and run through one [`Executor`].
+//! remote. How podman and docker differ is said once, as capability methods of
+//! [`EngineInfo`] and [`EngineKind`]; nothing outside this module matches on the kind.
+//!
+//! Every engine call is a typed [`Runtime`] method, grouped by noun ([`containers`],
+//! [`images`]; the engine itself here): a pure invocation builder, the one executor, a
+//! pure parser of the answer. Outside this module nobody builds engine argv or reaches
+//! the executor through a `Runtime`.
 
 pub mod containers;
+pub mod images;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +20,7 @@ use std::sync::Arc;
 
 use crate::host::{HostEnv, vars};
 use crate::process::{Executor, Invocation};
+use spec::{BOX_GID, BOX_UID, UserMapping};
 
 /// Labels kanibako puts on every container it starts. Activity is decided by these,
 /// never by a name another tool could share.
@@ -25,6 +33,9 @@ pub mod labels {
     pub const VERSION: &str = "io.kanibako.version";
     /// The image a rootful-podman container runs on as a mounted rootfs (to unmount).
     pub const ROOTFS: &str = "io.kanibako.rootfs";
+    /// What a container that is no box's session is for (`rig-extend`, `rig-check`,
+    /// `tweakcc`).
+    pub const ROLE: &str = "io.kanibako.role";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +51,17 @@ impl EngineKind {
             EngineKind::Docker => "docker",
         }
     }
+
+    /// Whether a tmpfs mount starts as a copy of what it covers unless told not to
+    /// (podman's `notmpcopyup`; docker never copies, and rejects the option).
+    pub fn tmpfs_copies_up(self) -> bool {
+        self == EngineKind::Podman
+    }
+
+    /// Whether `keep-id` can pin the uid and gid it maps to (podman 4.3 and later).
+    pub fn keep_id_pins(self, version: Version) -> bool {
+        self == EngineKind::Podman && version >= Version(4, 3, 0)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +73,62 @@ pub struct EngineInfo {
     pub rootless: bool,
     /// The engine talks to a daemon or service elsewhere, so our uid says nothing.
     pub remote: bool,
+}
+
+impl EngineInfo {
+    /// Whether each container gets a user namespace of its own here (local podman), so
+    /// the box's user can be mapped to the invoking one.
+    fn maps_users(&self) -> bool {
+        self.kind == EngineKind::Podman && !self.remote
+    }
+
+    /// The in-box user for the invoking `uid`/`gid` (see [`UserMapping`]).
+    /// `keep_id_pins` is asked only where the answer matters (rootless podman), since
+    /// it may cost a `--version` call.
+    pub fn user_mapping(
+        &self,
+        uid: u32,
+        gid: u32,
+        keep_id_pins: impl FnOnce() -> bool,
+    ) -> UserMapping {
+        if self.maps_users() {
+            if self.rootless {
+                UserMapping::KeepId {
+                    pin: keep_id_pins(),
+                }
+            } else {
+                UserMapping::SplitMap {
+                    host_uid: uid,
+                    host_gid: gid,
+                }
+            }
+        } else if uid == 0 || self.remote {
+            UserMapping::User {
+                uid: BOX_UID,
+                gid: BOX_GID,
+            }
+        } else {
+            UserMapping::User { uid, gid }
+        }
+    }
+
+    /// Whether the invoking root cannot be the box's user (an engine without user
+    /// namespaces, on this host): the box then runs as, and writes as, [`BOX_UID`].
+    pub fn cannot_map_root(&self, uid: u32) -> bool {
+        uid == 0 && !self.maps_users() && !self.remote
+    }
+
+    /// Whether the engine keeps its images in a store a box can be given read-only
+    /// (`--share-images`: podman's graph root; docker's images live in its daemon).
+    pub fn shares_image_store(&self) -> bool {
+        self.kind == EngineKind::Podman
+    }
+
+    /// Whether `unshare` can enter the user namespace rootless containers write files
+    /// in (to delete what they left behind).
+    pub fn can_unshare(&self) -> bool {
+        self.kind == EngineKind::Podman && self.rootless
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +275,7 @@ fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo
 #[derive(Clone)]
 pub struct Runtime {
     pub engine: EngineInfo,
-    pub exec: Arc<dyn Executor>,
+    exec: Arc<dyn Executor>,
 }
 
 impl Runtime {
@@ -205,8 +283,51 @@ impl Runtime {
         Self { engine, exec }
     }
 
-    pub fn invocation(&self) -> Invocation {
+    /// The engine program, for the builders of the noun modules.
+    fn invocation(&self) -> Invocation {
         Invocation::new(&self.engine.program)
+    }
+
+    /// A failure to start the engine at all.
+    fn spawn_error(&self, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Spawn {
+            command: self.engine.program.display().to_string(),
+            source,
+        }
+    }
+
+    /// Run with output captured; only a failure to start is an error.
+    fn capture(&self, inv: &Invocation) -> Result<std::process::Output, RuntimeError> {
+        self.exec.output(inv).map_err(|e| self.spawn_error(e))
+    }
+
+    /// Whether the call ran and exited 0.
+    fn succeeds(&self, inv: &Invocation) -> bool {
+        self.exec.output(inv).is_ok_and(|o| o.status.success())
+    }
+
+    /// Run attached to our terminal as its foreground job.
+    fn foreground(&self, inv: &Invocation) -> Result<std::process::ExitStatus, RuntimeError> {
+        self.exec.foreground(inv).map_err(|e| self.spawn_error(e))
+    }
+
+    /// Run a query and return its stdout; a non-zero exit is an error with its stderr.
+    fn query(&self, inv: &Invocation) -> Result<String, RuntimeError> {
+        let out = self
+            .exec
+            .output(inv)
+            .map_err(|source| RuntimeError::Spawn {
+                command: inv.to_string(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                command: inv.to_string(),
+                code: out.status.code().unwrap_or(-1),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The engine's version (one `--version` call; asked only where a capability depends
@@ -223,10 +344,10 @@ impl Runtime {
     /// [`Runtime::version`], remembered in `cache` for this very engine binary (its
     /// path, size and modification time): a launch that depends on the version should
     /// not start the engine an extra time to learn it.
-    pub fn version_cached(&self, cache: &std::path::Path) -> Result<Version, RuntimeError> {
+    pub fn version_cached(&self, cache: &Path) -> Result<Version, RuntimeError> {
         let id = std::fs::metadata(&self.engine.program).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
-            crate::boxes::project_hash(std::path::Path::new(&format!(
+            crate::boxes::project_hash(Path::new(&format!(
                 "{}|{}|{}",
                 self.engine.program.display(),
                 m.len(),
@@ -250,44 +371,21 @@ impl Runtime {
         Ok(v)
     }
 
-    /// Whether `image` is in the local store (one `image inspect`).
-    pub fn image_exists(&self, image: &str) -> bool {
-        let inv = self
-            .invocation()
-            .args(["image", "inspect", "--format", "{{.Id}}"])
-            .arg(image);
-        self.exec.output(&inv).is_ok_and(|o| o.status.success())
-    }
-
-    /// Run a query and return its stdout; a non-zero exit is an error with its stderr.
-    pub fn query(&self, inv: &Invocation) -> Result<String, RuntimeError> {
-        let out = self
-            .exec
-            .output(inv)
-            .map_err(|source| RuntimeError::Spawn {
-                command: inv.to_string(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(RuntimeError::Failed {
-                command: inv.to_string(),
-                code: out.status.code().unwrap_or(-1),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Every container of the engine, running or not.
-    pub fn containers(&self) -> Result<Vec<containers::ContainerSummary>, RuntimeError> {
-        let inv = containers::list_invocation(self.invocation(), self.engine.kind);
-        let stdout = self.query(&inv)?;
-        containers::parse_list(self.engine.kind, &stdout).map_err(|message| {
-            RuntimeError::BadOutput {
-                command: inv.to_string(),
-                message,
-            }
+    /// The in-box user for the invoking `uid`/`gid` on this engine; the version that
+    /// decides keep-id pinning is read through `cache` ([`Runtime::version_cached`]).
+    pub fn user_mapping(&self, uid: u32, gid: u32, cache: &Path) -> UserMapping {
+        self.engine.user_mapping(uid, gid, || {
+            self.version_cached(cache)
+                .is_ok_and(|v| self.engine.kind.keep_id_pins(v))
         })
+    }
+
+    /// Delete `dir` from inside the rootless user namespace, where files a container
+    /// made belong to sub-uids the user cannot remove directly
+    /// ([`EngineInfo::can_unshare`]).
+    pub fn unshare_remove(&self, dir: &Path) -> Result<(), RuntimeError> {
+        let inv = self.invocation().args(["unshare", "rm", "-rf"]).arg(dir);
+        self.query(&inv).map(drop)
     }
 }
 

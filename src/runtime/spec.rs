@@ -3,14 +3,17 @@
 //! `--dry-run` prints exactly what would run.
 //!
 //! The order of the rendered arguments is the contract (spec: upstream-runtime §3.10):
-//! mode flags, user mapping, home, workspace, workdir, vault, masks, extra mounts, env,
-//! labels, name, entrypoint, image (or rootfs), command.
+//! mode flags, network, user mapping, home, workspace, workdir, vault, masks, extra
+//! mounts, env, labels, name, entrypoint, image (or rootfs), command.
+//!
+//! Every `run` kanibako issues is a `RunSpec`: a box's session, and the short runs on an
+//! image (`rig extend`, the check of a bootstrapped rig, the tweakcc patch run).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::EngineKind;
+use super::{EngineKind, labels};
 
 /// The uid and gid of the `agent` user every rig provides (the image contract).
 pub const BOX_UID: u32 = 1000;
@@ -38,14 +41,33 @@ pub enum UserMapping {
     SplitMap { host_uid: u32, host_gid: u32 },
     /// A daemon without per-container user namespaces (docker): run as this uid:gid.
     User { uid: u32, gid: u32 },
+    /// The image's own user, unmapped: for runs that change the image itself (`rig
+    /// extend`, whose result is committed, so it cannot run on a throw-away overlay
+    /// the way [`UserMapping::SplitMap`] does) or work on a scratch copy (tweakcc).
+    /// Nothing of the user's is mounted into such a run.
+    Image,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
     /// Attached, removed on exit. `tty` when our stdin is a terminal.
     Foreground { tty: bool },
+    /// Attached like [`RunMode::Foreground`], but kept after it exits (to be committed).
+    Kept { tty: bool },
     /// Detached with a terminal (the tmux session of a persistent box).
     Detached,
+    /// No input, output captured, removed on exit: a job on an image.
+    Batch,
+}
+
+/// The network a run gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The engine's default.
+    #[default]
+    Default,
+    /// None at all (`--network=none`).
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +97,7 @@ pub struct RunSpec {
     pub name: String,
     pub image: String,
     pub mode: RunMode,
+    pub network: Network,
     pub user: UserMapping,
     pub workdir: String,
     /// In order: home, workspace, vault, masks, then extra mounts.
@@ -118,6 +141,7 @@ fn user_args(user: &UserMapping, out: &mut Vec<OsString>) {
             out.push("--user".into());
             out.push(format!("{uid}:{gid}").into());
         }
+        UserMapping::Image => {}
     }
 }
 
@@ -140,25 +164,59 @@ fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) ->
 }
 
 impl RunSpec {
+    /// A run on `image` that is no box's session: nothing mounted, no environment, and
+    /// labelled with its `role` (`rig-extend`, `rig-check`, `tweakcc`) and our version.
+    pub fn job(role: &str, name: String, image: &str, mode: RunMode, user: UserMapping) -> Self {
+        Self {
+            name,
+            image: image.to_owned(),
+            mode,
+            network: Network::Default,
+            user,
+            workdir: String::new(),
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::from([
+                (labels::ROLE.to_owned(), role.to_owned()),
+                (
+                    labels::VERSION.to_owned(),
+                    env!("CARGO_PKG_VERSION").to_owned(),
+                ),
+            ]),
+            entrypoint: None,
+            command: Vec::new(),
+        }
+    }
+
     /// `run …` for this engine. `rootfs` is the mounted image directory, required for
-    /// [`UserMapping::SplitMap`] and ignored otherwise; `env_file` holds [`Self::env`].
+    /// [`UserMapping::SplitMap`] and ignored otherwise; `env_file` holds [`Self::env`]
+    /// (and is needed only when that is not empty).
     pub fn to_args(
         &self,
         kind: EngineKind,
         rootfs: Option<&std::path::Path>,
-        env_file: &std::path::Path,
+        env_file: Option<&std::path::Path>,
     ) -> Vec<OsString> {
+        debug_assert!(
+            self.env.is_empty() || env_file.is_some(),
+            "an environment travels only in its file"
+        );
         let mut a: Vec<OsString> = vec!["run".into()];
         match self.mode {
             RunMode::Foreground { tty } => {
                 a.push(if tty { "-it" } else { "-i" }.into());
                 a.push("--rm".into());
             }
+            RunMode::Kept { tty } => a.push(if tty { "-it" } else { "-i" }.into()),
             RunMode::Detached => a.push("-dt".into()),
+            RunMode::Batch => a.push("--rm".into()),
         }
         // A PID 1 that forwards signals: without it `stop` waits 10 s for a shell that
         // ignores SIGTERM.
         a.push("--init".into());
+        if self.network == Network::None {
+            a.push("--network=none".into());
+        }
         user_args(&self.user, &mut a);
         for m in &self.mounts {
             match m {
@@ -177,22 +235,22 @@ impl RunSpec {
                 }
                 Mount::Mask { dst } => {
                     a.push("--mount".into());
-                    // Podman copies what the tmpfs covers into it unless told not to,
-                    // which would defeat the mask; docker never copies (and rejects the
-                    // option).
+                    // A tmpfs that starts as a copy of what it covers would defeat the
+                    // mask.
                     a.push(
-                        match kind {
-                            EngineKind::Podman => format!("type=tmpfs,dst={dst},ro,notmpcopyup"),
-                            EngineKind::Docker => format!("type=tmpfs,dst={dst},ro"),
+                        if kind.tmpfs_copies_up() {
+                            format!("type=tmpfs,dst={dst},ro,notmpcopyup")
+                        } else {
+                            format!("type=tmpfs,dst={dst},ro")
                         }
                         .into(),
                     );
                 }
             }
         }
-        if !self.env.is_empty() {
+        if let Some(f) = env_file.filter(|_| !self.env.is_empty()) {
             a.push("--env-file".into());
-            a.push(env_file.into());
+            a.push(f.into());
         }
         for (k, v) in &self.labels {
             a.push("--label".into());
@@ -243,6 +301,7 @@ mod tests {
             name: "kanibako-app".into(),
             image: "localhost/rig:1".into(),
             mode,
+            network: Network::Default,
             user,
             workdir: "/home/agent/workspace".into(),
             mounts: vec![
@@ -279,7 +338,7 @@ mod tests {
     }
 
     fn render(s: &RunSpec, e: &EngineInfo, rootfs: Option<&Path>) -> String {
-        s.to_args(e.kind, rootfs, Path::new("/run/e"))
+        s.to_args(e.kind, rootfs, Some(Path::new("/run/e")))
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::fsutil::{self, SharedHold};
 use crate::output;
 use crate::runtime::Runtime;
+use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
 
 /// How much patched binaries may take together (an agent binary is ~200 MB).
 pub const CACHE_MAX_BYTES: u64 = 1 << 30;
@@ -255,26 +256,12 @@ fn patch_in(
     std::fs::copy(binary, &copy).map_err(|e| format!("copying {}: {e}", binary.display()))?;
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| e.to_string())?;
-    let inv = rt
-        .invocation()
-        .args(["run", "--rm", "--network=none", "--pull=never", "-v"])
-        .arg(format!("{}:/work:rw", staging.display()))
-        .arg("-v")
-        .arg(format!(
-            "{}:/root/.tweakcc/config.json:ro",
-            config_file.display()
-        ))
-        .arg("-e")
-        .arg(format!(
-            "TWEAKCC_CC_INSTALLATION_PATH=/work/{}",
-            name.to_string_lossy()
-        ))
-        .arg(image)
-        .args(["tweakcc", "--apply"]);
+    let spec = patch_spec(staging, config_file, image, &name.to_string_lossy());
+    let env_file =
+        crate::envfile::temporary(&spec.env).map_err(|e| format!("writing the env file: {e}"))?;
     let out = rt
-        .exec
-        .output(&inv)
-        .map_err(|e| format!("running {}: {e}", rt.engine.program.display()))?;
+        .run_captured(&spec, None, Some(&env_file))
+        .map_err(|e| e.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
@@ -284,6 +271,39 @@ fn patch_in(
         ));
     }
     Ok(copy)
+}
+
+/// The throw-away run that patches the copy in `staging` (`/work/<binary>`) with the
+/// config at `config_file`: no network, the image's own user, nothing else mounted.
+fn patch_spec(staging: &Path, config_file: &Path, image: &str, binary: &str) -> RunSpec {
+    let mut spec = RunSpec::job(
+        "tweakcc",
+        format!("kanibako-tweakcc-{}", std::process::id()),
+        image,
+        RunMode::Batch,
+        UserMapping::Image,
+    );
+    spec.network = Network::None;
+    spec.mounts = vec![
+        Mount::Bind {
+            src: staging.to_owned(),
+            dst: "/work".into(),
+            read_only: false,
+            relabel: false,
+        },
+        Mount::Bind {
+            src: config_file.to_owned(),
+            dst: "/root/.tweakcc/config.json".into(),
+            read_only: true,
+            relabel: false,
+        },
+    ];
+    spec.env = std::collections::BTreeMap::from([(
+        "TWEAKCC_CC_INSTALLATION_PATH".to_owned(),
+        format!("/work/{binary}"),
+    )]);
+    spec.command = ["tweakcc", "--apply"].map(Into::into).to_vec();
+    spec
 }
 
 #[cfg(test)]
@@ -318,6 +338,32 @@ mod tests {
                 .unwrap_err()
                 .contains("missing.json")
         );
+    }
+
+    #[test]
+    fn the_patch_runs_offline_on_its_scratch_copy_with_the_path_in_the_env_file() {
+        let spec = patch_spec(
+            Path::new("/c/.staging-k-1"),
+            Path::new("/c/.config-k.json"),
+            "rig:1",
+            "claude",
+        );
+        let args: Vec<String> = spec
+            .to_args(
+                crate::runtime::EngineKind::Podman,
+                None,
+                Some(Path::new("/tmp/e")),
+            )
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        assert!(
+            line.starts_with("run --pull=never --rm --init --network=none -v /c/.staging-k-1:/work -v /c/.config-k.json:/root/.tweakcc/config.json:ro --env-file /tmp/e --label io.kanibako.role=tweakcc "),
+            "{line}"
+        );
+        assert!(line.ends_with(" rig:1 tweakcc --apply"), "{line}");
+        assert_eq!(spec.env["TWEAKCC_CC_INSTALLATION_PATH"], "/work/claude");
     }
 
     #[test]
