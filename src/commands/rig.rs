@@ -1,7 +1,5 @@
 //! `rig list|info|bootstrap|rm`.
 
-use std::collections::BTreeSet;
-
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
@@ -14,7 +12,7 @@ use crate::error::{Exit, UserError};
 use crate::output;
 use crate::prompt;
 use crate::rig::registry::{Record, Rigs};
-use crate::rig::{self, Kind, bootstrap, ops, template};
+use crate::rig::{self, Kind, LocalImages, bootstrap, ops, template};
 use crate::runtime::Runtime;
 
 pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
@@ -33,68 +31,18 @@ pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
     }
 }
 
-pub fn rigs_file(cx: &Context) -> std::path::PathBuf {
-    cx.paths.data.join("rigs.yaml")
-}
-
 /// Every local image reference, in the spellings a user may give it.
-fn local_images(rt: &Runtime) -> Result<BTreeSet<String>> {
-    let mut set = BTreeSet::new();
-    for line in rt.image_refs()? {
-        let line = line.as_str();
-        set.insert(line.to_owned());
-        if let Some(short) = line.strip_prefix("localhost/") {
-            set.insert(short.to_owned());
-        }
-        for full in [
-            line.to_owned(),
-            line.trim_start_matches("localhost/").to_owned(),
-        ] {
-            if let Some(bare) = full.strip_suffix(":latest") {
-                set.insert(bare.to_owned());
-            }
-        }
-    }
-    Ok(set)
+fn local_images(rt: &Runtime) -> Result<LocalImages> {
+    Ok(LocalImages::from_refs(rt.image_refs()?))
 }
 
-fn present(set: &BTreeSet<String>, image: &str) -> bool {
-    set.contains(image) || set.contains(&format!("{image}:latest"))
+fn templates(cx: &Context) -> Vec<String> {
+    template::names(&cx.paths.rig_templates())
 }
 
-fn user_dir(cx: &Context) -> std::path::PathBuf {
-    cx.paths.data.join("containers")
-}
-
-/// Every template kanibako can build: bundled, and the user's own.
-pub fn templates(cx: &Context) -> Vec<String> {
-    template::names(&user_dir(cx))
-}
-
-/// Build the template `name` into its image, on the configured base rig.
-pub fn build(cx: &Context, rt: &Runtime, name: &str) -> Result<i32> {
-    let t = template::discover(&user_dir(cx))
-        .into_iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| UserError::new(format!("unknown template '{name}'")))?;
-    // The configured rig may be a rig name (`host` after `rig bootstrap`): build on the
-    // image it names. A template cannot be the base of another (nor of itself).
-    let configured = cx.stack(None, None)?.image()?;
-    let rigs = Rigs::load(&rigs_file(cx))?;
-    let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
-        rt.image_exists(i)
-    });
-    let base = if r.kind == Kind::Template {
-        crate::boxes::DEFAULT_IMAGE.to_owned()
-    } else {
-        r.image
-    };
-    let image = rig::template_image(name);
-    output::say(format_args!(
-        "Building rig '{name}' ({}) on {base}...",
-        t.description()
-    ));
-    ops::build_template(rt, &t, &image, &base)
+/// Build the template `name` on the rig configured for all boxes.
+fn build(cx: &Context, rt: &Runtime, name: &str) -> Result<i32> {
+    ops::build(rt, &cx.paths, &cx.stack(None, None)?.image()?, name)
 }
 
 #[derive(Serialize)]
@@ -106,7 +54,7 @@ struct Entry {
 }
 
 fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let local = match cx.runtime() {
         Ok(rt) => Some(local_images(&rt)?),
@@ -116,11 +64,11 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
         }
     };
     let status = |image: &str| match &local {
-        Some(set) if present(set, image) => "prepped",
+        Some(set) if set.has(image) => "prepped",
         Some(_) => "unprepped",
         None => "unknown",
     };
-    let exists = |i: &str| local.as_ref().is_some_and(|s| present(s, i));
+    let exists = |i: &str| local.as_ref().is_some_and(|s| s.has(i));
     let mut entries = Vec::new();
     for s in rig::SHORTHANDS {
         let image = rig::reference(s, &configured, &exists);
@@ -131,7 +79,7 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
             image,
         });
     }
-    for t in template::discover(&user_dir(cx)) {
+    for t in template::discover(&cx.paths.rig_templates()) {
         let image = rig::template_image(&t.name);
         entries.push(Entry {
             name: t.name,
@@ -196,11 +144,11 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
 }
 
 fn info(cx: &Context, a: &RigNameArgs) -> Result<Exit> {
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let rt = cx.runtime()?;
     let local = local_images(&rt)?;
-    let exists = |i: &str| present(&local, i);
+    let exists = |i: &str| local.has(i);
     let r = rig::resolve(&a.name, &rigs, &templates(cx), &configured, &exists);
     let known = rigs.get(&a.name).is_some()
         || r.kind == Kind::Template
@@ -238,7 +186,7 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
     let rt = cx.runtime()?;
     let image = format!("localhost/{}:latest", rig::extended_image(&a.name));
     let local = local_images(&rt)?;
-    if present(&local, &image) && !a.force {
+    if local.has(&image) && !a.force {
         println!(
             "Rig '{}' already exists ({image}); `--force` rebuilds it.",
             a.name
@@ -271,7 +219,7 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         ))
         .into());
     }
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     rigs.upsert(
         &a.name,
         &Record {
@@ -290,15 +238,18 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
 }
 
 fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let rt = cx.runtime()?;
     let local = local_images(&rt)?;
     let r = rig::resolve(&a.name, &rigs, &templates(cx), &configured, &|i| {
-        present(&local, i)
+        local.has(i)
     });
     let record = rigs.get(&a.name).cloned();
-    let user_template = user_dir(cx).join(format!("Containerfile.template-{}", a.name));
+    let user_template = cx
+        .paths
+        .rig_templates()
+        .join(format!("Containerfile.template-{}", a.name));
     if record.is_none() && !r.present && !user_template.is_file() {
         return Err(UserError::new(format!("rig not found: {}", a.name)).into());
     }
@@ -331,13 +282,13 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
         Some(n) => vec![n.clone()],
         None => all.clone(),
     };
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let mut failed = 0;
     for name in &names {
         // Asked again each time: a build before this one changed the store.
         let local = local_images(&rt)?;
-        let r = rig::resolve(name, &rigs, &all, &configured, &|i| present(&local, i));
+        let r = rig::resolve(name, &rigs, &all, &configured, &|i| local.has(i));
         if r.present && !a.force {
             println!("Rig '{name}' is already prepped.");
             continue;
@@ -412,7 +363,7 @@ fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
     } else {
         kind
     };
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     let derived = match kind.as_str() {
         "template" => path
             .file_name()
@@ -425,7 +376,10 @@ fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
     let name = a.name.clone().or(derived).ok_or_else(|| {
         UserError::new("could not derive a rig name from source; pass --name NAME")
     })?;
-    let user_template = user_dir(cx).join(format!("Containerfile.template-{name}"));
+    let user_template = cx
+        .paths
+        .rig_templates()
+        .join(format!("Containerfile.template-{name}"));
     if !a.force && (rigs.get(&name).is_some() || user_template.exists()) {
         return Err(UserError::new(format!(
             "rig '{name}' already exists; use --force to overwrite."
@@ -502,11 +456,11 @@ fn strip_registry(r: &str) -> String {
 fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
     check_rig_name(&a.name)?;
     let rt = cx.runtime()?;
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let local = local_images(&rt)?;
     let base = rig::resolve(&a.from, &rigs, &templates(cx), &configured, &|i| {
-        present(&local, i)
+        local.has(i)
     });
     if !base.present {
         match base.kind {
@@ -553,7 +507,7 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
         let out = rt.commit(&work, &image);
         rt.remove_container(&work);
         out?;
-        let mut rigs = Rigs::load(&rigs_file(cx))?;
+        let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
         rigs.upsert(
             &a.name,
             &Record {
@@ -572,7 +526,7 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
 }
 
 fn export(cx: &Context, a: &ExportArgs) -> Result<Exit> {
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let Some(rec) = rigs.get(&a.name).filter(|r| r.kind == Kind::Extended) else {
         return Err(UserError::new(format!(
             "'{}' is not an extended rig; only extended rigs are exported (others are rebuilt or pulled)",
@@ -640,7 +594,7 @@ fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
     }
     let rt = cx.runtime()?;
     rt.load(&tar)?;
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     rigs.upsert(
         &name,
         &Record {
@@ -674,10 +628,10 @@ fn diagnose(cx: &Context) -> Result<Exit> {
         Err(e) => println!("[!!] {}: {e}", rt.engine.kind.name()),
     }
     let configured = cx.stack(None, None)?.image()?;
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let local = local_images(&rt)?;
     let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
-        present(&local, i)
+        local.has(i)
     });
     if r.present {
         println!("[ok] configured rig {configured} ({}) is prepped", r.image);

@@ -561,7 +561,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let rt = cx.runtime()?;
     // A rig name (`host`, `oci`, a template, a `rigs.yaml` entry) becomes the image.
     let image = {
-        let rigs = crate::rig::registry::Rigs::load(&crate::commands::rig::rigs_file(cx))?;
+        let rigs = crate::rig::registry::Rigs::load(&cx.paths.rigs_file())?;
         // A full reference (`registry/owner/name:tag`) is taken as it is: whether it is
         // local matters only for templates, and a missing one makes the run itself fail
         // at once (`--pull=never`), which `obtain` handles. Asking first would add an
@@ -571,7 +571,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         crate::rig::resolve(
             &image,
             &rigs,
-            &crate::commands::rig::templates(cx),
+            &crate::rig::template::names(&cx.paths.rig_templates()),
             &configured,
             &exists,
         )
@@ -582,7 +582,8 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
             "Rig '{}' isn't prepped — building...",
             image.name
         ));
-        let code = crate::commands::rig::build(cx, &rt, &image.name)?;
+        let code =
+            crate::rig::ops::build(&rt, &cx.paths, &cx.stack(None, None)?.image()?, &image.name)?;
         if code != 0 {
             return Err(UserError::new(format!(
                 "failed to build rig '{}' (exit code {code}).",

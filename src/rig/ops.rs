@@ -7,10 +7,41 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::Kind;
+use super::registry::Rigs;
 use super::template::{Origin, Template};
 use crate::error::UserError;
+use crate::output;
+use crate::paths::Paths;
 use crate::runtime::Runtime;
 use crate::runtime::spec::{RunMode, RunSpec, UserMapping};
+
+/// Build the template `name` into its image, on the rig `configured` names (a rig name
+/// such as `host` after `rig bootstrap` builds on the image it names; a template cannot
+/// be the base of another, nor of itself). The engine's output goes to the terminal;
+/// the build's exit code comes back.
+pub fn build(rt: &Runtime, paths: &Paths, configured: &str, name: &str) -> Result<i32> {
+    let t = super::template::discover(&paths.rig_templates())
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| UserError::new(format!("unknown template '{name}'")))?;
+    let rigs = Rigs::load(&paths.rigs_file())?;
+    let templates = super::template::names(&paths.rig_templates());
+    let r = super::resolve(configured, &rigs, &templates, configured, &|i| {
+        rt.image_exists(i)
+    });
+    let base = if r.kind == Kind::Template {
+        crate::settings::keys::DEFAULT_IMAGE.to_owned()
+    } else {
+        r.image
+    };
+    let image = super::template_image(name);
+    output::say(format_args!(
+        "Building rig '{name}' ({}) on {base}...",
+        t.description()
+    ));
+    build_template(rt, &t, &image, &base)
+}
 
 /// Build `t` into `image` on `base`, the engine's output streamed to the terminal.
 pub fn build_template(rt: &Runtime, t: &Template, image: &str, base: &str) -> Result<i32> {

@@ -71,7 +71,8 @@ pub struct KeyDef {
     pub doc: &'static str,
 }
 
-pub const DEFAULT_IMAGE: &str = crate::boxes::DEFAULT_IMAGE;
+/// The image a box runs on when nobody chose one.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
 
 pub static KEYS: &[KeyDef] = &[
     KeyDef {
