@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use serde_yaml::Value;
 
 use crate::boxes::{BoxIdentity, Mode};
 use crate::document::Document;
@@ -31,11 +30,9 @@ pub struct Context {
 /// `system.path.<leaf>` string values from the global config. Nested tables (such as
 /// `share_rw: {name: …}`) are shares, not directories, and are skipped here.
 fn system_path_values(config: &Document) -> Result<BTreeMap<String, String>> {
-    let Some(Value::Mapping(m)) = config.get(&["system", "path"])? else {
-        return Ok(BTreeMap::new());
-    };
-    Ok(m.iter()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+    Ok(config
+        .get_fields(&["system", "path"])?
+        .into_iter()
         .collect())
 }
 
@@ -103,7 +100,7 @@ impl Context {
     fn crab_source(&self, id: &str) -> Result<Source> {
         Ok(Source {
             level: Level::Crab,
-            doc: Document::load(&self.paths.crabs.join(format!("{id}.yaml")))?,
+            doc: Document::load(&crate::agents::profile::path(&self.paths.crabs, id))?,
             env_file: None,
         })
     }

@@ -18,7 +18,7 @@
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
-//! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
+//! | [`document`] | YAML documents on disk through a small typed API: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |

@@ -17,13 +17,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
-
 use crate::boxes::create::{self};
 use crate::boxes::error::BoxError;
 use crate::boxes::registry::{Registry, Section};
 use crate::boxes::{BoxIdentity, BoxName, Layout, Mode, ProjectSettings};
-use crate::document::{DocError, Document};
+use crate::document::{DocError, Document, Item};
 use crate::fsutil;
 use crate::paths::Paths;
 
@@ -138,8 +136,7 @@ fn record(
             reg.worksets.remove(name);
         }
     }
-    let m: Mapping = map.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-    hints.set(&["worksets"], Value::Mapping(m))?;
+    hints.set(&["worksets"], Item::Map(map.into_iter().collect()))?;
     hints.save()?;
     reg.save()?;
     Ok(())
@@ -148,20 +145,19 @@ fn record(
 impl Workset {
     pub fn load(name: &str, root: &Path) -> Result<Self, WorksetError> {
         let doc = Document::load(&root.join(WORKSET_FILE))?;
-        let members = match doc.get(&["projects"])? {
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .filter_map(|m| {
-                    Some(Member {
-                        name: m.get("name")?.as_str()?.to_owned(),
-                        source: PathBuf::from(
-                            m.get("source_path").and_then(Value::as_str).unwrap_or(""),
-                        ),
-                    })
-                })
-                .collect(),
-            _ => Vec::new(),
+        let field = |m: &[(String, String)], k: &str| {
+            m.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone())
         };
+        let members = doc
+            .get_record_list(&["projects"])?
+            .iter()
+            .filter_map(|m| {
+                Some(Member {
+                    name: field(m, "name")?,
+                    source: PathBuf::from(field(m, "source_path").unwrap_or_default()),
+                })
+            })
+            .collect();
         Ok(Self {
             name: doc.get_str(&["name"])?.unwrap_or_else(|| name.to_owned()),
             root: root.to_owned(),
@@ -193,23 +189,23 @@ impl Workset {
     }
 
     fn save(&mut self) -> Result<(), WorksetError> {
-        let items: Vec<Value> = self
+        let items = self
             .members
             .iter()
             .map(|m| {
-                let mut map = Mapping::new();
-                map.insert("name".into(), m.name.clone().into());
-                map.insert(
-                    "source_path".into(),
-                    m.source.to_string_lossy().into_owned().into(),
-                );
-                Value::Mapping(map)
+                vec![
+                    ("name".to_owned(), m.name.clone()),
+                    (
+                        "source_path".to_owned(),
+                        m.source.to_string_lossy().into_owned(),
+                    ),
+                ]
             })
             .collect();
         self.doc.set(&["name"], self.name.clone().into())?;
         self.doc.set(&["created"], self.created.clone().into())?;
         self.doc.set(&["group_auth"], self.group_auth.into())?;
-        self.doc.set(&["projects"], Value::Sequence(items))?;
+        self.doc.set(&["projects"], Item::Records(items))?;
         self.doc.save()?;
         Ok(())
     }

@@ -10,8 +10,6 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
-
 use super::error::BoxError;
 use super::registry::{Registry, same_dir};
 use super::resolve::{self, normalize};
@@ -139,7 +137,7 @@ fn project_document(
     image: Option<&str>,
 ) -> Result<Document, BoxError> {
     let mut doc = Document::empty(&b.project_file());
-    let s = |p: &Path| Value::from(p.to_string_lossy().into_owned());
+    let s = |p: &Path| p.to_string_lossy().into_owned();
     doc.set(&["project", "mode"], b.mode.as_str().into())?;
     doc.set(&["project", "layout"], b.layout.as_str().into())?;
     doc.set(&["project", "enable_vault"], b.vault.is_some().into())?;
@@ -152,7 +150,7 @@ fn project_document(
         _ => b.workspace.join("vault"),
     };
     let (global, local) = match b.mode {
-        Mode::Standalone => (Value::from(""), Value::from("")),
+        Mode::Standalone => (String::new(), String::new()),
         _ => (
             s(&paths.data.join("shared/global")),
             s(&paths.data.join("shared")),
@@ -164,11 +162,11 @@ fn project_document(
         ("vault_ro", s(&vault_dir.join("ro"))),
         ("vault_rw", s(&vault_dir.join("rw"))),
         ("metadata", s(&b.metadata)),
-        ("project_hash", Value::from(b.hash.clone())),
+        ("project_hash", b.hash.clone()),
         ("global_shared", global),
         ("local_shared", local),
     ] {
-        doc.set(&["resolved", key], value)?;
+        doc.set(&["resolved", key], value.into())?;
     }
     if let Some(image) = image {
         doc.set(&["box", "image"], image.into())?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::agents::{self, Agent, Install};
+use crate::agents::{self, Agent, Install, profile};
 use crate::boxes::resolve;
 use crate::cli::crab::{CrabCommand, CrabInfoArgs, CrabListArgs, ReauthArgs};
 use crate::context::Context;
@@ -43,13 +43,7 @@ struct Profile {
 impl Profile {
     fn load(id: &str, path: &Path) -> Result<Self> {
         let doc = Document::load(path)?;
-        let run_args = match doc.get(&["crab", "run_args"])? {
-            Some(serde_yaml::Value::Sequence(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let run_args = doc.get_list(&["crab", "run_args"])?.unwrap_or_default();
         let state = doc
             .get_string_map(&["crab"])?
             .into_iter()
@@ -74,29 +68,11 @@ impl Profile {
     }
 }
 
-/// The ids of the profile files in `dir`, sorted.
-pub fn profile_ids(dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".yaml")
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
 /// The profile files, sorted by id.
 fn profiles(cx: &Context) -> Result<Vec<Profile>> {
-    profile_ids(&cx.paths.crabs)
+    profile::ids(&cx.paths.crabs)
         .iter()
-        .map(|id| Profile::load(id, &cx.paths.crabs.join(format!("{id}.yaml"))))
+        .map(|id| Profile::load(id, &profile::path(&cx.paths.crabs, id)))
         .collect()
 }
 

@@ -29,7 +29,6 @@ use crate::boxes::registry::Registry;
 use crate::boxes::resolve::{self, Resolution};
 use crate::boxes::{BoxIdentity, BoxName, Mode, ProjectSettings};
 use crate::context::Context;
-use crate::document::Document;
 use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
@@ -231,86 +230,6 @@ fn choose_box(cx: &Context, l: &Launch) -> Result<Chosen> {
             })
         }
     }
-}
-
-/// Write a crab file the first time an agent is used, without built-in defaults (a
-/// model written here would beat a model set for all boxes at system level).
-fn ensure_crab_file(cx: &Context, agent: &dyn Agent) -> Result<()> {
-    let path = cx.paths.crabs.join(format!("{}.yaml", agent.id()));
-    if path.exists() {
-        return Ok(());
-    }
-    crab_skeleton(&path, agent)?.save()?;
-    Ok(())
-}
-
-/// The tweakcc-patched binary for this launch, if the crab enables tweakcc; a failure
-/// is a warning and the unpatched binary runs.
-fn tweakcc_binary(
-    cx: &Context,
-    rt: &Runtime,
-    levels: &Stack,
-    install: &Install,
-    image: &str,
-) -> Option<crate::fsutil::SharedHold> {
-    let crab = levels.doc(Level::Crab)?;
-    let config = match crate::tweakcc::settings(crab.get(&["tweakcc"]).ok()?, cx.paths.home()) {
-        Ok(Some(c)) => c,
-        Ok(None) => return None,
-        Err(e) => {
-            output::warn(format_args!(
-                "tweakcc patching failed, using unpatched binary: {e}"
-            ));
-            return None;
-        }
-    };
-    let cache = crate::tweakcc::Cache {
-        dir: cx.paths.cache.join("tweakcc"),
-        max_bytes: crate::tweakcc::CACHE_MAX_BYTES,
-    };
-    match crate::tweakcc::patched(rt, &cache, image, &install.binary, &config) {
-        Ok(held) => Some(held),
-        Err(e) => {
-            output::warn(format_args!(
-                "tweakcc patching failed, using unpatched binary: {e}"
-            ));
-            None
-        }
-    }
-}
-
-/// A per-box hard link (a copy across filesystems) to a patched binary, in kanibako's
-/// state directory where no box can reach it.
-fn own_link(cx: &Context, b: &BoxIdentity, entry: &Path) -> Option<PathBuf> {
-    let dir = cx.paths.state.join("tweakcc");
-    std::fs::create_dir_all(&dir).ok()?;
-    let dst = dir.join(&b.hash[..16.min(b.hash.len())]);
-    let tmp = dir.join(format!(
-        ".{}-{}",
-        &b.hash[..16.min(b.hash.len())],
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    std::fs::hard_link(entry, &tmp)
-        .or_else(|_| std::fs::copy(entry, &tmp).map(|_| ()))
-        .ok()?;
-    std::fs::rename(&tmp, &dst).ok()?;
-    Some(dst)
-}
-
-/// A new agent profile: its name and shell, no settings.
-pub fn crab_skeleton(path: &Path, agent: &dyn Agent) -> Result<Document> {
-    let mut doc = Document::empty(path);
-    doc.set(&["crab", "name"], agent.display_name().into())?;
-    doc.set(&["crab", "shell"], "standard".into())?;
-    doc.set(
-        &["crab", "run_args"],
-        serde_yaml::Value::Sequence(Vec::new()),
-    )?;
-    for key in ["env", "shared", "tweakcc"] {
-        doc.set(&[key], serde_yaml::Value::Mapping(Default::default()))?;
-    }
-    Ok(doc)
 }
 
 /// A `-v` source whose path the engine's `-v src:dst` syntax cannot carry.
@@ -537,7 +456,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     };
     if let Target::Agent(a, install) = &target {
         if !l.dry_run {
-            ensure_crab_file(cx, a.as_ref())?;
+            crate::agents::profile::ensure(&cx.paths.crabs, a.id(), a.display_name())?;
         }
         output::say(format_args!(
             "Using host {}: {}",
@@ -809,24 +728,26 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         }
     }
     // tweakcc: the agent's binary swapped for its patched copy, held for the session.
-    let mut _tweakcc_hold = None;
-    let patched_install = match &target {
-        Target::Agent(a, install) if !l.dry_run => {
-            tweakcc_binary(cx, &rt, &levels, install, &image).map(|held| {
-                // A detached container outlives this process and its hold on the cache
-                // entry: it gets its own link to the binary, which eviction cannot take.
-                let binary = if persistent {
-                    own_link(cx, b, held.path()).unwrap_or_else(|| held.path().to_owned())
-                } else {
-                    held.path().to_owned()
-                };
-                _tweakcc_hold = Some(held);
-                Install {
-                    binary,
-                    install_dir: install.install_dir.clone(),
-                }
-            })
-        }
+    let tweakcc = match &target {
+        Target::Agent(_, install) if !l.dry_run => crate::tweakcc::session::for_session(
+            &rt,
+            levels.doc(Level::Crab),
+            &crate::tweakcc::session::Dirs {
+                home: cx.paths.home(),
+                cache: &cx.paths.cache,
+                state: &cx.paths.state,
+            },
+            &image,
+            &install.binary,
+            persistent.then_some(b.hash.as_str()),
+        ),
+        _ => None,
+    };
+    let patched_install = match (&target, &tweakcc) {
+        (Target::Agent(_, install), Some(held)) => Some(Install {
+            binary: held.binary.clone(),
+            install_dir: install.install_dir.clone(),
+        }),
         _ => None,
     };
     let agent_mounts: Vec<Mount> = match &target {

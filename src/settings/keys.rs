@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::document::Item;
+
 /// The levels, most specific first: the order in which a value is looked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -477,7 +479,7 @@ pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
 }
 
 /// A typed YAML value for `raw`, or why not.
-pub fn typed_value(key: &KeyRef, raw: &str) -> Result<serde_yaml::Value, KeyError> {
+pub fn typed_value(key: &KeyRef, raw: &str) -> Result<Item, KeyError> {
     let bad = |expected: String| KeyError::BadValue {
         key: key.display(),
         value: raw.to_owned(),
@@ -486,7 +488,7 @@ pub fn typed_value(key: &KeyRef, raw: &str) -> Result<serde_yaml::Value, KeyErro
     match key {
         KeyRef::Known(k) => match k.kind {
             Kind::Bool => crate::document::parse_bool(raw)
-                .map(serde_yaml::Value::Bool)
+                .map(Item::Bool)
                 .ok_or_else(|| bad(k.kind.describe())),
             Kind::Choice(c) if !raw.is_empty() && !c.contains(&raw) => Err(bad(k.kind.describe())),
             _ => Ok(raw.into()),
@@ -496,9 +498,9 @@ pub fn typed_value(key: &KeyRef, raw: &str) -> Result<serde_yaml::Value, KeyErro
         {
             Err(bad("host_src:guest_dest".into()))
         }
-        KeyRef::CrabIdentity("run_args") => Ok(serde_yaml::Value::Sequence(
-            raw.split_whitespace().map(Into::into).collect(),
-        )),
+        KeyRef::CrabIdentity("run_args") => {
+            Ok(Item::List(raw.split_whitespace().map(Into::into).collect()))
+        }
         _ => Ok(raw.into()),
     }
 }
@@ -546,15 +548,9 @@ mod tests {
     fn values_are_typed_and_validated() {
         let share = parse("box.share_images", false).unwrap();
         for yes in ["true", "yes", "1", "on", "TRUE"] {
-            assert_eq!(
-                typed_value(&share, yes).unwrap(),
-                serde_yaml::Value::Bool(true)
-            );
+            assert_eq!(typed_value(&share, yes).unwrap(), Item::Bool(true));
         }
-        assert_eq!(
-            typed_value(&share, "no").unwrap(),
-            serde_yaml::Value::Bool(false)
-        );
+        assert_eq!(typed_value(&share, "no").unwrap(), Item::Bool(false));
         assert!(typed_value(&share, "maybe").is_err());
         let access = parse("access", false).unwrap();
         assert!(typed_value(&access, "sometimes").is_err());

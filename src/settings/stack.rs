@@ -8,12 +8,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use serde_yaml::Value;
-
 use super::keys::{self, KeyDef, KeyRef, Level};
 use crate::document::Document;
 use crate::envfile;
+use anyhow::Result;
 
 /// One level: its document and, where it has one, its env file.
 #[derive(Clone, Debug)]
@@ -52,17 +50,6 @@ impl Resolved {
     /// The value unless it is unset or explicitly empty.
     pub fn get(&self) -> Option<&str> {
         self.value.as_deref().filter(|v| !v.is_empty())
-    }
-}
-
-/// A scalar as text: booleans and numbers in their YAML spelling.
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Null => None,
-        _ => None,
     }
 }
 
@@ -112,16 +99,10 @@ impl Stack {
         }
         let path = key.doc_path();
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let value = match src.doc.get(&path)? {
-            Some(Value::Sequence(items)) => Some(
-                items
-                    .iter()
-                    .filter_map(scalar)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            Some(v) => scalar(v),
-            None => None,
+        // A list (the Python tool's run_args) reads as its items joined.
+        let value = match src.doc.get_list(&path)? {
+            Some(items) => Some(items.join(" ")),
+            None => src.doc.get_scalar(&path)?,
         };
         if let (
             KeyRef::Known(KeyDef {
@@ -211,10 +192,12 @@ impl Stack {
         let Some(crab) = self.doc(Level::Crab) else {
             return Ok(Vec::new());
         };
-        Ok(match crab.get(&["crab", "run_args"])? {
-            Some(Value::Sequence(items)) => items.iter().filter_map(scalar).collect(),
-            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            _ => Vec::new(),
+        Ok(match crab.get_list(&["crab", "run_args"])? {
+            Some(items) => items,
+            None => crab
+                .get_scalar(&["crab", "run_args"])?
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 

@@ -9,6 +9,7 @@
 //! them all.
 
 pub mod bun_sea;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 
@@ -26,14 +27,11 @@ pub const CACHE_MAX_BYTES: u64 = 1 << 30;
 /// The merged tweakcc config from a crab's `tweakcc:` mapping, or `None` when patching
 /// is off: `enabled` must be true. `config` names an external tweakcc `config.json`
 /// (`~` is the host home); every other key overrides it, deep-merged.
-pub fn settings(tweakcc: Option<&serde_yaml::Value>, home: &Path) -> Result<Option<Value>, String> {
-    let Some(serde_yaml::Value::Mapping(m)) = tweakcc else {
+pub fn settings(tweakcc: Option<&Value>, home: &Path) -> Result<Option<Value>, String> {
+    let Some(Value::Object(map)) = tweakcc else {
         return Ok(None);
     };
-    let json: Value = serde_json::to_value(m).map_err(|e| format!("tweakcc settings: {e}"))?;
-    let Value::Object(mut map) = json else {
-        return Ok(None);
-    };
+    let mut map = map.clone();
     let enabled = match map.remove("enabled") {
         Some(Value::Bool(b)) => b,
         Some(Value::String(s)) => matches!(s.as_str(), "true" | "yes" | "on" | "1"),
@@ -319,20 +317,17 @@ mod tests {
             r#"{"settings": {"themes": [1], "misc": {"a": 1, "b": 2}}}"#,
         )
         .unwrap();
-        let yaml: serde_yaml::Value = serde_yaml::from_str(
-            "enabled: true\nconfig: ~/tw.json\nsettings:\n  misc:\n    b: 3\n",
-        )
-        .unwrap();
-        let merged = settings(Some(&yaml), t.path()).unwrap().unwrap();
+        let inline =
+            json!({"enabled": true, "config": "~/tw.json", "settings": {"misc": {"b": 3}}});
+        let merged = settings(Some(&inline), t.path()).unwrap().unwrap();
         assert_eq!(
             merged,
             json!({"settings": {"themes": [1], "misc": {"a": 1, "b": 3}}})
         );
-        let off: serde_yaml::Value = serde_yaml::from_str("enabled: false\nx: 1\n").unwrap();
+        let off = json!({"enabled": false, "x": 1});
         assert_eq!(settings(Some(&off), t.path()).unwrap(), None);
         assert_eq!(settings(None, t.path()).unwrap(), None);
-        let bad: serde_yaml::Value =
-            serde_yaml::from_str("enabled: true\nconfig: ~/missing.json\n").unwrap();
+        let bad = json!({"enabled": true, "config": "~/missing.json"});
         assert!(
             settings(Some(&bad), t.path())
                 .unwrap_err()
