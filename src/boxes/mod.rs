@@ -13,6 +13,7 @@ pub mod listing;
 pub mod name;
 pub mod registry;
 pub mod resolve;
+pub mod worksets;
 
 use std::path::{Path, PathBuf};
 

@@ -346,13 +346,18 @@ impl Runtime {
     /// not start the engine an extra time to learn it.
     pub fn version_cached(&self, cache: &Path) -> Result<Version, RuntimeError> {
         let id = std::fs::metadata(&self.engine.program).ok().map(|m| {
+            use sha2::{Digest, Sha256};
             use std::os::unix::fs::MetadataExt;
-            crate::boxes::project_hash(Path::new(&format!(
+            let id = format!(
                 "{}|{}|{}",
                 self.engine.program.display(),
                 m.len(),
                 m.mtime_nsec() + m.mtime() * 1_000_000_000
-            )))
+            );
+            Sha256::digest(id.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         });
         let file = id.map(|id| cache.join("engine-version").join(&id[..16]));
         if let Some(v) = file

@@ -434,6 +434,11 @@ pub fn find(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name == name)
 }
 
+/// One plain path component: not empty, `.` or `..`, and without `/` or NUL.
+fn is_plain_component(n: &str) -> bool {
+    !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\0'])
+}
+
 /// Parse a key as typed. Crab identity keys are known only where `crab` is true.
 pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
     if let Some(k) = find(key) {
@@ -448,7 +453,7 @@ pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
     if let Some(n) = key.strip_prefix("shared.").filter(|n| !n.is_empty()) {
         // The name becomes a directory under `$DATA/shared/global`: one plain component,
         // never an absolute path or `..` that would mount some other host directory.
-        if crate::boxes::BoxName::from_registry(n).is_none_or(|b| b.as_str() != n) {
+        if !is_plain_component(n) {
             return Err(KeyError::BadShareName(n.to_owned()));
         }
         return Ok(KeyRef::Shared(n.to_owned()));
