@@ -73,6 +73,9 @@ pub struct KeyDef {
     pub doc: &'static str,
 }
 
+/// The model an agent session passes when no level sets one (Claude Code's).
+pub const DEFAULT_MODEL: &str = "opus";
+
 /// The image a box runs on when nobody chose one.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
 
@@ -130,11 +133,11 @@ pub static KEYS: &[KeyDef] = &[
     KeyDef {
         name: "model",
         kind: Kind::Str,
-        default: Some("opus"),
+        default: Some(DEFAULT_MODEL),
         levels: ALL,
         path: &["crab", "model"],
         read_only: false,
-        python_default: Some(("opus", Level::Crab)),
+        python_default: Some((DEFAULT_MODEL, Level::Crab)),
         doc: "the agent's model (an empty value passes none)",
     },
     KeyDef {

@@ -39,6 +39,22 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// A typed value in force, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Setting<T> {
+    pub fn flag(value: T, flag: &'static str) -> Self {
+        Self {
+            value,
+            origin: Origin::Flag(flag),
+        }
+    }
+}
+
 /// A resolved value: `Some("")` is an explicit "none"; `None` is unset everywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
@@ -161,19 +177,50 @@ impl Stack {
     }
 
     pub fn bool(&self, name: &str) -> Result<bool> {
+        Ok(self.bool_setting(name)?.value)
+    }
+
+    /// A boolean key in force and its origin; unset, empty or unreadable is false.
+    pub fn bool_setting(&self, name: &str) -> Result<Setting<bool>> {
         let r = self.known(name)?;
-        Ok(r.get()
-            .and_then(crate::document::parse_bool)
-            .unwrap_or(false))
+        Ok(Setting {
+            value: r
+                .get()
+                .and_then(crate::document::parse_bool)
+                .unwrap_or(false),
+            origin: r.origin.unwrap_or(Origin::Default),
+        })
+    }
+
+    /// A string key in force (an explicit empty value stays empty) and its origin.
+    pub fn str_setting(
+        &self,
+        name: &str,
+        default: Option<&str>,
+    ) -> Result<Setting<Option<String>>> {
+        let def = keys::find(name).unwrap_or_else(|| panic!("unknown built-in key {name}"));
+        let r = self.resolve_with(&KeyRef::Known(def), default)?;
+        Ok(Setting {
+            value: r.value,
+            origin: r.origin.unwrap_or(Origin::Default),
+        })
     }
 
     /// The rig: the first level that names one, else the built-in default.
     pub fn image(&self) -> Result<String> {
-        Ok(self
-            .known("box.image")?
-            .get()
-            .unwrap_or(keys::DEFAULT_IMAGE)
-            .to_owned())
+        Ok(self.image_setting()?.value)
+    }
+
+    /// [`Stack::image`] and where it came from.
+    pub fn image_setting(&self) -> Result<Setting<String>> {
+        let r = self.known("box.image")?;
+        Ok(match (r.get().map(str::to_owned), r.origin) {
+            (Some(value), Some(origin)) => Setting { value, origin },
+            _ => Setting {
+                value: keys::DEFAULT_IMAGE.to_owned(),
+                origin: Origin::Default,
+            },
+        })
     }
 
     /// `box.crab`: which agent runs (`None` = whichever is installed).
