@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::companions::Companions;
 use super::plan::{PlanInputs, plan};
 use crate::boxes::{BoxIdentity, BoxName, ProjectSettings};
 use crate::runtime::spec::{BOX_GID, BOX_UID, Mount, RunMode, UserMapping};
@@ -162,7 +163,6 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
         shared: vec![("/d/shared/global/pip".into(), ".cache/pip".into())],
         shares: vec![("/srv/ref".into(), "ref".into(), true)],
         image_store: None,
-        comms: Some("/d/comms".into()),
         env: BTreeMap::from([
             ("HOME".into(), "/home/agent".into()),
             ("TOKEN".into(), "never-on-argv".into()),
@@ -175,12 +175,23 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
 
 #[test]
 fn argv_over_engines_user_mappings_and_run_modes() {
+    // Only `comms` is read from these paths (for the mailbox companion).
+    let host = crate::host::HostEnv::for_test(Path::new("/"), &[("HOME", "/h")]);
+    let mut paths = crate::paths::Paths::resolve(
+        &host,
+        crate::paths::Bases::from_host(&host).unwrap(),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    paths.comms = "/d/comms".into();
     for s in setups() {
         let gid = if s.uid == 0 { 0 } else { 1002 };
         let user = s.engine.user_mapping(s.uid, gid, || s.pins);
         let (setup, kind) = (s.name, s.engine.kind);
         for (mode_name, mode) in modes() {
-            let spec = plan(&inputs(mode, user.clone()));
+            let b = inputs(mode, user.clone());
+            let companions = Companions::for_box(&paths, &b.identity);
+            let spec = companions.add_to(plan(&b));
             let rootfs = matches!(user, UserMapping::SplitMap { .. })
                 .then_some(Path::new("/var/lib/containers/storage/overlay/x/merged"));
             let argv: Vec<String> = spec

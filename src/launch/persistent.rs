@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::plan::{AGENT_EXIT_FILE, TMUX_SESSION};
-use super::{MountedImage, print_env};
+use super::execute::Planned;
+use super::image::MountedImage;
+use super::plan::{AGENT_EXIT_FILE, TMUX_SESSION, attach_command};
+use super::request::Launch;
+use super::{auth, env, lock};
 use crate::boxes::BoxIdentity;
 use crate::boxes::home::SafeDir;
 use crate::context::Context;
@@ -59,13 +62,6 @@ fn clear_agent_exit(b: &BoxIdentity) {
     {
         let _ = dir.remove(name);
     }
-}
-
-/// `tmux attach` to the box's session, inside the container.
-fn attach_command() -> Vec<OsString> {
-    ["tmux", "attach", "-t", TMUX_SESSION]
-        .map(OsString::from)
-        .to_vec()
 }
 
 pub fn attach_invocation(rt: &Runtime, name: &str, tty: bool) -> Invocation {
@@ -170,15 +166,21 @@ fn background_note(b: &BoxIdentity, name: &str) {
 }
 
 /// `start` on a box whose session is running: attach to it.
+/// What `l` asked for that only a new session could honour is named, not dropped.
 pub fn reattach(
     cx: &Context,
     rt: &Runtime,
     b: &BoxIdentity,
     rootfs: Option<&str>,
-    dry_run: bool,
+    l: &Launch,
 ) -> Result<Exit> {
+    if let Some(ignored) = l.reattach_ignores() {
+        output::warn(format_args!(
+            "the session is already running; {ignored} apply to a new session only (`kanibako stop` first)"
+        ));
+    }
     let name = b.container_name();
-    if dry_run {
+    if l.dry_run {
         println!("{}", attach_invocation(rt, &name, cx.host.stdin_tty));
         return Ok(Exit::Success);
     }
@@ -186,9 +188,9 @@ pub fn reattach(
         background_note(b, &name);
         return Ok(Exit::Success);
     }
-    super::auth::refresh(cx, b);
+    auth::refresh(cx, b);
     let code = attach(rt, &name, true)?;
-    super::auth::write_back(cx, b);
+    auth::write_back(cx, b);
     // A session that ended leaves a stopped container: clear it.
     if !still_in_session(rt, &name) {
         remove(cx, rt, &name, rootfs);
@@ -197,24 +199,27 @@ pub fn reattach(
     Ok(Exit::Code(u8::try_from(code.unwrap_or(0)).unwrap_or(1)))
 }
 
-/// Create the detached container (under the box lock) and attach to it.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn launch(
+/// Create the detached container (under the box lock) and attach to it. `may_retry`:
+/// an agent session that dies at once with nothing to continue is started once more
+/// as a new conversation, from `replan(true)`.
+pub fn launch(
     cx: &Context,
     rt: &Runtime,
     b: &BoxIdentity,
-    spec: &RunSpec,
-    image: &str,
-    mounted: Option<MountedImage<'_>>,
+    run: Planned<'_>,
     lock: FileLock,
     may_retry: bool,
     mut replan: impl FnMut(bool) -> Result<RunSpec>,
 ) -> Result<Exit> {
-    let mut spec = spec.clone();
+    let Planned {
+        mut spec,
+        image,
+        mut mounted,
+    } = run;
+    let image = image.as_str();
     let mut retried = false;
     let mut lock = Some(lock);
     let split = mounted.is_some();
-    let mut mounted = mounted;
     loop {
         clear_agent_exit(b);
         let started = std::time::Instant::now();
@@ -224,7 +229,7 @@ pub(super) fn launch(
             None => None,
         };
         let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
-        print_env(&spec.env);
+        env::log(&spec.env);
         // Captured: the container id `run -d` prints is noise on the user's terminal.
         let out = rt.run_captured(
             &spec,
@@ -257,7 +262,7 @@ pub(super) fn launch(
         let attached = if up && cx.host.stdin_tty {
             let code = attach(rt, &spec.name, true)?;
             // Left or ended: either way the box may hold a newer token than the host.
-            super::auth::write_back(cx, b);
+            auth::write_back(cx, b);
             code
         } else if up {
             background_note(b, &spec.name);
@@ -282,14 +287,7 @@ pub(super) fn launch(
             spec = replan(true)?;
             // The same claim as the first start: the lock's record and the marker that
             // tells the next command a container of this box may exist.
-            let mut relock = super::session_lock(b)?;
-            relock.write_record(&format!("{}\n", spec.name))?;
-            crate::fsutil::atomic_write(
-                &b.container_marker(),
-                format!("{}\n", spec.name).as_bytes(),
-                crate::fsutil::MODE_CONFIG,
-            )?;
-            lock = Some(relock);
+            lock = Some(lock::claim(None, b, &spec.name)?);
             continue;
         }
         return match attached {
