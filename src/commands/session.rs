@@ -30,7 +30,11 @@ fn launch(
         entrypoint: a.entrypoint,
         dry_run: a.dry_run,
         persistent,
-        share_images: a.share_images,
+        share_images: match (a.share_images, a.no_share_images) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         session,
     }
 }

@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use anyhow::Result;
 
 use super::request::{Launch, Session, exec_wrapper};
+use super::settings::{Conversation, LaunchSettings};
 use super::target::Target;
 use crate::agents::SessionFlags;
 use crate::settings::stack::Stack;
@@ -19,6 +20,7 @@ pub struct InBox<'a> {
     pub launch: &'a Launch,
     pub target: &'a Target,
     pub levels: &'a Stack,
+    pub settings: &'a LaunchSettings,
     /// The box was created by this launch, so there is nothing to continue.
     pub new_box: bool,
 }
@@ -28,53 +30,27 @@ impl InBox<'_> {
     /// conversation (the retry of a session that had nothing to continue).
     pub fn command(&self, new_session: bool) -> Result<Command> {
         let l = self.launch;
-        Ok(match (&l.session, self.target) {
-            (
-                Session::Start {
-                    flags,
-                    cont,
-                    autonomous,
-                    model,
-                    args,
-                },
-                Target::Agent(agent, _),
-            ) => {
-                let levels = self.levels;
-                let mut extra = levels.run_args()?;
+        Ok(match (&l.session, self.target, &self.settings.agent) {
+            (Session::Start { args, .. }, Target::Agent(agent, _), Some(s)) => {
+                let mut extra = self.levels.run_args()?;
                 extra.extend(args.iter().cloned());
-                let model = match model {
-                    Some(m) => Some(m.clone()),
-                    None => levels.crab_state("model", agent.default_model())?,
-                };
-                // Switches on the command line win; otherwise the settings decide.
-                let chose_conversation = *cont || flags.new_session || flags.resume;
-                let start_mode = levels.crab_state("start_mode", None)?;
-                let secure = if *autonomous || flags.secure {
-                    flags.secure
-                } else {
-                    levels.crab_state("access", None)?.as_deref() == Some("default")
-                        || !levels.bool("autonomous")?
-                };
                 let flags = SessionFlags {
-                    secure,
+                    secure: s.secure.value,
                     new_box: self.new_box,
-                    new_session: new_session
-                        || flags.new_session
-                        || (!chose_conversation && start_mode.as_deref() == Some("new")),
-                    resume: flags.resume
-                        || (!chose_conversation && start_mode.as_deref() == Some("resume")),
+                    new_session: new_session || s.conversation.value == Conversation::New,
+                    resume: s.conversation.value == Conversation::Resume,
                 };
-                let args = agent.args(flags, &extra, model.as_deref());
+                let args = agent.args(flags, &extra, s.model.value.as_deref());
                 (
                     Some(agent.entrypoint().to_owned()),
                     args.into_iter().map(OsString::from).collect(),
                 )
             }
-            (Session::Start { args, .. }, _) => (
+            (Session::Start { args, .. }, _, _) => (
                 l.entrypoint.clone(),
                 args.iter().map(OsString::from).collect(),
             ),
-            (Session::Shell { command }, _) => match (&l.entrypoint, command.is_empty()) {
+            (Session::Shell { command }, _, _) => match (&l.entrypoint, command.is_empty()) {
                 (Some(e), _) => (Some(e.clone()), command.clone()),
                 (None, false) => (Some("/bin/sh".to_owned()), exec_wrapper(command)),
                 (None, true) => (Some("/bin/bash".to_owned()), Vec::new()),

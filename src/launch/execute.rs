@@ -92,7 +92,7 @@ pub fn dry_run(rt: &Runtime, spec: &RunSpec, k: &Known<'_>, leftover: bool) -> R
             Some(&env::placeholder(&spec.env))
         )
     );
-    if k.persistent {
+    if k.persistent() {
         let attach = plan::attach_command();
         println!(
             "{}",

@@ -12,6 +12,7 @@ use super::command::InBox;
 use super::image::{self, MountedImage};
 use super::plan::PlanInputs;
 use super::request::Launch;
+use super::settings::LaunchSettings;
 use super::target::{Chosen, Target};
 use super::{env, mounts};
 use crate::agents::Install;
@@ -35,8 +36,7 @@ pub struct Known<'a> {
     pub levels: Stack,
     pub image: String,
     pub user: UserMapping,
-    pub persistent: bool,
-    pub share_images: bool,
+    pub settings: LaunchSettings,
 }
 
 impl Known<'_> {
@@ -49,12 +49,18 @@ impl Known<'_> {
         matches!(self.user, UserMapping::SplitMap { .. })
     }
 
+    /// A detached tmux session rather than a foreground run.
+    pub fn persistent(&self) -> bool {
+        self.settings.persistent()
+    }
+
     /// What runs inside the box.
     pub fn in_box(&self) -> InBox<'_> {
         InBox {
             launch: &self.launch,
             target: &self.target,
             levels: &self.levels,
+            settings: &self.settings,
             new_box: self.chosen.new,
         }
     }
@@ -94,7 +100,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
             },
             &k.image,
             &install.binary,
-            k.persistent.then_some(b.hash.as_str()),
+            k.persistent().then_some(b.hash.as_str()),
         ),
         _ => None,
     };
@@ -110,7 +116,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
     let inputs = PlanInputs {
         identity: b.clone(),
         image: k.image.clone(),
-        mode: if k.persistent {
+        mode: if k.persistent() {
             RunMode::Detached
         } else {
             RunMode::Foreground {
@@ -126,7 +132,9 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         shared: mounts::shared(cx, levels, b, crab_id)?,
         shares: mounts::shares(cx, levels, b, crab_id, dry_run),
         image_store: k
+            .settings
             .share_images
+            .value
             .then(|| mounts::image_store(rt, &cx.paths.state, dry_run))
             .flatten(),
         env,

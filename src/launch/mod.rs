@@ -4,8 +4,9 @@
 //!
 //! 1. [`request`] — what was asked, checked before anything is made (`-e` items);
 //! 2. [`target`] — the box (registered on first use) and what runs in it, with its
-//!    settings levels; [`image`] — the rig made an image (built, pinned, pulled);
-//!    together what the launch knows ([`facts::Known`]);
+//!    settings levels; [`settings`] — every launch setting, flag over level, with its
+//!    origin (`--dry-run -v` shows them); [`image`] — the rig made an image (built,
+//!    pinned, pulled); together what the launch knows ([`facts::Known`]);
 //! 3. [`state`] and [`decide`] — one look at the box's container, and the pure decision
 //!    to run, join ([`execute::join`]), re-attach ([`persistent::reattach`]) or refuse;
 //! 4. [`facts`] — what the plan needs from the host and the engine ([`env`],
@@ -40,6 +41,7 @@ pub mod plan;
 pub mod prep;
 pub mod request;
 pub mod seeds;
+pub mod settings;
 pub mod state;
 pub mod target;
 
@@ -56,6 +58,7 @@ use decide::{Action, decide};
 use execute::Planned;
 use facts::{Gathered, Known};
 pub use request::{Launch, Session};
+use settings::LaunchSettings;
 use target::Installed;
 
 pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
@@ -71,7 +74,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         .then(|| lock::session(b))
         .transpose()?;
     let seen = state::gather(&rt, b, dry_run)?;
-    let leftover = match decide(&seen.existing, k.launch.shell_like(), k.persistent) {
+    let leftover = match decide(&seen.existing, k.launch.shell_like(), k.persistent()) {
         Action::Run { leftover } => leftover,
         Action::Join => {
             return execute::join(cx, &rt, b, &k.cli_env, k.in_box().joining()?, dry_run);
@@ -109,7 +112,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         mounted,
     };
     // A companion that is told when the session ends is told after either of these.
-    if k.persistent {
+    if k.persistent() {
         let may_retry = k.target.agent().is_some() && !k.launch.new_session() && !k.chosen.new;
         let in_box = k.in_box();
         let replan = |new_session: bool| -> Result<RunSpec> {
@@ -133,15 +136,17 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
     }
     let chosen = target::choose_box(cx, &l)?;
     let (target, levels) = target::choose_target(cx, &l, &chosen.identity, installed)?;
-    let rig = l.rig.clone().map_or_else(|| levels.image(), Ok)?;
+    let settings = LaunchSettings::resolve(&l, &levels, &cx.host, target.agent().map(|a| a.0))?;
+    for line in settings.lines() {
+        tracing::debug!("  setting {line}");
+    }
     image::pin(&chosen, &levels, l.rig.as_deref(), l.dry_run)?;
     let rt = cx.runtime()?;
     let k = Known {
         cx,
-        image: image::resolve(cx, &rt, &levels, &rig, l.dry_run)?,
+        image: image::resolve(cx, &rt, &levels, &settings.image.value, l.dry_run)?,
         user: user_mapping(cx, &rt),
-        persistent: persistent_session(cx, &l, &levels)?,
-        share_images: l.share_images || levels.bool("box.share_images")?,
+        settings,
         cli_env,
         launch: l,
         chosen,
@@ -149,26 +154,6 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
         levels,
     };
     Ok(Some((k, rt)))
-}
-
-/// Persistent (tmux, survives a closed terminal) is the default for `start` where tmux
-/// is on the host, as upstream decides; `shell` is always a foreground run.
-fn persistent_session(
-    cx: &Context,
-    l: &Launch,
-    levels: &crate::settings::stack::Stack,
-) -> Result<bool> {
-    Ok(match &l.session {
-        Session::Start { .. } => match l.persistent {
-            Some(p) => p,
-            None => match levels.known("persistence")?.get() {
-                Some("persistent") => true,
-                Some("ephemeral") => false,
-                _ => cx.host.which("tmux").is_some(),
-            },
-        },
-        Session::Shell { .. } => false,
-    })
 }
 
 /// The in-box user for this engine and invoking user (see [`UserMapping`]).

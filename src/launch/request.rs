@@ -36,8 +36,9 @@ pub struct Launch {
     pub dry_run: bool,
     /// `--persistent` (true) or `--ephemeral` (false); `None`: tmux on the host decides.
     pub persistent: Option<bool>,
-    /// `--share-images`: the host's image store, read-only, in the box.
-    pub share_images: bool,
+    /// `--share-images` (true) or `--no-share-images` (false): the host's image store,
+    /// read-only, in the box; `None`: `box.share_images` decides.
+    pub share_images: Option<bool>,
     pub session: Session,
 }
 
@@ -154,7 +155,7 @@ mod tests {
             entrypoint: None,
             dry_run: false,
             persistent: None,
-            share_images: false,
+            share_images: None,
             session: Session::Start {
                 flags: SessionFlags {
                     new_session,
