@@ -61,3 +61,6 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Rig { command } => rig::dispatch(cx, command),
     }
 }
+
+#[cfg(test)]
+mod tests;
