@@ -2,7 +2,7 @@
 //! launch knows it will start a container: the rig mounted (under a split user map)
 //! and its environment, the layered environment, what is mounted, the agent's
 //! tweakcc-patched binary, and the command. The result is [`PlanInputs`], which
-//! [`plan::plan`](super::plan::plan) turns into the run without further I/O.
+//! [`super::plan::plan`] turns into the run without further I/O.
 
 use std::collections::BTreeMap;
 

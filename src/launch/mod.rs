@@ -7,9 +7,9 @@
 //!    settings levels; [`settings`] — every launch setting, flag over level, with its
 //!    origin (`--dry-run -v` shows them); [`image`] — the rig made an image (built,
 //!    pinned, pulled); together what the launch knows ([`facts::Known`]);
-//! 3. [`state`] and [`decide`] — one look at the box's container, and the pure decision
+//! 3. [`state`] and [`decide`](mod@decide) — one look at the box's container, and the pure decision
 //!    to run, join ([`execute::join`]), re-attach ([`persistent::reattach`]) or refuse;
-//! 4. [`facts`] — what the plan needs from the host and the engine ([`env`],
+//! 4. [`facts`] — what the plan needs from the host and the engine ([`env`](mod@env),
 //!    [`mounts`], [`command`], tweakcc), which [`plan`] turns into the run (pure), plus
 //!    what the box's [`companions`] add: what `--dry-run` prints ([`execute::dry_run`]);
 //! 5. under the box's [`lock`]: a leftover container removed, the login and the home

@@ -1,5 +1,5 @@
 //! What a run mounts besides the box's home and workspace, as facts gathered from the
-//! host for [`plan::plan`](super::plan::plan): which vault directories are real, the
+//! host for [`super::plan::plan`]: which vault directories are real, the
 //! agent's install, the shared caches and named shares in force, the host's image
 //! store for `--share-images`. A source that is missing or a link is left out with a
 //! warning; only a read-write share's source is made.

@@ -93,7 +93,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The cache key: 16 hex digits of sha256("<sha256 of cli.js>:<sha256 of the config>").
+/// The cache key: 16 hex digits of sha256("`<sha256 of cli.js>:<sha256 of the config>`").
 pub fn cache_key(cli_js_hash: &str, config: &Value) -> String {
     let config_hash = hex(&Sha256::digest(canonical_json(config).as_bytes()));
     let key = hex(&Sha256::digest(
