@@ -10,7 +10,7 @@ use std::fmt;
 use anyhow::Result;
 
 use super::request::{Launch, Session};
-use crate::agents::Agent;
+use crate::agents::{Agent, SessionFlags};
 use crate::host::HostEnv;
 use crate::settings::stack::{Origin, Setting, Stack};
 
@@ -50,6 +50,78 @@ pub struct LaunchSettings {
     pub agent: Option<AgentSettings>,
 }
 
+/// A yes/no pair of flags (`Some` when one was given), else the setting.
+fn pair(
+    given: Option<bool>,
+    (yes, no): (&'static str, &'static str),
+    otherwise: impl FnOnce() -> Result<Setting<bool>>,
+) -> Result<Setting<bool>> {
+    match given {
+        Some(true) => Ok(Setting::flag(true, yes)),
+        Some(false) => Ok(Setting::flag(false, no)),
+        None => otherwise(),
+    }
+}
+
+/// `persistence`: `auto` (or nothing) is persistent where tmux is on the host, as
+/// upstream.
+fn persistence(levels: &Stack, host: &HostEnv) -> Result<Setting<bool>> {
+    let r = levels.str_setting("persistence", None)?;
+    let value = match r.value.as_deref() {
+        Some("persistent") => true,
+        Some("ephemeral") => false,
+        _ => host.which("tmux").is_some(),
+    };
+    Ok(Setting {
+        value,
+        origin: r.origin,
+    })
+}
+
+/// `-S` / `-A`, else prompts are kept where `access: default` or `autonomous: false`.
+fn secure(flags: &SessionFlags, autonomous: bool, levels: &Stack) -> Result<Setting<bool>> {
+    if flags.secure {
+        return Ok(Setting::flag(true, "-S"));
+    }
+    if autonomous {
+        return Ok(Setting::flag(false, "-A"));
+    }
+    let access = levels.str_setting("access", None)?;
+    if access.value.as_deref() == Some("default") {
+        return Ok(Setting {
+            value: true,
+            origin: access.origin,
+        });
+    }
+    let autonomous = levels.bool_setting("autonomous")?;
+    Ok(Setting {
+        value: !autonomous.value,
+        origin: autonomous.origin,
+    })
+}
+
+/// `-N` over `-R` over `-C`, else `start_mode`.
+fn conversation(flags: &SessionFlags, cont: bool, levels: &Stack) -> Result<Setting<Conversation>> {
+    if flags.new_session {
+        return Ok(Setting::flag(Conversation::New, "-N"));
+    }
+    if flags.resume {
+        return Ok(Setting::flag(Conversation::Resume, "-R"));
+    }
+    if cont {
+        return Ok(Setting::flag(Conversation::Continue, "-C"));
+    }
+    let r = levels.str_setting("start_mode", None)?;
+    Ok(Setting {
+        value: match r.value.as_deref() {
+            Some("new") => Conversation::New,
+            Some("resume") => Conversation::Resume,
+            _ => Conversation::Continue,
+        },
+        origin: r.origin,
+    })
+}
+
 impl LaunchSettings {
     /// Resolve every launch setting for `l` from `levels` (a box's, with its crab's);
     /// `agent` is the agent that will run, if one does.
@@ -63,84 +135,35 @@ impl LaunchSettings {
             Some(r) => Setting::flag(r.clone(), "--rig"),
             None => levels.image_setting()?,
         };
-        let share_images = match l.share_images {
-            Some(true) => Setting::flag(true, "--share-images"),
-            Some(false) => Setting::flag(false, "--no-share-images"),
-            None => levels.bool_setting("box.share_images")?,
-        };
-        let persistence = match &l.session {
-            Session::Start { .. } => Some(match l.persistent {
-                Some(true) => Setting::flag(true, "--persistent"),
-                Some(false) => Setting::flag(false, "--ephemeral"),
-                None => {
-                    let r = levels.str_setting("persistence", None)?;
-                    // `auto` (or nothing): persistent where tmux is on the host, as upstream.
-                    let value = match r.value.as_deref() {
-                        Some("persistent") => true,
-                        Some("ephemeral") => false,
-                        _ => host.which("tmux").is_some(),
-                    };
-                    Setting {
-                        value,
-                        origin: r.origin,
-                    }
-                }
-            }),
-            Session::Shell { .. } => None,
-        };
-        let agent = match (&l.session, agent) {
-            (
-                Session::Start {
-                    flags,
-                    cont,
-                    autonomous,
-                    model,
-                    ..
-                },
-                Some(agent),
-            ) => Some(AgentSettings {
-                model: match model {
-                    Some(m) => Setting::flag(Some(m.clone()), "-M"),
-                    None => levels.str_setting("model", agent.default_model())?,
-                },
-                secure: if flags.secure {
-                    Setting::flag(true, "-S")
-                } else if *autonomous {
-                    Setting::flag(false, "-A")
-                } else {
-                    let access = levels.str_setting("access", None)?;
-                    let autonomous = levels.bool_setting("autonomous")?;
-                    if access.value.as_deref() == Some("default") {
-                        Setting {
-                            value: true,
-                            origin: access.origin,
-                        }
-                    } else {
-                        Setting {
-                            value: !autonomous.value,
-                            origin: autonomous.origin,
-                        }
-                    }
-                },
-                conversation: if flags.new_session {
-                    Setting::flag(Conversation::New, "-N")
-                } else if flags.resume {
-                    Setting::flag(Conversation::Resume, "-R")
-                } else if *cont {
-                    Setting::flag(Conversation::Continue, "-C")
-                } else {
-                    let r = levels.str_setting("start_mode", None)?;
-                    Setting {
-                        value: match r.value.as_deref() {
-                            Some("new") => Conversation::New,
-                            Some("resume") => Conversation::Resume,
-                            _ => Conversation::Continue,
+        let share_images = pair(
+            l.share_images,
+            ("--share-images", "--no-share-images"),
+            || levels.bool_setting("box.share_images"),
+        )?;
+        let (persistence, agent) = match &l.session {
+            Session::Start {
+                flags,
+                cont,
+                autonomous,
+                model,
+                ..
+            } => (
+                Some(pair(l.persistent, ("--persistent", "--ephemeral"), || {
+                    persistence(levels, host)
+                })?),
+                match agent {
+                    Some(agent) => Some(AgentSettings {
+                        model: match model {
+                            Some(m) => Setting::flag(Some(m.clone()), "-M"),
+                            None => levels.str_setting("model", agent.default_model())?,
                         },
-                        origin: r.origin,
-                    }
+                        secure: secure(flags, *autonomous, levels)?,
+                        conversation: conversation(flags, *cont, levels)?,
+                    }),
+                    None => None,
                 },
-            }),
-            _ => None,
+            ),
+            Session::Shell { .. } => (None, None),
         };
         Ok(Self {
             image,
@@ -198,7 +221,6 @@ impl LaunchSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::SessionFlags;
     use crate::document::Document;
     use crate::settings::keys::{DEFAULT_IMAGE, Level};
     use crate::settings::stack::Source;
