@@ -14,13 +14,14 @@
 pub mod containers;
 pub mod images;
 pub mod spec;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::host::{HostEnv, vars};
 use crate::process::{Executor, Invocation};
-use spec::{BOX_GID, BOX_UID, UserMapping};
+use user::{BOX_GID, BOX_UID, UserMapping};
 
 /// Labels kanibako puts on every container it starts. Activity is decided by these,
 /// never by a name another tool could share.
