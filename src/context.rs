@@ -5,9 +5,9 @@
 //! `system.path` resolution, lazy first-run initialisation, base directories.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use serde_yaml::Value;
 
 use crate::boxes::{BoxIdentity, Mode};
 use crate::document::Document;
@@ -24,22 +24,20 @@ pub struct Context {
     pub paths: Paths,
     /// `$CFG/kanibako.yaml`.
     pub config: Document,
-    pub exec: Box<dyn Executor>,
+    pub exec: Arc<dyn Executor>,
 }
 
 /// `system.path.<leaf>` string values from the global config. Nested tables (such as
 /// `share_rw: {name: …}`) are shares, not directories, and are skipped here.
 fn system_path_values(config: &Document) -> Result<BTreeMap<String, String>> {
-    let Some(Value::Mapping(m)) = config.get(&["system", "path"])? else {
-        return Ok(BTreeMap::new());
-    };
-    Ok(m.iter()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+    Ok(config
+        .get_fields(&["system", "path"])?
+        .into_iter()
         .collect())
 }
 
 impl Context {
-    pub fn load(host: HostEnv, exec: Box<dyn Executor>) -> Result<Self> {
+    pub fn load(host: HostEnv, exec: Arc<dyn Executor>) -> Result<Self> {
         let bases = Bases::from_host(&host)?;
         init::migrate_legacy_config(&bases)?;
         let config_file = bases.config_file();
@@ -102,7 +100,7 @@ impl Context {
     fn crab_source(&self, id: &str) -> Result<Source> {
         Ok(Source {
             level: Level::Crab,
-            doc: Document::load(&self.paths.crabs.join(format!("{id}.yaml")))?,
+            doc: Document::load(&crate::agents::profile::path(&self.paths.crabs, id))?,
             env_file: None,
         })
     }
@@ -121,8 +119,8 @@ impl Context {
 
     /// The container engine. Detection is a `PATH` lookup, so it is done where needed
     /// rather than up front for commands that never touch the engine.
-    pub fn runtime(&self) -> Result<Runtime<'_>, RuntimeError> {
+    pub fn runtime(&self) -> Result<Runtime, RuntimeError> {
         let engine = runtime::detect(&self.host, self.exec.as_ref())?;
-        Ok(Runtime::new(engine, self.exec.as_ref()))
+        Ok(Runtime::new(engine, self.exec.clone()))
     }
 }

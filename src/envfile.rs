@@ -66,7 +66,7 @@ pub fn read(path: &Path) -> io::Result<BTreeMap<String, String>> {
         )));
     }
     let mut text = String::new();
-    file.take(crate::boxes::home::MAX_READ)
+    file.take(crate::fsutil::MAX_READ)
         .read_to_string(&mut text)?;
     Ok(parse(&text))
 }

@@ -11,6 +11,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The most kanibako reads of a file a box (or a repository) controls: more than any
+/// config, env, instruction or token file, far less than an allocation worth fearing.
+pub const MAX_READ: u64 = 16 << 20;
+
 /// Mode for ordinary config files (the umask still applies).
 pub const MODE_CONFIG: u32 = 0o644;
 /// Mode for anything holding a secret: credentials, env files.

@@ -7,13 +7,13 @@
 use std::fs;
 use std::io::ErrorKind;
 
-use anyhow::{Context as _, Result};
-use serde_yaml::{Mapping, Value};
-
-use crate::document::Document;
+use crate::agents::profile;
+use crate::document::{Document, Item};
 use crate::envfile;
 use crate::fsutil;
+use crate::output;
 use crate::paths::{Bases, Paths, SYSTEM_PATH_DEFAULTS};
+use anyhow::{Context as _, Result};
 
 /// Leaves written into a new `kanibako.yaml`, as documentation of the tier. (`share_ro`
 /// and `share_rw` are left to their defaults, as upstream does.)
@@ -25,27 +25,13 @@ const BUILTIN_CRABS: &[&str] = &["general", "no_agent"];
 
 fn default_config(paths: &Paths) -> Document {
     let mut doc = Document::empty(&paths.config_file);
-    let tier: Mapping = SYSTEM_PATH_DEFAULTS
+    let tier = SYSTEM_PATH_DEFAULTS
         .iter()
         .filter(|(leaf, _)| WRITTEN_LEAVES.contains(leaf))
-        .map(|(leaf, expr)| (Value::from(*leaf), Value::from(*expr)))
+        .map(|(leaf, expr)| ((*leaf).to_owned(), (*expr).to_owned()))
         .collect();
-    doc.set(&["system", "path"], Value::Mapping(tier))
+    doc.set(&["system", "path"], Item::Map(tier))
         .expect("an empty document takes any key");
-    doc
-}
-
-fn crab_document(paths: &Paths, id: &str) -> Document {
-    let mut doc = Document::empty(&paths.crabs.join(format!("{id}.yaml")));
-    let mut crab = Mapping::new();
-    crab.insert("name".into(), "Shell".into());
-    crab.insert("shell".into(), "standard".into());
-    crab.insert("run_args".into(), Value::Sequence(Vec::new()));
-    let empty = || Value::Mapping(Mapping::new());
-    doc.set(&["crab"], Value::Mapping(crab)).expect("empty doc");
-    for key in ["env", "shared", "tweakcc"] {
-        doc.set(&[key], empty()).expect("empty doc");
-    }
     doc
 }
 
@@ -67,10 +53,7 @@ pub fn initialize(paths: &Paths) -> Result<Document> {
         fsutil::atomic_write(&log, b"", fsutil::MODE_CONFIG)?;
     }
     for id in BUILTIN_CRABS {
-        let doc = crab_document(paths, id);
-        if !doc.path().exists() {
-            doc.save()?;
-        }
+        profile::ensure(&paths.crabs, id, "Shell")?;
         fs::create_dir_all(paths.templates.join(id).join("standard"))?;
     }
     let env_file = paths.system_env_file();
@@ -94,7 +77,11 @@ pub fn migrate_legacy_config(bases: &Bases) -> Result<()> {
     fs::create_dir_all(&bases.config_home)?;
     fs::rename(&old, &new)
         .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
-    eprintln!("Migrated config: {} → {}", old.display(), new.display());
+    output::say(format_args!(
+        "Migrated config: {} → {}",
+        old.display(),
+        new.display()
+    ));
     if let Some(dir) = old.parent() {
         // Only removed when empty; anything else the user keeps there stays.
         let _ = fs::remove_dir(dir);
@@ -109,16 +96,20 @@ pub fn migrate_legacy_data(paths: &Paths) -> Result<()> {
     if old_env.is_file() && !new_env.exists() {
         fs::create_dir_all(&paths.data)?;
         fs::rename(&old_env, &new_env)?;
-        eprintln!("Migrated: {} → {}", old_env.display(), new_env.display());
+        output::say(format_args!(
+            "Migrated: {} → {}",
+            old_env.display(),
+            new_env.display()
+        ));
     }
     let old_boxes = paths.data.join("settings");
     if old_boxes.is_dir() && !paths.boxes.exists() {
         match fs::rename(&old_boxes, &paths.boxes) {
-            Ok(()) => eprintln!(
+            Ok(()) => output::say(format_args!(
                 "Migrated: {} → {}",
                 old_boxes.display(),
                 paths.boxes.display()
-            ),
+            )),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e).context("moving the legacy settings directory"),
         }

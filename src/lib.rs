@@ -12,20 +12,21 @@
 //! | [`paths`] | XDG base directories and the `system.path.*` tier |
 //! | [`settings`] | the settings expression language (`~`, `$VAR`, `@key`) |
 //! | [`init`] | first-run initialisation and legacy-layout migrations |
-//! | [`boxes`] | box identity, names, `names.yaml`, resolution, creation, listing, the no-follow home |
-//! | [`agents`] | agents (Claude Code): detection on the host, mounts, arguments |
-//! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
-//! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
-//! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
+//! | [`boxes`] | box identity, names, `names.yaml`, resolution (workset members too: [`boxes::worksets`]), creation, listing, the no-follow home |
+//! | [`agents`] | agents (Claude Code): detection on the host, mounts, arguments, login files, crab profiles |
+//! | [`launch`] | `start`/`shell` as a pipeline of stages: request, target, settings, image, state, a pure decide, facts, the pure plan, companions, home, lock, execute |
+//! | [`rig`] | rigs: name resolution, `rigs.yaml`, local images, building templates, the rig built from host programs |
+//! | [`workset`] | worksets: making, joining and removing them (reading them is [`boxes::worksets`]) |
 //! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
-//! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
+//! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache, a session's patched binary |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
-//! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
+//! | [`document`] | YAML documents on disk through a small typed API: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
-//! | [`runtime`] | engine detection (podman/docker), container labels, `RunSpec` → argv, queries |
-//! | [`process`] | [`process::Invocation`] and the one executor that starts processes |
+//! | [`runtime`] | the engine: detection, podman/docker differences as capabilities, labels, `RunSpec` → argv, every engine call as a typed method (builder + parser) by noun |
+//! | [`process`] | [`process::Invocation`] and the one executor (`Send + Sync`) that starts processes |
+//! | [`output`] | warnings, hints, notes and progress on stderr (stdout is for data) |
 //! | [`prompt`] | yes/no questions that fail fast without a terminal |
 //! | [`error`] | `Error:` lines, hints and exit codes |
 //! | [`logging`] | `-v` / `KANIBAKO_LOG` tracing to stderr |
@@ -36,14 +37,17 @@
 //! clap parses argv into [`cli::Cli`]; [`host::HostEnv::capture`] reads the environment
 //! once; [`context::Context::load`] resolves paths, migrates and initialises;
 //! [`commands::dispatch`] calls the handler. For `start`/`shell` that is
-//! [`launch::run`]: it resolves (or creates) the box with [`boxes::resolve`], reads the
-//! config levels ([`launch::levels`]), picks the agent ([`agents`]) and the in-box user,
-//! gathers facts, and [`launch::plan::plan`] turns them into a
+//! [`launch::run`], a short pipeline: it resolves (or creates) the box with
+//! [`boxes::resolve`] and picks the agent ([`launch::target`]), resolves every launch
+//! setting from its flag and the levels ([`launch::settings`]), makes the rig an image,
+//! looks once at the box's container and decides ([`launch::decide`], pure), gathers
+//! the facts ([`launch::facts`]), and [`launch::plan::plan`] turns them into a
 //! [`runtime::spec::RunSpec`] — pure — whose `to_args` is the engine argv (what
 //! `--dry-run` prints). Only then does it lock the box, prepare the home
-//! ([`launch::prep`], no-follow via [`boxes::home`]) and hand the
-//! [`process::Invocation`] to the context's [`process::Executor`] — the only place a
-//! child process starts, and where `-v` logs each call as a copy-pasteable command line.
+//! ([`launch::home`], no-follow via [`boxes::home`]) and run it through a typed
+//! [`runtime::Runtime`] method, which hands the [`process::Invocation`] to the
+//! context's [`process::Executor`] — the only place a child process starts, and where
+//! `-v` logs each call as a copy-pasteable command line.
 
 pub mod agents;
 pub mod boxes;
@@ -61,6 +65,7 @@ pub mod hub;
 pub mod init;
 pub mod launch;
 pub mod logging;
+pub mod output;
 pub mod paths;
 pub mod process;
 pub mod prompt;
@@ -91,7 +96,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let host = match HostEnv::capture() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("Error: cannot read the current directory: {e}");
+            output::error(&[format!("Error: cannot read the current directory: {e}")]);
             return ExitCode::FAILURE;
         }
     };
@@ -102,16 +107,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         cli::Command::Egress(c) => commands::egress::run(c),
         command => match commands::helper::early(&host, command) {
             Ok(done) => done,
-            Err(command) => Context::load(host, Box::new(SystemExecutor))
-                .and_then(|cx| commands::dispatch(&cx, command)),
+            Err(command) => Context::load(host, std::sync::Arc::new(SystemExecutor))
+                .and_then(|cx| commands::dispatch(&cx, *command)),
         },
     };
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            for line in error::report(&err) {
-                eprintln!("{line}");
-            }
+            output::error(&error::report(&err));
             ExitCode::FAILURE
         }
     }

@@ -196,6 +196,16 @@ impl Paths {
         self.data.join("env")
     }
 
+    /// Rigs added, extended, imported or bootstrapped (`$DATA/rigs.yaml`).
+    pub fn rigs_file(&self) -> PathBuf {
+        self.data.join("rigs.yaml")
+    }
+
+    /// The user's own rig templates (`$DATA/containers/Containerfile.template-*`).
+    pub fn rig_templates(&self) -> PathBuf {
+        self.data.join("containers")
+    }
+
     /// Default-workset config (`$DATA/config.yaml`).
     pub fn default_workset_config(&self) -> PathBuf {
         self.data.join("config.yaml")

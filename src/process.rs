@@ -79,7 +79,9 @@ impl fmt::Display for Invocation {
 }
 
 /// Runs invocations. The real one spawns processes; tests substitute a recorder.
-pub trait Executor {
+/// `Send + Sync`: work started on a background thread goes through the same executor
+/// (and so is logged, and recorded in tests).
+pub trait Executor: Send + Sync {
     /// Run with captured stdout/stderr and no stdin.
     fn output(&self, inv: &Invocation) -> io::Result<Output>;
     /// Run attached to our stdio.
@@ -230,12 +232,12 @@ impl Drop for IgnoreInterrupts {
 pub mod testing {
     //! A recording executor with canned answers, for unit tests of engine calls.
     use super::*;
-    use std::cell::RefCell;
     use std::os::unix::process::ExitStatusExt;
+    use std::sync::Mutex;
 
     #[derive(Default)]
     pub struct Recorder {
-        pub calls: RefCell<Vec<Invocation>>,
+        calls: Mutex<Vec<Invocation>>,
         /// (argument prefix, exit code, stdout) — the first match answers.
         pub answers: Vec<(Vec<String>, i32, String)>,
     }
@@ -250,18 +252,19 @@ pub mod testing {
             self
         }
 
+        /// Every invocation so far, from any thread, in order.
+        pub fn calls(&self) -> Vec<Invocation> {
+            self.calls.lock().unwrap().clone()
+        }
+
         pub fn lines(&self) -> Vec<String> {
-            self.calls
-                .borrow()
-                .iter()
-                .map(ToString::to_string)
-                .collect()
+            self.calls().iter().map(ToString::to_string).collect()
         }
     }
 
     impl Executor for Recorder {
         fn output(&self, inv: &Invocation) -> io::Result<Output> {
-            self.calls.borrow_mut().push(inv.clone());
+            self.calls.lock().unwrap().push(inv.clone());
             let args: Vec<String> = inv
                 .args
                 .iter()

@@ -10,6 +10,9 @@
 //! <root>/vault/<p>/{ro,rw}   each member's vault
 //! ```
 //!
+//! Reading worksets (the registry, `workset.yaml`, a member's identity) is
+//! [`crate::boxes::worksets`]', re-exported here; this module makes, joins and removes.
+//!
 //! The Python tool keeps two registries (`worksets.yaml` for finding roots, the
 //! `worksets:` section of `names.yaml` for names) that drift apart. Here they are one:
 //! read as their union, always written together under the names lock.
@@ -17,34 +20,24 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
+pub use crate::boxes::worksets::{DEFAULT, Member, WORKSET_FILE, Workset, member_at, registered};
 
 use crate::boxes::create::{self};
 use crate::boxes::error::BoxError;
 use crate::boxes::registry::{Registry, Section};
 use crate::boxes::{BoxIdentity, BoxName, Layout, Mode, ProjectSettings};
-use crate::document::{DocError, Document};
+use crate::document::{DocError, Document, Item};
 use crate::fsutil;
 use crate::paths::Paths;
 
-pub const WORKSET_FILE: &str = "workset.yaml";
-/// The synthesised workset of all default-mode boxes.
-pub const DEFAULT: &str = "default";
-
 #[derive(Debug, thiserror::Error)]
 pub enum WorksetError {
-    #[error("Working set '{0}' is not registered.")]
-    NotRegistered(String),
     #[error("'{0}' is reserved for the default workset.")]
     Reserved(String),
     #[error("Workset root already exists: {}", .0.display())]
     RootExists(PathBuf),
-    #[error("Project '{project}' not found in workset '{workset}'.")]
-    NoMember { workset: String, project: String },
     #[error("Project '{project}' is already in workset '{workset}'.")]
     MemberExists { workset: String, project: String },
-    #[error("Inside workset '{workset}' but not in a specific project workspace. Change to a project directory under {}/workspaces/.", .root.display())]
-    NotInWorkspace { workset: String, root: PathBuf },
     #[error("workset '{name}' has {count} project(s). Use --force to remove anyway.")]
     HasMembers { name: String, count: usize },
     #[error("The default workset cannot be removed.")]
@@ -72,50 +65,11 @@ impl From<std::io::Error> for WorksetError {
 impl WorksetError {
     pub fn hints(&self) -> Vec<String> {
         match self {
-            WorksetError::NotRegistered(_) => {
-                vec!["`kanibako workset list` shows the worksets".into()]
-            }
             WorksetError::Box(b) => b.hints(),
             WorksetError::Doc(d) => d.hint().into_iter().collect(),
             _ => Vec::new(),
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub name: String,
-    pub source: PathBuf,
-}
-
-#[derive(Clone, Debug)]
-pub struct Workset {
-    pub name: String,
-    pub root: PathBuf,
-    pub created: String,
-    pub group_auth: bool,
-    pub members: Vec<Member>,
-    doc: Document,
-}
-
-fn worksets_file(paths: &Paths) -> &Path {
-    &paths.ws_hints
-}
-
-/// Every registered workset: name → root. The union of both registries (a workset the
-/// Python tool recorded in only one of them is still found).
-pub fn registered(paths: &Paths) -> Result<BTreeMap<String, PathBuf>, WorksetError> {
-    let hints = Document::load(worksets_file(paths))?;
-    let mut all: BTreeMap<String, PathBuf> = hints
-        .get_string_map(&["worksets"])?
-        .into_iter()
-        .map(|(k, v)| (k, PathBuf::from(v)))
-        .collect();
-    let names = Registry::load(&paths.names_file())?;
-    for (k, v) in names.worksets {
-        all.entry(k).or_insert(v);
-    }
-    Ok(all)
 }
 
 /// Write a name → root change to both registries (the caller holds the names lock).
@@ -125,7 +79,7 @@ fn record(
     name: &str,
     root: Option<&Path>,
 ) -> Result<(), WorksetError> {
-    let mut hints = Document::load(worksets_file(paths))?;
+    let mut hints = Document::load(&paths.ws_hints)?;
     let mut map: BTreeMap<String, String> =
         hints.get_string_map(&["worksets"])?.into_iter().collect();
     match root {
@@ -138,115 +92,10 @@ fn record(
             reg.worksets.remove(name);
         }
     }
-    let m: Mapping = map.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-    hints.set(&["worksets"], Value::Mapping(m))?;
+    hints.set(&["worksets"], Item::Map(map.into_iter().collect()))?;
     hints.save()?;
     reg.save()?;
     Ok(())
-}
-
-impl Workset {
-    pub fn load(name: &str, root: &Path) -> Result<Self, WorksetError> {
-        let doc = Document::load(&root.join(WORKSET_FILE))?;
-        let members = match doc.get(&["projects"])? {
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .filter_map(|m| {
-                    Some(Member {
-                        name: m.get("name")?.as_str()?.to_owned(),
-                        source: PathBuf::from(
-                            m.get("source_path").and_then(Value::as_str).unwrap_or(""),
-                        ),
-                    })
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(Self {
-            name: doc.get_str(&["name"])?.unwrap_or_else(|| name.to_owned()),
-            root: root.to_owned(),
-            created: doc.get_str(&["created"])?.unwrap_or_default(),
-            group_auth: doc.get_bool(&["group_auth"])?.unwrap_or(true),
-            members,
-            doc,
-        })
-    }
-
-    pub fn find(paths: &Paths, name: &str) -> Result<Self, WorksetError> {
-        let all = registered(paths)?;
-        let root = all
-            .get(name)
-            .ok_or_else(|| WorksetError::NotRegistered(name.to_owned()))?;
-        Self::load(name, root)
-    }
-
-    pub fn config_file(&self) -> PathBuf {
-        self.root.join("config.yaml")
-    }
-
-    pub fn env_file(&self) -> PathBuf {
-        self.root.join("env")
-    }
-
-    pub fn member(&self, name: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.name == name)
-    }
-
-    fn save(&mut self) -> Result<(), WorksetError> {
-        let items: Vec<Value> = self
-            .members
-            .iter()
-            .map(|m| {
-                let mut map = Mapping::new();
-                map.insert("name".into(), m.name.clone().into());
-                map.insert(
-                    "source_path".into(),
-                    m.source.to_string_lossy().into_owned().into(),
-                );
-                Value::Mapping(map)
-            })
-            .collect();
-        self.doc.set(&["name"], self.name.clone().into())?;
-        self.doc.set(&["created"], self.created.clone().into())?;
-        self.doc.set(&["group_auth"], self.group_auth.into())?;
-        self.doc.set(&["projects"], Value::Sequence(items))?;
-        self.doc.save()?;
-        Ok(())
-    }
-
-    pub fn set_group_auth(&mut self, value: bool) -> Result<(), WorksetError> {
-        self.group_auth = value;
-        self.save()
-    }
-
-    /// A member's box identity.
-    pub fn identity(&self, name: &str) -> Result<BoxIdentity, WorksetError> {
-        let member = BoxName::from_registry(name).ok_or_else(|| WorksetError::NoMember {
-            workset: self.name.clone(),
-            project: name.to_owned(),
-        })?;
-        let metadata = self.root.join("boxes").join(name);
-        let doc = Document::load(&metadata.join(crate::boxes::PROJECT_FILE))?;
-        let settings = ProjectSettings::read(&doc)?;
-        Ok(BoxIdentity::workset_member(
-            &self.name,
-            &self.root,
-            member,
-            ProjectSettings {
-                // a member can narrow shared auth to distinct, never widen it
-                group_auth: settings.group_auth && self.group_auth,
-                ..settings
-            },
-        ))
-    }
-
-    /// Every member's identity.
-    pub fn identities(&self) -> Vec<BoxIdentity> {
-        self.members
-            .iter()
-            .filter_map(|m| self.identity(&m.name).ok())
-            .collect()
-    }
 }
 
 /// What `workset create` was asked for.
@@ -305,14 +154,12 @@ pub fn create(paths: &Paths, req: &CreateRequest) -> Result<Workset, WorksetErro
             for d in ["boxes", "workspaces", "vault", "shared"] {
                 std::fs::create_dir_all(root.join(d))?;
             }
-            let mut ws = Workset {
-                name: name.to_string(),
-                root: root.clone(),
-                created: crate::clock::now_iso(),
-                group_auth: !req.distinct_auth,
-                members: Vec::new(),
-                doc: Document::empty(&root.join(WORKSET_FILE)),
-            };
+            let mut ws = Workset::new(
+                name.to_string(),
+                root.clone(),
+                crate::clock::now_iso(),
+                !req.distinct_auth,
+            );
             ws.save()?;
             if req.image.is_some() || req.no_vault {
                 let mut config = Document::empty(&ws.config_file());
@@ -398,10 +245,10 @@ pub fn connect(
 /// vault too (never following links out of the root).
 pub fn disconnect(ws: &mut Workset, name: &str, remove_files: bool) -> Result<(), WorksetError> {
     if ws.member(name).is_none() {
-        return Err(WorksetError::NoMember {
+        return Err(WorksetError::Box(BoxError::NoMember {
             workset: ws.name.clone(),
             project: name.to_owned(),
-        });
+        }));
     }
     let b = ws.identity(name)?;
     ws.members.retain(|m| m.name != name);
@@ -435,37 +282,6 @@ pub fn remove(paths: &Paths, ws: &Workset, purge: bool) -> Result<(), WorksetErr
         })?;
     }
     Ok(())
-}
-
-/// The workset member `dir` is in, if `dir` is inside a registered workset root.
-pub fn member_at(paths: &Paths, dir: &Path) -> Result<Option<BoxIdentity>, WorksetError> {
-    for (name, root) in registered(paths)? {
-        let root = root.canonicalize().unwrap_or(root);
-        let Ok(rel) = dir.strip_prefix(&root) else {
-            continue;
-        };
-        let mut parts = rel.components();
-        let ws = Workset::load(&name, &root)?;
-        match (parts.next(), parts.next()) {
-            (Some(first), Some(project)) if first.as_os_str() == "workspaces" => {
-                let p = project.as_os_str().to_string_lossy().into_owned();
-                if ws.member(&p).is_none() {
-                    return Err(WorksetError::NoMember {
-                        workset: ws.name,
-                        project: p,
-                    });
-                }
-                return ws.identity(&p).map(Some);
-            }
-            _ => {
-                return Err(WorksetError::NotInWorkspace {
-                    workset: ws.name,
-                    root,
-                });
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

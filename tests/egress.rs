@@ -4,7 +4,7 @@
 //! the decision log, and fail-closed when the proxy dies.
 // Tests drive the binary from outside: they start processes and read their own
 // environment directly, which the library routes through `process` and `host`.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! Skips where no engine is set up; fails instead when KANIBAKO_TEST_REQUIRE_ENGINE=1.
 // Tests drive the binary from outside: they start processes and read their own
 // environment directly, which the library routes through `process` and `host`.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod support;
 

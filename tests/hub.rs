@@ -4,7 +4,7 @@
 //! without them; failing instead when KANIBAKO_TEST_REQUIRE_ENGINE=1).
 // Tests drive the binary from outside: they start processes and read their own
 // environment directly, which the library routes through `process` and `host`.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod support;
 
@@ -560,6 +560,7 @@ impl Real {
                     relabel: false,
                 },
             ],
+            network: Default::default(),
             env: Default::default(),
             labels: labels
                 .iter()
@@ -570,7 +571,7 @@ impl Real {
             command: vec!["sleep".into(), "300".into()],
         };
         let args: Vec<String> = spec
-            .to_args(self.kind(), rootfs, Path::new("/nonexistent"))
+            .to_args(self.kind(), rootfs, None)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect();

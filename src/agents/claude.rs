@@ -93,7 +93,7 @@ impl Agent for Claude {
     }
 
     fn default_model(&self) -> Option<&'static str> {
-        Some("opus")
+        Some(crate::settings::keys::DEFAULT_MODEL)
     }
 
     fn config_dir(&self) -> &'static str {

@@ -4,6 +4,7 @@
 
 pub mod claude;
 pub mod credentials;
+pub mod profile;
 
 use std::path::PathBuf;
 

@@ -10,14 +10,13 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
-
 use super::error::BoxError;
 use super::registry::{Registry, same_dir};
 use super::resolve::{self, normalize};
 use super::{BoxIdentity, BoxName, Mode, ProjectSettings};
 use crate::document::Document;
 use crate::fsutil;
+use crate::output;
 use crate::paths::Paths;
 
 /// What `create` was asked for.
@@ -138,7 +137,7 @@ fn project_document(
     image: Option<&str>,
 ) -> Result<Document, BoxError> {
     let mut doc = Document::empty(&b.project_file());
-    let s = |p: &Path| Value::from(p.to_string_lossy().into_owned());
+    let s = |p: &Path| p.to_string_lossy().into_owned();
     doc.set(&["project", "mode"], b.mode.as_str().into())?;
     doc.set(&["project", "layout"], b.layout.as_str().into())?;
     doc.set(&["project", "enable_vault"], b.vault.is_some().into())?;
@@ -151,7 +150,7 @@ fn project_document(
         _ => b.workspace.join("vault"),
     };
     let (global, local) = match b.mode {
-        Mode::Standalone => (Value::from(""), Value::from("")),
+        Mode::Standalone => (String::new(), String::new()),
         _ => (
             s(&paths.data.join("shared/global")),
             s(&paths.data.join("shared")),
@@ -163,11 +162,11 @@ fn project_document(
         ("vault_ro", s(&vault_dir.join("ro"))),
         ("vault_rw", s(&vault_dir.join("rw"))),
         ("metadata", s(&b.metadata)),
-        ("project_hash", Value::from(b.hash.clone())),
+        ("project_hash", b.hash.clone()),
         ("global_shared", global),
         ("local_shared", local),
     ] {
-        doc.set(&["resolved", key], value)?;
+        doc.set(&["resolved", key], value.into())?;
     }
     if let Some(image) = image {
         doc.set(&["box", "image"], image.into())?;
@@ -363,10 +362,10 @@ fn create_standalone(
 fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
     let file = dir.join(".gitignore");
     if fsutil::is_symlink(&file) {
-        eprintln!(
-            "Warning: {} is a symbolic link; not adding .kanibako/ to it",
+        output::warn(format_args!(
+            "{} is a symbolic link; not adding .kanibako/ to it",
             file.display()
-        );
+        ));
         return Ok(());
     }
     let mut text = match fs::read_to_string(&file) {
@@ -390,12 +389,12 @@ fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
 
 /// The one-time-setup lines a new box prints (on stderr: they are chatter, not data).
 pub fn announce(b: &BoxIdentity) {
-    eprintln!(
+    output::say(format_args!(
         "[One Time Setup] Initializing kanibako in {}... done.",
         b.workspace.display()
-    );
+    ));
     if let Some(n) = &b.name {
-        eprintln!("Project name: {n}");
+        output::say(format_args!("Project name: {n}"));
     }
 }
 

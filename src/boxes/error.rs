@@ -37,8 +37,12 @@ pub enum BoxError {
     NotRegistered(String),
     #[error(transparent)]
     Doc(#[from] DocError),
-    #[error(transparent)]
-    Workset(Box<crate::workset::WorksetError>),
+    #[error("Working set '{0}' is not registered.")]
+    NoWorkset(String),
+    #[error("Project '{project}' not found in workset '{workset}'.")]
+    NoMember { workset: String, project: String },
+    #[error("Inside workset '{workset}' but not in a specific project workspace. Change to a project directory under {}/workspaces/.", .root.display())]
+    NotInWorkspace { workset: String, root: PathBuf },
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("{context}: {source}")]
@@ -84,17 +88,10 @@ impl BoxError {
                 vec!["`kanibako box info` shows the existing box".into()]
             }
             BoxError::Doc(e) => e.hint().into_iter().collect(),
-            BoxError::Workset(e) => e.hints(),
+            BoxError::NoWorkset(_) => {
+                vec!["`kanibako workset list` shows the worksets".into()]
+            }
             _ => Vec::new(),
-        }
-    }
-}
-
-impl From<crate::workset::WorksetError> for BoxError {
-    fn from(e: crate::workset::WorksetError) -> Self {
-        match e {
-            crate::workset::WorksetError::Box(b) => b,
-            other => BoxError::Workset(Box::new(other)),
         }
     }
 }

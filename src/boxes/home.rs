@@ -15,8 +15,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-/// The most [`SafeDir::read`] reads: more than any config, instruction or token file.
-pub const MAX_READ: u64 = 16 << 20;
+pub use crate::fsutil::MAX_READ;
 
 /// What an entry is, without following it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

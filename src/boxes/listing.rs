@@ -219,8 +219,8 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
             workset: None,
         });
     }
-    for (ws_name, root) in crate::workset::registered(paths).map_err(BoxError::from)? {
-        let Ok(ws) = crate::workset::Workset::load(&ws_name, &root) else {
+    for (ws_name, root) in super::worksets::registered(paths)? {
+        let Ok(ws) = super::worksets::Workset::load(&ws_name, &root) else {
             continue;
         };
         for m in &ws.members {

@@ -13,6 +13,7 @@ pub mod listing;
 pub mod name;
 pub mod registry;
 pub mod resolve;
+pub mod worksets;
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +24,6 @@ use crate::fsutil;
 
 pub use name::BoxName;
 
-/// The image a box runs on when nobody chose one.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
 pub const PROJECT_FILE: &str = "project.yaml";
 pub const LOCK_FILE: &str = ".kanibako.lock";
 /// Present while a container of the box may exist (holds its name): lets a launch skip

@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
-
-use crate::document::{DocError, Document};
+use crate::document::{DocError, Document, Item};
 use crate::fsutil;
 use crate::paths::Paths;
 
@@ -87,16 +85,11 @@ impl Registry {
             (Section::Projects, &self.projects),
             (Section::Worksets, &self.worksets),
         ] {
-            let m: Mapping = map
+            let m = map
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        Value::from(k.as_str()),
-                        Value::from(v.to_string_lossy().into_owned()),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned()))
                 .collect();
-            self.doc.set(&[section.key()], Value::Mapping(m))?;
+            self.doc.set(&[section.key()], Item::Map(m))?;
         }
         self.doc.save()
     }

@@ -73,7 +73,7 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
     {
         // Inside a workset, a bare word may name one of its members.
         if let Ok(here) = cwd.canonicalize() {
-            for (_, root) in crate::workset::registered(paths)? {
+            for (_, root) in super::worksets::registered(paths)? {
                 let root = root.canonicalize().unwrap_or(root);
                 let ws_dir = root.join("workspaces").join(t);
                 if here.starts_with(&root) && ws_dir.is_dir() {
@@ -103,7 +103,7 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
 
 /// Resolve an existing, canonical directory.
 pub fn resolve_dir(paths: &Paths, registry: &Registry, dir: &Path) -> Result<Resolution, BoxError> {
-    if let Some(member) = crate::workset::member_at(paths, dir)? {
+    if let Some(member) = super::worksets::member_at(paths, dir)? {
         return Ok(Resolution::Found(member));
     }
     let deepest = registry

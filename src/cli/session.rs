@@ -30,9 +30,12 @@ pub struct LaunchArgs {
     #[arg(long)]
     pub ephemeral: bool,
     /// Mount the host's image store read-only into the box (podman), so the box's own
-    /// podman can use the host's images.
-    #[arg(long)]
+    /// podman can use the host's images (default: `box.share_images`).
+    #[arg(long, overrides_with = "no_share_images")]
     pub share_images: bool,
+    /// Do not mount the host's image store, whatever `box.share_images` says.
+    #[arg(long, overrides_with = "share_images")]
+    pub no_share_images: bool,
 }
 
 #[derive(Debug, Args, Clone)]

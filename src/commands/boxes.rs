@@ -16,8 +16,8 @@ use crate::boxes::{BoxIdentity, BoxName, Mode};
 use crate::cli::{CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 use crate::context::Context;
 use crate::error::{Exit, UserError};
+use crate::output;
 use crate::prompt;
-use crate::runtime::EngineKind;
 
 pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     let req = CreateRequest {
@@ -33,7 +33,9 @@ pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     if fresh {
         create::announce(&b);
     } else if let Some(n) = &b.name {
-        eprintln!("Project name: {n} (re-registered; its earlier home was kept)");
+        output::say(format_args!(
+            "Project name: {n} (re-registered; its earlier home was kept)"
+        ));
     }
     println!(
         "Created {} project in {}",
@@ -48,7 +50,7 @@ fn activity(cx: &Context) -> Option<Activity> {
     match cx.runtime().and_then(|rt| rt.containers()) {
         Ok(list) => Some(Activity::new(list)),
         Err(e) => {
-            eprintln!("note: box activity unknown: {e}");
+            output::note(format_args!("box activity unknown: {e}"));
             None
         }
     }
@@ -203,11 +205,10 @@ fn delete_tree(cx: &Context, dir: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
             let rt = cx.runtime()?;
-            if rt.engine.kind != EngineKind::Podman || !rt.engine.rootless {
+            if !rt.engine.can_unshare() {
                 return Err(e).with_context(|| format!("deleting {}", dir.display()));
             }
-            let inv = rt.invocation().arg("unshare").arg("rm").arg("-rf").arg(dir);
-            rt.query(&inv)?;
+            rt.unshare_remove(dir)?;
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("deleting {}", dir.display())),

@@ -6,16 +6,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use serde_yaml::Value;
 
-use crate::agents;
+use crate::agents::{self, profile};
 use crate::boxes::BoxIdentity;
 use crate::boxes::resolve;
 use crate::cli::config::{BoxConfigArgs, ConfigArgs, NamedConfigArgs, SystemConfigArgs};
 use crate::context::Context;
-use crate::document::Document;
+use crate::document::{Document, Item};
 use crate::envfile;
 use crate::error::{Exit, UserError};
+use crate::output;
 use crate::paths::{Bases, Paths};
 use crate::prompt;
 use crate::settings::keys::{self, KeyError, KeyRef, Kind, Level};
@@ -161,7 +161,7 @@ fn get(s: &Scope, key: &str, show_origin: bool) -> Result<Exit> {
             r.origin.map_or_else(String::new, |o| o.to_string())
         ),
         Some(v) => println!("{v}"),
-        None => eprintln!("(not set)"),
+        None => output::say("(not set)"),
     }
     Ok(Exit::Success)
 }
@@ -191,7 +191,7 @@ fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
         }
     }
     let shown = match typed {
-        Value::Bool(b) => b.to_string(),
+        Item::Bool(b) => b.to_string(),
         _ => value.to_owned(),
     };
     println!("Set {}={shown}", k.display());
@@ -376,11 +376,11 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
 
 pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
     let id = &a.target;
-    let file = cx.paths.crabs.join(format!("{id}.yaml"));
+    let file = profile::path(&cx.paths.crabs, id);
     // A known agent's profile may not be written yet (it is on first use): it starts empty.
     let known_agent = agents::by_id(id).is_some();
     if crate::boxes::BoxName::from_registry(id).is_none() || !(file.is_file() || known_agent) {
-        let mut known = super::crab::profile_ids(&cx.paths.crabs);
+        let mut known = profile::ids(&cx.paths.crabs);
         known.extend(agents::known_ids().into_iter().map(str::to_owned));
         known.sort();
         known.dedup();
@@ -392,7 +392,7 @@ pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
     // A profile not written yet starts as the one a first launch would write, so a
     // setting lands beside its name and shell (and nothing is written if it fails).
     let doc = match agents::by_id(id) {
-        Some(agent) if !file.exists() => crate::launch::crab_skeleton(&file, agent.as_ref())?,
+        Some(agent) if !file.exists() => profile::skeleton(&file, agent.display_name()),
         _ => Document::load(&file)?,
     };
     let stack = cx.stack(None, Some(id))?;

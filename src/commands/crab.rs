@@ -7,13 +7,14 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::agents::{self, Agent, Install};
+use crate::agents::{self, Agent, Install, profile};
 use crate::boxes::resolve;
 use crate::cli::crab::{CrabCommand, CrabInfoArgs, CrabListArgs, ReauthArgs};
 use crate::context::Context;
 use crate::document::Document;
 use crate::error::{Exit, UserError};
 use crate::launch::auth::{self, Status};
+use crate::output;
 use crate::process::Invocation;
 
 pub fn dispatch(cx: &Context, command: Option<CrabCommand>) -> Result<Exit> {
@@ -44,13 +45,7 @@ struct Profile {
 impl Profile {
     fn load(id: &str, path: &Path) -> Result<Self> {
         let doc = Document::load(path)?;
-        let run_args = match doc.get(&["crab", "run_args"])? {
-            Some(serde_yaml::Value::Sequence(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let run_args = doc.get_list(&["crab", "run_args"])?.unwrap_or_default();
         let state = doc
             .get_string_map(&["crab"])?
             .into_iter()
@@ -75,29 +70,11 @@ impl Profile {
     }
 }
 
-/// The ids of the profile files in `dir`, sorted.
-pub fn profile_ids(dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".yaml")
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
 /// The profile files, sorted by id.
 fn profiles(cx: &Context) -> Result<Vec<Profile>> {
-    profile_ids(&cx.paths.crabs)
+    profile::ids(&cx.paths.crabs)
         .iter()
-        .map(|id| Profile::load(id, &cx.paths.crabs.join(format!("{id}.yaml"))))
+        .map(|id| Profile::load(id, &profile::path(&cx.paths.crabs, id)))
         .collect()
 }
 
@@ -244,23 +221,25 @@ fn configured_agent(cx: &Context) -> Result<Option<AgentOnHost>> {
 fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
     let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
     let Some((agent, install)) = configured_agent(cx)? else {
-        eprintln!("No agent target configured.");
+        output::say("No agent target configured.");
         return Ok(Exit::Code(1));
     };
     let name = agent.display_name();
     let Some(spec) = agent.credentials() else {
-        eprintln!("{name}: this agent has no login to check.");
+        output::say(format_args!("{name}: this agent has no login to check."));
         return Ok(Exit::Success);
     };
     if !auth::shares_login(cx, &b) {
         let own = b.shell.join(spec.dir).join(spec.file);
         return Ok(if own.is_file() {
-            eprintln!("{name}: distinct auth (project credentials exist).");
+            output::say(format_args!(
+                "{name}: distinct auth (project credentials exist)."
+            ));
             Exit::Success
         } else {
-            eprintln!(
+            output::say(format_args!(
                 "{name}: distinct auth -- no credentials found. Launch the container to authenticate."
-            );
+            ));
             Exit::Code(1)
         });
     }
@@ -277,11 +256,11 @@ fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
     match auth::check(cx, agent.as_ref(), &install) {
         Ok(()) => {
             auth::refresh(cx, &b);
-            eprintln!("{name}: authenticated.");
+            output::say(format_args!("{name}: authenticated."));
             Ok(Exit::Success)
         }
         Err(e) => {
-            eprintln!("{name}: authentication failed.");
+            output::say(format_args!("{name}: authentication failed."));
             Err(e)
         }
     }

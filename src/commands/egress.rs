@@ -112,7 +112,9 @@ fn reload_on_hup(proxy: Proxy, path: PathBuf) {
                         proxy.set_policy(p);
                         tracing::info!("egress policy re-read from {}", path.display());
                     }
-                    Err(e) => eprintln!("kanibako egress-serve: keeping the old policy: {e:#}"),
+                    Err(e) => crate::output::warn(format!(
+                        "kanibako egress-serve: keeping the old policy: {e:#}"
+                    )),
                 }
             }
         });

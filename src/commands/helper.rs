@@ -22,7 +22,7 @@ use crate::hub::protocol::{
 
 /// The commands that run before (and without) the usual start-up: `Err` gives the
 /// command back for the normal path.
-pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exit>, Command> {
+pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exit>, Box<Command>> {
     match command {
         Command::Crab {
             command: Some(CrabCommand::Helper { command }),
@@ -31,7 +31,7 @@ pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exi
             command: Some(CrabCommand::Fork(a)),
         } => Ok(fork(host, &a)),
         Command::Hub(a) => Ok(hub(&a)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     }
 }
 
@@ -277,7 +277,7 @@ fn log(host: &HostEnv, a: &LogArgs) -> Result<Exit> {
         }
         // The hub went away (a worker restart, or the box is ending): follow on from
         // now; what came in between is in the log.
-        eprintln!("(the helper hub went away; reconnecting)");
+        crate::output::say("(the helper hub went away; reconnecting)");
         last = Some(0);
     }
 }

@@ -65,3 +65,6 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Hub(a) => helper::hub(&a),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,5 @@
 //! `rig list|info|bootstrap|rm`.
 
-use std::collections::BTreeSet;
-
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
@@ -11,9 +9,10 @@ use crate::cli::rig::{
 };
 use crate::context::Context;
 use crate::error::{Exit, UserError};
+use crate::output;
 use crate::prompt;
 use crate::rig::registry::{Record, Rigs};
-use crate::rig::{self, Kind, bootstrap, ops, template};
+use crate::rig::{self, Kind, LocalImages, bootstrap, ops, template};
 use crate::runtime::Runtime;
 
 pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
@@ -32,72 +31,18 @@ pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
     }
 }
 
-pub fn rigs_file(cx: &Context) -> std::path::PathBuf {
-    cx.paths.data.join("rigs.yaml")
-}
-
 /// Every local image reference, in the spellings a user may give it.
-fn local_images(rt: &Runtime<'_>) -> Result<BTreeSet<String>> {
-    let inv = rt
-        .invocation()
-        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    let out = rt.query(&inv)?;
-    let mut set = BTreeSet::new();
-    for line in out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("<none>"))
-    {
-        set.insert(line.to_owned());
-        if let Some(short) = line.strip_prefix("localhost/") {
-            set.insert(short.to_owned());
-        }
-        for full in [
-            line.to_owned(),
-            line.trim_start_matches("localhost/").to_owned(),
-        ] {
-            if let Some(bare) = full.strip_suffix(":latest") {
-                set.insert(bare.to_owned());
-            }
-        }
-    }
-    Ok(set)
+fn local_images(rt: &Runtime) -> Result<LocalImages> {
+    Ok(LocalImages::from_refs(rt.image_refs()?))
 }
 
-fn present(set: &BTreeSet<String>, image: &str) -> bool {
-    set.contains(image) || set.contains(&format!("{image}:latest"))
+fn templates(cx: &Context) -> Vec<String> {
+    template::names(&cx.paths.rig_templates())
 }
 
-fn user_dir(cx: &Context) -> std::path::PathBuf {
-    cx.paths.data.join("containers")
-}
-
-/// Every template kanibako can build: bundled, and the user's own.
-pub fn templates(cx: &Context) -> Vec<String> {
-    template::names(&user_dir(cx))
-}
-
-/// Build the template `name` into its image, on the configured base rig.
-pub fn build(cx: &Context, rt: &Runtime<'_>, name: &str) -> Result<i32> {
-    let t = template::discover(&user_dir(cx))
-        .into_iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| UserError::new(format!("unknown template '{name}'")))?;
-    // The configured rig may be a rig name (`host` after `rig bootstrap`): build on the
-    // image it names. A template cannot be the base of another (nor of itself).
-    let configured = cx.stack(None, None)?.image()?;
-    let rigs = Rigs::load(&rigs_file(cx))?;
-    let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
-        rt.image_exists(i)
-    });
-    let base = if r.kind == Kind::Template {
-        crate::boxes::DEFAULT_IMAGE.to_owned()
-    } else {
-        r.image
-    };
-    let image = rig::template_image(name);
-    eprintln!("Building rig '{name}' ({}) on {base}...", t.description());
-    ops::build_template(rt, &t, &image, &base)
+/// Build the template `name` on the rig configured for all boxes.
+fn build(cx: &Context, rt: &Runtime, name: &str) -> Result<i32> {
+    ops::build(rt, &cx.paths, &cx.stack(None, None)?.image()?, name)
 }
 
 #[derive(Serialize)]
@@ -109,21 +54,21 @@ struct Entry {
 }
 
 fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let local = match cx.runtime() {
         Ok(rt) => Some(local_images(&rt)?),
         Err(e) => {
-            eprintln!("note: rig status unknown: {e}");
+            output::note(format_args!("rig status unknown: {e}"));
             None
         }
     };
     let status = |image: &str| match &local {
-        Some(set) if present(set, image) => "prepped",
+        Some(set) if set.has(image) => "prepped",
         Some(_) => "unprepped",
         None => "unknown",
     };
-    let exists = |i: &str| local.as_ref().is_some_and(|s| present(s, i));
+    let exists = |i: &str| local.as_ref().is_some_and(|s| s.has(i));
     let mut entries = Vec::new();
     for s in rig::SHORTHANDS {
         let image = rig::reference(s, &configured, &exists);
@@ -134,7 +79,7 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
             image,
         });
     }
-    for t in template::discover(&user_dir(cx)) {
+    for t in template::discover(&cx.paths.rig_templates()) {
         let image = rig::template_image(&t.name);
         entries.push(Entry {
             name: t.name,
@@ -199,11 +144,11 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
 }
 
 fn info(cx: &Context, a: &RigNameArgs) -> Result<Exit> {
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let rt = cx.runtime()?;
     let local = local_images(&rt)?;
-    let exists = |i: &str| present(&local, i);
+    let exists = |i: &str| local.has(i);
     let r = rig::resolve(&a.name, &rigs, &templates(cx), &configured, &exists);
     let known = rigs.get(&a.name).is_some()
         || r.kind == Kind::Template
@@ -226,31 +171,12 @@ fn info(cx: &Context, a: &RigNameArgs) -> Result<Exit> {
     {
         println!("Source:   {src}");
     }
-    if r.present {
-        let inv = rt
-            .invocation()
-            .args([
-                "image",
-                "inspect",
-                "--format",
-                "{{.Id}}|{{.Created}}|{{.Size}}",
-            ])
-            .arg(&r.image);
-        if let Ok(out) = rt.query(&inv) {
-            let f: Vec<&str> = out.trim().split('|').collect();
-            if let [id, created, size] = f.as_slice() {
-                println!(
-                    "ID:       {}",
-                    id.trim_start_matches("sha256:")
-                        .chars()
-                        .take(12)
-                        .collect::<String>()
-                );
-                println!("Created:  {created}");
-                let mb = size.parse::<f64>().unwrap_or(0.0) / 1e6;
-                println!("Size:     {mb:.1} MB");
-            }
-        }
+    if r.present
+        && let Some(d) = rt.image_details(&r.image)
+    {
+        println!("ID:       {}", d.id.chars().take(12).collect::<String>());
+        println!("Created:  {}", d.created);
+        println!("Size:     {:.1} MB", d.size_bytes / 1e6);
     }
     Ok(Exit::Success)
 }
@@ -260,14 +186,14 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
     let rt = cx.runtime()?;
     let image = format!("localhost/{}:latest", rig::extended_image(&a.name));
     let local = local_images(&rt)?;
-    if present(&local, &image) && !a.force {
+    if local.has(&image) && !a.force {
         println!(
             "Rig '{}' already exists ({image}); `--force` rebuilds it.",
             a.name
         );
         return Ok(Exit::Success);
     }
-    eprintln!("Collecting this host's programs and their libraries...");
+    output::say("Collecting this host's programs and their libraries...");
     let plan = bootstrap::plan(&cx.host, cx.exec.as_ref(), &a.name)?;
     let dir = tempfile::Builder::new()
         .prefix("kanibako-bootstrap-")
@@ -278,31 +204,14 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         .context("making a work directory")?;
     let tar = dir.path().join("rootfs.tar");
     let bytes = bootstrap::write_tar(&plan, &tar)?;
-    eprintln!(
+    output::say(format_args!(
         "Importing {} files ({:.1} MB) as {image}...",
         plan.items.len(),
         bytes as f64 / 1e6
-    );
-    let mut inv = rt.invocation().arg("import");
-    for c in bootstrap::changes(&a.name) {
-        inv = inv.arg("--change").arg(c);
-    }
-    let inv = inv.arg(&tar).arg(&image);
-    rt.query(&inv)?;
-    eprintln!("Checking it runs...");
-    let check = rt
-        .invocation()
-        .args([
-            "run",
-            "--rm",
-            "--pull=never",
-            "--network=none",
-            "--user",
-            "1000:1000",
-        ])
-        .arg(&image)
-        .args(["/bin/sh", "-c", "bash -c true && tmux -V && git --version"]);
-    let out = rt.exec.output(&check)?;
+    ));
+    rt.import(&tar, &bootstrap::changes(&a.name), &image)?;
+    output::say("Checking it runs...");
+    let out = rt.run_captured(&bootstrap::check_spec(&a.name, &image), None, None)?;
     if !out.status.success() {
         return Err(UserError::new(format!(
             "the new rig does not run: {}",
@@ -310,7 +219,7 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         ))
         .into());
     }
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     rigs.upsert(
         &a.name,
         &Record {
@@ -329,15 +238,18 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
 }
 
 fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let rt = cx.runtime()?;
     let local = local_images(&rt)?;
     let r = rig::resolve(&a.name, &rigs, &templates(cx), &configured, &|i| {
-        present(&local, i)
+        local.has(i)
     });
     let record = rigs.get(&a.name).cloned();
-    let user_template = user_dir(cx).join(format!("Containerfile.template-{}", a.name));
+    let user_template = cx
+        .paths
+        .rig_templates()
+        .join(format!("Containerfile.template-{}", a.name));
     if record.is_none() && !r.present && !user_template.is_file() {
         return Err(UserError::new(format!("rig not found: {}", a.name)).into());
     }
@@ -349,8 +261,7 @@ fn rm(cx: &Context, a: &RigRmArgs) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     if r.present {
-        let inv = rt.invocation().arg("rmi").arg(&r.image);
-        rt.query(&inv)
+        rt.remove_image(&r.image)
             .map_err(|e| UserError::new(format!("Failed to remove rig {}: {e}", r.image)))?;
         println!("Removed image {}", r.image);
     }
@@ -371,13 +282,13 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
         Some(n) => vec![n.clone()],
         None => all.clone(),
     };
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let mut failed = 0;
     for name in &names {
         // Asked again each time: a build before this one changed the store.
         let local = local_images(&rt)?;
-        let r = rig::resolve(name, &rigs, &all, &configured, &|i| present(&local, i));
+        let r = rig::resolve(name, &rigs, &all, &configured, &|i| local.has(i));
         if r.present && !a.force {
             println!("Rig '{name}' is already prepped.");
             continue;
@@ -386,7 +297,7 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
             Kind::Template => {
                 let code = build(cx, &rt, name)?;
                 if code != 0 {
-                    eprintln!("Build failed with exit code {code}");
+                    output::say(format_args!("Build failed with exit code {code}"));
                 }
                 code == 0
             }
@@ -398,8 +309,8 @@ fn prep(cx: &Context, a: &PrepArgs) -> Result<Exit> {
                 .into());
             }
             Kind::Prefab => {
-                eprintln!("Pulling {}...", r.image);
-                ops::pull(&rt, &r.image)
+                output::say(format_args!("Pulling {}...", r.image));
+                rt.pull(&r.image)
             }
         };
         if ok {
@@ -452,7 +363,7 @@ fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
     } else {
         kind
     };
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     let derived = match kind.as_str() {
         "template" => path
             .file_name()
@@ -465,7 +376,10 @@ fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
     let name = a.name.clone().or(derived).ok_or_else(|| {
         UserError::new("could not derive a rig name from source; pass --name NAME")
     })?;
-    let user_template = user_dir(cx).join(format!("Containerfile.template-{name}"));
+    let user_template = cx
+        .paths
+        .rig_templates()
+        .join(format!("Containerfile.template-{name}"));
     if !a.force && (rigs.get(&name).is_some() || user_template.exists()) {
         return Err(UserError::new(format!(
             "rig '{name}' already exists; use --force to overwrite."
@@ -504,10 +418,8 @@ fn add(cx: &Context, a: &AddArgs) -> Result<Exit> {
         }
         _ => {
             let rt = cx.runtime()?;
-            let out = rt.query(&rt.invocation().args(["load", "-i"]).arg(&path))?;
-            let loaded = out
-                .lines()
-                .find_map(|l| l.split_once(": ").map(|(_, r)| r.trim().to_owned()))
+            let loaded = rt
+                .load(&path)?
                 .or_else(|| ops::archive_tag(&path))
                 .ok_or_else(|| UserError::new("the archive holds no tagged image"))?;
             rigs.upsert(
@@ -544,11 +456,11 @@ fn strip_registry(r: &str) -> String {
 fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
     check_rig_name(&a.name)?;
     let rt = cx.runtime()?;
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let configured = cx.stack(None, None)?.image()?;
     let local = local_images(&rt)?;
     let base = rig::resolve(&a.from, &rigs, &templates(cx), &configured, &|i| {
-        present(&local, i)
+        local.has(i)
     });
     if !base.present {
         match base.kind {
@@ -557,7 +469,7 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
                     return Err(UserError::new(format!("could not build '{}'", a.from)).into());
                 }
             }
-            Kind::Prefab if ops::pull(&rt, &base.image) => {}
+            Kind::Prefab if rt.pull(&base.image) => {}
             _ => {
                 return Err(
                     UserError::new(format!("rig '{}' is not available locally", a.from)).into(),
@@ -565,27 +477,14 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
             }
         }
     }
-    let work = format!("kanibako-extend-{}", a.name);
-    let _ = rt
-        .exec
-        .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
-    eprintln!(
+    let spec = ops::extend_spec(&a.name, &base.image, cx.host.stdin_tty);
+    let work = spec.name.clone();
+    rt.remove_container(&work);
+    output::say(format_args!(
         "Starting a shell in {}; what you change is saved as rig '{}' when it exits.",
         base.image, a.name
-    );
-    let run = rt
-        .invocation()
-        .args([
-            "run",
-            if cx.host.stdin_tty { "-it" } else { "-i" },
-            "--pull=never",
-            "--name",
-            &work,
-            "--entrypoint",
-            "/bin/bash",
-        ])
-        .arg(&base.image);
-    let code = crate::process::exit_code(rt.exec.foreground(&run)?);
+    ));
+    let code = crate::process::exit_code(rt.run_attached(&spec, None, None)?);
     let commit = code == 0
         || a.always_commit
         || (!a.no_commit_on_error
@@ -603,19 +502,12 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
             meta.join("rig.yaml"),
             ops::rig_yaml(&a.name, Some(&base.image), &a.from),
         )?;
-        let _ = rt.exec.output(
-            &rt.invocation()
-                .arg("cp")
-                .arg(&meta)
-                .arg(format!("{work}:/etc/")),
-        );
+        rt.copy_into(&work, &meta, "/etc/");
         let _ = std::fs::remove_dir_all(&dir);
-        let out = rt.query(&rt.invocation().arg("commit").arg(&work).arg(&image));
-        let _ = rt
-            .exec
-            .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+        let out = rt.commit(&work, &image);
+        rt.remove_container(&work);
         out?;
-        let mut rigs = Rigs::load(&rigs_file(cx))?;
+        let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
         rigs.upsert(
             &a.name,
             &Record {
@@ -627,16 +519,14 @@ fn extend(cx: &Context, a: &ExtendArgs) -> Result<Exit> {
         )?;
         println!("Extended rig saved as {image}");
     } else {
-        let _ = rt
-            .exec
-            .output(&rt.invocation().args(["rm", "-f"]).arg(&work));
+        rt.remove_container(&work);
         println!("Discarded the changes (the shell exited with {code}).");
     }
     Ok(Exit::Success)
 }
 
 fn export(cx: &Context, a: &ExportArgs) -> Result<Exit> {
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let Some(rec) = rigs.get(&a.name).filter(|r| r.kind == Kind::Extended) else {
         return Err(UserError::new(format!(
             "'{}' is not an extended rig; only extended rigs are exported (others are rebuilt or pulled)",
@@ -658,7 +548,7 @@ fn export(cx: &Context, a: &ExportArgs) -> Result<Exit> {
         .prefix("kanibako-export-")
         .tempdir()?;
     let tar = dir.path().join("image.tar");
-    rt.query(&rt.invocation().args(["save", "-o"]).arg(&tar).arg(&image))
+    rt.save(&image, &tar)
         .map_err(|e| UserError::new(format!("cannot save {image}: {e}")))?;
     ops::write_bundle(
         &out,
@@ -703,8 +593,8 @@ fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
         .into());
     }
     let rt = cx.runtime()?;
-    rt.query(&rt.invocation().args(["load", "-i"]).arg(&tar))?;
-    let mut rigs = Rigs::load(&rigs_file(cx))?;
+    rt.load(&tar)?;
+    let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     rigs.upsert(
         &name,
         &Record {
@@ -738,10 +628,10 @@ fn diagnose(cx: &Context) -> Result<Exit> {
         Err(e) => println!("[!!] {}: {e}", rt.engine.kind.name()),
     }
     let configured = cx.stack(None, None)?.image()?;
-    let rigs = Rigs::load(&rigs_file(cx))?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let local = local_images(&rt)?;
     let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
-        present(&local, i)
+        local.has(i)
     });
     if r.present {
         println!("[ok] configured rig {configured} ({}) is prepped", r.image);

@@ -11,6 +11,7 @@ use crate::context::Context;
 use crate::error::Exit;
 use crate::launch::persistent;
 use crate::launch::{self, Launch, Session};
+use crate::output;
 use crate::prompt;
 use crate::runtime::containers::ContainerSummary;
 use crate::runtime::{Runtime, labels};
@@ -29,7 +30,11 @@ fn launch(
         entrypoint: a.entrypoint,
         dry_run: a.dry_run,
         persistent,
-        share_images: a.share_images,
+        share_images: match (a.share_images, a.no_share_images) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         session,
     }
 }
@@ -83,10 +88,9 @@ fn rootfs(c: &ContainerSummary) -> Option<&str> {
     c.labels.get(labels::ROOTFS).map(String::as_str)
 }
 
-fn stop_one(cx: &Context, rt: &Runtime<'_>, c: &ContainerSummary) -> bool {
+fn stop_one(cx: &Context, rt: &Runtime, c: &ContainerSummary) -> bool {
     // With --init the agent gets SIGTERM at once; 10 s is only the backstop.
-    let inv = rt.invocation().args(["stop", "-t", "10"]).arg(&c.name);
-    let stopped = rt.exec.output(&inv).is_ok_and(|o| o.status.success());
+    let stopped = rt.stop_container(&c.name, 10);
     persistent::remove(cx, rt, &c.name, rootfs(c));
     stopped
 }
@@ -112,7 +116,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
             if stop_one(cx, &rt, c) {
                 println!("Stopped {}", c.name);
             } else {
-                eprintln!("Failed to stop {}", c.name);
+                output::say(format_args!("Failed to stop {}", c.name));
             }
         } else if persistent::remove(cx, &rt, &c.name, rootfs(c)) {
             println!("Removed stopped container: {}", c.name);
@@ -122,12 +126,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn stop_all(
-    cx: &Context,
-    rt: &Runtime<'_>,
-    list: &[ContainerSummary],
-    force: bool,
-) -> Result<Exit> {
+fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) -> Result<Exit> {
     // Ours by label, plus the Python tool's by the exact name of a registered box: never
     // a container that merely has `kanibako-` somewhere in its name.
     let registry = Registry::load(&cx.paths.names_file())?;
@@ -167,7 +166,7 @@ fn stop_all(
             println!("Stopped {}", c.name);
             stopped += 1;
         } else {
-            eprintln!("Failed to stop {}", c.name);
+            output::say(format_args!("Failed to stop {}", c.name));
         }
     }
     for b in &boxes {

@@ -176,7 +176,7 @@ fn disconnect(cx: &Context, a: &DisconnectArgs) -> Result<Exit> {
     }
     let mut ws = Workset::find(&cx.paths, &a.workset)?;
     if ws.member(&a.project).is_none() {
-        return Err(workset::WorksetError::NoMember {
+        return Err(crate::boxes::error::BoxError::NoMember {
             workset: ws.name.clone(),
             project: a.project.clone(),
         }

@@ -1,5 +1,8 @@
-//! YAML documents on disk (`kanibako.yaml`, `project.yaml`, `names.yaml`, crab files):
-//! the only user of `serde_yaml` (for parsing; `emit` writes).
+//! YAML documents on disk (`kanibako.yaml`, `project.yaml`, `names.yaml`, crab files,
+//! `rigs.yaml`, worksets): the only user of `serde_yaml` (for parsing; `emit` writes).
+//! Callers read and write through a small typed API (strings, booleans, lists,
+//! string maps, records, a JSON view) and never see a YAML value, so the YAML crate can
+//! be replaced here alone.
 //!
 //! A document is kept as an ordered YAML mapping, so keys this version does not know (or
 //! that a newer or older kanibako wrote) survive a read-modify-write. Parse errors name
@@ -34,6 +37,12 @@ pub enum DocError {
         expected: &'static str,
         found: &'static str,
     },
+    #[error("{path}: `{key}` cannot be read as JSON: {message}")]
+    NotJson {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -45,13 +54,87 @@ impl DocError {
         match self {
             DocError::Parse { path, .. }
             | DocError::ParseNoLocation { path, .. }
-            | DocError::WrongType { path, .. } => Some(format!(
+            | DocError::WrongType { path, .. }
+            | DocError::NotJson { path, .. } => Some(format!(
                 "fix or remove {}; kanibako has not changed it",
                 path.display()
             )),
             _ => None,
         }
     }
+}
+
+/// A mapping's string entries, in order.
+pub type Fields = Vec<(String, String)>;
+
+/// A value to store: the shapes kanibako's files hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    Str(String),
+    Bool(bool),
+    /// A sequence of strings (`run_args`).
+    List(Vec<String>),
+    /// A mapping of string keys to strings, in this order; empty is `{}`.
+    Map(Fields),
+    /// A sequence of such mappings (a workset's members).
+    Records(Vec<Fields>),
+}
+
+impl From<&str> for Item {
+    fn from(s: &str) -> Self {
+        Item::Str(s.to_owned())
+    }
+}
+
+impl From<String> for Item {
+    fn from(s: String) -> Self {
+        Item::Str(s)
+    }
+}
+
+impl From<bool> for Item {
+    fn from(b: bool) -> Self {
+        Item::Bool(b)
+    }
+}
+
+fn mapping(fields: Fields) -> Mapping {
+    fields
+        .into_iter()
+        .map(|(k, v)| (Value::from(k), Value::from(v)))
+        .collect()
+}
+
+impl Item {
+    fn into_value(self) -> Value {
+        match self {
+            Item::Str(s) => Value::String(s),
+            Item::Bool(b) => Value::Bool(b),
+            Item::List(l) => Value::Sequence(l.into_iter().map(Value::String).collect()),
+            Item::Map(m) => Value::Mapping(mapping(m)),
+            Item::Records(r) => {
+                Value::Sequence(r.into_iter().map(|m| Value::Mapping(mapping(m))).collect())
+            }
+        }
+    }
+}
+
+/// A scalar as text (booleans and numbers in their YAML spelling); `None` for
+/// anything else.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The entries of a mapping whose key and value are strings.
+fn string_fields(m: &Mapping) -> Fields {
+    m.iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+        .collect()
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -132,10 +215,6 @@ impl Document {
         &self.path
     }
 
-    pub fn root(&self) -> &Mapping {
-        &self.root
-    }
-
     pub fn is_empty(&self) -> bool {
         self.root.is_empty()
     }
@@ -151,7 +230,7 @@ impl Document {
 
     /// The value at a nested key path, or `None` if any step is absent. An intermediate
     /// step that is not a mapping is a type error (upstream crashes on these).
-    pub fn get(&self, keys: &[&str]) -> Result<Option<&Value>, DocError> {
+    fn get(&self, keys: &[&str]) -> Result<Option<&Value>, DocError> {
         let mut map = &self.root;
         for (i, key) in keys.iter().enumerate() {
             let Some(v) = map.get(*key) else {
@@ -179,6 +258,68 @@ impl Document {
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(self.wrong(keys, "a string", other)),
         }
+    }
+
+    /// A scalar as text, like [`Document::get_str`], but anything that is not a scalar
+    /// (a list, a mapping) reads as unset instead of an error.
+    pub fn get_scalar(&self, keys: &[&str]) -> Result<Option<String>, DocError> {
+        Ok(self.get(keys)?.and_then(scalar))
+    }
+
+    /// A list: its scalar items as text (others skipped); `None` if the value is not a
+    /// list.
+    pub fn get_list(&self, keys: &[&str]) -> Result<Option<Vec<String>>, DocError> {
+        Ok(match self.get(keys)? {
+            Some(Value::Sequence(items)) => Some(items.iter().filter_map(scalar).collect()),
+            _ => None,
+        })
+    }
+
+    /// The string-valued entries of a mapping, in order (others skipped); empty if the
+    /// value is not a mapping.
+    pub fn get_fields(&self, keys: &[&str]) -> Result<Fields, DocError> {
+        Ok(match self.get(keys)? {
+            Some(Value::Mapping(m)) => string_fields(m),
+            _ => Vec::new(),
+        })
+    }
+
+    /// A mapping of records (`rigs:`): each entry whose value is a mapping, as its
+    /// string-valued fields, in order.
+    pub fn get_records(&self, keys: &[&str]) -> Result<Vec<(String, Fields)>, DocError> {
+        Ok(match self.get(keys)? {
+            Some(Value::Mapping(m)) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), string_fields(v.as_mapping()?))))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// A list of records (a workset's `projects:`): each item that is a mapping, as its
+    /// string-valued fields.
+    pub fn get_record_list(&self, keys: &[&str]) -> Result<Vec<Fields>, DocError> {
+        Ok(match self.get(keys)? {
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .filter_map(|v| Some(string_fields(v.as_mapping()?)))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// The value at `keys` as JSON (for settings handed on whole, such as tweakcc's).
+    pub fn get_json(&self, keys: &[&str]) -> Result<Option<serde_json::Value>, DocError> {
+        let Some(v) = self.get(keys)? else {
+            return Ok(None);
+        };
+        serde_json::to_value(v)
+            .map(Some)
+            .map_err(|e| DocError::NotJson {
+                path: self.path.clone(),
+                key: keys.join("."),
+                message: e.to_string(),
+            })
     }
 
     /// A boolean; the strings the Python CLI wrote (`"false"`, `"yes"` …) count as the
@@ -243,7 +384,8 @@ impl Document {
 
     /// Set a nested key, creating intermediate mappings; existing sibling keys stay in
     /// place and keep their order.
-    pub fn set(&mut self, keys: &[&str], value: Value) -> Result<(), DocError> {
+    pub fn set(&mut self, keys: &[&str], value: Item) -> Result<(), DocError> {
+        let value = value.into_value();
         let path = self.path.clone();
         let mut map = &mut self.root;
         for (i, key) in keys.iter().enumerate() {
@@ -360,6 +502,60 @@ mod tests {
         assert_eq!(
             out,
             "zeta: 1\nproject:\n  mode: default\n  custom: keep\n  name: x\nalpha:\n- 1\n- 2\n"
+        );
+    }
+
+    #[test]
+    fn typed_reads_are_lenient_where_the_python_tool_was() {
+        let d = Document::parse(
+            Path::new("r.yaml"),
+            "rigs:\n  a:\n    kind: extended\n    image: x\n    n: 5\n  b: scalar\n  c: {}\nlist: [a, 1, true, {x: 1}]\nprojects:\n- name: p\n  source_path: /s\n- junk\nt: {enabled: true, n: 1}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            d.get_records(&["rigs"]).unwrap(),
+            [
+                (
+                    "a".to_owned(),
+                    vec![
+                        ("kind".into(), "extended".into()),
+                        ("image".into(), "x".into())
+                    ]
+                ),
+                ("c".to_owned(), vec![])
+            ]
+        );
+        assert_eq!(d.get_list(&["list"]).unwrap().unwrap(), ["a", "1", "true"]);
+        assert_eq!(d.get_list(&["rigs"]).unwrap(), None);
+        assert_eq!(d.get_scalar(&["rigs"]).unwrap(), None);
+        assert_eq!(
+            d.get_record_list(&["projects"]).unwrap(),
+            [vec![
+                ("name".into(), "p".into()),
+                ("source_path".into(), "/s".into())
+            ]]
+        );
+        assert_eq!(
+            d.get_json(&["t"]).unwrap().unwrap(),
+            serde_json::json!({"enabled": true, "n": 1})
+        );
+        assert_eq!(d.get_fields(&["list"]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn items_write_the_shapes_pyyaml_reads() {
+        let mut d = Document::empty(Path::new("w.yaml"));
+        d.set(&["crab", "run_args"], Item::List(vec![])).unwrap();
+        d.set(&["env"], Item::Map(vec![])).unwrap();
+        d.set(
+            &["projects"],
+            Item::Records(vec![vec![("name".into(), "p".into())]]),
+        )
+        .unwrap();
+        d.set(&["ok"], true.into()).unwrap();
+        assert_eq!(
+            d.to_yaml(),
+            "crab:\n  run_args: []\nenv: {}\nprojects:\n- name: p\nok: true\n"
         );
     }
 

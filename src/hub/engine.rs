@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::Model;
 use crate::process::{Executor, Invocation};
-use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineInfo, EngineKind};
 
 /// One container as `inspect` reports it.
@@ -313,7 +313,7 @@ impl HubEngine for RuntimeEngine {
             .map_err(|e| EngineError(format!("writing the env file: {e}")))?;
         let args = plan
             .spec
-            .to_args(self.engine.kind, plan.rootfs.as_deref(), &env_file);
+            .to_args(self.engine.kind, plan.rootfs.as_deref(), Some(&env_file));
         let inv = self.base().args(args);
         let stdout = self.checked(&inv)?;
         drop(env_file);
@@ -412,6 +412,7 @@ impl HelperPlanner for HelperTemplate {
                         relabel: false,
                     })
                     .collect(),
+                network: Network::Default,
                 env: self.env.clone(),
                 labels: BTreeMap::new(),
                 entrypoint: self.entrypoint.clone(),
@@ -651,7 +652,7 @@ mod tests {
         let plan = complete(template().plan(&req).unwrap(), &req);
         let args: Vec<String> = plan
             .spec
-            .to_args(EngineKind::Podman, None, Path::new("/tmp/e"))
+            .to_args(EngineKind::Podman, None, Some(Path::new("/tmp/e")))
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -687,7 +688,11 @@ mod tests {
         let plan = complete(t.plan(&request()).unwrap(), &request());
         let line: Vec<String> = plan
             .spec
-            .to_args(EngineKind::Podman, plan.rootfs.as_deref(), Path::new("/e"))
+            .to_args(
+                EngineKind::Podman,
+                plan.rootfs.as_deref(),
+                Some(Path::new("/e")),
+            )
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

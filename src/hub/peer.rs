@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn nested_and_exited_peers() {
         if !have("socat") || !have("unshare") || !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root, socat and unshare");
+            println!("skipped: needs root, socat and unshare");
             return;
         }
         let d = tempfile::tempdir().unwrap();

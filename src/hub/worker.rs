@@ -129,7 +129,7 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
     let hub = match Hub::start(cfg.clone(), engine.clone(), services(&cfg), None, log) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("kanibako _hub: {e}");
+            crate::output::say(format!("kanibako _hub: {e}"));
             return EXIT_FATAL;
         }
     };

@@ -10,6 +10,7 @@ use crate::agents::{self, Agent, Install};
 use crate::boxes::BoxIdentity;
 use crate::context::Context;
 use crate::error::UserError;
+use crate::output;
 use crate::process::{Executor, Invocation};
 
 /// `auth status` should answer at once; one that hangs (no network) must not hold up
@@ -57,7 +58,7 @@ fn shared(cx: &Context, b: &BoxIdentity) -> Vec<(Box<dyn Agent>, Credentials<'st
 fn report(agent: &dyn Agent, outcome: Outcome) {
     match outcome {
         Outcome::Skipped(why) => {
-            eprintln!("Warning: {} credentials: {why}", agent.display_name());
+            output::warn(format_args!("{} credentials: {why}", agent.display_name()));
         }
         other => tracing::debug!("{} credentials: {other:?}", agent.display_name()),
     }
@@ -93,7 +94,7 @@ pub fn write_back(cx: &Context, b: &BoxIdentity) {
 pub fn forget(cx: &Context, b: &BoxIdentity) {
     for (_, c) in each(cx, b) {
         if let Err(e) = c.forget() {
-            eprintln!("Warning: clearing {}: {e}", b.shell.display());
+            output::warn(format_args!("clearing {}: {e}", b.shell.display()));
         }
     }
 }
@@ -162,11 +163,11 @@ pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Resu
         return Ok(());
     }
     if cx.host.stdin_tty {
-        eprintln!(
+        output::say(format_args!(
             "{} is not authenticated. Running '{} auth login'...",
             agent.display_name(),
             agent.id()
-        );
+        ));
         let login = Invocation::new(&install.binary).args(["auth", "login"]);
         let _ = exec.foreground(&login);
         if status(exec, install) != Status::LoggedOut {

@@ -5,22 +5,28 @@
 //! leaves it running. If the agent dies at once because there was no conversation to
 //! continue, the session is started again once as a new conversation.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::plan::{AGENT_EXIT_FILE, TMUX_SESSION};
-use super::{MountedImage, print_env};
+use super::execute::Planned;
+use super::image::MountedImage;
+use super::plan::{AGENT_EXIT_FILE, TMUX_SESSION, attach_command};
+use super::request::Launch;
+use super::{auth, env, lock};
 use crate::boxes::BoxIdentity;
 use crate::boxes::home::SafeDir;
 use crate::context::Context;
 use crate::envfile;
 use crate::error::{Exit, UserError};
 use crate::fsutil::FileLock;
+use crate::output;
 use crate::process::{Invocation, exit_code};
 use crate::runtime::Runtime;
+use crate::runtime::containers::ExecInput;
 use crate::runtime::spec::RunSpec;
 
 /// How long a fresh container may take to show as running.
@@ -58,33 +64,20 @@ fn clear_agent_exit(b: &BoxIdentity) {
     }
 }
 
-pub fn attach_invocation(rt: &Runtime<'_>, name: &str, tty: bool) -> Invocation {
-    rt.invocation()
-        .arg("exec")
-        .arg(if tty { "-it" } else { "-i" })
-        .arg(name)
-        .args(["tmux", "attach", "-t", TMUX_SESSION])
+pub fn attach_invocation(rt: &Runtime, name: &str, tty: bool) -> Invocation {
+    rt.exec_command(name, input(tty), None, &attach_command())
 }
 
-pub fn is_running(rt: &Runtime<'_>, name: &str) -> bool {
-    let inv = rt
-        .invocation()
-        .args(["container", "inspect", "--format", "{{.State.Running}}"])
-        .arg(name);
-    rt.query(&inv).is_ok_and(|o| o.trim() == "true")
-}
-
-fn logs_tail(rt: &Runtime<'_>, name: &str) -> String {
-    let inv = rt.invocation().args(["logs", "--tail", "50"]).arg(name);
-    match rt.exec.output(&inv) {
-        Ok(o) if o.status.success() => {
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            text
-        }
-        _ => String::new(),
+fn input(tty: bool) -> ExecInput {
+    if tty {
+        ExecInput::Terminal
+    } else {
+        ExecInput::Stdin
     }
 }
+
+/// How much of a dead session's log is read for why it ended.
+const LOG_LINES: u32 = 50;
 
 /// Where a detached container's claim on its mounted rig is recorded: one file per
 /// container, made when the container starts and unlinked by whoever releases the mount.
@@ -99,45 +92,38 @@ pub fn mount_claim(cx: &Context, name: &str) -> PathBuf {
 /// (`rootfs`: its `io.kanibako.rootfs` label) and its claim is still there. Whether this
 /// call removed it (podman's `rm -f` also succeeds for a container already gone, but
 /// then names nothing).
-pub fn remove(cx: &Context, rt: &Runtime<'_>, name: &str, rootfs: Option<&str>) -> bool {
+pub fn remove(cx: &Context, rt: &Runtime, name: &str, rootfs: Option<&str>) -> bool {
     let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
-    let inv = rt.invocation().args(["rm", "-f"]).arg(name);
-    let Ok(out) = rt.exec.output(&inv) else {
+    let Some(named) = rt.remove_container(name) else {
         return false;
     };
-    if !out.status.success() {
-        return false;
-    }
     if let Some(image) = image
         && std::fs::remove_file(mount_claim(cx, name)).is_ok()
     {
-        let inv = rt.invocation().args(["image", "unmount"]).arg(image);
-        let _ = rt.exec.output(&inv);
+        rt.unmount_image(image);
     }
-    !out.stdout.trim_ascii().is_empty()
+    named
 }
 
 /// Whether the box's tmux session is still there. `attach` returns 0 both when the user
 /// detaches and when the agent ends, and in the second case the container may still
 /// be shutting down for a moment: only the session itself tells the two apart.
-fn session_alive(rt: &Runtime<'_>, name: &str) -> bool {
-    let inv = rt
-        .invocation()
-        .args(["exec", name, "tmux", "has-session", "-t", TMUX_SESSION]);
-    rt.exec.output(&inv).is_ok_and(|o| o.status.success())
+fn session_alive(rt: &Runtime, name: &str) -> bool {
+    let check = ["tmux", "has-session", "-t", TMUX_SESSION].map(OsString::from);
+    rt.exec_succeeds(name, &check)
 }
 
 /// After an attach returned: true if the session goes on (the user detached). If it
 /// ended, wait (bounded) for its container to stop so its logs and state are final.
-fn still_in_session(rt: &Runtime<'_>, name: &str) -> bool {
-    if !is_running(rt, name) {
+fn still_in_session(rt: &Runtime, name: &str) -> bool {
+    if !rt.is_running(name) {
         return false;
     }
     if session_alive(rt, name) {
         return true;
     }
     for _ in 0..STOP_POLLS {
-        if !is_running(rt, name) {
+        if !rt.is_running(name) {
             break;
         }
         sleep(START_POLL);
@@ -147,24 +133,20 @@ fn still_in_session(rt: &Runtime<'_>, name: &str) -> bool {
 
 /// Attach to the session, retrying while the container settles. Returns the attach's
 /// exit code, or `None` if the container is gone.
-fn attach(rt: &Runtime<'_>, name: &str, tty: bool) -> Result<Option<i32>> {
-    let inv = attach_invocation(rt, name, tty);
+fn attach(rt: &Runtime, name: &str, tty: bool) -> Result<Option<i32>> {
     for attempt in 1..=ATTACH_TRIES {
-        let status = rt
-            .exec
-            .foreground(&inv)
-            .with_context(|| format!("running {}", rt.engine.program.display()))?;
+        let status = rt.exec_attached(name, input(tty), None, &attach_command())?;
         let code = exit_code(status);
         if code == 0 {
             return Ok(Some(0));
         }
-        if !is_running(rt, name) {
+        if !rt.is_running(name) {
             return Ok(None);
         }
         if attempt < ATTACH_TRIES {
-            eprintln!(
-                "Warning: container not ready for exec (attempt {attempt}/{ATTACH_TRIES}), retrying..."
-            );
+            output::warn(format_args!(
+                "container not ready for exec (attempt {attempt}/{ATTACH_TRIES}), retrying..."
+            ));
             sleep(ATTACH_PAUSE);
         } else {
             return Ok(Some(code));
@@ -175,24 +157,30 @@ fn attach(rt: &Runtime<'_>, name: &str, tty: bool) -> Result<Option<i32>> {
 
 /// Without a terminal there is nothing to attach: say where the session is instead.
 fn background_note(b: &BoxIdentity, name: &str) {
-    eprintln!(
+    output::say(format_args!(
         "Box {} runs in the background ({name}); attach from a terminal with `kanibako start {}`, end it with `kanibako stop {}`.",
         b.display_name(),
         b.display_name(),
         b.display_name()
-    );
+    ));
 }
 
 /// `start` on a box whose session is running: attach to it.
+/// What `l` asked for that only a new session could honour is named, not dropped.
 pub fn reattach(
     cx: &Context,
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     b: &BoxIdentity,
     rootfs: Option<&str>,
-    dry_run: bool,
+    l: &Launch,
 ) -> Result<Exit> {
+    if let Some(ignored) = l.reattach_ignores() {
+        output::warn(format_args!(
+            "the session is already running; {ignored} apply to a new session only (`kanibako stop` first)"
+        ));
+    }
     let name = b.container_name();
-    if dry_run {
+    if l.dry_run {
         println!("{}", attach_invocation(rt, &name, cx.host.stdin_tty));
         return Ok(Exit::Success);
     }
@@ -200,9 +188,9 @@ pub fn reattach(
         background_note(b, &name);
         return Ok(Exit::Success);
     }
-    super::auth::refresh(cx, b);
+    auth::refresh(cx, b);
     let code = attach(rt, &name, true)?;
-    super::auth::write_back(cx, b);
+    auth::write_back(cx, b);
     // A session that ended leaves a stopped container: clear it.
     if !still_in_session(rt, &name) {
         remove(cx, rt, &name, rootfs);
@@ -211,24 +199,27 @@ pub fn reattach(
     Ok(Exit::Code(u8::try_from(code.unwrap_or(0)).unwrap_or(1)))
 }
 
-/// Create the detached container (under the box lock) and attach to it.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn launch(
+/// Create the detached container (under the box lock) and attach to it. `may_retry`:
+/// an agent session that dies at once with nothing to continue is started once more
+/// as a new conversation, from `replan(true)`.
+pub fn launch(
     cx: &Context,
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     b: &BoxIdentity,
-    spec: &RunSpec,
-    image: &str,
-    mounted: Option<MountedImage<'_>>,
+    run: Planned<'_>,
     lock: FileLock,
     may_retry: bool,
     mut replan: impl FnMut(bool) -> Result<RunSpec>,
 ) -> Result<Exit> {
-    let mut spec = spec.clone();
+    let Planned {
+        mut spec,
+        image,
+        mut mounted,
+    } = run;
+    let image = image.as_str();
     let mut retried = false;
     let mut lock = Some(lock);
     let split = mounted.is_some();
-    let mut mounted = mounted;
     loop {
         clear_agent_exit(b);
         let started = std::time::Instant::now();
@@ -238,21 +229,16 @@ pub(super) fn launch(
             None => None,
         };
         let env_file = envfile::temporary(&spec.env).context("writing the env file")?;
-        let args = spec.to_args(
-            rt.engine.kind,
-            rootfs.as_ref().map(|m| m.dir.as_path()),
-            &env_file,
-        );
-        let run = rt.invocation().args(args);
-        print_env(&spec.env);
+        env::log(&spec.env);
         // Captured: the container id `run -d` prints is noise on the user's terminal.
-        let out = rt
-            .exec
-            .output(&run)
-            .with_context(|| format!("running {}", rt.engine.program.display()))?;
+        let out = rt.run_captured(
+            &spec,
+            rootfs.as_ref().map(|m| m.dir.as_path()),
+            Some(&env_file),
+        )?;
         drop(env_file);
         if !out.status.success() {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            output::relay(&String::from_utf8_lossy(&out.stderr));
             return Ok(Exit::Code(u8::try_from(exit_code(out.status)).unwrap_or(1)));
         }
         if let Some(m) = rootfs {
@@ -265,18 +251,18 @@ pub(super) fn launch(
         // The container exists: the next `start` re-attaches, so the lock is done.
         drop(lock.take());
 
-        let mut up = is_running(rt, &spec.name);
+        let mut up = rt.is_running(&spec.name);
         for _ in 1..START_POLLS {
             if up {
                 break;
             }
             sleep(START_POLL);
-            up = is_running(rt, &spec.name);
+            up = rt.is_running(&spec.name);
         }
         let attached = if up && cx.host.stdin_tty {
             let code = attach(rt, &spec.name, true)?;
             // Left or ended: either way the box may hold a newer token than the host.
-            super::auth::write_back(cx, b);
+            auth::write_back(cx, b);
             code
         } else if up {
             background_note(b, &spec.name);
@@ -290,32 +276,25 @@ pub(super) fn launch(
         }
         // The log driver may still be flushing the session's last screen: look again
         // briefly before deciding that the agent did not say why it ended.
-        let logs = logs_tail(rt, &spec.name);
+        let logs = rt.container_logs(&spec.name, LOG_LINES);
         let failed_fast =
             started.elapsed() < QUICK_FAILURE && agent_exit(b).is_some_and(|code| code != 0);
         remove(cx, rt, &spec.name, split.then_some(image));
         let _ = std::fs::remove_file(b.container_marker());
         if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
-            eprintln!("Restarting with a new session.");
+            output::say("Restarting with a new session.");
             retried = true;
             spec = replan(true)?;
             // The same claim as the first start: the lock's record and the marker that
             // tells the next command a container of this box may exist.
-            let mut relock = super::session_lock(b)?;
-            relock.write_record(&format!("{}\n", spec.name))?;
-            crate::fsutil::atomic_write(
-                &b.container_marker(),
-                format!("{}\n", spec.name).as_bytes(),
-                crate::fsutil::MODE_CONFIG,
-            )?;
-            lock = Some(relock);
+            lock = Some(lock::claim(None, b, &spec.name)?);
             continue;
         }
         return match attached {
             Some(code) => Ok(Exit::Code(u8::try_from(code).unwrap_or(1))),
             None => {
                 if !logs.trim().is_empty() {
-                    eprintln!("{}", logs.trim_end());
+                    output::say(logs.trim_end());
                 }
                 Err(UserError::new("Container exited before session could attach.")
                     .hint("check the output above, or run the box with --ephemeral to see it directly")

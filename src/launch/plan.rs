@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::boxes::{BoxIdentity, Mode};
 use crate::runtime::labels;
-use crate::runtime::spec::{Mount, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
 
 pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
@@ -23,6 +23,13 @@ pub fn shared_images_conf() -> String {
 
 /// The tmux session a persistent box runs its agent in.
 pub const TMUX_SESSION: &str = "kanibako";
+/// What attaches a terminal to the box's tmux session, run in its container.
+pub fn attach_command() -> Vec<OsString> {
+    ["tmux", "attach", "-t", TMUX_SESSION]
+        .map(OsString::from)
+        .to_vec()
+}
+
 /// Where the session wrapper leaves the agent's exit status, relative to the home.
 pub const AGENT_EXIT_FILE: &str = ".local/state/kanibako/agent-exit";
 /// Run `"$@"`, leave its exit status for the host (tmux does not pass it on), and on
@@ -87,7 +94,6 @@ pub struct PlanInputs {
     /// The host's image store and the storage.conf that points the box's podman at it
     /// (`--share-images`).
     pub image_store: Option<(PathBuf, PathBuf)>,
-    pub comms: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
@@ -173,9 +179,6 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             relabel: false,
         });
     }
-    if let Some(c) = &i.comms {
-        mounts.push(bind(c.clone(), "/home/agent/comms", false));
-    }
     let mut labels = box_labels(b, &i.version);
     if matches!(i.user, UserMapping::SplitMap { .. }) {
         // Such a container runs on a mounted image, which `stop` must unmount.
@@ -209,12 +212,15 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             cmd.extend(i.command.iter().cloned());
             (Some("tmux".to_owned()), cmd)
         }
-        RunMode::Foreground { .. } => (i.entrypoint.clone(), i.command.clone()),
+        RunMode::Foreground { .. } | RunMode::Kept { .. } | RunMode::Batch => {
+            (i.entrypoint.clone(), i.command.clone())
+        }
     };
     RunSpec {
         name: b.container_name(),
         image: i.image.clone(),
         mode: i.mode,
+        network: Network::Default,
         user: i.user.clone(),
         workdir: GUEST_WORKSPACE.into(),
         mounts,
@@ -254,7 +260,6 @@ mod tests {
             shared: vec![("/d/shared/global/pip".into(), ".cache/pip".into())],
             shares: vec![("/srv/ref".into(), "ref".into(), true)],
             image_store: None,
-            comms: Some("/d/comms".into()),
             env: BTreeMap::new(),
             entrypoint: None,
             command: Vec::new(),
@@ -280,7 +285,6 @@ mod tests {
                 "/home/agent/.local/bin/kanibako",
                 "/home/agent/.cache/pip",
                 "/home/agent/ref",
-                "/home/agent/comms",
             ]
         );
         assert!(s.mounts.iter().any(|m| matches!(
@@ -300,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_images_come_before_comms_read_only() {
+    fn shared_images_come_last_read_only() {
         let mut i = inputs(Mode::Default);
         i.image_store = Some((
             "/var/lib/containers/storage".into(),
@@ -310,7 +314,7 @@ mod tests {
         let d = dsts(&s);
         let at = d.iter().position(|x| *x == SHARED_IMAGES).unwrap();
         assert_eq!(d[at + 1], "/home/agent/.config/containers/storage.conf");
-        assert_eq!(d[at + 2], "/home/agent/comms");
+        assert_eq!(d.len(), at + 2, "companions add theirs after");
         assert!(matches!(
             &s.mounts[at],
             Mount::Bind {

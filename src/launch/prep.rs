@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::boxes::home::{Kind, SafeDir};
+use crate::output;
 
 /// The block that makes `.bashrc` source `~/.shell.d/*.sh`.
 const SHELL_D_BLOCK: &str = "# Source user init scripts\nfor _f in ~/.shell.d/*.sh; do [ -r \"$_f\" ] && . \"$_f\"; done\nunset _f\n";
@@ -18,14 +19,10 @@ const STRAY_BINARY_MIN: u64 = 100 * 1024 * 1024;
 /// Conversation logs older than this are compressed.
 const LOG_AGE_SECS: i64 = 7 * 24 * 3600;
 
-fn warn(msg: impl std::fmt::Display) {
-    eprintln!("Warning: {msg}");
-}
-
 /// Make sure `.shell.d/` exists and `.bashrc` sources it.
 pub fn upgrade_shell(home: &SafeDir) -> io::Result<()> {
     if home.kind(OsStr::new(".shell.d")) == Some(Kind::Symlink) {
-        warn(format!(
+        output::warn(format!(
             "{}/.shell.d is a symbolic link; left alone",
             home.path().display()
         ));
@@ -45,7 +42,7 @@ pub fn upgrade_shell(home: &SafeDir) -> io::Result<()> {
                 home.append(bashrc, block.as_bytes())?;
             }
         }
-        Some(Kind::Symlink) => warn(format!(
+        Some(Kind::Symlink) => output::warn(format!(
             "{}/.bashrc is a symbolic link; not upgrading it",
             home.path().display()
         )),

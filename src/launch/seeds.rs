@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::boxes::home::SafeDir;
+use crate::output;
 use crate::paths::Paths;
 use crate::settings::expr::{self, ExprError, Scope, split_bind};
 use crate::settings::stack::Stack;
@@ -165,11 +166,11 @@ pub fn apply(home: &SafeDir, seeds: &[Seed]) -> std::io::Result<()> {
             let dir = home.create_dir_all(parent)?;
             dir.replace(OsStr::new(name), &std::fs::read(&s.host)?, 0o644)?;
         } else {
-            eprintln!(
-                "Warning: seed {}: host_src '{}' does not exist; skipping",
+            output::warn(format_args!(
+                "seed {}: host_src '{}' does not exist; skipping",
                 s.name,
                 s.host.display()
-            );
+            ));
         }
     }
     Ok(())

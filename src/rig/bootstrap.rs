@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::error::UserError;
 use crate::host::HostEnv;
 use crate::process::{Executor, Invocation};
+use crate::runtime::spec::{BOX_GID, BOX_UID, Network, RunMode, RunSpec, UserMapping};
 
 /// Programs a rig needs (the image contract) and that make a box useful; the first
 /// four are required.
@@ -395,6 +396,26 @@ pub fn write_tar(plan: &Plan, out: &Path) -> Result<u64> {
     Ok(bytes)
 }
 
+/// The check a freshly imported rig must pass: the programs every box needs run, as the
+/// box's user, without a network.
+pub fn check_spec(name: &str, image: &str) -> RunSpec {
+    let mut spec = RunSpec::job(
+        "rig-check",
+        format!("kanibako-check-{name}-{}", std::process::id()),
+        image,
+        RunMode::Batch,
+        UserMapping::User {
+            uid: BOX_UID,
+            gid: BOX_GID,
+        },
+    );
+    spec.network = Network::None;
+    spec.command = ["/bin/sh", "-c", "bash -c true && tmux -V && git --version"]
+        .map(Into::into)
+        .to_vec();
+    spec
+}
+
 /// The image config a bootstrapped rig gets on import.
 pub fn changes(name: &str) -> Vec<String> {
     vec![
@@ -409,6 +430,24 @@ pub fn changes(name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_check_runs_offline_as_the_box_user() {
+        let args: Vec<String> = check_spec("host", "localhost/kanibako-rig-host:latest")
+            .to_args(crate::runtime::EngineKind::Docker, None, None)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        assert!(
+            line.starts_with("run --pull=never --rm --init --network=none --user 1000:1000 --label io.kanibako.role=rig-check "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(" localhost/kanibako-rig-host:latest /bin/sh -c bash -c true && tmux -V && git --version"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn ldd_output() {

@@ -7,6 +7,8 @@ pub mod ops;
 pub mod registry;
 pub mod template;
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use registry::{Record, Rigs};
@@ -165,10 +167,63 @@ pub fn reference(name: &str, configured: &str, exists: &dyn Fn(&str) -> bool) ->
     format!("{}/{tagged}", owner_of(configured).unwrap_or(DEFAULT_OWNER))
 }
 
+/// The images in the local store, in every spelling a user may give one: a
+/// `localhost/x:latest` is also `x:latest`, `localhost/x` and `x`.
+#[derive(Clone, Debug, Default)]
+pub struct LocalImages(BTreeSet<String>);
+
+impl LocalImages {
+    /// From the `repository:tag` references the engine lists.
+    pub fn from_refs(refs: impl IntoIterator<Item = String>) -> Self {
+        let mut set = BTreeSet::new();
+        for line in refs {
+            if let Some(short) = line.strip_prefix("localhost/") {
+                set.insert(short.to_owned());
+            }
+            for full in [
+                line.clone(),
+                line.trim_start_matches("localhost/").to_owned(),
+            ] {
+                if let Some(bare) = full.strip_suffix(":latest") {
+                    set.insert(bare.to_owned());
+                }
+            }
+            set.insert(line);
+        }
+        Self(set)
+    }
+
+    pub fn has(&self, image: &str) -> bool {
+        self.0.contains(image) || self.0.contains(&format!("{image}:latest"))
+    }
+
+    /// Every spelling, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
+
+    #[test]
+    fn local_images_answer_to_every_spelling() {
+        let l = LocalImages::from_refs([
+            "localhost/kanibako-rig-x:latest".to_owned(),
+            "busybox:1".to_owned(),
+        ]);
+        for s in [
+            "localhost/kanibako-rig-x:latest",
+            "localhost/kanibako-rig-x",
+            "kanibako-rig-x:latest",
+            "kanibako-rig-x",
+            "busybox:1",
+        ] {
+            assert!(l.has(s), "{s}");
+        }
+        assert!(!l.has("busybox") && !l.has("kanibako-rig-y"));
+    }
 
     fn rigs(text: &str) -> Rigs {
         Rigs::parse(std::path::Path::new("rigs.yaml"), text).unwrap()

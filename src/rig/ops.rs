@@ -7,13 +7,44 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::Kind;
+use super::registry::Rigs;
 use super::template::{Origin, Template};
 use crate::error::UserError;
-use crate::process::exit_code;
+use crate::output;
+use crate::paths::Paths;
 use crate::runtime::Runtime;
+use crate::runtime::spec::{RunMode, RunSpec, UserMapping};
+
+/// Build the template `name` into its image, on the rig `configured` names (a rig name
+/// such as `host` after `rig bootstrap` builds on the image it names; a template cannot
+/// be the base of another, nor of itself). The engine's output goes to the terminal;
+/// the build's exit code comes back.
+pub fn build(rt: &Runtime, paths: &Paths, configured: &str, name: &str) -> Result<i32> {
+    let t = super::template::discover(&paths.rig_templates())
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| UserError::new(format!("unknown template '{name}'")))?;
+    let rigs = Rigs::load(&paths.rigs_file())?;
+    let templates = super::template::names(&paths.rig_templates());
+    let r = super::resolve(configured, &rigs, &templates, configured, &|i| {
+        rt.image_exists(i)
+    });
+    let base = if r.kind == Kind::Template {
+        crate::settings::keys::DEFAULT_IMAGE.to_owned()
+    } else {
+        r.image
+    };
+    let image = super::template_image(name);
+    output::say(format_args!(
+        "Building rig '{name}' ({}) on {base}...",
+        t.description()
+    ));
+    build_template(rt, &t, &image, &base)
+}
 
 /// Build `t` into `image` on `base`, the engine's output streamed to the terminal.
-pub fn build_template(rt: &Runtime<'_>, t: &Template, image: &str, base: &str) -> Result<i32> {
+pub fn build_template(rt: &Runtime, t: &Template, image: &str, base: &str) -> Result<i32> {
     let work = tempfile::Builder::new()
         .prefix("kanibako-build-")
         .tempdir()?;
@@ -30,21 +61,22 @@ pub fn build_template(rt: &Runtime<'_>, t: &Template, image: &str, base: &str) -
             (f, work.path().to_owned())
         }
     };
-    let inv = rt
-        .invocation()
-        .args(["build", "--no-cache", "-t", image, "--build-arg"])
-        .arg(format!("BASE_IMAGE={base}"))
-        .arg("-f")
-        .arg(&file)
-        .arg(&context);
-    let status = rt.exec.status(&inv).context("running the build")?;
-    Ok(exit_code(status))
+    rt.build(image, base, &file, &context)
+        .context("running the build")
 }
 
-/// Pull `image`, the engine's progress streamed.
-pub fn pull(rt: &Runtime<'_>, image: &str) -> bool {
-    let inv = rt.invocation().arg("pull").arg(image);
-    rt.exec.status(&inv).is_ok_and(|s| s.success())
+/// The interactive run of `rig extend NAME` on `image`: a shell as the image's own user
+/// (what it changes is the image), kept after it exits so it can be committed.
+pub fn extend_spec(name: &str, image: &str, tty: bool) -> RunSpec {
+    let mut spec = RunSpec::job(
+        "rig-extend",
+        format!("kanibako-extend-{name}"),
+        image,
+        RunMode::Kept { tty },
+        UserMapping::Image,
+    );
+    spec.entrypoint = Some("/bin/bash".into());
+    spec
 }
 
 /// `rig.yaml`, as written into an extended image and into a bundle.
@@ -165,6 +197,22 @@ pub fn temp_dir() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_runs_a_kept_shell_as_the_images_user() {
+        let args: Vec<String> = extend_spec("mine", "localhost/kanibako-rig-b:latest", false)
+            .to_args(crate::runtime::EngineKind::Podman, None, None)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args.join(" "),
+            format!(
+                "run --pull=never -i --init --label io.kanibako.role=rig-extend --label io.kanibako.version={} --name kanibako-extend-mine --entrypoint /bin/bash localhost/kanibako-rig-b:latest",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
 
     #[test]
     fn bundles_round_trip_and_hostile_members_are_refused() {

@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use serde_yaml::{Mapping, Value};
-
 use super::Kind;
 use crate::document::{DocError, Document};
 
@@ -22,20 +20,19 @@ pub struct Rigs {
     pub records: Vec<(String, Record)>,
 }
 
-fn record(v: &Value) -> Option<Record> {
-    let m = v.as_mapping()?;
-    let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+fn record(fields: &[(String, String)]) -> Record {
+    let s = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
     let kind = match s("kind").as_deref() {
         Some("extended") => Kind::Extended,
         Some("template") => Kind::Template,
         _ => Kind::Prefab,
     };
-    Some(Record {
+    Record {
         kind,
         source: s("source"),
         source_type: s("source_type"),
         image: s("image"),
-    })
+    }
 }
 
 impl Rigs {
@@ -48,13 +45,11 @@ impl Rigs {
     }
 
     fn from_doc(doc: Document) -> Result<Self, DocError> {
-        let records = match doc.get(&["rigs"])? {
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), record(v)?)))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let records = doc
+            .get_records(&["rigs"])?
+            .into_iter()
+            .map(|(name, fields)| (name, record(&fields)))
+            .collect();
         Ok(Self { doc, records })
     }
 
@@ -64,22 +59,24 @@ impl Rigs {
 
     /// Add or replace a record, keeping the fields of an existing one it does not set.
     pub fn upsert(&mut self, name: &str, rec: &Record) -> Result<(), DocError> {
-        let mut m = match self.doc.get(&["rigs", name])? {
-            Some(Value::Mapping(m)) => m.clone(),
-            _ => Mapping::new(),
-        };
-        m.insert("kind".into(), rec.kind.as_str().into());
+        if self.get(name).is_none() {
+            // Whatever stood under the name was no record: start it afresh.
+            self.doc.remove(&["rigs", name]);
+        }
+        self.doc
+            .set(&["rigs", name, "kind"], rec.kind.as_str().into())?;
         for (k, v) in [
             ("source", &rec.source),
             ("source_type", &rec.source_type),
             ("image", &rec.image),
         ] {
             match v {
-                Some(v) => m.insert(k.into(), v.clone().into()),
-                None => m.remove(k),
-            };
+                Some(v) => self.doc.set(&["rigs", name, k], v.as_str().into())?,
+                None => {
+                    self.doc.remove(&["rigs", name, k]);
+                }
+            }
         }
-        self.doc.set(&["rigs", name], Value::Mapping(m))?;
         self.doc.save()?;
         *self = Self::from_doc(self.doc.clone())?;
         Ok(())

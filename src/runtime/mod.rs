@@ -3,15 +3,25 @@
 //!
 //! Detection is cheap on purpose (a `PATH` lookup, no `podman info`): the engine's
 //! flavour comes from its name, rootless-ness from our own uid unless the engine is
-//! remote. Calls are built as [`Invocation`]s and run through one [`Executor`].
+//! remote. How podman and docker differ is said once, as capability methods of
+//! [`EngineInfo`] and [`EngineKind`]; nothing outside this module matches on the kind.
+//!
+//! Every engine call is a typed [`Runtime`] method, grouped by noun ([`containers`],
+//! [`images`]; the engine itself here): a pure invocation builder, the one executor, a
+//! pure parser of the answer. Outside this module nobody builds engine argv or reaches
+//! the executor through a `Runtime`.
 
 pub mod containers;
+pub mod images;
 pub mod spec;
+pub mod user;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::host::{HostEnv, vars};
 use crate::process::{Executor, Invocation};
+use user::{BOX_GID, BOX_UID, UserMapping};
 
 /// Labels kanibako puts on every container it starts. Activity is decided by these,
 /// never by a name another tool could share.
@@ -24,6 +34,9 @@ pub mod labels {
     pub const VERSION: &str = "io.kanibako.version";
     /// The image a rootful-podman container runs on as a mounted rootfs (to unmount).
     pub const ROOTFS: &str = "io.kanibako.rootfs";
+    /// What a container that is no box's session is for (`rig-extend`, `rig-check`,
+    /// `tweakcc`).
+    pub const ROLE: &str = "io.kanibako.role";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +52,17 @@ impl EngineKind {
             EngineKind::Docker => "docker",
         }
     }
+
+    /// Whether a tmpfs mount starts as a copy of what it covers unless told not to
+    /// (podman's `notmpcopyup`; docker never copies, and rejects the option).
+    pub fn tmpfs_copies_up(self) -> bool {
+        self == EngineKind::Podman
+    }
+
+    /// Whether `keep-id` can pin the uid and gid it maps to (podman 4.3 and later).
+    pub fn keep_id_pins(self, version: Version) -> bool {
+        self == EngineKind::Podman && version >= Version(4, 3, 0)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +74,62 @@ pub struct EngineInfo {
     pub rootless: bool,
     /// The engine talks to a daemon or service elsewhere, so our uid says nothing.
     pub remote: bool,
+}
+
+impl EngineInfo {
+    /// Whether each container gets a user namespace of its own here (local podman), so
+    /// the box's user can be mapped to the invoking one.
+    fn maps_users(&self) -> bool {
+        self.kind == EngineKind::Podman && !self.remote
+    }
+
+    /// The in-box user for the invoking `uid`/`gid` (see [`UserMapping`]).
+    /// `keep_id_pins` is asked only where the answer matters (rootless podman), since
+    /// it may cost a `--version` call.
+    pub fn user_mapping(
+        &self,
+        uid: u32,
+        gid: u32,
+        keep_id_pins: impl FnOnce() -> bool,
+    ) -> UserMapping {
+        if self.maps_users() {
+            if self.rootless {
+                UserMapping::KeepId {
+                    pin: keep_id_pins(),
+                }
+            } else {
+                UserMapping::SplitMap {
+                    host_uid: uid,
+                    host_gid: gid,
+                }
+            }
+        } else if uid == 0 || self.remote {
+            UserMapping::User {
+                uid: BOX_UID,
+                gid: BOX_GID,
+            }
+        } else {
+            UserMapping::User { uid, gid }
+        }
+    }
+
+    /// Whether the invoking root cannot be the box's user (an engine without user
+    /// namespaces, on this host): the box then runs as, and writes as, [`BOX_UID`].
+    pub fn cannot_map_root(&self, uid: u32) -> bool {
+        uid == 0 && !self.maps_users() && !self.remote
+    }
+
+    /// Whether the engine keeps its images in a store a box can be given read-only
+    /// (`--share-images`: podman's graph root; docker's images live in its daemon).
+    pub fn shares_image_store(&self) -> bool {
+        self.kind == EngineKind::Podman
+    }
+
+    /// Whether `unshare` can enter the user namespace rootless containers write files
+    /// in (to delete what they left behind).
+    pub fn can_unshare(&self) -> bool {
+        self.kind == EngineKind::Podman && self.rootless
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,19 +271,64 @@ fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo
     }
 }
 
-/// The engine plus the executor that runs its commands.
-pub struct Runtime<'a> {
+/// The engine plus the executor that runs its commands. Cheap to clone, and `Send`: a
+/// background thread (the rig freshness check) asks the engine through the same executor.
+#[derive(Clone)]
+pub struct Runtime {
     pub engine: EngineInfo,
-    pub exec: &'a dyn Executor,
+    exec: Arc<dyn Executor>,
 }
 
-impl<'a> Runtime<'a> {
-    pub fn new(engine: EngineInfo, exec: &'a dyn Executor) -> Self {
+impl Runtime {
+    pub fn new(engine: EngineInfo, exec: Arc<dyn Executor>) -> Self {
         Self { engine, exec }
     }
 
-    pub fn invocation(&self) -> Invocation {
+    /// The engine program, for the builders of the noun modules.
+    fn invocation(&self) -> Invocation {
         Invocation::new(&self.engine.program)
+    }
+
+    /// A failure to start the engine at all.
+    fn spawn_error(&self, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Spawn {
+            command: self.engine.program.display().to_string(),
+            source,
+        }
+    }
+
+    /// Run with output captured; only a failure to start is an error.
+    fn capture(&self, inv: &Invocation) -> Result<std::process::Output, RuntimeError> {
+        self.exec.output(inv).map_err(|e| self.spawn_error(e))
+    }
+
+    /// Whether the call ran and exited 0.
+    fn succeeds(&self, inv: &Invocation) -> bool {
+        self.exec.output(inv).is_ok_and(|o| o.status.success())
+    }
+
+    /// Run attached to our terminal as its foreground job.
+    fn foreground(&self, inv: &Invocation) -> Result<std::process::ExitStatus, RuntimeError> {
+        self.exec.foreground(inv).map_err(|e| self.spawn_error(e))
+    }
+
+    /// Run a query and return its stdout; a non-zero exit is an error with its stderr.
+    fn query(&self, inv: &Invocation) -> Result<String, RuntimeError> {
+        let out = self
+            .exec
+            .output(inv)
+            .map_err(|source| RuntimeError::Spawn {
+                command: inv.to_string(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                command: inv.to_string(),
+                code: out.status.code().unwrap_or(-1),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The engine's version (one `--version` call; asked only where a capability depends
@@ -220,15 +345,20 @@ impl<'a> Runtime<'a> {
     /// [`Runtime::version`], remembered in `cache` for this very engine binary (its
     /// path, size and modification time): a launch that depends on the version should
     /// not start the engine an extra time to learn it.
-    pub fn version_cached(&self, cache: &std::path::Path) -> Result<Version, RuntimeError> {
+    pub fn version_cached(&self, cache: &Path) -> Result<Version, RuntimeError> {
         let id = std::fs::metadata(&self.engine.program).ok().map(|m| {
+            use sha2::{Digest, Sha256};
             use std::os::unix::fs::MetadataExt;
-            crate::boxes::project_hash(std::path::Path::new(&format!(
+            let id = format!(
                 "{}|{}|{}",
                 self.engine.program.display(),
                 m.len(),
                 m.mtime_nsec() + m.mtime() * 1_000_000_000
-            )))
+            );
+            Sha256::digest(id.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         });
         let file = id.map(|id| cache.join("engine-version").join(&id[..16]));
         if let Some(v) = file
@@ -247,44 +377,21 @@ impl<'a> Runtime<'a> {
         Ok(v)
     }
 
-    /// Whether `image` is in the local store (one `image inspect`).
-    pub fn image_exists(&self, image: &str) -> bool {
-        let inv = self
-            .invocation()
-            .args(["image", "inspect", "--format", "{{.Id}}"])
-            .arg(image);
-        self.exec.output(&inv).is_ok_and(|o| o.status.success())
-    }
-
-    /// Run a query and return its stdout; a non-zero exit is an error with its stderr.
-    pub fn query(&self, inv: &Invocation) -> Result<String, RuntimeError> {
-        let out = self
-            .exec
-            .output(inv)
-            .map_err(|source| RuntimeError::Spawn {
-                command: inv.to_string(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(RuntimeError::Failed {
-                command: inv.to_string(),
-                code: out.status.code().unwrap_or(-1),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Every container of the engine, running or not.
-    pub fn containers(&self) -> Result<Vec<containers::ContainerSummary>, RuntimeError> {
-        let inv = containers::list_invocation(self.invocation(), self.engine.kind);
-        let stdout = self.query(&inv)?;
-        containers::parse_list(self.engine.kind, &stdout).map_err(|message| {
-            RuntimeError::BadOutput {
-                command: inv.to_string(),
-                message,
-            }
+    /// The in-box user for the invoking `uid`/`gid` on this engine; the version that
+    /// decides keep-id pinning is read through `cache` ([`Runtime::version_cached`]).
+    pub fn user_mapping(&self, uid: u32, gid: u32, cache: &Path) -> UserMapping {
+        self.engine.user_mapping(uid, gid, || {
+            self.version_cached(cache)
+                .is_ok_and(|v| self.engine.kind.keep_id_pins(v))
         })
+    }
+
+    /// Delete `dir` from inside the rootless user namespace, where files a container
+    /// made belong to sub-uids the user cannot remove directly
+    /// ([`EngineInfo::can_unshare`]).
+    pub fn unshare_remove(&self, dir: &Path) -> Result<(), RuntimeError> {
+        let inv = self.invocation().args(["unshare", "rm", "-rf"]).arg(dir);
+        self.query(&inv).map(drop)
     }
 }
 
@@ -384,6 +491,7 @@ mod tests {
         let program = t.path().join("podman");
         std::fs::write(&program, "").unwrap();
         let rec = Recorder::default().answer(&["--version"], 0, "podman version 4.3.1\n");
+        let rec = Arc::new(rec);
         let rt = Runtime::new(
             EngineInfo {
                 kind: EngineKind::Podman,
@@ -391,19 +499,19 @@ mod tests {
                 rootless: true,
                 remote: false,
             },
-            &rec,
+            rec.clone(),
         );
         let cache = t.path().join("cache");
         assert_eq!(rt.version_cached(&cache).unwrap(), Version(4, 3, 1));
         assert_eq!(rt.version_cached(&cache).unwrap(), Version(4, 3, 1));
         assert_eq!(
-            rec.calls.borrow().len(),
+            rec.calls().len(),
             1,
             "the second answer came from the cache"
         );
         // a new engine binary (another size) is asked again
         std::fs::write(&program, "upgraded").unwrap();
         rt.version_cached(&cache).unwrap();
-        assert_eq!(rec.calls.borrow().len(), 2);
+        assert_eq!(rec.calls().len(), 2);
     }
 }

@@ -3,49 +3,40 @@
 //! `--dry-run` prints exactly what would run.
 //!
 //! The order of the rendered arguments is the contract (spec: upstream-runtime §3.10):
-//! mode flags, user mapping, home, workspace, workdir, vault, masks, extra mounts, env,
-//! labels, name, entrypoint, image (or rootfs), command.
+//! mode flags, network, user mapping, home, workspace, workdir, vault, masks, extra
+//! mounts, env, labels, name, entrypoint, image (or rootfs), command.
+//!
+//! Every `run` kanibako issues is a `RunSpec`: a box's session, and the short runs on an
+//! image (`rig extend`, the check of a bootstrapped rig, the tweakcc patch run).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::EngineKind;
+use super::{EngineKind, labels};
 
-/// The uid and gid of the `agent` user every rig provides (the image contract).
-pub const BOX_UID: u32 = 1000;
-pub const BOX_GID: u32 = 1000;
-
-/// Where the rest of the box's uid range lands on the host when rootful podman maps the
-/// agent to the invoking user: far above any range `/etc/subuid` hands out, so files a
-/// box creates as another uid never belong to a real account.
-pub const MAPPED_BASE: u32 = 2_147_483_648;
-const MAPPED_LEN: u32 = 65_536;
-
-/// How the in-box `agent` user relates to the invoking host user. In every mode the agent
-/// is not root inside the box (Claude Code refuses to skip permissions as root) and,
-/// except where the engine makes it impossible, what it writes in the workspace belongs
-/// to the invoking user on the host. No mode ever chowns the user's files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UserMapping {
-    /// Rootless podman: the user namespace maps the invoking user to the agent
-    /// (`--userns=keep-id:uid=1000,gid=1000`; plain `keep-id` on podman older than 4.3).
-    KeepId { pin: bool },
-    /// Rootful podman: box uid 1000 is the invoking host uid, every other box uid lands
-    /// in an unused high range. Podman 4.3 cannot mount image layers under a split map
-    /// (overlay "mapped" layers fail), so the image is mounted read-only
-    /// (`podman image mount`) and run as `--rootfs <dir>:O` with a throw-away overlay.
-    SplitMap { host_uid: u32, host_gid: u32 },
-    /// A daemon without per-container user namespaces (docker): run as this uid:gid.
-    User { uid: u32, gid: u32 },
-}
+pub use super::user::{BOX_GID, BOX_UID, UserMapping};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
     /// Attached, removed on exit. `tty` when our stdin is a terminal.
     Foreground { tty: bool },
+    /// Attached like [`RunMode::Foreground`], but kept after it exits (to be committed).
+    Kept { tty: bool },
     /// Detached with a terminal (the tmux session of a persistent box).
     Detached,
+    /// No input, output captured, removed on exit: a job on an image.
+    Batch,
+}
+
+/// The network a run gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The engine's default.
+    #[default]
+    Default,
+    /// None at all (`--network=none`).
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +66,7 @@ pub struct RunSpec {
     pub name: String,
     pub image: String,
     pub mode: RunMode,
+    pub network: Network,
     pub user: UserMapping,
     pub workdir: String,
     /// In order: home, workspace, vault, masks, then extra mounts.
@@ -86,39 +78,6 @@ pub struct RunSpec {
     pub labels: BTreeMap<String, String>,
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
-}
-
-fn user_args(user: &UserMapping, out: &mut Vec<OsString>) {
-    match user {
-        UserMapping::KeepId { pin: true } => {
-            out.push(format!("--userns=keep-id:uid={BOX_UID},gid={BOX_GID}").into())
-        }
-        UserMapping::KeepId { pin: false } => out.push("--userns=keep-id".into()),
-        UserMapping::SplitMap { host_uid, host_gid } => {
-            for (flag, host) in [("--uidmap", host_uid), ("--gidmap", host_gid)] {
-                let box_id = BOX_UID; // uid and gid are both 1000 by the rig contract
-                for range in [
-                    format!("0:{MAPPED_BASE}:{box_id}"),
-                    format!("{box_id}:{host}:1"),
-                    format!(
-                        "{}:{}:{}",
-                        box_id + 1,
-                        MAPPED_BASE + box_id + 1,
-                        MAPPED_LEN - box_id - 1
-                    ),
-                ] {
-                    out.push(flag.into());
-                    out.push(range.into());
-                }
-            }
-            out.push("--user".into());
-            out.push(format!("{BOX_UID}:{BOX_GID}").into());
-        }
-        UserMapping::User { uid, gid } => {
-            out.push("--user".into());
-            out.push(format!("{uid}:{gid}").into());
-        }
-    }
 }
 
 fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) -> OsString {
@@ -140,26 +99,60 @@ fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) ->
 }
 
 impl RunSpec {
+    /// A run on `image` that is no box's session: nothing mounted, no environment, and
+    /// labelled with its `role` (`rig-extend`, `rig-check`, `tweakcc`) and our version.
+    pub fn job(role: &str, name: String, image: &str, mode: RunMode, user: UserMapping) -> Self {
+        Self {
+            name,
+            image: image.to_owned(),
+            mode,
+            network: Network::Default,
+            user,
+            workdir: String::new(),
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::from([
+                (labels::ROLE.to_owned(), role.to_owned()),
+                (
+                    labels::VERSION.to_owned(),
+                    env!("CARGO_PKG_VERSION").to_owned(),
+                ),
+            ]),
+            entrypoint: None,
+            command: Vec::new(),
+        }
+    }
+
     /// `run …` for this engine. `rootfs` is the mounted image directory, required for
-    /// [`UserMapping::SplitMap`] and ignored otherwise; `env_file` holds [`Self::env`].
+    /// [`UserMapping::SplitMap`] and ignored otherwise; `env_file` holds [`Self::env`]
+    /// (and is needed only when that is not empty).
     pub fn to_args(
         &self,
         kind: EngineKind,
         rootfs: Option<&std::path::Path>,
-        env_file: &std::path::Path,
+        env_file: Option<&std::path::Path>,
     ) -> Vec<OsString> {
+        debug_assert!(
+            self.env.is_empty() || env_file.is_some(),
+            "an environment travels only in its file"
+        );
         let mut a: Vec<OsString> = vec!["run".into()];
         match self.mode {
             RunMode::Foreground { tty } => {
                 a.push(if tty { "-it" } else { "-i" }.into());
                 a.push("--rm".into());
             }
+            RunMode::Kept { tty } => a.push(if tty { "-it" } else { "-i" }.into()),
             RunMode::Detached => a.push("-dt".into()),
+            RunMode::Batch => a.push("--rm".into()),
         }
         // A PID 1 that forwards signals: without it `stop` waits 10 s for a shell that
         // ignores SIGTERM.
         a.push("--init".into());
-        user_args(&self.user, &mut a);
+        if self.network == Network::None {
+            a.push("--network=none".into());
+        }
+        self.user.push_args(&mut a);
         for m in &self.mounts {
             match m {
                 Mount::Bind {
@@ -177,22 +170,22 @@ impl RunSpec {
                 }
                 Mount::Mask { dst } => {
                     a.push("--mount".into());
-                    // Podman copies what the tmpfs covers into it unless told not to,
-                    // which would defeat the mask; docker never copies (and rejects the
-                    // option).
+                    // A tmpfs that starts as a copy of what it covers would defeat the
+                    // mask.
                     a.push(
-                        match kind {
-                            EngineKind::Podman => format!("type=tmpfs,dst={dst},ro,notmpcopyup"),
-                            EngineKind::Docker => format!("type=tmpfs,dst={dst},ro"),
+                        if kind.tmpfs_copies_up() {
+                            format!("type=tmpfs,dst={dst},ro,notmpcopyup")
+                        } else {
+                            format!("type=tmpfs,dst={dst},ro")
                         }
                         .into(),
                     );
                 }
             }
         }
-        if !self.env.is_empty() {
+        if let Some(f) = env_file.filter(|_| !self.env.is_empty()) {
             a.push("--env-file".into());
-            a.push(env_file.into());
+            a.push(f.into());
         }
         for (k, v) in &self.labels {
             a.push("--label".into());
@@ -243,6 +236,7 @@ mod tests {
             name: "kanibako-app".into(),
             image: "localhost/rig:1".into(),
             mode,
+            network: Network::Default,
             user,
             workdir: "/home/agent/workspace".into(),
             mounts: vec![
@@ -279,7 +273,7 @@ mod tests {
     }
 
     fn render(s: &RunSpec, e: &EngineInfo, rootfs: Option<&Path>) -> String {
-        s.to_args(e.kind, rootfs, Path::new("/run/e"))
+        s.to_args(e.kind, rootfs, Some(Path::new("/run/e")))
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::document::Item;
+
 /// The levels, most specific first: the order in which a value is looked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -71,7 +73,11 @@ pub struct KeyDef {
     pub doc: &'static str,
 }
 
-pub const DEFAULT_IMAGE: &str = crate::boxes::DEFAULT_IMAGE;
+/// The model an agent session passes when no level sets one (Claude Code's).
+pub const DEFAULT_MODEL: &str = "opus";
+
+/// The image a box runs on when nobody chose one.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
 
 pub static KEYS: &[KeyDef] = &[
     KeyDef {
@@ -127,11 +133,11 @@ pub static KEYS: &[KeyDef] = &[
     KeyDef {
         name: "model",
         kind: Kind::Str,
-        default: Some("opus"),
+        default: Some(DEFAULT_MODEL),
         levels: ALL,
         path: &["crab", "model"],
         read_only: false,
-        python_default: Some(("opus", Level::Crab)),
+        python_default: Some((DEFAULT_MODEL, Level::Crab)),
         doc: "the agent's model (an empty value passes none)",
     },
     KeyDef {
@@ -431,6 +437,11 @@ pub fn find(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name == name)
 }
 
+/// One plain path component: not empty, `.` or `..`, and without `/` or NUL.
+fn is_plain_component(n: &str) -> bool {
+    !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\0'])
+}
+
 /// Parse a key as typed. Crab identity keys are known only where `crab` is true.
 pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
     if let Some(k) = find(key) {
@@ -445,7 +456,7 @@ pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
     if let Some(n) = key.strip_prefix("shared.").filter(|n| !n.is_empty()) {
         // The name becomes a directory under `$DATA/shared/global`: one plain component,
         // never an absolute path or `..` that would mount some other host directory.
-        if crate::boxes::BoxName::from_registry(n).is_none_or(|b| b.as_str() != n) {
+        if !is_plain_component(n) {
             return Err(KeyError::BadShareName(n.to_owned()));
         }
         return Ok(KeyRef::Shared(n.to_owned()));
@@ -476,7 +487,7 @@ pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
 }
 
 /// A typed YAML value for `raw`, or why not.
-pub fn typed_value(key: &KeyRef, raw: &str) -> Result<serde_yaml::Value, KeyError> {
+pub fn typed_value(key: &KeyRef, raw: &str) -> Result<Item, KeyError> {
     let bad = |expected: String| KeyError::BadValue {
         key: key.display(),
         value: raw.to_owned(),
@@ -485,7 +496,7 @@ pub fn typed_value(key: &KeyRef, raw: &str) -> Result<serde_yaml::Value, KeyErro
     match key {
         KeyRef::Known(k) => match k.kind {
             Kind::Bool => crate::document::parse_bool(raw)
-                .map(serde_yaml::Value::Bool)
+                .map(Item::Bool)
                 .ok_or_else(|| bad(k.kind.describe())),
             Kind::Choice(c) if !raw.is_empty() && !c.contains(&raw) => Err(bad(k.kind.describe())),
             _ => Ok(raw.into()),
@@ -495,9 +506,9 @@ pub fn typed_value(key: &KeyRef, raw: &str) -> Result<serde_yaml::Value, KeyErro
         {
             Err(bad("host_src:guest_dest".into()))
         }
-        KeyRef::CrabIdentity("run_args") => Ok(serde_yaml::Value::Sequence(
-            raw.split_whitespace().map(Into::into).collect(),
-        )),
+        KeyRef::CrabIdentity("run_args") => {
+            Ok(Item::List(raw.split_whitespace().map(Into::into).collect()))
+        }
         _ => Ok(raw.into()),
     }
 }
@@ -545,15 +556,9 @@ mod tests {
     fn values_are_typed_and_validated() {
         let share = parse("box.share_images", false).unwrap();
         for yes in ["true", "yes", "1", "on", "TRUE"] {
-            assert_eq!(
-                typed_value(&share, yes).unwrap(),
-                serde_yaml::Value::Bool(true)
-            );
+            assert_eq!(typed_value(&share, yes).unwrap(), Item::Bool(true));
         }
-        assert_eq!(
-            typed_value(&share, "no").unwrap(),
-            serde_yaml::Value::Bool(false)
-        );
+        assert_eq!(typed_value(&share, "no").unwrap(), Item::Bool(false));
         assert!(typed_value(&share, "maybe").is_err());
         let access = parse("access", false).unwrap();
         assert!(typed_value(&access, "sometimes").is_err());

@@ -8,12 +8,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use serde_yaml::Value;
-
 use super::keys::{self, KeyDef, KeyRef, Level};
 use crate::document::Document;
 use crate::envfile;
+use anyhow::Result;
 
 /// One level: its document and, where it has one, its env file.
 #[derive(Clone, Debug)]
@@ -41,6 +39,22 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// A typed value in force, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Setting<T> {
+    pub fn flag(value: T, flag: &'static str) -> Self {
+        Self {
+            value,
+            origin: Origin::Flag(flag),
+        }
+    }
+}
+
 /// A resolved value: `Some("")` is an explicit "none"; `None` is unset everywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
@@ -52,17 +66,6 @@ impl Resolved {
     /// The value unless it is unset or explicitly empty.
     pub fn get(&self) -> Option<&str> {
         self.value.as_deref().filter(|v| !v.is_empty())
-    }
-}
-
-/// A scalar as text: booleans and numbers in their YAML spelling.
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Null => None,
-        _ => None,
     }
 }
 
@@ -112,16 +115,10 @@ impl Stack {
         }
         let path = key.doc_path();
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let value = match src.doc.get(&path)? {
-            Some(Value::Sequence(items)) => Some(
-                items
-                    .iter()
-                    .filter_map(scalar)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            Some(v) => scalar(v),
-            None => None,
+        // A list (the Python tool's run_args) reads as its items joined.
+        let value = match src.doc.get_list(&path)? {
+            Some(items) => Some(items.join(" ")),
+            None => src.doc.get_scalar(&path)?,
         };
         if let (
             KeyRef::Known(KeyDef {
@@ -180,19 +177,50 @@ impl Stack {
     }
 
     pub fn bool(&self, name: &str) -> Result<bool> {
+        Ok(self.bool_setting(name)?.value)
+    }
+
+    /// A boolean key in force and its origin; unset, empty or unreadable is false.
+    pub fn bool_setting(&self, name: &str) -> Result<Setting<bool>> {
         let r = self.known(name)?;
-        Ok(r.get()
-            .and_then(crate::document::parse_bool)
-            .unwrap_or(false))
+        Ok(Setting {
+            value: r
+                .get()
+                .and_then(crate::document::parse_bool)
+                .unwrap_or(false),
+            origin: r.origin.unwrap_or(Origin::Default),
+        })
+    }
+
+    /// A string key in force (an explicit empty value stays empty) and its origin.
+    pub fn str_setting(
+        &self,
+        name: &str,
+        default: Option<&str>,
+    ) -> Result<Setting<Option<String>>> {
+        let def = keys::find(name).unwrap_or_else(|| panic!("unknown built-in key {name}"));
+        let r = self.resolve_with(&KeyRef::Known(def), default)?;
+        Ok(Setting {
+            value: r.value,
+            origin: r.origin.unwrap_or(Origin::Default),
+        })
     }
 
     /// The rig: the first level that names one, else the built-in default.
     pub fn image(&self) -> Result<String> {
-        Ok(self
-            .known("box.image")?
-            .get()
-            .unwrap_or(keys::DEFAULT_IMAGE)
-            .to_owned())
+        Ok(self.image_setting()?.value)
+    }
+
+    /// [`Stack::image`] and where it came from.
+    pub fn image_setting(&self) -> Result<Setting<String>> {
+        let r = self.known("box.image")?;
+        Ok(match (r.get().map(str::to_owned), r.origin) {
+            (Some(value), Some(origin)) => Setting { value, origin },
+            _ => Setting {
+                value: keys::DEFAULT_IMAGE.to_owned(),
+                origin: Origin::Default,
+            },
+        })
     }
 
     /// `box.crab`: which agent runs (`None` = whichever is installed).
@@ -211,10 +239,12 @@ impl Stack {
         let Some(crab) = self.doc(Level::Crab) else {
             return Ok(Vec::new());
         };
-        Ok(match crab.get(&["crab", "run_args"])? {
-            Some(Value::Sequence(items)) => items.iter().filter_map(scalar).collect(),
-            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            _ => Vec::new(),
+        Ok(match crab.get_list(&["crab", "run_args"])? {
+            Some(items) => items,
+            None => crab
+                .get_scalar(&["crab", "run_args"])?
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 

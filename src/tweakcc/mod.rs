@@ -9,6 +9,7 @@
 //! them all.
 
 pub mod bun_sea;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::{self, SharedHold};
+use crate::output;
 use crate::runtime::Runtime;
+use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
 
 /// How much patched binaries may take together (an agent binary is ~200 MB).
 pub const CACHE_MAX_BYTES: u64 = 1 << 30;
@@ -24,14 +27,11 @@ pub const CACHE_MAX_BYTES: u64 = 1 << 30;
 /// The merged tweakcc config from a crab's `tweakcc:` mapping, or `None` when patching
 /// is off: `enabled` must be true. `config` names an external tweakcc `config.json`
 /// (`~` is the host home); every other key overrides it, deep-merged.
-pub fn settings(tweakcc: Option<&serde_yaml::Value>, home: &Path) -> Result<Option<Value>, String> {
-    let Some(serde_yaml::Value::Mapping(m)) = tweakcc else {
+pub fn settings(tweakcc: Option<&Value>, home: &Path) -> Result<Option<Value>, String> {
+    let Some(Value::Object(map)) = tweakcc else {
         return Ok(None);
     };
-    let json: Value = serde_json::to_value(m).map_err(|e| format!("tweakcc settings: {e}"))?;
-    let Value::Object(mut map) = json else {
-        return Ok(None);
-    };
+    let mut map = map.clone();
     let enabled = match map.remove("enabled") {
         Some(Value::Bool(b)) => b,
         Some(Value::String(s)) => matches!(s.as_str(), "true" | "yes" | "on" | "1"),
@@ -93,7 +93,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The cache key: 16 hex digits of sha256("<sha256 of cli.js>:<sha256 of the config>").
+/// The cache key: 16 hex digits of sha256("`<sha256 of cli.js>:<sha256 of the config>`").
 pub fn cache_key(cli_js_hash: &str, config: &Value) -> String {
     let config_hash = hex(&Sha256::digest(canonical_json(config).as_bytes()));
     let key = hex(&Sha256::digest(
@@ -194,7 +194,7 @@ impl Cache {
 /// throw-away container of `image` with no network. The hold keeps it from eviction
 /// until dropped.
 pub fn patched(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     cache: &Cache,
     image: &str,
     binary: &Path,
@@ -213,7 +213,7 @@ pub fn patched(
     if let Some(held) = cache.get(&key) {
         return Ok(held);
     }
-    eprintln!("Patching the agent with tweakcc (once for this version and config)...");
+    output::say("Patching the agent with tweakcc (once for this version and config)...");
     let config_file = cache.dir.join(format!(".config-{key}.json"));
     let mut pretty = serde_json::to_string_pretty(config).expect("serialises");
     pretty.push('\n');
@@ -238,7 +238,7 @@ pub fn patched(
 }
 
 fn patch_in(
-    rt: &Runtime<'_>,
+    rt: &Runtime,
     staging: &Path,
     config_file: &Path,
     image: &str,
@@ -254,26 +254,12 @@ fn patch_in(
     std::fs::copy(binary, &copy).map_err(|e| format!("copying {}: {e}", binary.display()))?;
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| e.to_string())?;
-    let inv = rt
-        .invocation()
-        .args(["run", "--rm", "--network=none", "--pull=never", "-v"])
-        .arg(format!("{}:/work:rw", staging.display()))
-        .arg("-v")
-        .arg(format!(
-            "{}:/root/.tweakcc/config.json:ro",
-            config_file.display()
-        ))
-        .arg("-e")
-        .arg(format!(
-            "TWEAKCC_CC_INSTALLATION_PATH=/work/{}",
-            name.to_string_lossy()
-        ))
-        .arg(image)
-        .args(["tweakcc", "--apply"]);
+    let spec = patch_spec(staging, config_file, image, &name.to_string_lossy());
+    let env_file =
+        crate::envfile::temporary(&spec.env).map_err(|e| format!("writing the env file: {e}"))?;
     let out = rt
-        .exec
-        .output(&inv)
-        .map_err(|e| format!("running {}: {e}", rt.engine.program.display()))?;
+        .run_captured(&spec, None, Some(&env_file))
+        .map_err(|e| e.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
@@ -283,6 +269,39 @@ fn patch_in(
         ));
     }
     Ok(copy)
+}
+
+/// The throw-away run that patches the copy in `staging` (`/work/<binary>`) with the
+/// config at `config_file`: no network, the image's own user, nothing else mounted.
+fn patch_spec(staging: &Path, config_file: &Path, image: &str, binary: &str) -> RunSpec {
+    let mut spec = RunSpec::job(
+        "tweakcc",
+        format!("kanibako-tweakcc-{}", std::process::id()),
+        image,
+        RunMode::Batch,
+        UserMapping::Image,
+    );
+    spec.network = Network::None;
+    spec.mounts = vec![
+        Mount::Bind {
+            src: staging.to_owned(),
+            dst: "/work".into(),
+            read_only: false,
+            relabel: false,
+        },
+        Mount::Bind {
+            src: config_file.to_owned(),
+            dst: "/root/.tweakcc/config.json".into(),
+            read_only: true,
+            relabel: false,
+        },
+    ];
+    spec.env = std::collections::BTreeMap::from([(
+        "TWEAKCC_CC_INSTALLATION_PATH".to_owned(),
+        format!("/work/{binary}"),
+    )]);
+    spec.command = ["tweakcc", "--apply"].map(Into::into).to_vec();
+    spec
 }
 
 #[cfg(test)]
@@ -298,25 +317,48 @@ mod tests {
             r#"{"settings": {"themes": [1], "misc": {"a": 1, "b": 2}}}"#,
         )
         .unwrap();
-        let yaml: serde_yaml::Value = serde_yaml::from_str(
-            "enabled: true\nconfig: ~/tw.json\nsettings:\n  misc:\n    b: 3\n",
-        )
-        .unwrap();
-        let merged = settings(Some(&yaml), t.path()).unwrap().unwrap();
+        let inline =
+            json!({"enabled": true, "config": "~/tw.json", "settings": {"misc": {"b": 3}}});
+        let merged = settings(Some(&inline), t.path()).unwrap().unwrap();
         assert_eq!(
             merged,
             json!({"settings": {"themes": [1], "misc": {"a": 1, "b": 3}}})
         );
-        let off: serde_yaml::Value = serde_yaml::from_str("enabled: false\nx: 1\n").unwrap();
+        let off = json!({"enabled": false, "x": 1});
         assert_eq!(settings(Some(&off), t.path()).unwrap(), None);
         assert_eq!(settings(None, t.path()).unwrap(), None);
-        let bad: serde_yaml::Value =
-            serde_yaml::from_str("enabled: true\nconfig: ~/missing.json\n").unwrap();
+        let bad = json!({"enabled": true, "config": "~/missing.json"});
         assert!(
             settings(Some(&bad), t.path())
                 .unwrap_err()
                 .contains("missing.json")
         );
+    }
+
+    #[test]
+    fn the_patch_runs_offline_on_its_scratch_copy_with_the_path_in_the_env_file() {
+        let spec = patch_spec(
+            Path::new("/c/.staging-k-1"),
+            Path::new("/c/.config-k.json"),
+            "rig:1",
+            "claude",
+        );
+        let args: Vec<String> = spec
+            .to_args(
+                crate::runtime::EngineKind::Podman,
+                None,
+                Some(Path::new("/tmp/e")),
+            )
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        assert!(
+            line.starts_with("run --pull=never --rm --init --network=none -v /c/.staging-k-1:/work -v /c/.config-k.json:/root/.tweakcc/config.json:ro --env-file /tmp/e --label io.kanibako.role=tweakcc "),
+            "{line}"
+        );
+        assert!(line.ends_with(" rig:1 tweakcc --apply"), "{line}");
+        assert_eq!(spec.env["TWEAKCC_CC_INSTALLATION_PATH"], "/work/claude");
     }
 
     #[test]

@@ -69,6 +69,67 @@ fn model_set_at_every_level_with_origins() {
 }
 
 #[test]
+fn a_flag_beats_a_configured_boolean_both_ways_and_dry_run_v_shows_origins() {
+    let (e, p) = setup();
+    let asked_for_the_store = |e: &Env| e.podman_log().contains("info --format");
+    e.run(&p, &["box", "config", "box.share_images=true"]).ok();
+    let r = e.run(&p, &["shell", "--dry-run"]).ok();
+    assert!(
+        asked_for_the_store(&e) && r.stderr.contains("--share-images enabled"),
+        "the configured true applies: {r:?}"
+    );
+    std::fs::remove_file(e.root_file("podman.log")).unwrap();
+    let r = e
+        .run(&p, &["-v", "shell", "--dry-run", "--no-share-images"])
+        .ok();
+    assert!(!asked_for_the_store(&e), "{}", e.podman_log());
+    assert!(!r.stderr.contains("--share-images enabled"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("setting box.share_images = false (flag --no-share-images)"),
+        "{r:?}"
+    );
+    let project = e.data().join("boxes/app/project.yaml");
+    assert!(
+        r.stderr
+            .contains("setting box.image = ghcr.io/doctorjei/kanibako-oci:latest (default)"),
+        "{r:?}"
+    );
+    // the last of the pair wins, and the box's own level shows as the origin
+    e.run(&p, &["box", "config", "box.share_images=false"]).ok();
+    let r = e
+        .run(
+            &p,
+            &[
+                "-v",
+                "start",
+                "--dry-run",
+                "--no-share-images",
+                "--share-images",
+                "-M",
+                "x",
+            ],
+        )
+        .ok();
+    assert!(asked_for_the_store(&e));
+    assert!(
+        r.stderr
+            .contains("setting box.share_images = true (flag --share-images)")
+            && r.stderr.contains("setting model = x (flag -M)")
+            && r.stderr.contains("setting start_mode = continue (default)"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["-v", "shell", "--dry-run"]).ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "setting box.share_images = false (box: {})",
+            project.display()
+        )),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn typed_values_are_stored_typed_and_checked() {
     let (e, p) = setup();
     let r = e.run(&p, &["box", "config", "box.share_images=no"]).ok();

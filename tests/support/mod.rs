@@ -85,6 +85,14 @@ impl Env {
         self.user.map_or_else(nix_uid, |(u, _)| u)
     }
 
+    /// Whether kanibako runs as root here, so that podman is rootful: the rig then runs
+    /// as a mounted rootfs under a split user map (`image mount`, `--rootfs`, the image's
+    /// environment passed on). As anyone else podman is rootless (`keep-id`, the image
+    /// run directly). Tests of the launch argv hold for both.
+    pub fn rootful_podman(&self) -> bool {
+        self.uid() == 0
+    }
+
     /// Hand everything below `dir` to the test user (no-op when running as ourselves).
     pub fn chown_all(&self, dir: &Path) {
         let Some((uid, gid)) = self.user else { return };
@@ -134,8 +142,9 @@ impl Env {
     /// A fake `podman` that appends its argv to `podman.log` and answers from files in
     /// the test root: `ps.json` for `ps`, `container.state` for `container inspect`
     /// (absent: no container), `rm.gone` to make `rm -f` find nothing (it then prints
-    /// no name, as podman does), `exit.code` for `run`/`exec`, whose `--env-file` it
-    /// copies to `run.env`.
+    /// no name, as podman does), `no.image` for a rig that is not local (`image
+    /// inspect`/`mount` fail, and so does a `run` of it), `exit.code` for `run`/`exec`,
+    /// whose `--env-file` it copies to `run.env`.
     pub fn fake_podman(&self) -> PathBuf {
         let r = self.root.path().display().to_string();
         self.script(
@@ -153,6 +162,8 @@ case "$1" in
     esac ;;
   rm) [ -f '{r}/rm.gone' ] || eval echo \"\${{$#}}\" ;;
   run|exec)
+    # `--pull=never` with a missing image fails at once (a `--rootfs` run has none).
+    [ "$1" = run ] && [ -f '{r}/no.image' ] && case " $* " in *" --rootfs "*) ;; *) exit 125 ;; esac
     while [ $# -gt 0 ]; do [ "$1" = --env-file ] && /bin/cp "$2" '{r}/run.env'; shift; done
     exit $(/bin/cat '{r}/exit.code' 2>/dev/null || echo 0) ;;
 esac

@@ -1,0 +1,150 @@
+//! Everything a run's plan depends on, read from the host and the engine once the
+//! launch knows it will start a container: the rig mounted (under a split user map)
+//! and its environment, the layered environment, what is mounted, the agent's
+//! tweakcc-patched binary, and the command. The result is [`PlanInputs`], which
+//! [`super::plan::plan`] turns into the run without further I/O.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use super::command::InBox;
+use super::image::{self, MountedImage};
+use super::plan::PlanInputs;
+use super::request::Launch;
+use super::settings::LaunchSettings;
+use super::target::{Chosen, Target};
+use super::{env, mounts};
+use crate::agents::Install;
+use crate::boxes::BoxIdentity;
+use crate::context::Context;
+use crate::runtime::Runtime;
+use crate::runtime::spec::{RunMode, UserMapping};
+use crate::settings::keys::Level;
+use crate::settings::stack::Stack;
+use crate::tweakcc::session::{self as tweakcc, Dirs, Held};
+
+/// What a launch knows once its box, what runs there, its settings, the rig and the
+/// in-box user are settled: what every later stage reads.
+pub struct Known<'a> {
+    pub cx: &'a Context,
+    pub launch: Launch,
+    /// The `-e` items, checked.
+    pub cli_env: BTreeMap<String, String>,
+    pub chosen: Chosen,
+    pub target: Target,
+    pub levels: Stack,
+    pub image: String,
+    pub user: UserMapping,
+    pub settings: LaunchSettings,
+}
+
+impl Known<'_> {
+    pub fn b(&self) -> &BoxIdentity {
+        &self.chosen.identity
+    }
+
+    /// The rig runs as a mounted rootfs (rootful podman's split user map).
+    pub fn split(&self) -> bool {
+        matches!(self.user, UserMapping::SplitMap { .. })
+    }
+
+    /// A detached tmux session rather than a foreground run.
+    pub fn persistent(&self) -> bool {
+        self.settings.persistent()
+    }
+
+    /// What runs inside the box.
+    pub fn in_box(&self) -> InBox<'_> {
+        InBox {
+            launch: &self.launch,
+            target: &self.target,
+            levels: &self.levels,
+            settings: &self.settings,
+            new_box: self.chosen.new,
+        }
+    }
+}
+
+/// The plan's inputs, and what must live as long as the run: the mounted rig and the
+/// hold on the patched binary.
+pub struct Gathered<'a> {
+    pub inputs: PlanInputs,
+    pub mounted: Option<MountedImage<'a>>,
+    pub tweakcc: Option<Held>,
+}
+
+pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
+    let (cx, b, dry_run) = (k.cx, k.b(), k.launch.dry_run);
+    let (levels, target) = (&k.levels, &k.target);
+    let mounted = image::mount_for(rt, &k.image, k.split(), dry_run)?;
+    let image_env = image::env_layer(
+        rt,
+        &k.image,
+        mounted.as_ref(),
+        k.split(),
+        dry_run,
+        &cx.paths.cache,
+    )?;
+    let env = env::assemble(levels, image_env, k.cli_env.clone(), target, b)?;
+    let vault_present = mounts::vault(b, k.chosen.new);
+    // tweakcc: the agent's binary swapped for its patched copy, held for the session.
+    let tweakcc = match target.agent() {
+        Some((_, install)) if !dry_run => tweakcc::for_session(
+            rt,
+            levels.doc(Level::Crab),
+            &Dirs {
+                home: cx.paths.home(),
+                cache: &cx.paths.cache,
+                state: &cx.paths.state,
+            },
+            &k.image,
+            &install.binary,
+            k.persistent().then_some(b.hash.as_str()),
+        ),
+        _ => None,
+    };
+    let patched = match (target.agent(), &tweakcc) {
+        (Some((_, install)), Some(held)) => Some(Install {
+            binary: held.binary.clone(),
+            install_dir: install.install_dir.clone(),
+        }),
+        _ => None,
+    };
+    let crab_id = target.crab_id();
+    let (entrypoint, command) = k.in_box().command(false)?;
+    let inputs = PlanInputs {
+        identity: b.clone(),
+        image: k.image.clone(),
+        mode: if k.persistent() {
+            RunMode::Detached
+        } else {
+            RunMode::Foreground {
+                tty: cx.host.stdin_tty,
+            }
+        },
+        user: k.user.clone(),
+        vault_present,
+        agent_mounts: mounts::agent(target, patched.as_ref()),
+        self_binary: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.canonicalize().ok()),
+        shared: mounts::shared(cx, levels, b, crab_id)?,
+        shares: mounts::shares(cx, levels, b, crab_id, dry_run),
+        image_store: k
+            .settings
+            .share_images
+            .value
+            .then(|| mounts::image_store(rt, &cx.paths.state, dry_run))
+            .flatten(),
+        env,
+        entrypoint,
+        command,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    Ok(Gathered {
+        inputs,
+        mounted,
+        tweakcc,
+    })
+}

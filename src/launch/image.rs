@@ -1,0 +1,230 @@
+//! The rig a launch runs on: a rig name made an image (a template not built yet is
+//! built now), pinned into a box this launch creates, checked for freshness in the
+//! background, pulled when it is not local, and — under a split user map — mounted
+//! read-only for a `--rootfs` run, whose environment then comes from the image.
+//!
+//! No image is looked at before the run when it need not be: a missing one makes the
+//! run fail at once (`--pull=never`), and [`obtain`] handles that.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::target::Chosen;
+use crate::context::Context;
+use crate::envfile;
+use crate::error::UserError;
+use crate::fsutil;
+use crate::output;
+use crate::rig::{self, Kind, fresh, registry::Rigs, template};
+use crate::runtime::Runtime;
+use crate::settings::keys::Level;
+use crate::settings::stack::Stack;
+
+/// A new box started with `--rig` keeps that rig (a dry run makes no box).
+pub fn pin(chosen: &Chosen, levels: &Stack, rig: Option<&str>, dry_run: bool) -> Result<()> {
+    let Some(image) = rig.filter(|_| chosen.new && !dry_run) else {
+        return Ok(());
+    };
+    let mut doc = levels.doc(Level::Box).expect("a box level").clone();
+    doc.set(&["box", "image"], image.into())?;
+    doc.save()?;
+    Ok(())
+}
+
+/// The image for the rig named `name` (`host`, `oci`, a template, a `rigs.yaml`
+/// entry, or a reference). A template not built yet is built now, its output on the
+/// terminal; a launch (not a dry run) also starts the day's freshness check.
+pub fn resolve(
+    cx: &Context,
+    rt: &Runtime,
+    levels: &Stack,
+    name: &str,
+    dry_run: bool,
+) -> Result<String> {
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
+    // A full reference (`registry/owner/name:tag`) is taken as it is: whether it is
+    // local matters only for templates, and asking would add an engine call to every
+    // launch.
+    let exists = |i: &str| i.contains('/') || rt.image_exists(i);
+    let r = rig::resolve(
+        name,
+        &rigs,
+        &template::names(&cx.paths.rig_templates()),
+        &levels.image()?,
+        &exists,
+    );
+    if r.kind == Kind::Template && !r.present && !dry_run {
+        output::say(format_args!("Rig '{}' isn't prepped — building...", r.name));
+        let code = rig::ops::build(rt, &cx.paths, &cx.stack(None, None)?.image()?, &r.name)?;
+        if code != 0 {
+            return Err(UserError::new(format!(
+                "failed to build rig '{}' (exit code {code}).",
+                r.name
+            ))
+            .into());
+        }
+    }
+    if !dry_run {
+        freshness(cx, rt, &r.image);
+    }
+    Ok(r.image)
+}
+
+/// Say what the last freshness check of `image` found, and start today's if due — on
+/// a thread of its own, so no launch ever waits on a registry.
+fn freshness(cx: &Context, rt: &Runtime, image: &str) {
+    let file = fresh::cache_file(&cx.paths.cache);
+    let (note, due) = fresh::look(&file, image);
+    if let Some(note) = note {
+        output::say(note);
+    }
+    if !due {
+        return;
+    }
+    fresh::stamp(&file, image);
+    let image = image.to_owned();
+    let rt = rt.clone();
+    std::thread::spawn(move || {
+        let local = rt.image_digest(&image);
+        fresh::check(&file, &image, local);
+    });
+}
+
+pub fn missing_rig(rt: &Runtime, image: &str) -> UserError {
+    UserError::new(format!("rig '{image}' is not available locally")).hint(format!(
+        "pull it (`{} pull {image}`), or build one from this host's programs: kanibako rig bootstrap",
+        rt.engine.kind.name()
+    ))
+}
+
+/// Pull a rig that is not local (the engine's progress on the terminal); if that fails,
+/// say so in one line and point at a rig made from this host.
+pub fn obtain(rt: &Runtime, image: &str) -> Result<()> {
+    // `localhost/…` and kanibako's own images exist only where they were made: asking a
+    // registry for them would only add seconds to the failure.
+    let local_only = image.starts_with("localhost/")
+        || image.starts_with("kanibako-rig-")
+        || image.starts_with("kanibako-template-");
+    if local_only {
+        return Err(missing_rig(rt, image).into());
+    }
+    output::say(format_args!("Rig not found locally. Pulling {image}..."));
+    if rt.pull(image) {
+        return Ok(());
+    }
+    Err(UserError::new(format!("rig '{image}' is not available locally and could not be pulled"))
+        .hint(format!(
+            "check the network, or build a rig from this host's programs: kanibako rig bootstrap && kanibako system config box.image=host (then `{} pull {image}` later)",
+            rt.engine.kind.name()
+        ))
+        .into())
+}
+
+/// An image mounted for a split user map, unmounted when dropped.
+pub struct MountedImage<'a> {
+    rt: &'a Runtime,
+    image: String,
+    pub dir: PathBuf,
+}
+
+impl<'a> MountedImage<'a> {
+    pub fn mount(rt: &'a Runtime, image: &str) -> Result<Self> {
+        let dir = rt.mount_image(image).map_err(|_| missing_rig(rt, image))?;
+        Ok(Self {
+            rt,
+            image: image.to_owned(),
+            dir,
+        })
+    }
+
+    /// Mount `image`, pulling it first if it is not local.
+    pub fn mount_or_obtain(rt: &'a Runtime, image: &str) -> Result<Self> {
+        match Self::mount(rt, image) {
+            Ok(m) => Ok(m),
+            Err(_) => {
+                obtain(rt, image)?;
+                Self::mount(rt, image)
+            }
+        }
+    }
+
+    /// Keep the image mounted after we exit (a detached container runs on it); `stop`
+    /// unmounts it once the container is gone.
+    pub fn leak(self) -> PathBuf {
+        let dir = self.dir.clone();
+        std::mem::forget(self);
+        dir
+    }
+}
+
+impl Drop for MountedImage<'_> {
+    /// Released in the background: nothing waits on it, and the user's prompt should
+    /// not either.
+    fn drop(&mut self) {
+        self.rt.unmount_image_later(&self.image);
+    }
+}
+
+/// Under a split map the rig runs as a mounted rootfs: mounted now (not in a dry run).
+pub fn mount_for<'a>(
+    rt: &'a Runtime,
+    image: &str,
+    split: bool,
+    dry_run: bool,
+) -> Result<Option<MountedImage<'a>>> {
+    if !split || dry_run {
+        return Ok(None);
+    }
+    MountedImage::mount_or_obtain(rt, image).map(Some)
+}
+
+/// The image's own `Env` (PATH, LANG …) where the run needs it passed on: a `--rootfs`
+/// run does not read the image config. Empty otherwise. A dry run still shows what
+/// would run, even if the rig is missing.
+pub fn env_layer(
+    rt: &Runtime,
+    image: &str,
+    mounted: Option<&MountedImage<'_>>,
+    split: bool,
+    dry_run: bool,
+    cache: &Path,
+) -> Result<BTreeMap<String, String>> {
+    match (mounted, split) {
+        (Some(m), _) => env_cached(rt, image, &m.dir, cache),
+        (None, true) => match env(rt, image) {
+            Ok(env) => Ok(env),
+            Err(e) if dry_run => {
+                output::note(format_args!("{e:#}; the run would fail"));
+                Ok(BTreeMap::new())
+            }
+            Err(e) => Err(e),
+        },
+        (None, false) => Ok(BTreeMap::new()),
+    }
+}
+
+/// [`env`], remembered per mounted image directory (whose path changes whenever the
+/// image does), so a launch asks the engine only once per rig version.
+fn env_cached(
+    rt: &Runtime,
+    image: &str,
+    mounted: &Path,
+    cache: &Path,
+) -> Result<BTreeMap<String, String>> {
+    let key = crate::boxes::project_hash(mounted);
+    let file = cache.join("rig-env").join(format!("{}.env", &key[..16]));
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return Ok(envfile::parse(&text));
+    }
+    let env = env(rt, image)?;
+    // A cache that cannot be written only costs the next launch one call.
+    let _ = fsutil::atomic_write(&file, envfile::render(&env).as_bytes(), fsutil::MODE_CONFIG);
+    Ok(env)
+}
+
+fn env(rt: &Runtime, image: &str) -> Result<BTreeMap<String, String>> {
+    rt.image_env(image)?
+        .ok_or_else(|| missing_rig(rt, image).into())
+}

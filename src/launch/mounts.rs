@@ -1,0 +1,178 @@
+//! What a run mounts besides the box's home and workspace, as facts gathered from the
+//! host for [`super::plan::plan`]: which vault directories are real, the
+//! agent's install, the shared caches and named shares in force, the host's image
+//! store for `--share-images`. A source that is missing or a link is left out with a
+//! warning; only a read-write share's source is made.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use super::target::Target;
+use super::{plan, seeds};
+use crate::agents::Install;
+use crate::boxes::{BoxIdentity, Mode};
+use crate::context::Context;
+use crate::error::UserError;
+use crate::fsutil;
+use crate::output;
+use crate::runtime::Runtime;
+use crate::runtime::spec::{Mount, RunSpec};
+use crate::settings::stack::Stack;
+
+fn missing(src: &Path) {
+    output::warn(format_args!(
+        "mount source does not exist: {}",
+        src.display()
+    ));
+}
+
+/// Which of the box's vault directories (`ro`, `rw`) are real directories inside its
+/// workspace; the others are not mounted, and said so (a missing one only on a box
+/// that is not new).
+pub fn vault(b: &BoxIdentity, new: bool) -> (bool, bool) {
+    let Some(v) = &b.vault else {
+        return (false, false);
+    };
+    let real = |d: &Path| crate::boxes::home::real_dir(&b.workspace, d);
+    let present = (real(&v.ro), real(&v.rw));
+    for (dir, present) in [(&v.ro, present.0), (&v.rw, present.1)] {
+        if present {
+            continue;
+        }
+        if fsutil::is_symlink(dir) || dir.is_dir() {
+            output::warn(format_args!(
+                "{} is (or lies behind) a symbolic link; not mounted",
+                dir.display()
+            ));
+        } else if !new {
+            missing(dir);
+        }
+    }
+    present
+}
+
+/// The agent's install, read-only (`patched`: its binary swapped for tweakcc's copy).
+pub fn agent(target: &Target, patched: Option<&Install>) -> Vec<Mount> {
+    let Some((agent, install)) = target.agent() else {
+        return Vec::new();
+    };
+    agent
+        .mounts(patched.unwrap_or(install))
+        .into_iter()
+        .filter(|m| match m {
+            Mount::Bind { src, .. } if !src.exists() => {
+                missing(src);
+                false
+            }
+            _ => true,
+        })
+        .collect()
+}
+
+/// The shared caches in force that exist: global ones (`shared:`) and the crab's own.
+/// A standalone box gets none.
+pub fn shared(
+    cx: &Context,
+    levels: &Stack,
+    b: &BoxIdentity,
+    crab_id: &str,
+) -> Result<Vec<(PathBuf, String)>> {
+    let mut shared = Vec::new();
+    if b.mode == Mode::Standalone {
+        return Ok(shared);
+    }
+    let shared_dir = cx
+        .paths
+        .data
+        .join(levels.known("paths.shared")?.get().unwrap_or("shared"));
+    let global_shared = shared_dir.join("global");
+    for (name, rel) in levels.shared()? {
+        let src = global_shared.join(&name);
+        if src.is_dir() {
+            shared.push((src, rel));
+        }
+    }
+    for (name, rel) in levels.crab_shared()? {
+        let src = shared_dir.join(crab_id).join(&name);
+        if src.is_dir() {
+            shared.push((src, rel));
+        }
+    }
+    Ok(shared)
+}
+
+/// Named shares (`*.path.share_ro|share_rw.NAME`): source, place under the home,
+/// read-only. Read-only sources must exist; read-write ones are made, as upstream (not
+/// in a dry run).
+pub fn shares(
+    cx: &Context,
+    levels: &Stack,
+    b: &BoxIdentity,
+    crab_id: &str,
+    dry_run: bool,
+) -> Vec<(PathBuf, PathBuf, bool)> {
+    let mut shares = Vec::new();
+    for (kind, read_only) in [("share_ro", true), ("share_rw", false)] {
+        let (found, warnings) =
+            seeds::resolve(levels, &cx.paths, crab_id, kind, b.mode != Mode::Standalone);
+        for w in warnings {
+            output::warn(w.replacen("seed ", "share ", 1));
+        }
+        for s in found {
+            if !read_only && !s.host.exists() && !dry_run {
+                let _ = std::fs::create_dir_all(&s.host);
+            }
+            if s.host.exists() {
+                shares.push((s.host, s.guest_rel, read_only));
+            } else {
+                missing(&s.host);
+            }
+        }
+    }
+    shares
+}
+
+/// The host's image store for `--share-images`, with the storage.conf written for the
+/// box; `None` (and a warning) where there is none to share.
+pub fn image_store(rt: &Runtime, state: &Path, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
+    let Some(graph) = rt.image_store() else {
+        output::warn(
+            "--share-images enabled but host image storage could not be detected. Continuing without image sharing.",
+        );
+        return None;
+    };
+    // The same content for every box: one copy in kanibako's state, where no box (nor a
+    // repository holding a standalone box's metadata) can have put a link.
+    let conf = state.join("image-sharing").join("storage.conf");
+    if !dry_run
+        && let Err(e) = fsutil::atomic_write(
+            &conf,
+            plan::shared_images_conf().as_bytes(),
+            fsutil::MODE_CONFIG,
+        )
+    {
+        output::warn(format_args!(
+            "cannot write {}: {e}; continuing without image sharing.",
+            conf.display()
+        ));
+        return None;
+    }
+    Some((graph, conf))
+}
+
+/// A `-v` source whose path the engine's `-v src:dst` syntax cannot carry.
+pub fn check_paths(spec: &RunSpec) -> Result<()> {
+    for m in &spec.mounts {
+        if let Mount::Bind { src, .. } = m {
+            let s = src.to_string_lossy();
+            if s.contains(':') || s.contains(',') {
+                bail!(UserError::new(format!(
+                    "cannot mount {s}: paths containing ':' or ',' cannot be passed to the engine"
+                ))
+                .hint("rename the directory, or move the project to a path without them"));
+            }
+        }
+    }
+    Ok(())
+}
