@@ -52,6 +52,7 @@ pub mod context;
 pub mod document;
 pub mod envfile;
 pub mod error;
+pub mod fstree;
 pub mod fsutil;
 pub mod host;
 pub mod init;
