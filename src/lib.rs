@@ -44,6 +44,7 @@
 //! child process starts, and where `-v` logs each call as a copy-pasteable command line.
 
 pub mod agents;
+pub mod archive;
 pub mod boxes;
 pub mod cli;
 pub mod clock;
@@ -56,15 +57,19 @@ pub mod fstree;
 pub mod fsutil;
 pub mod host;
 pub mod init;
+pub mod interrupt;
 pub mod launch;
 pub mod logging;
 pub mod paths;
 pub mod process;
+pub mod progress;
 pub mod prompt;
+pub mod relocate;
 pub mod rig;
 pub mod runtime;
 pub mod settings;
 pub mod tweakcc;
+pub mod vault;
 pub mod workset;
 
 use std::ffi::OsString;
