@@ -37,6 +37,18 @@ pub enum PackError {
     Exists(PathBuf),
 }
 
+impl PackError {
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            PackError::Exists(_) => vec!["pass --force to replace it, or name another FILE".into()],
+            PackError::Interrupted => {
+                vec!["the box and any earlier archive are as they were".into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What goes into the archive.
 #[derive(Clone, Debug)]
 pub struct Source<'a> {

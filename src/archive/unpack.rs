@@ -169,7 +169,10 @@ pub fn unpack(
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         let mtime = entry.header().mtime().unwrap_or(0);
         let (rel, kind, link) = match verdict {
-            Verdict::Top => continue,
+            Verdict::Top => {
+                dir_modes.push((PathBuf::new(), mode | 0o700));
+                continue;
+            }
             Verdict::LeaveOut { rel } => {
                 out.left_out.push(rel);
                 continue;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crab;
 pub mod rig;
 pub mod session;
+pub mod vault;
 pub mod workset;
 
 use std::ffi::OsString;
