@@ -3,6 +3,8 @@
 // environment directly, which the library routes through `process` and `host`.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "cli/archive.rs"]
+mod archive;
 #[path = "cli/config.rs"]
 mod config;
 #[path = "cli/crab.rs"]
@@ -10,6 +12,8 @@ mod crab;
 #[path = "cli/session.rs"]
 mod session;
 mod support;
+#[path = "cli/vault.rs"]
+mod vault;
 #[path = "cli/workset.rs"]
 mod workset;
 

@@ -13,6 +13,8 @@
 //! This module asks no questions and prints nothing; `commands::archive` does.
 
 pub mod extract;
+#[cfg(test)]
+mod fuzz;
 pub mod git;
 pub mod info;
 pub mod manifest;

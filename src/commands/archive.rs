@@ -156,14 +156,11 @@ fn archive_one(
     println!("Creating archive {}... done.", out.display());
     println!("Archive created: {}", out.display());
     if !a.quiet {
-        let credentials = archive::credential_paths();
-        let left: Vec<&String> = packed
-            .excluded
-            .iter()
-            .filter(|p| credentials.contains(p))
+        let names: Vec<String> = archive::credential_paths()
+            .into_iter()
+            .filter(|c| packed.excluded.contains(c))
             .collect();
-        if !left.is_empty() {
-            let names: Vec<&str> = left.iter().map(|s| s.as_str()).collect();
+        if !names.is_empty() {
             eprintln!(
                 "Left out credentials: {} (--include-credentials archives them)",
                 names.join(", ")
