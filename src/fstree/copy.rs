@@ -125,8 +125,13 @@ pub fn reflinks_work(dir: &Dir) -> bool {
     let _ = dir.unlink(a);
     let _ = dir.unlink(b);
     let works = (|| -> io::Result<bool> {
-        let mut src = dir.create_file(a, 0o600)?;
-        io::Write::write_all(&mut src, b"probe")?;
+        let mut w = dir.create_file(a, 0o600)?;
+        io::Write::write_all(&mut w, b"probe")?;
+        drop(w);
+        // The source of a clone must be open for reading.
+        let Some(src) = dir.open_file(a)? else {
+            return Ok(false);
+        };
         let dst = dir.create_file(b, 0o600)?;
         Ok(reflink(&src, &dst).is_ok())
     })()
