@@ -17,11 +17,17 @@
 //! | [`launch`] | `start`/`shell`: config levels, pure planning, home preparation, seeds, the run |
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, the rig built from host programs |
 //! | [`workset`] | worksets: the root layout, the one registry, members, create/connect/remove |
+//! | [`vault`] | vault snapshots of `share-rw`: names, taking, listing, restoring, pruning |
+//! | [`archive`] | box archives (`.txz`): member rules, manifest, info file, pack, staged extract |
+//! | [`relocate`] | a box's recorded paths in `project.yaml`, rewritten for where it now lives |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache |
 //! | [`document`] | YAML documents on disk: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
+//! | [`fstree`] | walking, copying (reflink / hard link / copy) and removing trees, never through a link |
+//! | [`interrupt`] | Ctrl-C during long file work: a flag checked between steps |
+//! | [`progress`] | progress bars, only on a terminal |
 //! | [`runtime`] | engine detection (podman/docker), container labels, `RunSpec` → argv, queries |
 //! | [`process`] | [`process::Invocation`] and the one executor that starts processes |
 //! | [`prompt`] | yes/no questions that fail fast without a terminal |
