@@ -61,16 +61,29 @@ impl Drop for Guard {
     }
 }
 
-/// `Err(Interrupted)` once a signal has arrived.
+/// The error [`check`] returns. Not `ErrorKind::Interrupted`: `io::copy` and friends
+/// retry on that kind (it means EINTR), and would spin instead of stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; nothing was changed")]
+pub struct Interrupted;
+
+/// An error once a signal has arrived (see [`is_interrupt`]).
 pub fn check() -> io::Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
-        Err(io::Error::new(
-            io::ErrorKind::Interrupted,
-            "interrupted; nothing was changed",
-        ))
+        Err(stop())
     } else {
         Ok(())
     }
+}
+
+/// The error that stops work, for checks other than [`check`] (tests).
+pub fn stop() -> io::Error {
+    io::Error::other(Interrupted)
+}
+
+/// Whether `e` is the error [`check`] returns.
+pub fn is_interrupt(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Interrupted>())
 }
 
 #[cfg(test)]
@@ -82,7 +95,7 @@ mod tests {
         let g = Guard::install();
         assert!(check().is_ok());
         nix::sys::signal::raise(Signal::SIGTERM).unwrap();
-        assert_eq!(check().unwrap_err().kind(), io::ErrorKind::Interrupted);
+        assert!(is_interrupt(&check().unwrap_err()));
         drop(g);
         INTERRUPTED.store(false, Ordering::SeqCst);
     }

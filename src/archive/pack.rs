@@ -148,7 +148,7 @@ fn header(kind: tar::EntryType, st: &crate::fstree::Stat) -> tar::Header {
 
 fn wrap(context: String) -> impl FnOnce(io::Error) -> PackError {
     move |source| {
-        if source.kind() == io::ErrorKind::Interrupted {
+        if crate::interrupt::is_interrupt(&source) {
             PackError::Interrupted
         } else {
             PackError::Io { context, source }
@@ -324,6 +324,41 @@ fn is_temp(name: &OsStr) -> bool {
     name.as_bytes().starts_with(b".kanibako-tmp-")
 }
 
+/// The archive file's writer, closed for good once packing failed: the tar builder and
+/// the xz encoder finish themselves when dropped, and an interrupted archive should not
+/// first compress what is still queued.
+struct Gate<W> {
+    inner: W,
+    closed: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<W: Write> Write for Gate<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed.get() {
+            return Err(io::Error::other("archive abandoned"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed.get() {
+            return Err(io::Error::other("archive abandoned"));
+        }
+        self.inner.flush()
+    }
+}
+
+/// Closes the gate when dropped while armed (on any early return).
+struct CloseOnFail<'a>(&'a std::cell::Cell<bool>, bool);
+
+impl Drop for CloseOnFail<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.set(true);
+        }
+    }
+}
+
 /// The multi-threaded xz encoder at [`XZ_PRESET`], one thread per core.
 pub fn xz_writer<W: Write>(out: W) -> io::Result<liblzma::write::XzEncoder<W>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -364,55 +399,70 @@ pub fn pack(
         .as_file()
         .try_clone()
         .map_err(wrap("duplicating a handle".into()))?;
-    let enc = xz_writer(io::BufWriter::with_capacity(1 << 20, file))
-        .map_err(wrap("starting xz".into()))?;
-    let mut p = Packer {
-        tar: tar::Builder::new(enc),
-        top: src.top,
-        exclude: src.exclude,
-        records: Vec::new(),
-        inodes: HashMap::new(),
-        out: Packed::default(),
-        done,
-        check,
+    let closed = std::rc::Rc::new(std::cell::Cell::new(false));
+    let gate = Gate {
+        inner: io::BufWriter::with_capacity(1 << 20, file),
+        closed: closed.clone(),
     };
-    let top_stat = Dir::open(src.metadata)
-        .and_then(|d| d.stat_self())
-        .map_err(wrap(format!("opening {}", src.metadata.display())))?;
-    let mut top = header(tar::EntryType::Directory, &top_stat);
+    let enc = xz_writer(gate).map_err(wrap("starting xz".into()))?;
     let ctx = || format!("writing {}", out.display());
-    p.tar
-        .append_data(&mut top, src.top, io::empty())
-        .map_err(wrap(ctx()))?;
-    let skip_shell = src.shell_outside.map(|_| OsStr::new("shell"));
-    p.walk_tree(src.metadata, Path::new(""), skip_shell)?;
-    if let Some(shell) = src.shell_outside {
-        let st = Dir::open(shell)
+    let written = (|| -> Result<Packed, PackError> {
+        let mut p = Packer {
+            tar: tar::Builder::new(enc),
+            top: src.top,
+            exclude: src.exclude,
+            records: Vec::new(),
+            inodes: HashMap::new(),
+            out: Packed::default(),
+            done,
+            check,
+        };
+        // Declared after the packer, so dropped before it: on a failure the gate is
+        // closed by the time the packer's encoder finishes itself.
+        let mut guard = CloseOnFail(&closed, true);
+        let top_stat = Dir::open(src.metadata)
             .and_then(|d| d.stat_self())
-            .map_err(wrap(format!("opening {}", shell.display())))?;
-        p.dir(Path::new("shell"), &st).map_err(wrap(ctx()))?;
-        p.walk_tree(shell, Path::new("shell"), None)?;
-    }
-    info.left_out = p.out.excluded.clone();
-    info.manifest = Some(p.records.clone());
-    let text = info.render();
-    let mut h = header(tar::EntryType::Regular, &top_stat);
-    h.set_mode(0o644);
-    h.set_size(text.len() as u64);
-    h.set_mtime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    );
-    p.tar
-        .append_data(&mut h, Path::new(src.top).join(INFO_FILE), text.as_bytes())
-        .map_err(wrap(ctx()))?;
-    let enc = p.tar.into_inner().map_err(wrap(ctx()))?;
-    let buf = enc.finish().map_err(wrap(ctx()))?;
-    let file = buf.into_inner().map_err(|e| wrap(ctx())(e.into_error()))?;
-    file.sync_all().map_err(wrap(ctx()))?;
-    let mut packed = p.out;
-    packed.bytes_out = file.metadata().map_err(wrap(ctx()))?.len();
+            .map_err(wrap(format!("opening {}", src.metadata.display())))?;
+        let mut top = header(tar::EntryType::Directory, &top_stat);
+        p.tar
+            .append_data(&mut top, src.top, io::empty())
+            .map_err(wrap(ctx()))?;
+        let skip_shell = src.shell_outside.map(|_| OsStr::new("shell"));
+        p.walk_tree(src.metadata, Path::new(""), skip_shell)?;
+        if let Some(shell) = src.shell_outside {
+            let st = Dir::open(shell)
+                .and_then(|d| d.stat_self())
+                .map_err(wrap(format!("opening {}", shell.display())))?;
+            p.dir(Path::new("shell"), &st).map_err(wrap(ctx()))?;
+            p.walk_tree(shell, Path::new("shell"), None)?;
+        }
+        info.left_out = p.out.excluded.clone();
+        info.manifest = Some(p.records.clone());
+        let text = info.render();
+        let mut h = header(tar::EntryType::Regular, &top_stat);
+        h.set_mode(0o644);
+        h.set_size(text.len() as u64);
+        h.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        p.tar
+            .append_data(&mut h, Path::new(src.top).join(INFO_FILE), text.as_bytes())
+            .map_err(wrap(ctx()))?;
+        let enc = p.tar.into_inner().map_err(wrap(ctx()))?;
+        let buf = enc.finish().map_err(wrap(ctx()))?;
+        let file = buf
+            .inner
+            .into_inner()
+            .map_err(|e| wrap(ctx())(e.into_error()))?;
+        file.sync_all().map_err(wrap(ctx()))?;
+        let mut packed = p.out;
+        packed.bytes_out = file.metadata().map_err(wrap(ctx()))?.len();
+        guard.1 = false;
+        Ok(packed)
+    })();
+    let packed = written?;
     check().map_err(wrap(ctx()))?;
     if overwrite {
         tmp.persist(out).map_err(|e| wrap(ctx())(e.error))?;

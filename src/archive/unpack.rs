@@ -117,13 +117,11 @@ fn copy_hashed(
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     loop {
+        check()?;
         let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                check()?;
-                continue;
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         h.update(&buf[..n]);
@@ -141,7 +139,7 @@ pub fn unpack(
     check: &dyn Fn() -> io::Result<()>,
 ) -> Result<Unpacked, UnpackError> {
     let interrupted = |e: io::Error| {
-        if e.kind() == io::ErrorKind::Interrupted {
+        if crate::interrupt::is_interrupt(&e) {
             UnpackError::Interrupted
         } else {
             UnpackError::Read(e)
@@ -213,14 +211,16 @@ pub fn unpack(
                 let (parent, name) = split_rel(&rel);
                 let d = w.dir(parent)?;
                 let mut f = d.create_file(name, 0o600).map_err(w.err(&rel))?;
-                let (sum, n) =
-                    copy_hashed(&mut entry, &mut f, check).map_err(|e| match e.kind() {
-                        io::ErrorKind::Interrupted => UnpackError::Interrupted,
-                        _ => UnpackError::Write {
+                let (sum, n) = copy_hashed(&mut entry, &mut f, check).map_err(|e| {
+                    if crate::interrupt::is_interrupt(&e) {
+                        UnpackError::Interrupted
+                    } else {
+                        UnpackError::Write {
                             path: dst.path().join(&rel),
                             source: e,
-                        },
-                    })?;
+                        }
+                    }
+                })?;
                 let secret = rules.secret.iter().any(|s| *s == rel_str);
                 let mode = if secret { 0o600 } else { mode | 0o600 };
                 use std::os::unix::fs::PermissionsExt;

@@ -237,6 +237,8 @@ fn archive_all(cx: &Context, a: &ArchiveArgs) -> Result<Exit> {
     let mut failed = 0;
     for b in &boxes {
         if let Err(e) = archive_one(cx, b, None, a) {
+            // Ctrl-C stops them all, not just this one.
+            interrupt::check()?;
             failed += 1;
             eprintln!("  {}: failed: {e:#}", label(b));
         }
@@ -510,6 +512,7 @@ fn extract_all(cx: &Context, a: &ExtractArgs) -> Result<Exit> {
         println!();
         println!("--- {name} → {path}");
         if let Err(e) = extract_one(cx, file, Some(path), None, true, a.quiet) {
+            interrupt::check()?;
             failed += 1;
             eprintln!("  failed: {e:#}");
         }

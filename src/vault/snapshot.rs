@@ -193,7 +193,7 @@ mod tests {
         let v = t.path();
         fs::create_dir_all(v.join("rw/d")).unwrap();
         fs::write(v.join("rw/d/f"), "x").unwrap();
-        let stop = || Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        let stop = || Err(crate::interrupt::stop());
         assert!(take(&Dir::open(v).unwrap(), 5, &stop).is_err());
         assert_eq!(fs::read_dir(v.join(".versions")).unwrap().count(), 0);
         assert!(v.join("rw/d/f").exists());

@@ -755,3 +755,101 @@ fn a_python_vault_snapshot_is_listed_and_restored() {
     let names = py(&p, &["box", "vault", "list", "-q"]);
     assert_eq!(names.lines().count(), 2, "{names}");
 }
+
+/// Start `args`, send SIGINT after `after`, and return how it ended.
+fn interrupted(
+    e: &Env,
+    cwd: &Path,
+    args: &[&str],
+    after: std::time::Duration,
+) -> crate::support::Run {
+    let child = e
+        .cmd(cwd, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    crate::support::Run::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn ctrl_c_leaves_the_box_and_no_half_made_result() {
+    let e = env();
+    let p = lived_in(&e);
+    // big enough to take a while, quick to make (sparse) and to compress
+    let big = fs::File::create(meta(&e, "app").join("shell/big")).unwrap();
+    big.set_len(3 << 30).unwrap();
+    let out = e.dir("out");
+    let before = tree(&meta(&e, "app").join("shell/.claude"));
+    let r = interrupted(
+        &e,
+        &out,
+        &["box", "archive", "app", "a.txz"],
+        std::time::Duration::from_millis(700),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("interrupted; no archive was written"),
+        "{r:?}"
+    );
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        0,
+        "no archive and no temporary file"
+    );
+    assert_eq!(tree(&meta(&e, "app").join("shell/.claude")), before);
+
+    // an archive that takes a while to extract (1 GiB of zeros, made quickly by the
+    // system's tar and xz at level 0), interrupted midway
+    let src = e.dir("src");
+    fs::create_dir_all(src.join("h/shell")).unwrap();
+    fs::File::create(src.join("h/shell/big"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    fs::write(
+        src.join("h/kanibako-archive-info.txt"),
+        "Project path: /x/other\n",
+    )
+    .unwrap();
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg("tar -C \"$1\" -cf - h | xz -0 -T2 > \"$2\"")
+        .args([
+            "sh",
+            src.to_str().unwrap(),
+            out.join("a.txz").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    fs::remove_dir_all(&src).unwrap();
+    let names = e.names_yaml();
+    let target = e.home.join("p/other");
+    let r = interrupted(
+        &e,
+        &out,
+        &[
+            "box",
+            "extract",
+            "a.txz",
+            target.to_str().unwrap(),
+            "--name",
+            "other",
+            "--force",
+        ],
+        std::time::Duration::from_millis(300),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("interrupted"), "{r:?}");
+    assert_eq!(e.names_yaml(), names, "no name registered");
+    assert!(!target.exists() && !meta(&e, "other").exists());
+    let leftovers: Vec<_> = fs::read_dir(e.data().join("boxes"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["app"], "no staging directory left");
+}
