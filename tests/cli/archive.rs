@@ -778,7 +778,7 @@ fn interrupted(
 #[test]
 fn ctrl_c_leaves_the_box_and_no_half_made_result() {
     let e = env();
-    let p = lived_in(&e);
+    lived_in(&e);
     // big enough to take a while, quick to make (sparse) and to compress
     let big = fs::File::create(meta(&e, "app").join("shell/big")).unwrap();
     big.set_len(3 << 30).unwrap();
