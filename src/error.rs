@@ -75,6 +75,15 @@ fn hints_of(cause: &(dyn std::error::Error + 'static)) -> Vec<String> {
     if let Some(e) = cause.downcast_ref::<crate::hub::supervisor::SupervisorError>() {
         return e.hint().into_iter().collect();
     }
+    if let Some(e) = cause.downcast_ref::<crate::vault::VaultError>() {
+        return e.hints();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::archive::extract::ExtractError>() {
+        return e.hints();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::archive::pack::PackError>() {
+        return e.hints();
+    }
     if cause.downcast_ref::<PathsError>().is_some() {
         return vec!["check system.path in your kanibako.yaml".into()];
     }

@@ -25,6 +25,10 @@ pub mod vars {
     /// Remote podman: when set, rootless-ness cannot be inferred from our own uid.
     pub const CONTAINER_HOST: &str = "CONTAINER_HOST";
     pub const DOCKER_HOST: &str = "DOCKER_HOST";
+    /// Set (to anything): no colour and no progress bars.
+    pub const NO_COLOR: &str = "NO_COLOR";
+    /// `dumb`: a terminal that cannot redraw a progress bar.
+    pub const TERM: &str = "TERM";
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +39,7 @@ pub struct HostEnv {
     pub gid: u32,
     pub stdin_tty: bool,
     pub stdout_tty: bool,
+    pub stderr_tty: bool,
 }
 
 impl HostEnv {
@@ -51,6 +56,7 @@ impl HostEnv {
             gid: nix::unistd::getegid().as_raw(),
             stdin_tty: std::io::stdin().is_terminal(),
             stdout_tty: std::io::stdout().is_terminal(),
+            stderr_tty: std::io::stderr().is_terminal(),
         })
     }
 
@@ -66,6 +72,7 @@ impl HostEnv {
             gid: 1000,
             stdin_tty: false,
             stdout_tty: false,
+            stderr_tty: false,
         }
     }
 

@@ -17,6 +17,9 @@
 //! | [`launch`] | `start`/`shell` as a pipeline of stages: request, target, settings, image, state, a pure decide, facts, the pure plan, companions, home, lock, execute |
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, local images, building templates, the rig built from host programs |
 //! | [`workset`] | worksets: making, joining and removing them (reading them is [`boxes::worksets`]) |
+//! | [`vault`] | vault snapshots of `share-rw`: names, taking, listing, restoring, pruning |
+//! | [`archive`] | box archives (`.txz`): member rules, manifest, info file, pack, staged extract |
+//! | [`relocate`] | a box's recorded paths in `project.yaml`, rewritten for where it now lives |
 //! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache, a session's patched binary |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
@@ -24,6 +27,9 @@
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
 //! | [`fsutil`] | atomic, symlink-refusing writes and `flock`s |
+//! | [`fstree`] | walking, copying (reflink / hard link / copy) and removing trees, never through a link |
+//! | [`interrupt`] | Ctrl-C during long file work: a flag checked between steps |
+//! | [`progress`] | progress bars, only on a terminal |
 //! | [`runtime`] | the engine: detection, podman/docker differences as capabilities, labels, `RunSpec` → argv, every engine call as a typed method (builder + parser) by noun |
 //! | [`process`] | [`process::Invocation`] and the one executor (`Send + Sync`) that starts processes |
 //! | [`output`] | warnings, hints, notes and progress on stderr (stdout is for data) |
@@ -50,6 +56,7 @@
 //! `-v` logs each call as a copy-pasteable command line.
 
 pub mod agents;
+pub mod archive;
 pub mod boxes;
 pub mod cli;
 pub mod clock;
@@ -59,20 +66,25 @@ pub mod document;
 pub mod egress;
 pub mod envfile;
 pub mod error;
+pub mod fstree;
 pub mod fsutil;
 pub mod host;
 pub mod hub;
 pub mod init;
+pub mod interrupt;
 pub mod launch;
 pub mod logging;
 pub mod output;
 pub mod paths;
 pub mod process;
+pub mod progress;
 pub mod prompt;
+pub mod relocate;
 pub mod rig;
 pub mod runtime;
 pub mod settings;
 pub mod tweakcc;
+pub mod vault;
 pub mod workset;
 
 use std::ffi::OsString;

@@ -4,6 +4,8 @@
 // they print (a skip) is for the test log, not a user.
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
+#[path = "cli/archive.rs"]
+mod archive;
 #[path = "cli/config.rs"]
 mod config;
 #[path = "cli/crab.rs"]
@@ -11,6 +13,8 @@ mod crab;
 #[path = "cli/session.rs"]
 mod session;
 mod support;
+#[path = "cli/vault.rs"]
+mod vault;
 #[path = "cli/workset.rs"]
 mod workset;
 

@@ -929,3 +929,59 @@ fn rigs_added_extended_exported_imported_and_built_on_first_use() {
         e.run(&e.home, &["rig", "rm", n, "-f"]).ok();
     }
 }
+
+/// A box that has run is archived, purged, extracted and launched again: the file its
+/// agent wrote in its home is there.
+fn archive_purge_extract_launch(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("arc{tag}");
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    e.run(&p, &["shell", "--", "sh", "-c", "echo hi > ~/note"])
+        .ok();
+    let out = e.dir("archives");
+    let file = out.join("box.txz");
+    let r = e
+        .run(&out, &["box", "archive", &name, file.to_str().unwrap()])
+        .ok();
+    assert!(r.stdout.contains("Archive created: "), "{r:?}");
+    e.run(&e.home, &["rm", &name, "--purge", "--force"]).ok();
+    assert!(!e.names_yaml().contains(&name));
+    let r = e
+        .run(
+            &out,
+            &[
+                "box",
+                "extract",
+                file.to_str().unwrap(),
+                p.to_str().unwrap(),
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("Session data restored to"), "{r:?}");
+    assert!(e.names_yaml().contains(&name), "registered again");
+    let r = e.run(&p, &["shell", "--", "cat", "/home/agent/note"]).ok();
+    assert_eq!(r.stdout, "hi\n");
+    // and the home is still the box's to write
+    e.run(&p, &["shell", "--", "sh", "-c", "echo again >> ~/note"])
+        .ok();
+    e.run(&e.home, &["rm", &name, "--purge", "--force"]).ok();
+}
+
+#[test]
+fn podman_archive_purge_extract_launch() {
+    archive_purge_extract_launch(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_archive_purge_extract_launch() {
+    archive_purge_extract_launch(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_archive_purge_extract_launch() {
+    archive_purge_extract_launch(Flavour::RootlessPodman);
+}

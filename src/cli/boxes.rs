@@ -28,6 +28,12 @@ pub enum BoxCommand {
     Info(InfoArgs),
     /// Read, set or reset a box's settings.
     Config(super::config::BoxConfigArgs),
+    /// Archive a box's data (its home and metadata) to a .txz file.
+    Archive(super::vault::ArchiveArgs),
+    /// Extract a box archive: into a new box, or replacing a box's data.
+    Extract(super::vault::ExtractArgs),
+    /// Snapshots of the box's vault share-rw (snapshot, list, restore, prune).
+    Vault(super::vault::VaultArgs),
 }
 
 #[derive(Debug, Args)]

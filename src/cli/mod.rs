@@ -10,6 +10,7 @@ pub mod egress;
 pub mod helper;
 pub mod rig;
 pub mod session;
+pub mod vault;
 pub mod workset;
 
 use std::ffi::OsString;

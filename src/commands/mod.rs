@@ -1,6 +1,7 @@
 //! Command handlers: one function per leaf command, called with the parsed arguments
 //! and the [`Context`]. Shortcuts and their `box …` forms meet here.
 
+pub mod archive;
 pub mod boxes;
 pub mod config;
 pub mod crab;
@@ -8,6 +9,7 @@ pub mod egress;
 pub mod helper;
 pub mod rig;
 pub mod session;
+pub mod vault;
 pub mod workset;
 
 use anyhow::Result;
@@ -57,6 +59,15 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Box {
             command: Some(BoxCommand::Config(a)),
         } => config::box_config(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Archive(a)),
+        } => archive::archive(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Extract(a)),
+        } => archive::extract(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Vault(a)),
+        } => vault::dispatch(cx, a),
         Command::Crab { command } => crab::dispatch(cx, command),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
