@@ -68,6 +68,8 @@ pub mod envfile;
 pub mod error;
 pub mod fstree;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzzing;
 pub mod host;
 pub mod hub;
 pub mod init;

@@ -11,21 +11,7 @@ use super::member::OutsideLinks;
 use super::unpack::{Rules, unpack};
 use crate::fstree::Dir;
 use crate::fstree::link::stays_inside;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-        &from[(self.next() as usize) % from.len()]
-    }
-}
+use crate::fuzzing::Rng;
 
 fn header(name: &[u8], kind: tar::EntryType, size: u64, link: &[u8]) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -172,12 +158,7 @@ fn check_tree(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn hostile_streams_never_escape_or_panic() {
-    // A longer run on demand: KANIBAKO_FUZZ_ITERATIONS=100000 cargo test hostile
-    #[allow(clippy::disallowed_methods)]
-    let iterations: u64 = std::env::var("KANIBAKO_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let iterations = crate::fuzzing::iterations(1000);
     let t = tempfile::tempdir().unwrap();
     let outside = t.path().join("outside");
     fs::create_dir(&outside).unwrap();

@@ -472,18 +472,9 @@ mod tests {
     /// obeys its invariants. KANIBAKO_FUZZ_ITERATIONS=10000000 cargo test egress_head
     #[test]
     fn fuzz_egress_head_never_panics() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        #[allow(clippy::disallowed_methods)]
-        let iterations: u64 = std::env::var("KANIBAKO_FUZZ_ITERATIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100_000);
+        let mut rng = crate::fuzzing::Rng(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
+        let iterations = crate::fuzzing::iterations(100_000);
         let samples: &[&[u8]] = &[
             b"CONNECT api.anthropic.com:443 HTTP/1.1\r\nHost: api.anthropic.com:443\r\nUser-Agent: curl/8\r\n\r\n",
             b"GET http://x.test:8080/a?b HTTP/1.1\r\nHost: x.test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: ws\r\n\r\nbody",

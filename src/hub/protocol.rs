@@ -1008,19 +1008,9 @@ mod tests {
     #[test]
     fn fuzz_frames_and_requests() {
         use super::super::frame::{LineDecoder, MAX_FRAME};
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        // A longer run on demand: KANIBAKO_FUZZ_ITERATIONS=10000000 cargo test fuzz
-        #[allow(clippy::disallowed_methods)]
-        let iterations: u64 = std::env::var("KANIBAKO_FUZZ_ITERATIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100_000);
+        let mut rng = crate::fuzzing::Rng(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
+        let iterations = crate::fuzzing::iterations(100_000);
         let corpus: Vec<&[u8]> = vec![
             br#"{"v":1,"id":1,"op":"ping"}"#,
             br#"{"v":1,"id":2,"op":"hello","client":"kanibako"}"#,

@@ -220,19 +220,9 @@ mod tests {
     /// files must give `Ok` or an error, never a panic.
     #[test]
     fn fuzz_never_panics() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        // A longer run on demand: KANIBAKO_FUZZ_ITERATIONS=10000000 cargo test fuzz
-        #[allow(clippy::disallowed_methods)]
-        let iterations: u64 = std::env::var("KANIBAKO_FUZZ_ITERATIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100_000);
+        let mut rng = crate::fuzzing::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
+        let iterations = crate::fuzzing::iterations(100_000);
         let base = sample();
         for _ in 0..iterations {
             let mut f = base.clone();

@@ -159,13 +159,8 @@ fn hello_and_ping() {
 #[test]
 fn a_hostile_barrage_leaves_the_hub_serving() {
     let t = start(fast());
-    let mut seed: u64 = 0x1234_5678_9abc_def1;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = crate::fuzzing::Rng(0x1234_5678_9abc_def1);
+    let mut next = move || rng.next();
     let mut c = Conn::open(&t, Member::Director);
     let mut codes: BTreeMap<String, u32> = BTreeMap::new();
     let mut reconnects = 0;
