@@ -42,7 +42,7 @@ impl Context {
         init::migrate_legacy_config(&bases)?;
         let config_file = bases.config_file();
         let first_run = !config_file.exists();
-        let config = Document::load(&config_file)?;
+        let config = Document::load_following(&config_file)?;
         let paths = Paths::resolve(&host, bases, &system_path_values(&config)?)?;
         init::migrate_legacy_data(&paths)?;
         let config = if first_run {
@@ -66,10 +66,15 @@ impl Context {
     pub fn stack(&self, b: Option<&BoxIdentity>, crab: Option<&str>) -> Result<Stack> {
         let mut sources = Vec::new();
         if let Some(b) = b {
+            let doc = b.load_project()?;
             sources.push(Source {
                 level: Level::Box,
-                doc: Document::load(&b.project_file())?,
-                env_file: Some(b.metadata.join("env")),
+                // A standalone box's file lies in its workspace: nothing there widens it.
+                doc: match b.mode {
+                    Mode::Standalone => crate::settings::stack::confine(doc),
+                    _ => doc,
+                },
+                env_file: Some(b.env_file()),
             });
             match (&b.workset, b.mode) {
                 (Some((_, root)), _) => sources.push(Source {

@@ -90,9 +90,26 @@ fn hints_of(cause: &(dyn std::error::Error + 'static)) -> Vec<String> {
     Vec::new()
 }
 
+/// The cause chain as one line, `a: b: c`. A cause whose words its parent already
+/// printed (an error type that shows its source in its own message) is not repeated.
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if s.is_empty() || out.ends_with(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}
+
 /// The lines to print for a failure: `Error: <chain>` and its hints.
 pub fn report(err: &anyhow::Error) -> Vec<String> {
-    let mut lines = vec![format!("Error: {err:#}")];
+    let mut lines = vec![format!("Error: {}", chain_text(err))];
     for cause in err.chain() {
         for h in hints_of(cause) {
             if h.starts_with(' ') {
@@ -103,4 +120,22 @@ pub fn report(err: &anyhow::Error) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_printed_by_its_parent_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(21);
+        let err = anyhow::Error::new(crate::fsutil::FsError::Io {
+            path: "/x/project.yaml".into(),
+            source: io,
+        })
+        .context("saving the box");
+        let line = &report(&err)[0];
+        assert_eq!(line.matches("Is a directory").count(), 1, "{line}");
+        assert!(line.starts_with("Error: saving the box: writing /x/project.yaml"));
+    }
 }

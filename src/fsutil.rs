@@ -8,6 +8,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,119 @@ pub enum FsError {
     Symlink(PathBuf),
     #[error("writing {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// Why a file kanibako reads was not read.
+fn refused(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} {why}; not read", path.display()),
+    )
+}
+
+/// Read a settings file no bigger than `cap`, without blocking and only if it is a
+/// regular file: `Ok(None)` when it is missing. With `follow: false` a symbolic link
+/// at `path` is refused, not followed (the file may lie where a repository or a box
+/// can put one). A FIFO, a device or a `/proc` file that never ends cannot hang or
+/// exhaust a command: the open does not wait, the opened file must be regular, and
+/// at most `cap` bytes are read.
+pub fn read_settings(path: &Path, cap: u64, follow: bool) -> io::Result<Option<Vec<u8>>> {
+    let mut flags = nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC;
+    if !follow {
+        flags |= nix::libc::O_NOFOLLOW;
+    }
+    match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => read_capped(f, path, cap).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) && !follow => {
+            Err(refused(path, "is a symbolic link"))
+        }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path is longer than the system allows (PATH_MAX)",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The content of an opened file that must be regular and at most `cap` bytes long.
+pub fn read_capped(f: File, path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = f.metadata()?;
+    if meta.is_dir() {
+        return Err(refused(path, "is a directory"));
+    }
+    if !meta.is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    let too_big = || refused(path, &format!("is larger than {} KiB", cap >> 10));
+    if meta.len() > cap {
+        return Err(too_big());
+    }
+    let mut buf = Vec::new();
+    f.take(cap + 1).read_to_end(&mut buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            refused(path, "has no data ready (not an ordinary file)")
+        } else {
+            e
+        }
+    })?;
+    if buf.len() as u64 > cap {
+        return Err(too_big());
+    }
+    Ok(buf)
+}
+
+/// Open the directory `name` inside the open directory `dir` without following a link
+/// (`Ok(None)`: missing; a link is an `ELOOP` error, a non-directory `ENOTDIR`).
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &Path) -> io::Result<Option<OwnedFd>> {
+    use nix::fcntl::{OFlag, openat};
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    match openat(dir, name, flags, nix::sys::stat::Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// Open a directory by path; its last component must not be a link.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+/// Read the settings file `name` inside the open directory `dir`, as [`read_settings`]
+/// does, never following a link at `name`; `shown` names it in messages.
+pub fn read_settings_at(
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    shown: &Path,
+    cap: u64,
+) -> io::Result<Option<Vec<u8>>> {
+    use nix::fcntl::{OFlag, openat};
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    match openat(dir, name, flags, nix::sys::stat::Mode::empty()) {
+        Ok(fd) => read_capped(File::from(fd), shown, cap).map(Some),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(nix::errno::Errno::ELOOP) => Err(refused(shown, "is a symbolic link")),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// How to name a path in a message: one reached through a held directory
+/// (`/proc/self/fd/N/…`) is named by where that directory is.
+pub fn shown(path: &Path) -> PathBuf {
+    let mut parts = path.components();
+    let head: PathBuf = parts.by_ref().take(4).collect();
+    if !head.starts_with("/proc/self/fd") || head.components().count() != 4 {
+        return path.to_owned();
+    }
+    match fs::read_link(&head) {
+        Ok(dir) => dir.join(parts.as_path()),
+        Err(_) => path.to_owned(),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {

@@ -34,6 +34,8 @@ pub enum PathsError {
 /// The XDG base directories, before the global config is read.
 #[derive(Clone, Debug)]
 pub struct Bases {
+    /// The invoking user (what owns the directories kanibako may trust).
+    pub uid: u32,
     pub home: PathBuf,
     pub config_home: PathBuf,
     pub data_home: PathBuf,
@@ -55,6 +57,7 @@ impl Bases {
             None => home.join(default),
         };
         Ok(Self {
+            uid: host.uid,
             config_home: xdg(vars::XDG_CONFIG_HOME, ".config"),
             data_home: xdg(vars::XDG_DATA_HOME, ".local/share"),
             state_home: xdg(vars::XDG_STATE_HOME, ".local/state"),
@@ -213,6 +216,18 @@ impl Paths {
 
     pub fn home(&self) -> &Path {
         &self.bases.home
+    }
+
+    /// The invoking user's uid.
+    pub fn uid(&self) -> u32 {
+        self.bases.uid
+    }
+
+    /// Where kanibako records the standalone boxes the user made or agreed to use
+    /// (their metadata lies in their workspace, which anyone who can write there
+    /// could have made).
+    pub fn adopted_standalone(&self, hash: &str) -> PathBuf {
+        self.data.join("standalone").join(hash)
     }
 
     /// The directories every command may rely on existing.

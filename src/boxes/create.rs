@@ -204,6 +204,29 @@ pub fn is_home(paths: &Paths, dir: &Path) -> bool {
     same_dir(dir, paths.home())
 }
 
+/// Why `dir` can never be a box's workspace, if it cannot: a box sees all of its
+/// workspace, so the file system's root, the directory that holds the user's home (every
+/// home in it), and kanibako's data directory (every box's home and secrets) — or a
+/// directory inside it or holding it — are refused, as `$HOME` is.
+pub fn refused_workspace(paths: &Paths, dir: &Path) -> Option<BoxError> {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    let dir = canon(dir);
+    let data = canon(&paths.data);
+    let home = canon(paths.home());
+    let why = if dir.parent().is_none() {
+        "the root of the file system"
+    } else if home.parent().is_some_and(|p| p == dir) {
+        "the directory that holds your home directory"
+    } else if dir.starts_with(&data) {
+        "kanibako's own data directory"
+    } else if data.starts_with(&dir) && dir != home {
+        "a directory that holds kanibako's data directory"
+    } else {
+        return None;
+    };
+    Some(BoxError::WorkspaceRefused { path: dir, why })
+}
+
 /// Pick a free name: the explicit one (taken = error), or the slug of the directory's
 /// basename with 2, 3, … appended while taken. A `boxes/<name>` directory left behind by
 /// an earlier box counts as taken unless it recorded this very directory, in which case
@@ -255,7 +278,14 @@ pub fn create(
     req: &CreateRequest,
 ) -> Result<(BoxIdentity, bool), BoxError> {
     let dir = target_dir(cwd, req.path.as_deref())?;
+    resolve::utf8(&dir)?;
+    if let Some(refused) = refused_workspace(paths, &dir) {
+        return Err(refused);
+    }
     if req.standalone {
+        if req.image.is_some() {
+            return Err(BoxError::StandaloneImage);
+        }
         return create_standalone(paths, &dir, req).map(|b| (b, true));
     }
     if is_home(paths, &dir) {
@@ -353,6 +383,8 @@ fn create_standalone(
         })?;
     }
     ignore_metadata_in_git(dir)?;
+    // Made here by the user: usable from its subdirectories without asking.
+    resolve::adopt(paths, &b)?;
     Ok(b)
 }
 

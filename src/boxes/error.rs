@@ -21,6 +21,18 @@ pub enum BoxError {
     NotABox(PathBuf),
     #[error("Refusing to create a project at $HOME.")]
     HomeRefused,
+    #[error("Refusing to use {} as a project: it is {why}.", .path.display())]
+    WorkspaceRefused { path: PathBuf, why: &'static str },
+    #[error("A standalone box does not take its rig from --image.")]
+    StandaloneImage,
+    #[error("Project path '{}' is not valid UTF-8; kanibako cannot pass it to the container engine.", .0.display())]
+    NotUtf8(PathBuf),
+    #[error("Project path is too long ({0} bytes; the system allows at most 4095).")]
+    PathTooLong(usize),
+    #[error("{} is a symbolic link; a standalone box's metadata must be a real directory in its project.", .0.display())]
+    MetadataLink(PathBuf),
+    #[error("{} lies inside the standalone box at {}, which has not been used from here before.", .from.display(), .root.display())]
+    NotAdopted { root: PathBuf, from: PathBuf },
     #[error("Refusing to create a standalone project at $HOME without --allow-home.")]
     HomeStandalone,
     #[error(transparent)]
@@ -81,6 +93,33 @@ impl BoxError {
                 "a box at $HOME mounts your whole home directory into the container; if you mean it:"
                     .into(),
                 "  kanibako create --standalone ~ --allow-home".into(),
+            ],
+            BoxError::WorkspaceRefused { .. } => vec![
+                "a box sees (and, for the agent, may change) all of its project directory; give it a directory of its own:".into(),
+                "  mkdir -p ~/projects/NAME && cd ~/projects/NAME && kanibako".into(),
+            ],
+            BoxError::StandaloneImage => vec![
+                "its settings file lies in its own workspace, which a repository or the box can rewrite, so kanibako never takes a rig from there; start it with --rig NAME, or set box.image in the system config".into(),
+            ],
+            BoxError::NotUtf8(_) => {
+                vec!["rename the directory (or a parent) to a UTF-8 name".into()]
+            }
+            BoxError::PathTooLong(_) => vec!["use a shorter path, or a symbolic link to it".into()],
+            BoxError::MetadataLink(p) => vec![format!(
+                "a link there would let the project pick another box's files; if you did not make it, remove it: rm {}",
+                p.display()
+            )],
+            BoxError::NotAdopted { root, from } => vec![
+                format!(
+                    "its marker could have been put there by a repository; to use that box (its workspace is all of {}), run kanibako once at a terminal, or from {} itself",
+                    root.display(),
+                    root.display()
+                ),
+                format!(
+                    "to make a box of {} alone instead: kanibako create {}",
+                    from.display(),
+                    from.display()
+                ),
             ],
             BoxError::Name(_) => vec!["for example: --name my-project".into()],
             BoxError::NameTaken { .. } => vec!["choose another name with --name".into()],

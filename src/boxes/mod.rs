@@ -15,7 +15,9 @@ pub mod registry;
 pub mod resolve;
 pub mod worksets;
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -118,6 +120,39 @@ pub fn ronin_escape(path: &Path) -> String {
         .replace('/', "-")
 }
 
+/// A standalone box's metadata directory, held open since it was found without
+/// following a link, so that every file kanibako itself reads or writes below it (the
+/// settings, the env file, the lock, the container marker) is reached through this
+/// very directory, whatever the box or a repository puts at its path afterwards.
+/// Equal to any other: it says how the directory is reached, not which box it is.
+#[derive(Clone, Debug, Default)]
+pub struct HeldDir(Option<Arc<OwnedFd>>);
+
+impl PartialEq for HeldDir {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeldDir {}
+
+impl HeldDir {
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(Some(Arc::new(fd)))
+    }
+
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.0.as_ref().map(|f| f.as_fd())
+    }
+
+    /// A path to `name` through the held directory (valid in this process only).
+    fn path_of(&self, name: &str) -> Option<PathBuf> {
+        self.0
+            .as_ref()
+            .map(|f| PathBuf::from(format!("/proc/self/fd/{}/{name}", f.as_raw_fd())))
+    }
+}
+
 /// Everything kanibako knows about one box.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoxIdentity {
@@ -136,6 +171,8 @@ pub struct BoxIdentity {
     pub hash: String,
     /// The workset this box belongs to (name, root), for workset members.
     pub workset: Option<(String, PathBuf)>,
+    /// A standalone box's metadata directory as it was found (open, no link followed).
+    pub held: HeldDir,
 }
 
 /// The host-side record that a standalone box was made with distinct auth (its
@@ -208,6 +245,7 @@ impl BoxIdentity {
             metadata,
             workspace,
             workset: None,
+            held: HeldDir::default(),
         }
     }
 
@@ -240,6 +278,7 @@ impl BoxIdentity {
             metadata,
             workspace,
             workset: Some((workset.to_owned(), root.to_owned())),
+            held: HeldDir::default(),
         }
     }
 
@@ -267,6 +306,7 @@ impl BoxIdentity {
             metadata,
             workspace,
             workset: None,
+            held: HeldDir::default(),
         }
     }
 
@@ -311,12 +351,32 @@ impl BoxIdentity {
         self.metadata.join(PROJECT_FILE)
     }
 
+    /// A file in the metadata directory, through the held directory where there is one.
+    fn meta_file(&self, name: &str) -> PathBuf {
+        self.held
+            .path_of(name)
+            .unwrap_or_else(|| self.metadata.join(name))
+    }
+
+    /// The box's own settings (`project.yaml`), read through the held directory.
+    pub fn load_project(&self) -> Result<Document, DocError> {
+        match self.held.fd() {
+            Some(fd) => Document::load_at(fd, Path::new(PROJECT_FILE), &self.project_file()),
+            None => Document::load(&self.project_file()),
+        }
+    }
+
+    /// The box's env file.
+    pub fn env_file(&self) -> PathBuf {
+        self.meta_file("env")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
-        self.metadata.join(LOCK_FILE)
+        self.meta_file(LOCK_FILE)
     }
 
     pub fn container_marker(&self) -> PathBuf {
-        self.metadata.join(CONTAINER_MARKER)
+        self.meta_file(CONTAINER_MARKER)
     }
 
     /// Whether a session holds this box's lock right now.

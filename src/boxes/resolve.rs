@@ -4,13 +4,25 @@
 //! A path resolves to the deepest registered box that contains it, else to a standalone
 //! box found by walking up to `$HOME`, else to nothing (an unregistered directory). A
 //! path that does not exist is an error rather than silently meaning its enclosing box.
+//!
+//! A standalone box's marker (`.kanibako/project.yaml`, or `kanibako/project.yaml` for
+//! the robust layout) can be made by anyone who can write the directory, so one counts
+//! only where the user alone could have made it: in the directory itself, or in an
+//! ancestor the user owns that nobody else can write, never above a sticky directory
+//! (`/tmp`) — and one found in an ancestor is used only once the user agreed to it
+//! (created it, or said yes; recorded under `$DATA/standalone/`). The metadata directory
+//! is opened without following a link and held, and is the one the marker is in.
 
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::error::BoxError;
 use super::registry::{Registry, same_dir};
-use super::{BoxIdentity, BoxName, Mode, PROJECT_FILE, ProjectSettings};
+use super::{BoxIdentity, BoxName, HeldDir, Layout, Mode, PROJECT_FILE, ProjectSettings};
 use crate::document::Document;
+use crate::fsutil;
+use crate::output;
 use crate::paths::Paths;
 
 #[derive(Clone, Debug)]
@@ -50,17 +62,96 @@ pub fn registered(
 /// `kanibako/project.yaml`) whose mode is standalone. A bare `.kanibako` directory is
 /// not one: images bake one into every home.
 pub fn standalone_at(dir: &Path) -> Result<Option<BoxIdentity>, BoxError> {
-    for meta in [".kanibako", "kanibako"] {
-        let file = dir.join(meta).join(PROJECT_FILE);
-        if !file.is_file() {
+    Ok(marker_at(dir)?.map(|m| m.identity))
+}
+
+/// A marker found, and who could have made its metadata directory.
+struct Marker {
+    identity: BoxIdentity,
+    owner: u32,
+    group: u32,
+    mode: u32,
+}
+
+/// Each metadata directory name and whether its layout is the robust one: a marker
+/// counts only in the directory its layout uses.
+const META_DIRS: [(&str, bool); 2] = [(".kanibako", false), ("kanibako", true)];
+
+fn marker_at(dir: &Path) -> Result<Option<Marker>, BoxError> {
+    let Ok(dir_fd) = fsutil::open_dir(dir) else {
+        return Ok(None);
+    };
+    for (meta, robust) in META_DIRS {
+        let meta_path = dir.join(meta);
+        let fd = match fsutil::open_dir_at(dir_fd.as_fd(), Path::new(meta)) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => continue,
+            // A link: refused if it would have been a marker, else none of ours.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                if meta_path.join(PROJECT_FILE).is_file() {
+                    return Err(BoxError::MetadataLink(meta_path));
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let shown = meta_path.join(PROJECT_FILE);
+        let doc = Document::load_at(fd.as_fd(), Path::new(PROJECT_FILE), &shown)?;
+        if doc.is_empty() {
             continue;
         }
-        let settings = ProjectSettings::read(&Document::load(&file)?)?;
-        if settings.mode == Some(Mode::Standalone) {
-            return Ok(Some(BoxIdentity::standalone(dir.to_owned(), settings)));
+        let settings = ProjectSettings::read(&doc)?;
+        let layout_fits = (settings.layout == Some(Layout::Robust)) == robust;
+        if settings.mode != Some(Mode::Standalone) || !layout_fits {
+            continue;
         }
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| BoxError::Io {
+            context: format!("reading {}", meta_path.display()),
+            source: std::io::Error::from_raw_os_error(e as i32),
+        })?;
+        let mut identity = BoxIdentity::standalone(dir.to_owned(), settings);
+        identity.held = HeldDir::new(fd);
+        return Ok(Some(Marker {
+            identity,
+            owner: st.st_uid,
+            group: st.st_gid,
+            mode: st.st_mode,
+        }));
     }
     Ok(None)
+}
+
+/// Whether the user could be the only one to have made entries in a directory with
+/// this owner, group and mode: theirs, and nobody else may write it (a group-writable
+/// one only when the group is the user's private group, as a umask of 002 leaves).
+fn users_alone(paths: &Paths, owner: u32, group: u32, mode: u32) -> bool {
+    owner == paths.uid() && mode & 0o002 == 0 && (mode & 0o020 == 0 || private_group(owner, group))
+}
+
+/// Whether `gid` is the user's own group: their primary group, named as they are,
+/// with nobody else in it.
+fn private_group(uid: u32, gid: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let (Ok(Some(u)), Ok(Some(g))) = (
+        User::from_uid(Uid::from_raw(uid)),
+        Group::from_gid(Gid::from_raw(gid)),
+    ) else {
+        return false;
+    };
+    u.gid.as_raw() == gid && g.name == u.name && g.mem.iter().all(|m| *m == u.name)
+}
+
+/// Whether the user made, or agreed to use, the standalone box `b`.
+pub fn adopted(paths: &Paths, b: &BoxIdentity) -> bool {
+    std::fs::symlink_metadata(paths.adopted_standalone(&b.hash)).is_ok_and(|m| m.is_file())
+}
+
+/// Record that the user made, or agreed to use, the standalone box `b`.
+pub fn adopt(paths: &Paths, b: &BoxIdentity) -> Result<(), BoxError> {
+    let record = paths.adopted_standalone(&b.hash);
+    let content = format!("{}\n", b.workspace.display());
+    fsutil::atomic_write(&record, content.as_bytes(), fsutil::MODE_CONFIG)?;
+    Ok(())
 }
 
 /// Resolve `target` (a name or path; `None` = the current directory).
@@ -93,11 +184,18 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
     let raw = cwd.join(target.unwrap_or("."));
     let dir = match raw.canonicalize() {
         Ok(d) => d,
-        Err(_) => return Err(BoxError::PathMissing(normalize(&raw))),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
+            return Err(BoxError::PathTooLong(raw.as_os_str().len()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BoxError::PathMissing(normalize(&raw)));
+        }
+        Err(e) => return Err(BoxError::io(format!("resolving {}", raw.display()))(e)),
     };
     if !dir.is_dir() {
         return Err(BoxError::NotADirectory(dir));
     }
+    utf8(&dir)?;
     resolve_dir(paths, &registry, &dir)
 }
 
@@ -120,8 +218,37 @@ pub fn resolve_dir(paths: &Paths, registry: &Registry, dir: &Path) -> Result<Res
         .home()
         .canonicalize()
         .unwrap_or_else(|_| paths.home().to_owned());
-    for ancestor in dir.ancestors() {
-        if let Some(b) = standalone_at(ancestor)? {
+    for (i, ancestor) in dir.ancestors().enumerate() {
+        let own = i == 0;
+        if !own {
+            // Above the directory itself, only through directories nobody else could
+            // have put a marker in, and never across a sticky one (`/tmp`).
+            let Ok(m) = std::fs::metadata(ancestor) else {
+                break;
+            };
+            if m.mode() & 0o1000 != 0 || !users_alone(paths, m.uid(), m.gid(), m.mode()) {
+                break;
+            }
+        }
+        if let Some(m) = marker_at(ancestor)? {
+            let b = m.identity;
+            if !users_alone(paths, m.owner, m.group, m.mode) {
+                output::warn(format_args!(
+                    "ignoring the standalone box in {}: {} belongs to another user or others can write it",
+                    ancestor.display(),
+                    b.metadata.display()
+                ));
+                break;
+            }
+            if let Some(refused) = super::create::refused_workspace(paths, &b.workspace) {
+                return Err(refused);
+            }
+            if !own && !adopted(paths, &b) {
+                return Err(BoxError::NotAdopted {
+                    root: b.workspace,
+                    from: dir.to_owned(),
+                });
+            }
             return Ok(Resolution::Found(b));
         }
         if same_dir(ancestor, &home) {
@@ -129,6 +256,15 @@ pub fn resolve_dir(paths: &Paths, registry: &Registry, dir: &Path) -> Result<Res
         }
     }
     Ok(Resolution::Unregistered(dir.to_owned()))
+}
+
+/// A project path must be UTF-8: the engine's mount syntax, `names.yaml` and the
+/// container's labels all carry it as text.
+pub fn utf8(dir: &Path) -> Result<(), BoxError> {
+    match dir.to_str() {
+        Some(_) => Ok(()),
+        None => Err(BoxError::NotUtf8(dir.to_owned())),
+    }
 }
 
 /// Make a path absolute and drop `.`/`..` lexically, for messages about paths that do

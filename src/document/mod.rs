@@ -9,7 +9,6 @@
 //! the file and line; type errors name the file and the dotted key. Nothing is ever
 //! rewritten after an error.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -30,12 +29,20 @@ pub enum DocError {
     },
     #[error("{path}: invalid YAML: {message}")]
     ParseNoLocation { path: PathBuf, message: String },
-    #[error("{path}: `{key}` should be {expected}, found {found}")]
+    #[error("{}{}: `{key}` should be {expected}, found {found}", path.display(), at_line(*line))]
     WrongType {
         path: PathBuf,
+        /// Where the key is written, when it can be found in the text.
+        line: Option<usize>,
         key: String,
         expected: &'static str,
         found: &'static str,
+    },
+    #[error("{path}:{line}: YAML nested deeper than {limit} levels; not read")]
+    TooDeep {
+        path: PathBuf,
+        line: usize,
+        limit: usize,
     },
     #[error("{path}: `{key}` cannot be read as JSON: {message}")]
     NotJson {
@@ -43,8 +50,12 @@ pub enum DocError {
         key: String,
         message: String,
     },
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("reading {}: {}", path.display(), read_reason(source))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Write(#[from] FsError),
 }
@@ -55,13 +66,121 @@ impl DocError {
             DocError::Parse { path, .. }
             | DocError::ParseNoLocation { path, .. }
             | DocError::WrongType { path, .. }
+            | DocError::TooDeep { path, .. }
             | DocError::NotJson { path, .. } => Some(format!(
                 "fix or remove {}; kanibako has not changed it",
                 path.display()
             )),
+            DocError::Read { path, source } if source.kind() == io::ErrorKind::InvalidData => {
+                Some(format!(
+                    "replace {} with an ordinary YAML file (or remove it)",
+                    path.display()
+                ))
+            }
             _ => None,
         }
     }
+}
+
+/// The most kanibako reads of one settings file: far more than any real one.
+pub const MAX_SETTINGS: u64 = 1 << 20;
+
+/// The deepest nesting a settings file may have (kanibako's own go four deep); a
+/// deeper document is refused before it is parsed, whose cost grows with the depth.
+pub const MAX_DEPTH: usize = 64;
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
+/// An I/O error's own words, without the `(os error N)` the OS code adds.
+fn read_reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// The line (1-based) at which the nesting of `text` first exceeds `limit`: block
+/// mappings and sequences by indentation and `- ` markers, flow collections by their
+/// brackets (outside quotes and comments). A cheap over-estimate, run before parsing.
+pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let mut indent = line.len() - body.len();
+        if flow == 0 {
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        // `- - - x`: each marker is one more level.
+        let mut rest = body;
+        while flow == 0 && (rest.starts_with("- ") || rest == "-") {
+            indent += 2;
+            indents.push(indent);
+            rest = rest.get(2..).unwrap_or("").trim_start_matches(' ');
+        }
+        let (mut quote, mut prev) = (None::<char>, ' ');
+        for c in rest.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') if flow > 0 || prev == ' ' || prev == ':' => quote = Some(c),
+                (None, '#') if prev == ' ' => break,
+                (None, '[' | '{') => flow += 1,
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if indents.len() + flow > limit {
+                return Some(n + 1);
+            }
+            prev = c;
+        }
+        if indents.len() + flow > limit {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+/// The line (1-based) where the block-style key path `keys` is written in `text`, or
+/// the line of its deepest written ancestor.
+fn line_of(text: &str, keys: &[&str]) -> Option<usize> {
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut best: Option<(usize, usize)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        if body.is_empty() || body.starts_with('#') || body.starts_with('-') {
+            continue;
+        }
+        let indent = line.len() - body.len();
+        let Some((key, _)) = body.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(|c| c == '\'' || c == '"');
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_owned()));
+        let depth = stack.len();
+        if depth <= keys.len()
+            && stack.iter().zip(keys).all(|((_, k), want)| k == want)
+            && best.is_none_or(|(d, _)| depth > d)
+        {
+            best = Some((depth, n + 1));
+            if depth == keys.len() {
+                break;
+            }
+        }
+    }
+    best.map(|(_, l)| l)
 }
 
 /// A mapping's string entries, in order.
@@ -153,6 +272,8 @@ fn kind(v: &Value) -> &'static str {
 pub struct Document {
     path: PathBuf,
     root: Mapping,
+    /// The text it was read from, to say on which line a wrongly typed key is.
+    text: std::sync::Arc<str>,
 }
 
 impl Document {
@@ -161,22 +282,63 @@ impl Document {
         Self {
             path: path.to_owned(),
             root: Mapping::new(),
+            text: "".into(),
         }
     }
 
-    /// Load `path`; a missing or empty file is an empty document.
+    /// Load `path`; a missing or empty file is an empty document. A link at `path` is
+    /// refused, not followed, and so is anything but a regular file of at most
+    /// [`MAX_SETTINGS`] bytes (a FIFO cannot make a command hang).
     pub fn load(path: &Path) -> Result<Self, DocError> {
-        match fs::read_to_string(path) {
-            Ok(text) => Self::parse(path, &text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::empty(path)),
-            Err(source) => Err(DocError::Read {
-                path: path.to_owned(),
-                source,
-            }),
+        Self::from_bytes(path, fsutil::read_settings(path, MAX_SETTINGS, false))
+    }
+
+    /// [`Document::load`] for the user's own config file, which may be a link (kept in
+    /// a dotfiles repository, say): followed, with the same other limits.
+    pub fn load_following(path: &Path) -> Result<Self, DocError> {
+        Self::from_bytes(path, fsutil::read_settings(path, MAX_SETTINGS, true))
+    }
+
+    /// Load `name` from the open directory `dir` (never following a link there);
+    /// messages name it `shown`.
+    pub fn load_at(
+        dir: std::os::fd::BorrowedFd<'_>,
+        name: &Path,
+        shown: &Path,
+    ) -> Result<Self, DocError> {
+        Self::from_bytes(
+            shown,
+            fsutil::read_settings_at(dir, name, shown, MAX_SETTINGS),
+        )
+    }
+
+    fn from_bytes(path: &Path, read: io::Result<Option<Vec<u8>>>) -> Result<Self, DocError> {
+        let read_err = |source| DocError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        match read.map_err(read_err)? {
+            None => Ok(Self::empty(path)),
+            Some(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    read_err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "it is not UTF-8 text",
+                    ))
+                })?;
+                Self::parse(path, &text)
+            }
         }
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, DocError> {
+        if let Some(line) = too_deep(text, MAX_DEPTH) {
+            return Err(DocError::TooDeep {
+                path: path.to_owned(),
+                line,
+                limit: MAX_DEPTH,
+            });
+        }
         let value: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -199,6 +361,7 @@ impl Document {
             other => {
                 return Err(DocError::WrongType {
                     path: path.to_owned(),
+                    line: Some(1),
                     key: "(top level)".into(),
                     expected: "a mapping",
                     found: kind(&other),
@@ -208,6 +371,7 @@ impl Document {
         Ok(Self {
             path: path.to_owned(),
             root,
+            text: text.into(),
         })
     }
 
@@ -222,6 +386,7 @@ impl Document {
     fn wrong(&self, keys: &[&str], expected: &'static str, found: &Value) -> DocError {
         DocError::WrongType {
             path: self.path.clone(),
+            line: line_of(&self.text, keys),
             key: keys.join("."),
             expected,
             found: kind(found),
@@ -404,6 +569,7 @@ impl Document {
                 other => {
                     return Err(DocError::WrongType {
                         path,
+                        line: None,
                         key: keys[..=i].join("."),
                         expected: "a mapping",
                         found: kind(other),
@@ -468,6 +634,7 @@ fn strip_location(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn malformed_yaml_names_file_and_line() {
@@ -487,7 +654,7 @@ mod tests {
         let err = d.get_str(&["system", "path", "data"]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "k.yaml: `system` should be a mapping, found a number"
+            "k.yaml:1: `system` should be a mapping, found a number"
         );
         let top = Document::parse(Path::new("k.yaml"), "- a\n").unwrap_err();
         assert!(top.to_string().contains("(top level)"));
@@ -585,5 +752,76 @@ mod tests {
                 "{word} must be quoted as a key: {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_fifo_at_a_settings_path_does_not_hang() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("kanibako.yaml");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = Document::load(&p).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(Document::load_following(&p).is_err());
+    }
+
+    #[test]
+    fn a_linked_settings_file_is_refused_and_a_huge_one_is_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.yaml");
+        fs::write(&real, "box:\n  image: x\n").unwrap();
+        let link = d.path().join("project.yaml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = Document::load(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // the user's own config may be a dotfile link
+        let doc = Document::load_following(&link).unwrap();
+        assert_eq!(
+            doc.get_str(&["box", "image"]).unwrap().as_deref(),
+            Some("x")
+        );
+        let big = d.path().join("big.yaml");
+        let f = fs::File::create(&big).unwrap();
+        f.set_len(MAX_SETTINGS + 1).unwrap();
+        let err = Document::load(&big).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(err.hint().is_some());
+        // a directory: said once, plainly
+        let err = Document::load(d.path()).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_it_is_parsed() {
+        // 120 KB of nesting took serde_yaml 14 s; it must not be handed over at all
+        let flow = format!("a: {}{}\n", "[".repeat(60_000), "]".repeat(60_000));
+        let err = Document::parse(Path::new("f.yaml"), &flow).unwrap_err();
+        assert!(matches!(err, DocError::TooDeep { line: 1, .. }), "{err}");
+        let mut block = String::new();
+        for i in 0..400 {
+            block.push_str(&" ".repeat(i));
+            block.push_str("k:\n");
+        }
+        let err = Document::parse(Path::new("b.yaml"), &block).unwrap_err();
+        assert!(matches!(err, DocError::TooDeep { line: 65, .. }), "{err}");
+        let seq = format!("{}x\n", "- ".repeat(100));
+        assert!(Document::parse(Path::new("s.yaml"), &seq).is_err());
+        // ordinary files pass, brackets in quotes and comments do not count
+        let ok = "a:\n  b:\n    c: '[[[['\n    d: [1, [2, 3]] # [[[[\n  e:\n  - x\n  - - y\n";
+        assert!(too_deep(ok, 5).is_none());
+        assert!(Document::parse(Path::new("o.yaml"), ok).is_ok());
+    }
+
+    #[test]
+    fn a_list_where_a_string_belongs_names_file_and_line() {
+        let d = Document::parse(
+            Path::new("c.yaml"),
+            "shared: {}\nbox:\n  crab: x\n  image: [1, 2]\n",
+        )
+        .unwrap();
+        let err = d.get_str(&["box", "image"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yaml:4: `box.image` should be a string, found a list"
+        );
     }
 }

@@ -42,6 +42,7 @@ pub mod prep;
 pub mod request;
 pub mod seeds;
 pub mod settings;
+pub mod shared_store;
 pub mod state;
 pub mod target;
 

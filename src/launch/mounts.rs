@@ -133,10 +133,19 @@ pub fn shares(
     shares
 }
 
-/// The host's image store for `--share-images`, with the storage.conf written for the
-/// box; `None` (and a warning) where there is none to share.
-pub fn image_store(rt: &Runtime, state: &Path, dry_run: bool) -> Option<(PathBuf, PathBuf)> {
-    let Some(graph) = rt.image_store() else {
+/// The host's image store for `--share-images` — only its image layers and records
+/// ([`super::shared_store`]) — with the storage.conf written for the box; `None` (and a
+/// warning) where there is none to share.
+pub fn image_store(
+    rt: &Runtime,
+    state: &Path,
+    dry_run: bool,
+) -> Option<(Vec<super::shared_store::Part>, PathBuf)> {
+    let parts = rt
+        .image_store()
+        .map(|graph| super::shared_store::image_parts(&graph))
+        .filter(|parts| !parts.is_empty());
+    let Some(parts) = parts else {
         output::warn(
             "--share-images enabled but host image storage could not be detected. Continuing without image sharing.",
         );
@@ -158,7 +167,7 @@ pub fn image_store(rt: &Runtime, state: &Path, dry_run: bool) -> Option<(PathBuf
         ));
         return None;
     }
-    Some((graph, conf))
+    Some((parts, conf))
 }
 
 /// A `-v` source whose path the engine's `-v src:dst` syntax cannot carry.

@@ -93,7 +93,9 @@ pub struct PlanInputs {
     pub shares: Vec<(PathBuf, PathBuf, bool)>,
     /// The host's image store and the storage.conf that points the box's podman at it
     /// (`--share-images`).
-    pub image_store: Option<(PathBuf, PathBuf)>,
+    /// The parts of the host's image store a box may see (host path, place below
+    /// [`SHARED_IMAGES`]), and its storage.conf.
+    pub image_store: Option<(Vec<(PathBuf, String)>, PathBuf)>,
     pub env: BTreeMap<String, String>,
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
@@ -165,13 +167,16 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             *read_only,
         ));
     }
-    if let Some((graph, conf)) = &i.image_store {
-        mounts.push(Mount::Bind {
-            src: graph.clone(),
-            dst: SHARED_IMAGES.into(),
-            read_only: true,
-            relabel: false,
-        });
+    if let Some((parts, conf)) = &i.image_store {
+        // Image layers and records only: never the store's container state.
+        for (src, rel) in parts {
+            mounts.push(Mount::Bind {
+                src: src.clone(),
+                dst: format!("{SHARED_IMAGES}/{rel}"),
+                read_only: true,
+                relabel: false,
+            });
+        }
         mounts.push(Mount::Bind {
             src: conf.clone(),
             dst: "/home/agent/.config/containers/storage.conf".into(),
@@ -307,12 +312,18 @@ mod tests {
     fn shared_images_come_last_read_only() {
         let mut i = inputs(Mode::Default);
         i.image_store = Some((
-            "/var/lib/containers/storage".into(),
+            vec![(
+                "/var/lib/containers/storage/overlay-images".into(),
+                "overlay-images".into(),
+            )],
             "/d/boxes/app/.image-sharing/storage.conf".into(),
         ));
         let s = plan(&i);
         let d = dsts(&s);
-        let at = d.iter().position(|x| *x == SHARED_IMAGES).unwrap();
+        let at = d
+            .iter()
+            .position(|x| *x == "/var/lib/shared-images/overlay-images")
+            .unwrap();
         assert_eq!(d[at + 1], "/home/agent/.config/containers/storage.conf");
         assert_eq!(d.len(), at + 2, "companions add theirs after");
         assert!(matches!(

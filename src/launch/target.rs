@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::error::UserError;
 use crate::host::HostEnv;
 use crate::output;
+use crate::prompt;
 use crate::settings::stack::Stack;
 
 use super::request::Launch;
@@ -25,9 +26,34 @@ pub struct Chosen {
     pub new: bool,
 }
 
+/// Resolve the box `l` names. A standalone box found above the directory, and not used
+/// from below before, is used only if the user says so at a terminal (its marker may
+/// have come with a repository); without one the launch stops with a hint.
+fn resolve_asking(cx: &Context, l: &Launch) -> Result<Resolution> {
+    match resolve::resolve(&cx.paths, &cx.host.cwd, l.project.as_deref()) {
+        Err(BoxError::NotAdopted { root, from }) if cx.host.stdin_tty => {
+            let question = format!(
+                "{} lies inside a standalone box at {}; the box would see all of {}. Use it?",
+                from.display(),
+                root.display(),
+                root.display()
+            );
+            if !prompt::confirm_yn(&cx.host, &question, "")? {
+                return Err(BoxError::NotAdopted { root, from }.into());
+            }
+            let Some(b) = resolve::standalone_at(&root)? else {
+                return Err(BoxError::NotAdopted { root, from }.into());
+            };
+            resolve::adopt(&cx.paths, &b)?;
+            Ok(Resolution::Found(b))
+        }
+        other => Ok(other?),
+    }
+}
+
 /// The box `l` names (or the current directory's), registered now if it is new.
 pub fn choose_box(cx: &Context, l: &Launch) -> Result<Chosen> {
-    match resolve::resolve(&cx.paths, &cx.host.cwd, l.project.as_deref())? {
+    match resolve_asking(cx, l)? {
         Resolution::Found(identity) => Ok(Chosen {
             identity,
             new: false,
@@ -35,6 +61,9 @@ pub fn choose_box(cx: &Context, l: &Launch) -> Result<Chosen> {
         Resolution::Unregistered(dir) => {
             if create::is_home(&cx.paths, &dir) {
                 return Err(BoxError::HomeRefused.into());
+            }
+            if let Some(refused) = create::refused_workspace(&cx.paths, &dir) {
+                return Err(refused.into());
             }
             let settings = ProjectSettings::default();
             if l.dry_run {

@@ -32,7 +32,9 @@ pub enum Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Level { level, file } => write!(f, "{level}: {}", file.display()),
+            Origin::Level { level, file } => {
+                write!(f, "{level}: {}", crate::fsutil::shown(file).display())
+            }
             Origin::Default => f.write_str("default"),
             Origin::Flag(flag) => write!(f, "flag {flag}"),
         }
@@ -115,10 +117,15 @@ impl Stack {
         }
         let path = key.doc_path();
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        // A list (the Python tool's run_args) reads as its items joined.
-        let value = match src.doc.get_list(&path)? {
-            Some(items) => Some(items.join(" ")),
-            None => src.doc.get_scalar(&path)?,
+        let value = match key {
+            // A known key holds one value: a list or a mapping there is an error that
+            // names the file and line, never a value made of its items.
+            KeyRef::Known(_) => src.doc.get_str(&path)?,
+            // A list (the Python tool's run_args) reads as its items joined.
+            _ => match src.doc.get_list(&path)? {
+                Some(items) => Some(items.join(" ")),
+                None => src.doc.get_scalar(&path)?,
+            },
         };
         if let (
             KeyRef::Known(KeyDef {
@@ -337,6 +344,48 @@ impl Stack {
         out.extend(env.into_iter().map(|(k, v)| (format!("env.{k}"), v)));
         Ok(out)
     }
+}
+
+/// Settings that widen what a box sees or runs with: which image (and so which
+/// setuid binaries and entrypoint), which host agent's login, the host's image store.
+/// Never read from a file inside the box's workspace.
+pub const WIDENING: &[&str] = &["box.image", "box.crab", "box.share_images"];
+
+/// A settings file that lies inside a box's workspace (a standalone box's own
+/// `project.yaml`), which a cloned repository or the box itself can have written:
+/// every widening setting in it is dropped, with a warning naming the file and the
+/// key. (Its shares, seeds and shared caches are never read either: see
+/// `launch::seeds` and `launch::mounts`.) Narrowing a box, such as
+/// `box.share_images: false`, stays.
+pub fn confine(mut doc: Document) -> Document {
+    for name in WIDENING {
+        let def = keys::find(name).expect("a built-in key");
+        match doc.get_scalar(def.path) {
+            Ok(Some(v)) if narrows(def, &v) || python_default(def, &v) => continue,
+            Ok(None) if !matches!(doc.get_json(def.path), Ok(Some(v)) if !v.is_null()) => {
+                continue;
+            }
+            // an intermediate that is not a mapping: reading it fails as usual
+            Err(_) => continue,
+            _ => {}
+        }
+        crate::output::warn(format_args!(
+            "ignoring {name} in {}: a standalone box's own settings file lies in its workspace, which a repository or the box can write; set it with a flag or in the system config",
+            crate::fsutil::shown(doc.path()).display()
+        ));
+        doc.remove(def.path);
+    }
+    doc
+}
+
+/// Whether `value` turns `def` off (a box may always see less).
+fn narrows(def: &KeyDef, value: &str) -> bool {
+    def.kind == keys::Kind::Bool && crate::document::parse_bool(value) == Some(false)
+}
+
+/// Whether `value` is what the Python tool wrote for `def` unasked at the box level.
+fn python_default(def: &KeyDef, value: &str) -> bool {
+    matches!(def.python_default, Some((pd, Level::Box)) if pd == value)
 }
 
 /// `{scope}.path.{share_ro,share_rw,seeded}.<name>`.
