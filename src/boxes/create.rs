@@ -177,6 +177,9 @@ fn project_document(
 /// The absolute, symlink-free spelling of a directory that may not exist yet.
 pub fn target_dir(cwd: &Path, path: Option<&str>) -> Result<PathBuf, BoxError> {
     let raw = normalize(&cwd.join(path.unwrap_or(".")));
+    if raw.as_os_str().len() >= nix::libc::PATH_MAX as usize {
+        return Err(BoxError::PathTooLong(raw.as_os_str().len()));
+    }
     if raw.exists() {
         let dir = raw
             .canonicalize()

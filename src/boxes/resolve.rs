@@ -86,8 +86,9 @@ fn marker_at(dir: &Path) -> Result<Option<Marker>, BoxError> {
         let fd = match fsutil::open_dir_at(dir_fd.as_fd(), Path::new(meta)) {
             Ok(Some(fd)) => fd,
             Ok(None) => continue,
-            // A link: refused if it would have been a marker, else none of ours.
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            // A link (ELOOP, or ENOTDIR with O_DIRECTORY): refused if it would have
+            // been a marker, else none of ours.
+            Err(_) if fsutil::is_symlink(&meta_path) => {
                 if meta_path.join(PROJECT_FILE).is_file() {
                     return Err(BoxError::MetadataLink(meta_path));
                 }
@@ -154,6 +155,9 @@ pub fn adopt(paths: &Paths, b: &BoxIdentity) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The longest path the system takes, with its terminating NUL.
+const PATH_MAX: usize = nix::libc::PATH_MAX as usize;
+
 /// Resolve `target` (a name or path; `None` = the current directory).
 pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolution, BoxError> {
     let registry = Registry::load(&paths.names_file())?;
@@ -182,6 +186,10 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
         return Err(BoxError::NoSuchBox(t.into()));
     }
     let raw = cwd.join(target.unwrap_or("."));
+    // Said as what it is: the walk that resolves it would fail on a missing part first.
+    if raw.as_os_str().len() >= PATH_MAX {
+        return Err(BoxError::PathTooLong(raw.as_os_str().len()));
+    }
     let dir = match raw.canonicalize() {
         Ok(d) => d,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENAMETOOLONG) => {
@@ -282,4 +290,83 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn standalone(dir: &Path) {
+        fs::create_dir_all(dir.join(".kanibako")).unwrap();
+        fs::write(
+            dir.join(".kanibako/project.yaml"),
+            "project:\n  mode: standalone\n  layout: simple\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn files_below_the_metadata_are_reached_through_the_held_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("solo");
+        standalone(&p);
+        fs::write(p.join(".kanibako/env"), "MINE=1\n").unwrap();
+        let b = standalone_at(&p).unwrap().unwrap();
+        // the box swaps its metadata for a link to another box's, after it was found
+        let other = t.path().join("other");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("env"), "SECRET=theirs\n").unwrap();
+        fs::write(other.join("project.yaml"), "project:\n  mode: standalone\n").unwrap();
+        fs::rename(p.join(".kanibako"), p.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&other, p.join(".kanibako")).unwrap();
+        let env = crate::envfile::read(&b.env_file()).unwrap();
+        assert_eq!(env.get("MINE").map(String::as_str), Some("1"), "{env:?}");
+        assert!(!env.contains_key("SECRET"));
+        assert!(
+            b.load_project()
+                .unwrap()
+                .get_str(&["project", "mode"])
+                .unwrap()
+                .is_some()
+        );
+        let lock = fsutil::try_lock_exclusive(&b.lock_file()).unwrap().unwrap();
+        drop(lock);
+        assert!(p.join("moved/.kanibako.lock").exists());
+        assert!(!other.join(".kanibako.lock").exists());
+        // found again now, the link is refused with a clear error
+        let err = standalone_at(&p).unwrap_err();
+        assert!(matches!(err, BoxError::MetadataLink(_)), "{err}");
+        assert!(err.to_string().contains("symbolic link"));
+    }
+
+    #[test]
+    fn a_marker_counts_only_in_the_directory_its_layout_uses() {
+        let t = tempfile::tempdir().unwrap();
+        // a repository named `kanibako` with a project.yaml at its root
+        let p = t.path().join("src");
+        fs::create_dir_all(p.join("kanibako")).unwrap();
+        fs::write(
+            p.join("kanibako/project.yaml"),
+            "project:\n  mode: standalone\n",
+        )
+        .unwrap();
+        assert!(standalone_at(&p).unwrap().is_none());
+        fs::write(
+            p.join("kanibako/project.yaml"),
+            "project:\n  mode: standalone\n  layout: robust\n",
+        )
+        .unwrap();
+        let b = standalone_at(&p).unwrap().unwrap();
+        assert_eq!(b.metadata, p.join("kanibako"));
+        // a `.kanibako` marker claiming the robust layout would name another directory
+        let q = t.path().join("q");
+        fs::create_dir_all(q.join(".kanibako")).unwrap();
+        fs::write(
+            q.join(".kanibako/project.yaml"),
+            "project:\n  mode: standalone\n  layout: robust\n",
+        )
+        .unwrap();
+        assert!(standalone_at(&q).unwrap().is_none());
+    }
 }

@@ -540,4 +540,41 @@ mod tests {
         assert!(o.contains(&("model".into(), "m".into())));
         assert!(o.contains(&("shared.pip".into(), ".cache/pip".into())));
     }
+
+    #[test]
+    fn a_workspace_file_cannot_widen_a_box() {
+        let d = doc(
+            "/p/.kanibako/project.yaml",
+            "box:\n  image: attacker.invalid/evil\n  crab: other\n  share_images: true\ncrab:\n  model: m\n",
+        );
+        let d = confine(d);
+        assert_eq!(d.get_scalar(&["box", "image"]).unwrap(), None);
+        assert_eq!(d.get_scalar(&["box", "crab"]).unwrap(), None);
+        assert_eq!(d.get_scalar(&["box", "share_images"]).unwrap(), None);
+        assert_eq!(
+            d.get_scalar(&["crab", "model"]).unwrap().as_deref(),
+            Some("m"),
+            "what does not widen the box stays"
+        );
+        // seeing less is always allowed
+        let d = confine(doc(
+            "/p/.kanibako/project.yaml",
+            "box:\n  share_images: false\n  image: [1, 2]\n",
+        ));
+        assert_eq!(
+            d.get_scalar(&["box", "share_images"]).unwrap().as_deref(),
+            Some("false")
+        );
+        assert_eq!(d.get_list(&["box", "image"]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_list_where_one_value_belongs_is_an_error_not_its_items_joined() {
+        let s = stack("", "", "", "box:\n  image: [1, 2]\n");
+        let err = s.image().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/c/kanibako.yaml:2: `box.image` should be a string, found a list"
+        );
+    }
 }
