@@ -797,12 +797,14 @@ fn bootstrap_rig(flavour: Flavour) {
         "{r:?}"
     );
     if flavour == Flavour::RootfulPodman {
-        // the host's image store, read-only, for the box's own podman
-        let r = e.run(&p, &["shell", "--rig", &name, "--share-images", "--", "sh", "-c", "ls /var/lib/shared-images && ! touch /var/lib/shared-images/x 2>/dev/null && cat ~/.config/containers/storage.conf"]).ok();
+        // the host's image store, read-only, for the box's own podman: its image
+        // layers and records only, never libpod/ (every container's environment)
+        let r = e.run(&p, &["shell", "--rig", &name, "--share-images", "--", "sh", "-c", "ls /var/lib/shared-images && test -f /var/lib/shared-images/overlay-images/images.json && ! touch /var/lib/shared-images/overlay-images/x 2>/dev/null && ! ls /var/lib/shared-images/libpod 2>/dev/null && cat ~/.config/containers/storage.conf"]).ok();
         assert!(
-            r.stdout.contains("overlay") && r.stdout.contains("additionalimagestores"),
+            r.stdout.contains("overlay-layers") && r.stdout.contains("additionalimagestores"),
             "{r:?}"
         );
+        assert!(!r.stdout.contains("libpod"), "{r:?}");
     }
     let again = e.run(&e.home, &["rig", "bootstrap", &name]).ok();
     assert!(again.stdout.contains("already exists"), "{again:?}");

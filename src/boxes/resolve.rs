@@ -25,6 +25,8 @@ use crate::fsutil;
 use crate::output;
 use crate::paths::Paths;
 
+// A box is the common answer; boxing it would cost every caller for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Resolution {
     Found(BoxIdentity),

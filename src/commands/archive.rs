@@ -257,6 +257,7 @@ fn archive_all(cx: &Context, a: &ArchiveArgs) -> Result<Exit> {
 }
 
 /// Where an extract goes.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     /// An existing box: its data is replaced.
     Existing(BoxIdentity),
