@@ -710,6 +710,75 @@ fn rootless_podman_persistent_sessions() {
     persistent(Flavour::RootlessPodman);
 }
 
+/// Issue 10, item 5: a box leaves no set-id file or device node that works on the host,
+/// holds no capability, and a setuid binary gains it nothing.
+fn no_host_root_artefacts(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/id{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "cd ~/workspace; cp /bin/sh x; chmod 4755 x; chmod g+s x; cp /bin/sh y; \
+                 chmod u+s y; [ -u y ] && ./y -c 'id -u' > y-ran; \
+                 mknod dev b 8 0 && echo mknod-worked; mknod ~/dev2 c 1 3 && echo mknod-worked; \
+                 grep CapBnd /proc/self/status; grep NoNewPrivs /proc/self/status",
+            ],
+        )
+        .ok();
+    assert!(!r.stdout.contains("mknod-worked"), "{r:?}");
+    assert!(r.stdout.contains("CapBnd:\t0000000000000000"), "{r:?}");
+    assert!(r.stdout.contains("NoNewPrivs:\t1"), "{r:?}");
+    assert!(!p.join("dev").exists());
+    use std::os::unix::fs::MetadataExt;
+    for f in ["x", "y"] {
+        let m = std::fs::metadata(p.join(f)).unwrap();
+        // A set-id bit is harmless only on a file of the invoking user who is not root
+        // (it grants nothing they do not have).
+        let setid = m.mode() & 0o6000 != 0;
+        assert!(
+            !setid || (m.uid() != 0 && m.uid() == e.uid()),
+            "{f}: mode {:o}, owner {} ({r:?})",
+            m.mode(),
+            m.uid()
+        );
+    }
+    if let Ok(ran) = std::fs::read_to_string(p.join("y-ran")) {
+        assert_eq!(
+            ran.trim(),
+            if flavour == Flavour::Docker {
+                e.uid()
+            } else {
+                1000
+            }
+            .to_string()
+        );
+    }
+}
+
+#[test]
+fn podman_box_leaves_no_host_root_artefacts() {
+    no_host_root_artefacts(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_box_leaves_no_host_root_artefacts() {
+    no_host_root_artefacts(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_box_leaves_no_host_root_artefacts() {
+    no_host_root_artefacts(Flavour::RootlessPodman);
+}
+
 #[test]
 fn workset_env_reaches_the_box_and_the_box_overrides_it() {
     let Some((e, image)) = session_env(Flavour::RootfulPodman) else {

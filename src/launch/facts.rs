@@ -18,8 +18,8 @@ use super::{env, mounts};
 use crate::agents::Install;
 use crate::boxes::BoxIdentity;
 use crate::context::Context;
-use crate::runtime::Runtime;
 use crate::runtime::spec::{RunMode, UserMapping};
+use crate::runtime::{Runtime, seccomp};
 use crate::settings::keys::Level;
 use crate::settings::stack::Stack;
 use crate::tweakcc::session::{self as tweakcc, Dirs, Held};
@@ -141,6 +141,9 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         entrypoint,
         command,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        seccomp: matches!(k.user, UserMapping::SplitMap { host_uid: 0, .. })
+            .then(|| seccomp::setid_profile(&cx.paths.cache, dry_run))
+            .transpose()?,
     };
     Ok(Gathered {
         inputs,

@@ -107,13 +107,20 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
         assert_eq!(lines.len(), 3, "{r:?}");
         assert!(lines[0].ends_with("podman image mount ghcr.io/doctorjei/kanibako-oci:latest"));
         assert!(lines[2].ends_with("podman image unmount ghcr.io/doctorjei/kanibako-oci:latest"));
-        assert!(lines[1].contains(" run -i --rm --init --uidmap "), "{r:?}");
+        assert!(
+            lines[1].contains(
+                " run -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges \
+                 --security-opt=seccomp="
+            ),
+            "{r:?}"
+        );
+        assert!(lines[1].contains(" --pids-limit=4096 --uidmap "), "{r:?}");
         lines[1]
     } else {
         assert_eq!(lines.len(), 1, "{r:?}");
         assert!(
             lines[0]
-                .contains(" run --pull=never -i --rm --init --userns=keep-id:uid=1000,gid=1000 "),
+                .contains(" run --pull=never -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges --pids-limit=4096 --userns=keep-id:uid=1000,gid=1000 "),
             "{r:?}"
         );
         lines[0]
