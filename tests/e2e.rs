@@ -506,10 +506,16 @@ fn persistent(flavour: Flavour) {
     .unwrap();
     std::fs::set_permissions(&host_creds, std::fs::Permissions::from_mode(0o600)).unwrap();
     e.chown_all(&e.home.join(".claude"));
+    // a refresh of the host's token: an access token's lifetime ahead
+    let renewed_expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 8 * 3600 * 1000;
     e.script(
         "claude",
         &format!(
-            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": 1700000100000}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
+            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": {renewed_expiry}}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
         ),
     );
     let term = Terminal::new(&tag);

@@ -19,6 +19,15 @@ pub const CREDENTIALS: CredentialSpec = CredentialSpec {
     expiry_key: "expiresAt",
     account_file: ".claude.json",
     account_keys: &["oauthAccount", "installMethod"],
+    token_fields: &[
+        "accessToken",
+        "refreshToken",
+        "expiresAt",
+        "scopes",
+        "subscriptionType",
+        "rateLimitTier",
+    ],
+    account_fields: &["subscriptionType"],
 };
 
 impl Agent for Claude {
