@@ -770,6 +770,36 @@ fn no_host_root_artefacts(flavour: Flavour) {
     }
 }
 
+/// Issue 18: an npm-installed agent (a node script) on a rig without node is refused
+/// before the launch, with what the rig needs.
+fn node_script_agent_on_a_rig_without_node(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/node{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let agent = e.bin.join("claude");
+    std::fs::write(&agent, "#!/usr/bin/env node\nconsole.log('agent')\n").unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = e.run(&p, &["start", "--ephemeral"]).fails();
+    assert!(
+        r.stderr.contains("is a node script, and the rig") && r.stderr.contains("has no node"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint:"), "{r:?}");
+}
+
+#[test]
+fn podman_node_script_agent_on_a_rig_without_node() {
+    node_script_agent_on_a_rig_without_node(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_node_script_agent_on_a_rig_without_node() {
+    node_script_agent_on_a_rig_without_node(Flavour::Docker);
+}
+
 #[test]
 fn podman_box_leaves_no_host_root_artefacts() {
     no_host_root_artefacts(Flavour::RootfulPodman);

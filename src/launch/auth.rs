@@ -209,7 +209,7 @@ mod tests {
         let exec = crate::process::testing::Recorder::default();
         let install = Install {
             binary: "/h/.local/bin/claude".into(),
-            install_dir: "/h/.local/share/claude".into(),
+            install_dir: None,
         };
         status(&exec, &install, std::path::Path::new("/h"));
         assert_eq!(

@@ -86,6 +86,16 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         dry_run,
         &cx.paths.cache,
     )?;
+    if let Some((agent, install)) = target.agent().filter(|_| !dry_run) {
+        image::check_interpreter(
+            rt,
+            &k.image,
+            agent.display_name(),
+            &install.binary,
+            mounted.as_ref(),
+            &cx.paths.cache,
+        )?;
+    }
     let env = env::assemble(levels, image_env, k.cli_env.clone(), target, b)?;
     let vault_present = mounts::vault(b, k.chosen.new);
     // tweakcc: the agent's binary swapped for its patched copy, held for the session.

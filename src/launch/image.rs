@@ -19,6 +19,7 @@ use crate::fsutil;
 use crate::output;
 use crate::rig::{self, Kind, fresh, registry::Rigs, template};
 use crate::runtime::Runtime;
+use crate::runtime::spec::{Confinement, Network, RunMode, RunSpec, UserMapping};
 use crate::settings::keys::Level;
 use crate::settings::stack::Stack;
 
@@ -224,7 +225,141 @@ fn env_cached(
     Ok(env)
 }
 
+/// The interpreter a script names on its `#!` line (`#!/usr/bin/env node` → `node`),
+/// unless it is a shell every rig has; `None` for a binary.
+pub fn interpreter(head: &[u8]) -> Option<String> {
+    let line = head.strip_prefix(b"#!")?;
+    let line = String::from_utf8_lossy(line.split(|b| *b == b'\n').next()?).into_owned();
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    let prog = if first.ends_with("/env") {
+        words.find(|w| !w.starts_with('-'))?
+    } else {
+        first
+    };
+    let name = prog.rsplit('/').next()?.to_owned();
+    (!["sh", "bash", "dash"].contains(&name.as_str())).then_some(name)
+}
+
+/// Whether a mounted rig directory has `program` where `PATH` usually looks.
+pub fn rootfs_has(dir: &Path, program: &str) -> bool {
+    ["usr/local/bin", "usr/bin", "bin"]
+        .iter()
+        .any(|d| std::fs::symlink_metadata(dir.join(d).join(program)).is_ok())
+}
+
+/// Whether the rig has `program` on its `PATH`: looked for in the mounted image, else
+/// asked of a short confined run, remembered per image version.
+fn rig_has(
+    rt: &Runtime,
+    image: &str,
+    mounted: Option<&MountedImage<'_>>,
+    program: &str,
+    cache: &Path,
+) -> bool {
+    if let Some(m) = mounted {
+        return rootfs_has(&m.dir, program);
+    }
+    let key = rt
+        .image_digest(image)
+        .map(|d| crate::boxes::project_hash(Path::new(&d))[..16].to_owned());
+    let file = key
+        .as_ref()
+        .map(|k| cache.join("rig-tools").join(format!("{k}-{program}")));
+    if let Some(known) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        return known.trim() == "yes";
+    }
+    let mut spec = RunSpec::job(
+        "rig-check",
+        format!("kanibako-check-{}", std::process::id()),
+        image,
+        RunMode::Batch,
+        UserMapping::Image,
+    );
+    spec.network = Network::None;
+    spec.confined = Some(Confinement::default());
+    spec.entrypoint = Some("/bin/sh".into());
+    spec.command = ["-c", &format!("command -v {program}")]
+        .map(Into::into)
+        .to_vec();
+    // No answer (the engine failed) is not a reason to stop: the run will say more.
+    let Ok(out) = rt.run_captured(&spec, None, None) else {
+        return true;
+    };
+    let has = out.status.success();
+    if let Some(f) = file {
+        let _ = fsutil::atomic_write(
+            &f,
+            if has { b"yes\n" } else { b"no\n" },
+            fsutil::MODE_CONFIG,
+        );
+    }
+    has
+}
+
+/// Before a launch: an agent that is a script (an npm install of Claude Code is a
+/// `#!/usr/bin/env node` script) runs only on a rig with its interpreter. Said at
+/// once, instead of the box's `/usr/bin/env: 'node': No such file`.
+pub fn check_interpreter(
+    rt: &Runtime,
+    image: &str,
+    agent: &str,
+    binary: &Path,
+    mounted: Option<&MountedImage<'_>>,
+    cache: &Path,
+) -> Result<()> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(binary) {
+        let _ = f.take(256).read_to_end(&mut head);
+    }
+    let Some(program) = interpreter(&head) else {
+        return Ok(());
+    };
+    if rig_has(rt, image, mounted, &program, cache) {
+        return Ok(());
+    }
+    Err(UserError::new(format!(
+        "{agent} at {} is a {program} script, and the rig {image} has no {program}",
+        binary.display()
+    ))
+    .hint(format!(
+        "use a rig with {program} on its PATH (kanibako start --rig js), or install {agent} as a single binary (its native installer)"
+    ))
+    .into())
+}
+
 fn env(rt: &Runtime, image: &str) -> Result<BTreeMap<String, String>> {
     rt.image_env(image)?
         .ok_or_else(|| missing_rig(rt, image).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18 (npm-installed agent): a script's interpreter is read from its `#!`
+    /// line, and looked for in a mounted rig.
+    #[test]
+    fn a_node_script_needs_node_in_the_rig() {
+        assert_eq!(
+            interpreter(b"#!/usr/bin/env node\nconsole.log(1)").as_deref(),
+            Some("node")
+        );
+        assert_eq!(
+            interpreter(b"#!/usr/bin/env -S node --no-warnings\n").as_deref(),
+            Some("node")
+        );
+        assert_eq!(
+            interpreter(b"#!/usr/local/bin/node\n").as_deref(),
+            Some("node")
+        );
+        assert_eq!(interpreter(b"#!/bin/sh\nexit 0\n"), None);
+        assert_eq!(interpreter(b"\x7fELF\x02\x01"), None);
+        let t = tempfile::tempdir().unwrap();
+        assert!(!rootfs_has(t.path(), "node"));
+        std::fs::create_dir_all(t.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent-on-host", t.path().join("usr/bin/node")).unwrap();
+        assert!(rootfs_has(t.path(), "node"), "a link valid only in the rig");
+    }
 }
