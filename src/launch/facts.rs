@@ -35,6 +35,8 @@ pub struct Known<'a> {
     pub target: Target,
     pub levels: Stack,
     pub image: String,
+    /// The file in the workspace that named the rig, if one did: pulled only if asked.
+    pub image_named_in: Option<std::path::PathBuf>,
     pub user: UserMapping,
     pub settings: LaunchSettings,
 }
@@ -77,7 +79,14 @@ pub struct Gathered<'a> {
 pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
     let (cx, b, dry_run) = (k.cx, k.b(), k.launch.dry_run);
     let (levels, target) = (&k.levels, &k.target);
-    let mounted = image::mount_for(rt, &k.image, k.split(), dry_run)?;
+    let mounted = image::mount_for(
+        rt,
+        &cx.host,
+        &k.image,
+        k.image_named_in.as_deref(),
+        k.split(),
+        dry_run,
+    )?;
     let image_env = image::env_layer(
         rt,
         &k.image,

@@ -16,12 +16,13 @@ use crate::context::Context;
 use crate::envfile;
 use crate::error::UserError;
 use crate::fsutil;
+use crate::host::HostEnv;
 use crate::output;
 use crate::rig::{self, Kind, fresh, registry::Rigs, template};
 use crate::runtime::Runtime;
 use crate::runtime::spec::{Confinement, Network, RunMode, RunSpec, UserMapping};
 use crate::settings::keys::Level;
-use crate::settings::stack::Stack;
+use crate::settings::stack::{Origin, Stack};
 
 /// A new box started with `--rig` keeps that rig (a dry run makes no box).
 pub fn pin(chosen: &Chosen, levels: &Stack, rig: Option<&str>, dry_run: bool) -> Result<()> {
@@ -100,9 +101,47 @@ pub fn missing_rig(rt: &Runtime, image: &str) -> UserError {
     ))
 }
 
+/// The file inside the workspace that named the rig, if one did (a standalone box's
+/// own settings, which the repository or the box wrote): such an image is pulled only
+/// after asking.
+pub fn named_in_workspace(setting: &Origin, workspace: &Path) -> Option<PathBuf> {
+    match setting {
+        Origin::Level { file, .. } if file.starts_with(workspace) => Some(file.clone()),
+        _ => None,
+    }
+}
+
+/// Whether to pull `image`, named by `file` in the workspace: asked at a terminal,
+/// refused without one.
+fn may_pull(rt: &Runtime, host: &HostEnv, image: &str, file: &Path) -> Result<()> {
+    let question = format!(
+        "The rig {image} is named by {} in this project and is not local. Pull it?",
+        file.display()
+    );
+    let refused = || {
+        UserError::new(format!(
+            "not pulling {image}: it is named by {}, a file in the project, and was not confirmed",
+            file.display()
+        ))
+        .hint(format!(
+            "if you trust it, pull it yourself: {} pull {image}",
+            rt.engine.kind.name()
+        ))
+    };
+    if !host.stdin_tty {
+        return Err(refused().into());
+    }
+    if crate::prompt::confirm_yn(host, &question, "--force")? {
+        Ok(())
+    } else {
+        Err(refused().into())
+    }
+}
+
 /// Pull a rig that is not local (the engine's progress on the terminal); if that fails,
-/// say so in one line and point at a rig made from this host.
-pub fn obtain(rt: &Runtime, image: &str) -> Result<()> {
+/// say so in one line and point at a rig made from this host. An image named by a
+/// file in the workspace (`named_in`) is pulled only once the user says so.
+pub fn obtain(rt: &Runtime, host: &HostEnv, image: &str, named_in: Option<&Path>) -> Result<()> {
     // `localhost/…` and kanibako's own images exist only where they were made: asking a
     // registry for them would only add seconds to the failure.
     let local_only = image.starts_with("localhost/")
@@ -110,6 +149,9 @@ pub fn obtain(rt: &Runtime, image: &str) -> Result<()> {
         || image.starts_with("kanibako-template-");
     if local_only {
         return Err(missing_rig(rt, image).into());
+    }
+    if let Some(file) = named_in {
+        may_pull(rt, host, image, file)?;
     }
     output::say(format_args!("Rig not found locally. Pulling {image}..."));
     if rt.pull(image) {
@@ -140,12 +182,17 @@ impl<'a> MountedImage<'a> {
         })
     }
 
-    /// Mount `image`, pulling it first if it is not local.
-    pub fn mount_or_obtain(rt: &'a Runtime, image: &str) -> Result<Self> {
+    /// Mount `image`, pulling it first if it is not local ([`obtain`]).
+    pub fn mount_or_obtain(
+        rt: &'a Runtime,
+        host: &HostEnv,
+        image: &str,
+        named_in: Option<&Path>,
+    ) -> Result<Self> {
         match Self::mount(rt, image) {
             Ok(m) => Ok(m),
             Err(_) => {
-                obtain(rt, image)?;
+                obtain(rt, host, image, named_in)?;
                 Self::mount(rt, image)
             }
         }
@@ -171,14 +218,16 @@ impl Drop for MountedImage<'_> {
 /// Under a split map the rig runs as a mounted rootfs: mounted now (not in a dry run).
 pub fn mount_for<'a>(
     rt: &'a Runtime,
+    host: &HostEnv,
     image: &str,
+    named_in: Option<&Path>,
     split: bool,
     dry_run: bool,
 ) -> Result<Option<MountedImage<'a>>> {
     if !split || dry_run {
         return Ok(None);
     }
-    MountedImage::mount_or_obtain(rt, image).map(Some)
+    MountedImage::mount_or_obtain(rt, host, image, named_in).map(Some)
 }
 
 /// The image's own `Env` (PATH, LANG …) where the run needs it passed on: a `--rootfs`

@@ -576,3 +576,39 @@ fn named_shares_are_mounted_but_never_from_a_standalone_box_s_own_file() {
     );
     assert!(!run.contains("/home/agent/host"), "{run}");
 }
+
+/// Issue 10, item 10: an image named by a file in the workspace (a standalone box's
+/// settings, which a repository can ship) is never pulled without asking; with no
+/// terminal the launch refuses and says how to pull it.
+#[test]
+fn an_image_a_workspace_file_names_is_not_pulled_without_asking() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create", "--standalone"]).ok();
+    let file = p.join(".kanibako/project.yaml");
+    let text = fs::read_to_string(&file).unwrap();
+    let text = if text.contains("\nbox:\n") {
+        text.replace("\nbox:\n", "\nbox:\n  image: attacker.invalid/evil:1\n")
+    } else {
+        format!("{text}box:\n  image: attacker.invalid/evil:1\n")
+    };
+    fs::write(&file, text).unwrap();
+    fs::write(e.root_file("no.image"), "").unwrap();
+    let r = e.run(&p, &["shell", "--", "true"]);
+    let log = e.podman_log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" pull ") && l.contains("attacker.invalid")),
+        "pulled without asking: {log}\n{r:?}"
+    );
+    if log.contains("attacker.invalid") {
+        assert!(
+            r.stderr.contains("not pulling attacker.invalid/evil:1"),
+            "{r:?}"
+        );
+        assert!(
+            r.stderr.contains("hint: if you trust it, pull it yourself"),
+            "{r:?}"
+        );
+        assert_ne!(r.code, 0);
+    }
+}
