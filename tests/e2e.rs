@@ -609,11 +609,15 @@ fn tweakcc(flavour: Flavour) {
     let tag = tag(flavour);
     let p = e.dir(&format!("p/tw{tag}"));
     e.run(&p, &["create", "-i", &image]).ok();
-    // The fake agent is a Bun executable whose native part is a shell script.
+    // tweakcc runs on the system level's rig, never on a box's
+    e.run(&p, &["system", "config", &format!("box.image={image}")])
+        .ok();
+    // The fake agent is a Bun executable whose native part is a shell script (the test
+    // rig's stand-in tweakcc edits the script, which leaves the module table valid).
     let script = format!("#!/bin/sh\n{FAKE_AUTH}echo \"agent says UNPATCHED\"\nexit 0\n");
     let binary = kanibako::tweakcc::bun_sea::build(
         script.as_bytes(),
-        &[("/$bunfs/root/cli.js", b"cli UNPATCHED")],
+        &[("/$bunfs/root/cli.js", b"cli VERSION:\"1.0.0\"")],
     );
     let claude = e.bin.join("claude");
     std::fs::write(&claude, binary).unwrap();

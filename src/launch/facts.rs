@@ -117,7 +117,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
                 cache: &cx.paths.cache,
                 state: &cx.paths.state,
             },
-            &k.image,
+            &|| image::trusted(cx, rt).map_err(|e| format!("{e:#}")),
             &install.binary,
             k.persistent().then_some(b.hash.as_str()),
         ),

@@ -74,6 +74,24 @@ pub fn resolve(
     Ok(r.image)
 }
 
+/// The image tweakcc patches the agent on: the system level's rig (`system config
+/// box.image`, else the default), never one a box, a workset, a crab or a repository
+/// names — its patch is code every box then runs. Neither built nor pulled here.
+pub fn trusted(cx: &Context, rt: &Runtime) -> Result<String> {
+    let system = cx.stack(None, None)?;
+    let name = system.image()?;
+    let rigs = Rigs::load(&cx.paths.rigs_file())?;
+    let exists = |i: &str| i.contains('/') || rt.image_exists(i);
+    let r = rig::resolve(
+        &name,
+        &rigs,
+        &template::names(&cx.paths.rig_templates()),
+        &name,
+        &exists,
+    );
+    Ok(r.image)
+}
+
 /// Say what the last freshness check of `image` found, and start today's if due — on
 /// a thread of its own, so no launch ever waits on a registry.
 fn freshness(cx: &Context, rt: &Runtime, image: &str) {
@@ -310,8 +328,8 @@ fn rig_has(
         return rootfs_has(&m.dir, program);
     }
     let key = rt
-        .image_digest(image)
-        .map(|d| crate::boxes::project_hash(Path::new(&d))[..16].to_owned());
+        .image_details(image)
+        .map(|d| d.id[..16.min(d.id.len())].to_owned());
     let file = key
         .as_ref()
         .map(|k| cache.join("rig-tools").join(format!("{k}-{program}")));
