@@ -153,14 +153,20 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
                 "-e",
                 "TOKEN=s3cr3t-value",
                 "-e",
-                "PLAIN=xyz",
+                "DATABASE_URL=postgres://u:pw@db",
+                "-e",
+                "TZ=UTC",
             ],
         )
         .ok();
+    // every value masked but those of names known harmless (issue 10, low)
     assert!(
-        v.stderr.contains("env TOKEN=****") && v.stderr.contains("env PLAIN=xyz"),
+        v.stderr.contains("env TOKEN=****")
+            && v.stderr.contains("env DATABASE_URL=****")
+            && v.stderr.contains("env TZ=UTC"),
         "{v:?}"
     );
+    assert!(!v.stderr.contains("pw@db"), "{v:?}");
 }
 
 #[test]
