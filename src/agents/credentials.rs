@@ -124,10 +124,10 @@ pub fn accept_refresh(
         .get(spec.oauth_key)
         .and_then(Value::as_object)
         .ok_or("it is not an object")?;
-    if !token
+    if token
         .get("accessToken")
         .and_then(Value::as_str)
-        .is_some_and(|t| !t.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err("it has no access token".into());
     }
