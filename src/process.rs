@@ -18,6 +18,8 @@ pub struct Invocation {
     pub args: Vec<OsString>,
     /// Set in the child's environment on top of ours. Values never appear on argv.
     pub env: Vec<(OsString, OsString)>,
+    /// The child's working directory (ours when `None`).
+    pub cwd: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -26,7 +28,14 @@ impl Invocation {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            cwd: None,
         }
+    }
+
+    /// Run in `dir`, not in ours (which may be an untrusted project).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -50,6 +59,9 @@ impl Invocation {
         cmd.args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(d) = &self.cwd {
+            cmd.current_dir(d);
         }
         cmd
     }

@@ -506,10 +506,16 @@ fn persistent(flavour: Flavour) {
     .unwrap();
     std::fs::set_permissions(&host_creds, std::fs::Permissions::from_mode(0o600)).unwrap();
     e.chown_all(&e.home.join(".claude"));
+    // a refresh of the host's token: an access token's lifetime ahead
+    let renewed_expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 8 * 3600 * 1000;
     e.script(
         "claude",
         &format!(
-            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": 1700000100000}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
+            "{FAKE_AUTH}printf '%s' '{{\"claudeAiOauth\": {{\"accessToken\": \"renewed\", \"expiresAt\": {renewed_expiry}}}}}' > ~/.claude/.credentials.json\necho \"agent-ready $*\"; exec sleep 300\n"
         ),
     );
     let term = Terminal::new(&tag);
@@ -603,11 +609,15 @@ fn tweakcc(flavour: Flavour) {
     let tag = tag(flavour);
     let p = e.dir(&format!("p/tw{tag}"));
     e.run(&p, &["create", "-i", &image]).ok();
-    // The fake agent is a Bun executable whose native part is a shell script.
+    // tweakcc runs on the system level's rig, never on a box's
+    e.run(&p, &["system", "config", &format!("box.image={image}")])
+        .ok();
+    // The fake agent is a Bun executable whose native part is a shell script (the test
+    // rig's stand-in tweakcc edits the script, which leaves the module table valid).
     let script = format!("#!/bin/sh\n{FAKE_AUTH}echo \"agent says UNPATCHED\"\nexit 0\n");
     let binary = kanibako::tweakcc::bun_sea::build(
         script.as_bytes(),
-        &[("/$bunfs/root/cli.js", b"cli UNPATCHED")],
+        &[("/$bunfs/root/cli.js", b"cli VERSION:\"1.0.0\"")],
     );
     let claude = e.bin.join("claude");
     std::fs::write(&claude, binary).unwrap();
@@ -708,6 +718,105 @@ fn docker_persistent_sessions() {
 #[test]
 fn rootless_podman_persistent_sessions() {
     persistent(Flavour::RootlessPodman);
+}
+
+/// Issue 10, item 5: a box leaves no set-id file or device node that works on the host,
+/// holds no capability, and a setuid binary gains it nothing.
+fn no_host_root_artefacts(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/id{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "cd ~/workspace; cp /bin/sh x; chmod 4755 x; chmod g+s x; cp /bin/sh y; \
+                 chmod u+s y; [ -u y ] && ./y -c 'id -u' > y-ran; \
+                 mknod dev b 8 0 && echo mknod-worked; mknod ~/dev2 c 1 3 && echo mknod-worked; \
+                 grep CapBnd /proc/self/status; grep NoNewPrivs /proc/self/status",
+            ],
+        )
+        .ok();
+    assert!(!r.stdout.contains("mknod-worked"), "{r:?}");
+    assert!(r.stdout.contains("CapBnd:\t0000000000000000"), "{r:?}");
+    assert!(r.stdout.contains("NoNewPrivs:\t1"), "{r:?}");
+    assert!(!p.join("dev").exists());
+    use std::os::unix::fs::MetadataExt;
+    for f in ["x", "y"] {
+        let m = std::fs::metadata(p.join(f)).unwrap();
+        // A set-id bit is harmless only on a file of the invoking user who is not root
+        // (it grants nothing they do not have).
+        let setid = m.mode() & 0o6000 != 0;
+        assert!(
+            !setid || (m.uid() != 0 && m.uid() == e.uid()),
+            "{f}: mode {:o}, owner {} ({r:?})",
+            m.mode(),
+            m.uid()
+        );
+    }
+    if let Ok(ran) = std::fs::read_to_string(p.join("y-ran")) {
+        assert_eq!(
+            ran.trim(),
+            if flavour == Flavour::Docker {
+                e.uid()
+            } else {
+                1000
+            }
+            .to_string()
+        );
+    }
+}
+
+/// Issue 18: an npm-installed agent (a node script) on a rig without node is refused
+/// before the launch, with what the rig needs.
+fn node_script_agent_on_a_rig_without_node(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/node{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let agent = e.bin.join("claude");
+    std::fs::write(&agent, "#!/usr/bin/env node\nconsole.log('agent')\n").unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = e.run(&p, &["start", "--ephemeral"]).fails();
+    assert!(
+        r.stderr.contains("is a node script, and the rig") && r.stderr.contains("has no node"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint:"), "{r:?}");
+}
+
+#[test]
+fn podman_node_script_agent_on_a_rig_without_node() {
+    node_script_agent_on_a_rig_without_node(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_node_script_agent_on_a_rig_without_node() {
+    node_script_agent_on_a_rig_without_node(Flavour::Docker);
+}
+
+#[test]
+fn podman_box_leaves_no_host_root_artefacts() {
+    no_host_root_artefacts(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_box_leaves_no_host_root_artefacts() {
+    no_host_root_artefacts(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_box_leaves_no_host_root_artefacts() {
+    no_host_root_artefacts(Flavour::RootlessPodman);
 }
 
 #[test]

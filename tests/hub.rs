@@ -539,6 +539,7 @@ impl Real {
             image: self.image.clone(),
             mode: RunMode::Detached,
             user: self.user().0,
+            confined: None,
             workdir: "/".into(),
             mounts: vec![
                 Mount::Bind {

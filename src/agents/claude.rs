@@ -1,7 +1,7 @@
 //! Claude Code: the host's `claude` binary mounted read-only into the box, and the
 //! argument rules of spec upstream-runtime §3.11.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::credentials::CredentialSpec;
 use super::{Agent, Install, SessionFlags};
@@ -19,7 +19,46 @@ pub const CREDENTIALS: CredentialSpec = CredentialSpec {
     expiry_key: "expiresAt",
     account_file: ".claude.json",
     account_keys: &["oauthAccount", "installMethod"],
+    token_fields: &[
+        "accessToken",
+        "refreshToken",
+        "expiresAt",
+        "scopes",
+        "subscriptionType",
+        "rateLimitTier",
+    ],
+    account_fields: &["subscriptionType"],
 };
+
+/// The install root of a (resolved) `claude` binary, for the known layouts only: the
+/// native installer's `…/.local/share/claude/versions/<version>` (the binary, or a file
+/// in that directory) gives `…/.local/share/claude`, npm's
+/// `…/lib/node_modules/@anthropic-ai/claude-code/<file>` gives the package. Anything
+/// else (a binary in `/home/claude/.local/bin`, whose nearest `claude` ancestor is a
+/// whole home) has none: the binary is mounted alone.
+pub fn install_root(binary: &Path) -> Option<PathBuf> {
+    let names: Vec<&std::ffi::OsStr> = binary.iter().collect();
+    let n = names.len();
+    let at = |i: usize, want: &str| names.get(i).is_some_and(|x| *x == want);
+    // …/share/claude/versions/<v>  or  …/share/claude/versions/<v>/<file>
+    for depth in [2, 3] {
+        if n > depth + 2
+            && at(n - depth, "versions")
+            && at(n - depth - 1, "claude")
+            && at(n - depth - 2, "share")
+        {
+            return Some(names[..n - depth].iter().collect());
+        }
+    }
+    // …/lib/node_modules/@anthropic-ai/claude-code/<file…>
+    (0..n.saturating_sub(1))
+        .find(|&i| {
+            at(i, "claude-code")
+                && at(i.wrapping_sub(1), "@anthropic-ai")
+                && at(i.wrapping_sub(2), "node_modules")
+        })
+        .map(|i| names[..=i].iter().collect())
+}
 
 impl Agent for Claude {
     fn id(&self) -> &'static str {
@@ -30,17 +69,10 @@ impl Agent for Claude {
         "Claude Code"
     }
 
-    /// `claude` on `PATH`, symlinks resolved; the install root is the nearest ancestor
-    /// directory named `claude` (the native installer's layout), else the binary's
-    /// directory.
+    /// `claude` on `PATH`, symlinks resolved, with its install root ([`install_root`]).
     fn detect(&self, host: &HostEnv) -> Option<Install> {
         let binary = host.which("claude")?.canonicalize().ok()?;
-        let parent = binary.parent()?.to_owned();
-        let install_dir = binary
-            .ancestors()
-            .skip(1)
-            .find(|a| a.file_name().is_some_and(|n| n == "claude"))
-            .map_or(parent, PathBuf::from);
+        let install_dir = install_root(&binary);
         Some(Install {
             binary,
             install_dir,
@@ -48,20 +80,22 @@ impl Agent for Claude {
     }
 
     fn mounts(&self, install: &Install) -> Vec<Mount> {
-        vec![
-            Mount::Bind {
-                src: install.install_dir.clone(),
+        let mut mounts = Vec::new();
+        if let Some(dir) = &install.install_dir {
+            mounts.push(Mount::Bind {
+                src: dir.clone(),
                 dst: "/home/agent/.local/share/claude".into(),
                 read_only: true,
                 relabel: false,
-            },
-            Mount::Bind {
-                src: install.binary.clone(),
-                dst: "/home/agent/.local/bin/claude".into(),
-                read_only: true,
-                relabel: false,
-            },
-        ]
+            });
+        }
+        mounts.push(Mount::Bind {
+            src: install.binary.clone(),
+            dst: "/home/agent/.local/bin/claude".into(),
+            read_only: true,
+            relabel: false,
+        });
+        mounts
     }
 
     /// The mounted binary by its full path: rigs need not put `~/.local/bin` on `PATH`.
@@ -189,6 +223,42 @@ mod tests {
         let host = HostEnv::for_test(&root, &[("PATH", path.to_str().unwrap())]);
         let i = Claude.detect(&host).unwrap();
         assert_eq!(i.binary, bin);
-        assert_eq!(i.install_dir, root.join("claude"));
+        assert_eq!(
+            i.install_dir, None,
+            "not under share/: not the native layout"
+        );
+    }
+
+    /// Issue 10, item 8: only the known install layouts give an install root; a binary
+    /// elsewhere (in a home named `claude`) is mounted alone, never its home.
+    #[test]
+    fn only_known_install_layouts_are_mounted_whole() {
+        let root = |p: &str| install_root(Path::new(p)).map(|d| d.display().to_string());
+        assert_eq!(
+            root("/home/u/.local/share/claude/versions/2.0.1").as_deref(),
+            Some("/home/u/.local/share/claude")
+        );
+        assert_eq!(
+            root("/home/u/.local/share/claude/versions/2.0.1/claude").as_deref(),
+            Some("/home/u/.local/share/claude")
+        );
+        assert_eq!(
+            root("/usr/local/lib/node_modules/@anthropic-ai/claude-code/cli.js").as_deref(),
+            Some("/usr/local/lib/node_modules/@anthropic-ai/claude-code")
+        );
+        for alone in [
+            "/home/claude/.local/bin/claude",
+            "/home/claude/bin/claude",
+            "/opt/claude/claude",
+            "/home/claude/versions/1/claude",
+        ] {
+            assert_eq!(root(alone), None, "{alone}");
+        }
+        let mounts = Claude.mounts(&Install {
+            binary: "/home/claude/.local/bin/claude".into(),
+            install_dir: None,
+        });
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].dst(), "/home/agent/.local/bin/claude");
     }
 }

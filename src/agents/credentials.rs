@@ -8,6 +8,12 @@
 //! under one lock for all boxes, and never through a link: the box's home is shared
 //! read-write with the container, which may plant links there, so a link on either
 //! side is reported and the file left alone.
+//!
+//! A box is not trusted with the host's login: what it writes back is taken only as a
+//! refresh of the host's token ([`accept_refresh`]): the host has a login, the box's
+//! token is of the same account, expires within an access token's lifetime, and only
+//! the known fields are kept. The host's previous file stays beside it as a 0600
+//! backup (`.credentials.json.bak`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -32,6 +38,11 @@ pub struct CredentialSpec {
     /// gets the keys in `account_keys`.
     pub account_file: &'static str,
     pub account_keys: &'static [&'static str],
+    /// The fields of the OAuth object a write-back keeps (any other is dropped).
+    pub token_fields: &'static [&'static str],
+    /// Fields naming the account a token belongs to: a box's token must carry the
+    /// host's values (where the host's has them) to be written back.
+    pub account_fields: &'static [&'static str],
 }
 
 /// A token file read from one side, with what decides which side is newer.
@@ -45,6 +56,12 @@ pub struct Side {
 /// Access tokens live for hours; an expiry further out than this is not believed (a
 /// box could write one to make its token win every comparison from then on).
 const MAX_CREDIBLE_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// How far ahead a refreshed access token may expire to be written back to the host.
+const MAX_REFRESH_LIFETIME_MS: i64 = 24 * 3600 * 1000;
+
+/// The suffix of the host's previous token file, kept on each write-back.
+pub const BACKUP_SUFFIX: &str = ".bak";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -91,6 +108,51 @@ pub fn should_replace(spec: &CredentialSpec, src: &Side, dst: &Side) -> bool {
     }
 }
 
+/// The OAuth object of `boxed`, reduced to the known fields, if it may replace the
+/// host's (`host`) as a refresh of it; otherwise why not. `now` in ms since the epoch.
+pub fn accept_refresh(
+    spec: &CredentialSpec,
+    boxed: &Value,
+    host: &Value,
+    now: i64,
+) -> Result<Value, String> {
+    let host_token = host
+        .get(spec.oauth_key)
+        .and_then(Value::as_object)
+        .ok_or("the host has no login of its own to refresh")?;
+    let token = boxed
+        .get(spec.oauth_key)
+        .and_then(Value::as_object)
+        .ok_or("it is not an object")?;
+    if token
+        .get("accessToken")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err("it has no access token".into());
+    }
+    let expires = token
+        .get(spec.expiry_key)
+        .and_then(Value::as_i64)
+        .ok_or("it has no expiry")?;
+    if expires <= now || expires > now.saturating_add(MAX_REFRESH_LIFETIME_MS) {
+        return Err("its expiry is not that of a refreshed access token (within 24 hours)".into());
+    }
+    for field in spec.account_fields {
+        if let Some(want) = host_token.get(*field)
+            && token.get(*field) != Some(want)
+        {
+            return Err(format!("it is of another account ({field} differs)"));
+        }
+    }
+    let kept: Map<String, Value> = token
+        .iter()
+        .filter(|(k, _)| spec.token_fields.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Value::Object(kept))
+}
+
 /// `dst` with only its OAuth object taken from `src` (a `dst` that is not a JSON object
 /// becomes one).
 pub fn merge_oauth(spec: &CredentialSpec, dst: &Value, src: &Value) -> Value {
@@ -132,6 +194,8 @@ pub enum Outcome {
     Merged,
     /// Left alone, with the reason (a planted link, unreadable JSON…).
     Skipped(String),
+    /// A box's token not written back to the host, with the reason.
+    Refused(String),
 }
 
 /// The host's and one box's copies of an agent's login.
@@ -298,8 +362,9 @@ impl Credentials<'_> {
         self.carry(&host, &boxed)
     }
 
-    /// After a session: the box's newer token back to the host, keeping the host's
-    /// other keys; the host file stays 0600.
+    /// After a session: the box's newer token back to the host if it is a refresh of
+    /// the host's ([`accept_refresh`]), keeping the host's other keys and its previous
+    /// file as a 0600 backup; the host file stays 0600.
     pub fn write_back(&self) -> Outcome {
         let run = || -> Result<Outcome, String> {
             let Some(boxed) = self.open_box(false)?.and_then(|b| b.side) else {
@@ -308,8 +373,31 @@ impl Credentials<'_> {
             if boxed.json.get(self.spec.oauth_key).is_none() {
                 return Ok(Outcome::Unchanged);
             }
-            let host = self.open_host(true)?.expect("created");
-            self.carry(&boxed, &host)
+            let Some(host) = self.open_host(false)? else {
+                return Ok(Outcome::Refused(
+                    "the host has no login of its own to refresh".into(),
+                ));
+            };
+            let Some(host_side) = &host.side else {
+                return Ok(Outcome::Refused(
+                    "the host has no login of its own to refresh".into(),
+                ));
+            };
+            if boxed.json.get(self.spec.oauth_key) == host_side.json.get(self.spec.oauth_key)
+                || !should_replace(self.spec, &boxed, host_side)
+            {
+                return Ok(Outcome::Unchanged);
+            }
+            let token = match accept_refresh(self.spec, &boxed.json, &host_side.json, now_ms()) {
+                Ok(t) => t,
+                Err(why) => return Ok(Outcome::Refused(why)),
+            };
+            let backup = format!("{}{BACKUP_SUFFIX}", self.spec.file);
+            Self::write(&host.dir, &backup, &host_side.json, MODE_SECRET)?;
+            let mut merged = merge_oauth(self.spec, &host_side.json, &Value::Null);
+            merged[self.spec.oauth_key] = token;
+            Self::write(&host.dir, self.spec.file, &merged, MODE_SECRET)?;
+            Ok(Outcome::Merged)
         };
         self.locked(run).unwrap_or_else(Outcome::Skipped)
     }
@@ -464,10 +552,13 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
+    const HOUR: i64 = 3600 * 1000;
+
     #[test]
     fn a_full_cycle_keeps_host_keys_and_0600() {
         let h = homes();
-        let mut host = token("h1", Some(1_000));
+        let now = now_ms();
+        let mut host = token("h1", Some(now - HOUR));
         host["hostOnly"] = json!("keep me");
         write(&h.host_file(), &host);
         write(
@@ -483,20 +574,99 @@ mod tests {
         assert!(account.get("secret").is_none() && account["hasCompletedOnboarding"] == true);
         // the box refreshes its token
         let mut boxed = read(&h.box_file());
-        boxed["claudeAiOauth"] = json!({"accessToken": "b2", "expiresAt": 5_000});
+        boxed["claudeAiOauth"] = json!({"accessToken": "b2", "expiresAt": now + 8 * HOUR});
         write(&h.box_file(), &boxed);
         assert_eq!(c.write_back(), Outcome::Merged);
         let back = read(&h.host_file());
         assert_eq!(back["hostOnly"], "keep me");
         assert_eq!(back["claudeAiOauth"]["accessToken"], "b2");
         assert_eq!(mode(&h.host_file()), 0o600);
+        let backup = h.host.join(".claude/.credentials.json.bak");
+        assert_eq!(read(&backup)["claudeAiOauth"]["accessToken"], "h1");
+        assert_eq!(mode(&backup), 0o600);
         assert_eq!(c.write_back(), Outcome::Unchanged);
         assert_eq!(c.refresh(), Outcome::Unchanged);
         // the host logs in again
-        write(&h.host_file(), &token("h3", Some(9_000)));
+        write(&h.host_file(), &token("h3", Some(now + 9 * HOUR)));
         assert_eq!(c.refresh(), Outcome::Merged);
         assert_eq!(read(&h.box_file())["claudeAiOauth"]["accessToken"], "h3");
         assert_eq!(mode(&h.box_file()), 0o600);
+    }
+
+    /// Issue 10, item 6: a box cannot replace the host's login with a token of its own
+    /// account, a long-lived token, or one the host never had; what it may write back
+    /// keeps only the known fields.
+    #[test]
+    fn write_back_takes_only_a_refresh_of_the_hosts_token() {
+        let now = now_ms();
+        let host = json!({"claudeAiOauth": {"accessToken": "h", "refreshToken": "r",
+            "expiresAt": now - HOUR, "subscriptionType": "max", "scopes": ["user:inference"]}});
+        let boxed = |fields: Value| json!({ "claudeAiOauth": fields });
+        let ok = accept_refresh(
+            &SPEC,
+            &boxed(
+                json!({"accessToken": "b", "refreshToken": "r2", "expiresAt": now + 8 * HOUR,
+                "subscriptionType": "max", "scopes": ["user:inference"], "planted": "x"}),
+            ),
+            &host,
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok["accessToken"], "b");
+        assert!(ok.get("planted").is_none(), "unknown fields dropped: {ok}");
+        for (what, b) in [
+            (
+                "29 days",
+                json!({"accessToken": "b", "expiresAt": now + 29 * 24 * HOUR, "subscriptionType": "max"}),
+            ),
+            (
+                "another account",
+                json!({"accessToken": "b", "expiresAt": now + HOUR, "subscriptionType": "pro"}),
+            ),
+            (
+                "expired",
+                json!({"accessToken": "b", "expiresAt": now - 1, "subscriptionType": "max"}),
+            ),
+            (
+                "no access token",
+                json!({"refreshToken": "b", "expiresAt": now + HOUR, "subscriptionType": "max"}),
+            ),
+        ] {
+            assert!(
+                accept_refresh(&SPEC, &boxed(b), &host, now).is_err(),
+                "{what}"
+            );
+        }
+        assert!(
+            accept_refresh(
+                &SPEC,
+                &boxed(json!({"accessToken": "b", "expiresAt": now + HOUR})),
+                &json!({}),
+                now
+            )
+            .is_err(),
+            "the host has no login"
+        );
+
+        // end to end: refused, said why, the host's file untouched and no backup made
+        let h = homes();
+        write(&h.host_file(), &host);
+        write(
+            &h.box_file(),
+            &boxed(json!({"accessToken": "attacker", "refreshToken": "evil",
+                "expiresAt": now + 29 * 24 * HOUR, "subscriptionType": "max"})),
+        );
+        assert!(matches!(h.creds().write_back(), Outcome::Refused(m) if m.contains("24 hours")));
+        assert_eq!(read(&h.host_file()), host);
+        assert!(!h.host.join(".claude/.credentials.json.bak").exists());
+        // nor into a host with no login at all
+        std::fs::remove_file(h.host_file()).unwrap();
+        write(
+            &h.box_file(),
+            &boxed(json!({"accessToken": "attacker", "expiresAt": now + HOUR})),
+        );
+        assert!(matches!(h.creds().write_back(), Outcome::Refused(_)));
+        assert!(!h.host_file().exists());
     }
 
     #[test]
@@ -543,13 +713,14 @@ mod tests {
     #[test]
     fn boxes_ending_together_leave_valid_json() {
         let h = homes();
-        write(&h.host_file(), &token("h", Some(1)));
+        let now = now_ms();
+        write(&h.host_file(), &token("h", Some(now - HOUR)));
         let boxes: Vec<PathBuf> = (0..8)
             .map(|i| {
                 let b = h.host.parent().unwrap().join(format!("b{i}"));
                 write(
                     &b.join(".claude/.credentials.json"),
-                    &token(&format!("t{i}"), Some(100 + i)),
+                    &token(&format!("t{i}"), Some(now + HOUR + i)),
                 );
                 b
             })

@@ -16,8 +16,9 @@ use crate::runtime::spec::Mount;
 pub struct Install {
     /// The real (symlink-resolved) binary.
     pub binary: PathBuf,
-    /// The install root the binary belongs to.
-    pub install_dir: PathBuf,
+    /// The install root the binary belongs to, where it is one of the known layouts;
+    /// `None`: the binary is mounted alone.
+    pub install_dir: Option<PathBuf>,
 }
 
 /// The session switches of `start` that shape an agent's arguments.

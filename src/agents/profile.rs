@@ -56,7 +56,17 @@ pub fn ensure(crabs: &Path, id: &str, name: &str) -> Result<(), DocError> {
     if path.exists() {
         return Ok(());
     }
-    skeleton(&path, name).save()
+    save(&skeleton(&path, name))
+}
+
+/// Save a profile: 0600, since its `env:` holds the values users keep tokens in.
+pub fn save(doc: &Document) -> Result<(), DocError> {
+    crate::fsutil::atomic_write(
+        doc.path(),
+        doc.to_yaml().as_bytes(),
+        crate::fsutil::MODE_SECRET,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

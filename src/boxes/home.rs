@@ -223,6 +223,20 @@ impl SafeDir {
         Ok(Some(buf))
     }
 
+    /// A regular file opened for reading (without following a link or blocking on a
+    /// FIFO); `None` if it is missing or anything else.
+    pub fn open_regular(&self, name: &OsStr) -> io::Result<Option<File>> {
+        let Some(f) = self.open_file(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)? else {
+            return Ok(None);
+        };
+        Ok(f.metadata()?.is_file().then_some(f))
+    }
+
+    /// A new file to write; `None` if anything (even a dangling link) has the name.
+    pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<Option<File>> {
+        self.open_file(name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)
+    }
+
     /// Create a new file; `Ok(false)` if anything (even a dangling link) has the name.
     pub fn write_new(&self, name: &OsStr, contents: &[u8], mode: u32) -> io::Result<bool> {
         match self.open_file(name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)? {

@@ -20,6 +20,7 @@ use crate::paths::{Bases, Paths};
 use crate::prompt;
 use crate::settings::keys::{self, KeyError, KeyRef, Kind, Level};
 use crate::settings::stack::{Origin, Stack};
+use crate::settings::write_lock;
 
 /// One level being configured.
 struct Scope {
@@ -100,7 +101,11 @@ impl Scope {
     }
 
     fn save(&self) -> Result<()> {
-        self.doc.save()?;
+        if self.level == Level::Crab {
+            profile::save(&self.doc)?;
+        } else {
+            self.doc.save()?;
+        }
         Ok(())
     }
 }
@@ -129,11 +134,28 @@ fn check_system_path(cx: &Context, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Before a change: this level's files locked, and its document read again under the
+/// lock, so a change made meanwhile by another command is kept, not overwritten.
+fn lock_for_change(cx: &Context, s: &mut Scope) -> Result<write_lock::Held> {
+    let doc_path = s.doc.path().to_owned();
+    let mut files = vec![doc_path.as_path()];
+    if let Some(env) = &s.env_file {
+        files.push(env);
+    }
+    let held = write_lock::hold(&cx.paths.state, &files)
+        .map_err(|e| anyhow::anyhow!("locking {}: {e}", doc_path.display()))?;
+    // A profile not written yet keeps the skeleton it starts from.
+    if doc_path.exists() {
+        s.doc = Document::load(&doc_path)?;
+    }
+    Ok(held)
+}
+
 fn run(cx: &Context, mut s: Scope, key: Option<&str>, a: &ConfigArgs) -> Result<Exit> {
     if a.reset {
         return match (key, a.all) {
             (_, true) => reset_all(cx, &mut s, a.force),
-            (Some(k), false) => reset(&mut s, k),
+            (Some(k), false) => reset(cx, &mut s, k),
             (None, false) => {
                 Err(UserError::new("--reset requires a key (or use --reset --all).").into())
             }
@@ -175,6 +197,9 @@ fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
     {
         check_system_path(cx, def.name, value)?;
     }
+    // Checked: now changed under the lock (nothing is locked, so nothing made, for a
+    // change refused above).
+    let _held = lock_for_change(cx, s)?;
     match &k {
         KeyRef::Env(name) if s.level != Level::Crab => {
             s.write_env(name, Some(value))?;
@@ -198,11 +223,12 @@ fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn reset(s: &mut Scope, key: &str) -> Result<Exit> {
+fn reset(cx: &Context, s: &mut Scope, key: &str) -> Result<Exit> {
     let k = s.parse_key(key)?;
     // What may not be set here may not be reset here either (`mode`, `layout`: a box's
     // identity).
     s.check_level(&k)?;
+    let _held = lock_for_change(cx, s)?;
     let removed = match &k {
         KeyRef::Env(name) if s.level != Level::Crab => s.write_env(name, None)?,
         KeyRef::Env(name) => s.doc.remove(&["env", name]),
@@ -252,6 +278,7 @@ fn reset_all(cx: &Context, s: &mut Scope, force: bool) -> Result<Exit> {
         println!("Aborted.");
         return Ok(Exit::Success);
     }
+    let _held = lock_for_change(cx, s)?;
     for (k, _) in &overrides {
         let key = keys::parse(k, s.level == Level::Crab).map_err(key_error)?;
         match &key {

@@ -315,7 +315,7 @@ fn diagnose(cx: &Context) -> Result<Exit> {
                 }
             }
         }
-        match auth::status(cx.exec.as_ref(), &install) {
+        match auth::status(cx.exec.as_ref(), &install, cx.paths.home()) {
             Status::LoggedIn => println!("[ok] {name}: logged in on the host"),
             Status::LoggedOut => {
                 problems += 1;

@@ -580,15 +580,20 @@ fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
     if !tar.is_file() {
         return Err(UserError::new(format!("{} has no image.tar", file.display())).into());
     }
-    // The archive's own tag decides what `load` would (re)tag: check it first, so a
+    // The archive's own tags decide what `load` would (re)tag: check them first, so a
     // bundle cannot replace some other image, such as the default rig.
     let image = format!("localhost/{}:latest", rig::extended_image(&name));
-    let tag = ops::archive_tag(&tar);
     let plain = format!("{}:latest", rig::extended_image(&name));
-    if tag.as_deref() != Some(image.as_str()) && tag.as_deref() != Some(plain.as_str()) {
+    let tag = ops::archive_single_tag(&tar).map_err(|why| {
+        UserError::new(format!(
+            "{}: the bundle's image archive must hold one image tagged {image}, and {why}; refusing it",
+            file.display()
+        ))
+        .hint("export the rig again with `kanibako rig export`")
+    })?;
+    if tag != image && tag != plain {
         return Err(UserError::new(format!(
-            "the bundle's image is tagged {}, not {image}; refusing a mislabelled bundle",
-            tag.as_deref().unwrap_or("(nothing)")
+            "the bundle's image is tagged {tag}, not {image}; refusing a mislabelled bundle"
         ))
         .into());
     }

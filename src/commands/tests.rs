@@ -140,7 +140,9 @@ fn shell_on_rootful_podman_mounts_the_rig_runs_on_it_and_releases_it() {
         format!("image inspect --format '{{{{json .Config.Env}}}}' {RIG}")
     );
     assert!(
-        calls[2].starts_with("run -i --rm --init --uidmap 0:2147483648:1000 --uidmap 1000:0:1 "),
+        calls[2].starts_with("run -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges ")
+            && calls[2]
+                .contains(" --pids-limit=4096 --uidmap 0:2147483648:1000 --uidmap 1000:0:1 "),
         "{}",
         calls[2]
     );
@@ -172,7 +174,10 @@ fn start_on_rootless_podman_asks_the_version_once_and_continues_the_second_time(
     assert_eq!(calls.len(), 3, "{calls:#?}");
     let run = calls.last().unwrap();
     assert!(
-        run.starts_with("run --pull=never -i --rm --init --userns=keep-id:uid=1000,gid=1000 "),
+        run.starts_with(
+            "run --pull=never -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges \
+             --pids-limit=4096 --userns=keep-id:uid=1000,gid=1000 "
+        ),
         "{run}"
     );
     assert!(

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::Model;
 use crate::process::{Executor, Invocation};
-use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
 use crate::runtime::{EngineInfo, EngineKind};
 
 /// One container as `inspect` reports it.
@@ -398,6 +398,8 @@ impl HelperPlanner for HelperTemplate {
                 image: self.image.clone(),
                 mode: RunMode::Detached,
                 user,
+                // A helper is a box: confined like one.
+                confined: Some(Confinement::default()),
                 workdir: self
                     .workdir
                     .clone()
@@ -658,11 +660,14 @@ mod tests {
             .collect();
         let line = args.join(" ");
         assert!(
-            line.starts_with("run --pull=never -dt --init --user 1000:1000"),
+            line.starts_with(
+                "run --pull=never -dt --init --cap-drop=ALL --security-opt=no-new-privileges \
+                 --pids-limit=4096 --user 1000:1000"
+            ),
             "{line}"
         );
         assert!(
-            line.contains("-v /run/user/1/kanibako/b/ab/m/h2:/run/kanibako:ro"),
+            line.contains("-v /run/user/1/kanibako/b/ab/m/h2:/run/kanibako:ro,nosuid,nodev"),
             "{line}"
         );
         assert!(!line.contains("/evil"), "{line}");

@@ -134,6 +134,8 @@ fn modes() -> [(&'static str, RunMode); 3] {
 /// A default-mode box with a vault, the agent's mounts, a shared cache, a named share
 /// and some environment: every kind of argument a launch renders.
 fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
+    let seccomp = matches!(user, UserMapping::SplitMap { host_uid: 0, .. })
+        .then(|| "/c/seccomp-no-setid.json".into());
     PlanInputs {
         identity: BoxIdentity::default_mode(
             BoxName::parse("app").unwrap(),
@@ -170,6 +172,7 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
         entrypoint: Some("/home/agent/.local/bin/claude".into()),
         command: vec!["--continue".into(), "--model".into(), "opus".into()],
         version: "0.1.0".into(),
+        seccomp,
     }
 }
 

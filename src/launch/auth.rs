@@ -60,6 +60,12 @@ fn report(agent: &dyn Agent, outcome: Outcome) {
         Outcome::Skipped(why) => {
             output::warn(format_args!("{} credentials: {why}", agent.display_name()));
         }
+        Outcome::Refused(why) => {
+            output::warn(format_args!(
+                "{} credentials: the box's token was not written back to the host ({why}); the host's login is unchanged",
+                agent.display_name()
+            ));
+        }
         other => tracing::debug!("{} credentials: {other:?}", agent.display_name()),
     }
 }
@@ -123,8 +129,12 @@ pub fn parse_status(ok: bool, stdout: &[u8]) -> Status {
     }
 }
 
-pub fn status(exec: &dyn Executor, install: &Install) -> Status {
-    let inv = Invocation::new(&install.binary).args(["auth", "status", "--json"]);
+/// The host agent's answer, run from the host home: its working directory would be
+/// ours, the untrusted project, whose files the agent reads as settings.
+pub fn status(exec: &dyn Executor, install: &Install, home: &std::path::Path) -> Status {
+    let inv = Invocation::new(&install.binary)
+        .args(["auth", "status", "--json"])
+        .current_dir(home);
     match exec.output_within(&inv, STATUS_LIMIT) {
         Ok(Some(o)) => parse_status(o.status.success(), &o.stdout),
         _ => Status::Unknown,
@@ -159,7 +169,7 @@ pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Resu
         return Ok(());
     }
     let exec = cx.exec.as_ref();
-    if status(exec, install) != Status::LoggedOut {
+    if status(exec, install, cx.paths.home()) != Status::LoggedOut {
         return Ok(());
     }
     if cx.host.stdin_tty {
@@ -168,9 +178,11 @@ pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Resu
             agent.display_name(),
             agent.id()
         ));
-        let login = Invocation::new(&install.binary).args(["auth", "login"]);
+        let login = Invocation::new(&install.binary)
+            .args(["auth", "login"])
+            .current_dir(cx.paths.home());
         let _ = exec.foreground(&login);
-        if status(exec, install) != Status::LoggedOut {
+        if status(exec, install, cx.paths.home()) != Status::LoggedOut {
             return Ok(());
         }
     }
@@ -189,6 +201,22 @@ pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10 (low): the host's `auth status` runs from the host home, never from the
+    /// project it was launched in.
+    #[test]
+    fn auth_status_runs_from_the_host_home() {
+        let exec = crate::process::testing::Recorder::default();
+        let install = Install {
+            binary: "/h/.local/bin/claude".into(),
+            install_dir: None,
+        };
+        status(&exec, &install, std::path::Path::new("/h"));
+        assert_eq!(
+            exec.calls()[0].cwd.as_deref(),
+            Some(std::path::Path::new("/h"))
+        );
+    }
 
     #[test]
     fn status_answers() {

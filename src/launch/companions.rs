@@ -79,6 +79,7 @@ mod tests {
             mode: RunMode::Detached,
             network: Network::Default,
             user: UserMapping::Image,
+            confined: None,
             workdir: String::new(),
             mounts: vec![Mount::Mask { dst: "/x".into() }],
             env: BTreeMap::new(),

@@ -44,29 +44,40 @@ pub fn assemble(
     ))
 }
 
-/// Names that look like they hold secrets: their values are masked even in `-v` output.
-fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "KEY",
-        "CREDENTIAL",
-        "AUTH",
-        "COOKIE",
-        "SESSION",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
+/// Names whose values are known to say nothing secret: shown at `-v`. Every other
+/// value is masked, whatever its name (`DATABASE_URL=postgres://u:pw@db` names no
+/// secret, yet holds one).
+const HARMLESS: &[&str] = &[
+    "HOME",
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "COLORTERM",
+    "TZ",
+    "SHELL",
+    "USER",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "KANIBAKO_NAME",
+    "KANIBAKO_PS1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+];
+
+fn harmless(name: &str) -> bool {
+    HARMLESS.contains(&name) || name.starts_with("LC_")
 }
 
-/// The environment at `-v`, secret-looking values masked.
+/// What `-v` shows of one variable's value.
+fn shown<'a>(name: &str, value: &'a str) -> &'a str {
+    if harmless(name) { value } else { "****" }
+}
+
+/// The environment at `-v`, every value masked unless its name is known harmless.
 pub fn log(env: &BTreeMap<String, String>) {
     for (k, v) in env {
-        let shown = if looks_secret(k) { "****" } else { v.as_str() };
-        tracing::debug!("  env {k}={shown}");
+        tracing::debug!("  env {k}={}", shown(k, v));
     }
 }
 
@@ -80,11 +91,14 @@ pub fn placeholder(env: &BTreeMap<String, String>) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Issue 10 (low): `-v` masks every value but those of known harmless names.
     #[test]
-    fn secret_names_are_masked() {
-        assert!(looks_secret("GITHUB_TOKEN"));
-        assert!(looks_secret("api_key"));
-        assert!(!looks_secret("COLORTERM"));
+    fn every_value_is_masked_unless_its_name_is_harmless() {
+        assert_eq!(shown("DATABASE_URL", "postgres://u:pw@db"), "****");
+        assert_eq!(shown("GITHUB_TOKEN", "ghp_x"), "****");
+        assert_eq!(shown("api_key", "k"), "****");
+        assert_eq!(shown("COLORTERM", "truecolor"), "truecolor");
+        assert_eq!(shown("LC_ALL", "C.UTF-8"), "C.UTF-8");
     }
 
     #[test]

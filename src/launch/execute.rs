@@ -29,6 +29,8 @@ use crate::runtime::spec::RunSpec;
 pub struct Planned<'a> {
     pub spec: RunSpec,
     pub image: String,
+    /// The file in the workspace that named the rig, if one did ([`obtain`] asks).
+    pub image_named_in: Option<std::path::PathBuf>,
     pub mounted: Option<MountedImage<'a>>,
 }
 
@@ -120,6 +122,7 @@ pub fn foreground(
     let Planned {
         spec,
         image,
+        image_named_in,
         mounted,
     } = run;
     let split = mounted.is_some();
@@ -130,7 +133,7 @@ pub fn foreground(
     // The engine refuses at once when the rig is not local (`--pull=never`): get it,
     // then run again — nothing started the first time.
     if exit_code(status) == 125 && !split && !rt.image_exists(&image) {
-        obtain(rt, &image)?;
+        obtain(rt, &cx.host, &image, image_named_in.as_deref())?;
         status = rt.run_attached(&spec, rootfs, Some(&env_file))?;
     }
     drop(env_file);

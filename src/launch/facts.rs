@@ -18,8 +18,8 @@ use super::{env, mounts};
 use crate::agents::Install;
 use crate::boxes::BoxIdentity;
 use crate::context::Context;
-use crate::runtime::Runtime;
 use crate::runtime::spec::{RunMode, UserMapping};
+use crate::runtime::{Runtime, seccomp};
 use crate::settings::keys::Level;
 use crate::settings::stack::Stack;
 use crate::tweakcc::session::{self as tweakcc, Dirs, Held};
@@ -35,6 +35,8 @@ pub struct Known<'a> {
     pub target: Target,
     pub levels: Stack,
     pub image: String,
+    /// The file in the workspace that named the rig, if one did: pulled only if asked.
+    pub image_named_in: Option<std::path::PathBuf>,
     pub user: UserMapping,
     pub settings: LaunchSettings,
 }
@@ -77,7 +79,14 @@ pub struct Gathered<'a> {
 pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
     let (cx, b, dry_run) = (k.cx, k.b(), k.launch.dry_run);
     let (levels, target) = (&k.levels, &k.target);
-    let mounted = image::mount_for(rt, &k.image, k.split(), dry_run)?;
+    let mounted = image::mount_for(
+        rt,
+        &cx.host,
+        &k.image,
+        k.image_named_in.as_deref(),
+        k.split(),
+        dry_run,
+    )?;
     let image_env = image::env_layer(
         rt,
         &k.image,
@@ -86,6 +95,16 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         dry_run,
         &cx.paths.cache,
     )?;
+    if let Some((agent, install)) = target.agent().filter(|_| !dry_run) {
+        image::check_interpreter(
+            rt,
+            &k.image,
+            agent.display_name(),
+            &install.binary,
+            mounted.as_ref(),
+            &cx.paths.cache,
+        )?;
+    }
     let env = env::assemble(levels, image_env, k.cli_env.clone(), target, b)?;
     let vault_present = mounts::vault(b, k.chosen.new);
     // tweakcc: the agent's binary swapped for its patched copy, held for the session.
@@ -98,7 +117,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
                 cache: &cx.paths.cache,
                 state: &cx.paths.state,
             },
-            &k.image,
+            &|| image::trusted(cx, rt).map_err(|e| format!("{e:#}")),
             &install.binary,
             k.persistent().then_some(b.hash.as_str()),
         ),
@@ -141,6 +160,9 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         entrypoint,
         command,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        seccomp: matches!(k.user, UserMapping::SplitMap { host_uid: 0, .. })
+            .then(|| seccomp::setid_profile(&cx.paths.cache, dry_run))
+            .transpose()?,
     };
     Ok(Gathered {
         inputs,

@@ -48,8 +48,12 @@ pub fn prepare(
         )
     })?;
     prep::upgrade_shell(&home)?;
-    for action in prep::hygiene(&home, SystemTime::now())? {
+    let cleaned = prep::hygiene(&home, SystemTime::now());
+    for action in cleaned.done {
         tracing::debug!("hygiene: {action}");
+    }
+    for why in cleaned.failed {
+        output::warn(format_args!("box home {}: {why}", b.shell.display()));
     }
     if new && let Target::Agent(agent, _) = target {
         apply_templates(cx, &home, agent.as_ref())?;

@@ -110,6 +110,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let run = Planned {
         spec,
         image: k.image.clone(),
+        image_named_in: k.image_named_in.clone(),
         mounted,
     };
     // A companion that is told when the session ends is told after either of these.
@@ -143,9 +144,12 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
     }
     image::pin(&chosen, &levels, l.rig.as_deref(), l.dry_run)?;
     let rt = cx.runtime()?;
+    let image_named_in =
+        image::named_in_workspace(&settings.image.origin, &chosen.identity.workspace);
     let k = Known {
         cx,
         image: image::resolve(cx, &rt, &levels, &settings.image.value, l.dry_run)?,
+        image_named_in,
         user: user_mapping(cx, &rt),
         settings,
         cli_env,

@@ -215,6 +215,7 @@ pub fn launch(
         mut spec,
         image,
         mut mounted,
+        ..
     } = run;
     let image = image.as_str();
     let mut retried = false;

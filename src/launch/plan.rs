@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::boxes::{BoxIdentity, Mode};
 use crate::runtime::labels;
-use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
 
 pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
@@ -100,6 +100,9 @@ pub struct PlanInputs {
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
     pub version: String,
+    /// The set-id filter, where the agent's writes land as host root
+    /// ([`crate::runtime::seccomp`]).
+    pub seccomp: Option<PathBuf>,
 }
 
 fn bind(src: PathBuf, dst: &str, read_only: bool) -> Mount {
@@ -227,6 +230,9 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         mode: i.mode,
         network: Network::Default,
         user: i.user.clone(),
+        confined: Some(Confinement {
+            seccomp: i.seccomp.clone(),
+        }),
         workdir: GUEST_WORKSPACE.into(),
         mounts,
         env: i.env.clone(),
@@ -269,6 +275,7 @@ mod tests {
             entrypoint: None,
             command: Vec::new(),
             version: "0.1.0".into(),
+            seccomp: None,
         }
     }
 

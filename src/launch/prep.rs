@@ -4,7 +4,7 @@
 //! box planted in its home is reported and skipped, never followed (defect 1).
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,61 +51,88 @@ pub fn upgrade_shell(home: &SafeDir) -> io::Result<()> {
     Ok(())
 }
 
-/// Clean agent waste out of the home. Returns the actions taken (logged at debug).
-pub fn hygiene(home: &SafeDir, now: SystemTime) -> io::Result<Vec<String>> {
-    let mut done = Vec::new();
+/// What [`hygiene`] did, and what it could not do (warnings, never a reason to stop
+/// the launch: the home is the box's, and anything in it may be odd).
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+impl Cleaned {
+    fn step(&mut self, what: &str, r: io::Result<()>) {
+        if let Err(e) = r {
+            self.failed.push(format!("{what}: {e}"));
+        }
+    }
+}
+
+/// Clean agent waste out of the home, best effort: each step that fails is recorded
+/// and the next one runs.
+pub fn hygiene(home: &SafeDir, now: SystemTime) -> Cleaned {
+    let mut c = Cleaned::default();
     // telemetry and debug dumps: empty the directories, keep them
     for rel in [".claude/telemetry", ".claude/debug"] {
-        if let Some(dir) = home.open_dir(Path::new(rel))? {
-            let entries = dir.entries()?;
-            if !entries.is_empty() {
-                for e in &entries {
-                    dir.remove(e)?;
+        let r = (|| -> io::Result<()> {
+            if let Some(dir) = home.open_dir(Path::new(rel))? {
+                let entries = dir.entries()?;
+                if !entries.is_empty() {
+                    for e in &entries {
+                        dir.remove(e)?;
+                    }
+                    c.done.push(format!(
+                        "Removed {rel}/ contents ({} entries)",
+                        entries.len()
+                    ));
                 }
-                done.push(format!(
-                    "Removed {rel}/ contents ({} entries)",
-                    entries.len()
-                ));
             }
-        }
+            Ok(())
+        })();
+        c.step(&format!("cleaning {rel}"), r);
     }
     // caches the agent rebuilds
-    if let Some(cache) = home.open_dir(Path::new(".cache"))? {
-        for name in ["claude", "sentry", "@anthropic"] {
-            if cache.kind(OsStr::new(name)) == Some(Kind::Dir) {
-                cache.remove(OsStr::new(name))?;
-                done.push(format!("Removed .cache/{name}"));
+    let r = (|| -> io::Result<()> {
+        if let Some(cache) = home.open_dir(Path::new(".cache"))? {
+            for name in ["claude", "sentry", "@anthropic"] {
+                if cache.kind(OsStr::new(name)) == Some(Kind::Dir) {
+                    cache.remove(OsStr::new(name))?;
+                    c.done.push(format!("Removed .cache/{name}"));
+                }
             }
         }
-    }
+        Ok(())
+    })();
+    c.step("cleaning .cache", r);
     // stray copies of the agent binary (never under .local/, where the mount lives)
     for rel in ["", ".claude/bin", "bin", ".bin", ".npm/_npx"] {
-        let dir = if rel.is_empty() {
-            home.open_dir(Path::new(""))?
-        } else {
-            home.open_dir(Path::new(rel))?
-        };
-        if let Some(dir) = dir
-            && let Some((size, _)) = dir.file_stat(OsStr::new("claude"))
-            && size >= STRAY_BINARY_MIN
-        {
-            dir.remove(OsStr::new("claude"))?;
-            done.push(format!(
-                "Removed duplicate binary {rel}/claude ({size} bytes)"
-            ));
-        }
+        let r = (|| -> io::Result<()> {
+            if let Some(dir) = home.open_dir(Path::new(rel))?
+                && let Some((size, _)) = dir.file_stat(OsStr::new("claude"))
+                && size >= STRAY_BINARY_MIN
+            {
+                dir.remove(OsStr::new("claude"))?;
+                c.done.push(format!(
+                    "Removed duplicate binary {rel}/claude ({size} bytes)"
+                ));
+            }
+            Ok(())
+        })();
+        c.step(&format!("removing a stray {rel}/claude"), r);
     }
     // old conversation logs
     let now_secs = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    if let Some(projects) = home.open_dir(Path::new(".claude/projects"))? {
+    let r = (|| -> io::Result<()> {
+        let Some(projects) = home.open_dir(Path::new(".claude/projects"))? else {
+            return Ok(());
+        };
         for p in projects.entries()? {
             let Some(logs) = projects.open_dir(&Path::new(&p).join("conversation_logs"))? else {
                 continue;
             };
             for f in logs.entries()? {
-                let name = f.to_string_lossy();
+                let name = f.to_string_lossy().into_owned();
                 if !name.ends_with(".jsonl") {
                     continue;
                 }
@@ -115,23 +142,38 @@ pub fn hygiene(home: &SafeDir, now: SystemTime) -> io::Result<Vec<String>> {
                 if size == 0 || now_secs - mtime < LOG_AGE_SECS {
                     continue;
                 }
-                let data = logs.read(&f)?.unwrap_or_default();
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gz.write_all(&data)?;
-                let packed = gz.finish()?;
-                let target = format!("{name}.gz");
-                if logs.write_new(OsStr::new(&target), &packed, 0o600)? {
-                    logs.remove(&f)?;
-                    done.push(format!(
-                        "Compressed {}/conversation_logs/{name}",
-                        p.to_string_lossy()
-                    ));
+                let where_ = format!("{}/conversation_logs/{name}", p.to_string_lossy());
+                match compress(&logs, &f, &format!("{name}.gz")) {
+                    Ok(true) => c.done.push(format!("Compressed {where_}")),
+                    Ok(false) => {}
+                    Err(e) => c.failed.push(format!("compressing {where_}: {e}")),
                 }
             }
         }
+        Ok(())
+    })();
+    c.step("looking at old conversation logs", r);
+    c
+}
+
+/// `name` gzipped to `target` (streamed: a log may be any size) and removed;
+/// `Ok(false)` if it is no regular file or `target` exists.
+fn compress(dir: &SafeDir, name: &OsStr, target: &str) -> io::Result<bool> {
+    let Some(mut src) = dir.open_regular(name)? else {
+        return Ok(false);
+    };
+    let target = OsStr::new(target);
+    let Some(dst) = dir.create_new(target, 0o600)? else {
+        return Ok(false);
+    };
+    let mut gz = flate2::write::GzEncoder::new(dst, flate2::Compression::default());
+    let packed = io::copy(&mut src, &mut gz).and_then(|_| gz.finish().map(drop));
+    if let Err(e) = packed {
+        let _ = dir.remove(target);
+        return Err(e);
     }
-    Ok(done)
+    dir.remove(name)?;
+    Ok(true)
 }
 
 /// Create mount points inside the home before the engine needs them: directories for
@@ -277,7 +319,7 @@ mod tests {
         symlink(&victim, h.join("bin")).unwrap();
         let d = SafeDir::open(&h).unwrap();
         upgrade_shell(&d).unwrap();
-        hygiene(&d, SystemTime::now()).unwrap();
+        assert!(hygiene(&d, SystemTime::now()).failed.is_empty());
         mount_stubs(&d, &[("bin/kanibako".into(), false)]).unwrap();
         assert_eq!(fs::read_to_string(victim.join("data")).unwrap(), "precious");
         assert_eq!(fs::read_dir(&victim).unwrap().count(), 1);
@@ -309,7 +351,7 @@ mod tests {
         let d = SafeDir::open(&h).unwrap();
         let later = SystemTime::now() + Duration::from_secs(8 * 24 * 3600);
         // both are "old" a week from now: compress, keep nothing uncompressed
-        let done = hygiene(&d, later).unwrap();
+        let done = hygiene(&d, later).done;
         assert!(h.join(".claude/telemetry").is_dir());
         assert_eq!(
             fs::read_dir(h.join(".claude/telemetry")).unwrap().count(),
@@ -320,8 +362,36 @@ mod tests {
         assert!(done.len() >= 4, "{done:?}");
         // and today nothing is old
         fs::write(logs.join("fresh.jsonl"), "{}\n").unwrap();
-        hygiene(&d, SystemTime::now()).unwrap();
+        hygiene(&d, SystemTime::now());
         assert!(logs.join("fresh.jsonl").exists());
+    }
+
+    /// Issue 10, item 11: a conversation log over 16 MiB is compressed like any other,
+    /// and what hygiene cannot do is a warning, not a failed launch.
+    #[test]
+    fn a_huge_old_log_is_compressed_and_failures_are_only_reported() {
+        let (_t, h, _) = home();
+        let logs = h.join(".claude/projects/p/conversation_logs");
+        fs::create_dir_all(&logs).unwrap();
+        let big = vec![b'x'; 17 << 20];
+        fs::write(logs.join("big.jsonl"), &big).unwrap();
+        let d = SafeDir::open(&h).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(8 * 24 * 3600);
+        let c = hygiene(&d, later);
+        assert!(c.failed.is_empty(), "{c:?}");
+        assert!(!logs.join("big.jsonl").exists());
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(fs::File::open(logs.join("big.jsonl.gz")).unwrap()),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.len(), big.len());
+        // a log it cannot replace (its .gz name is a directory it cannot remove into)
+        fs::write(logs.join("stuck.jsonl"), "{}\n").unwrap();
+        fs::create_dir_all(logs.join("stuck.jsonl.gz")).unwrap();
+        let c = hygiene(&d, later);
+        assert!(logs.join("stuck.jsonl").exists(), "{c:?}");
     }
 
     #[test]

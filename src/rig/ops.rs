@@ -169,6 +169,87 @@ pub fn archive_tag(file: &Path) -> Option<String> {
     None
 }
 
+/// The one tag a `docker save` style archive gives the one image it holds, or why it
+/// is not such an archive: `load` tags every `RepoTags` entry of every image (and the
+/// names of an OCI index or a legacy `repositories` file), so a bundle with any more
+/// could retag some other image, such as the default rig.
+pub fn archive_single_tag(file: &Path) -> Result<String, String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut tar = tar::Archive::new(f);
+    let mut manifest = None;
+    let mut repositories = None;
+    let mut index = None;
+    for entry in tar.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let name = path.to_string_lossy().trim_start_matches("./").to_owned();
+        let slot = match name.as_str() {
+            "manifest.json" => &mut manifest,
+            "repositories" => &mut repositories,
+            "index.json" => &mut index,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(format!("it holds {name} twice"));
+        }
+        let mut s = String::new();
+        (&mut entry)
+            .take(1 << 20)
+            .read_to_string(&mut s)
+            .map_err(|e| format!("{name}: {e}"))?;
+        *slot = Some(s);
+    }
+    let manifest = manifest.ok_or("it has no manifest.json")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&manifest).map_err(|e| format!("manifest.json: {e}"))?;
+    let images = v.as_array().ok_or("manifest.json is not a list")?;
+    let [image] = images.as_slice() else {
+        return Err(format!("it holds {} images, not one", images.len()));
+    };
+    let tags = image["RepoTags"].as_array().cloned().unwrap_or_default();
+    let [tag] = tags.as_slice() else {
+        return Err(format!("its image has {} tags, not one", tags.len()));
+    };
+    let tag = tag.as_str().ok_or("its tag is not text")?.to_owned();
+    if let Some(text) = repositories {
+        let r: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("repositories: {e}"))?;
+        let names: Vec<String> = r
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(repo, t)| {
+                t.as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(move |(t, _)| format!("{repo}:{t}"))
+            })
+            .collect();
+        if names.iter().any(|n| *n != tag) {
+            return Err(format!("its repositories file names {}", names.join(", ")));
+        }
+    }
+    // docker 25 and later also write an OCI index, which podman loads by its names.
+    if let Some(text) = index {
+        let i: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("index.json: {e}"))?;
+        let manifests = i["manifests"].as_array().cloned().unwrap_or_default();
+        if manifests.len() > 1 {
+            return Err(format!("its index.json lists {} images", manifests.len()));
+        }
+        for m in &manifests {
+            let named = |key: &str| m["annotations"][key].as_str().map(str::to_owned);
+            let full_ok = named("io.containerd.image.name").is_none_or(|n| n == tag);
+            let short_ok = named("org.opencontainers.image.ref.name")
+                .is_none_or(|n| n == tag || tag.ends_with(&format!(":{n}")));
+            if !(full_ok && short_ok) {
+                return Err("its index.json names another image".into());
+            }
+        }
+    }
+    Ok(tag)
+}
+
 /// Whether a file is an image archive (a tar with `manifest.json`, `oci-layout` or
 /// `blobs/`).
 pub fn is_image_archive(file: &Path) -> bool {
@@ -212,6 +293,77 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
+    }
+
+    fn archive(dir: &Path, members: &[(&str, &str)]) -> PathBuf {
+        let path = dir.join(format!("a{}.tar", members.len()));
+        let mut t = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        for (name, text) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.append_data(&mut h, name, text.as_bytes()).unwrap();
+        }
+        t.finish().unwrap();
+        path
+    }
+
+    /// Issue 10, item 7: an image archive is taken only with one image of one tag (a
+    /// second tag, a second image, an OCI index or a legacy `repositories` naming more
+    /// would retag another image on load).
+    #[test]
+    fn an_archive_must_hold_one_image_with_one_tag() {
+        let d = tempfile::tempdir().unwrap();
+        let one = r#"[{"Config":"c.json","RepoTags":["localhost/kanibako-rig-mine:latest"],"Layers":[]}]"#;
+        let t = d.path().join("ok");
+        std::fs::create_dir(&t).unwrap();
+        assert_eq!(
+            archive_single_tag(&archive(&t, &[("manifest.json", one)])).unwrap(),
+            "localhost/kanibako-rig-mine:latest"
+        );
+        let docker = d.path().join("docker");
+        std::fs::create_dir(&docker).unwrap();
+        let index = r#"{"manifests":[{"annotations":{"io.containerd.image.name":"localhost/kanibako-rig-mine:latest","org.opencontainers.image.ref.name":"latest"}}]}"#;
+        assert!(
+            archive_single_tag(&archive(
+                &docker,
+                &[
+                    ("oci-layout", "{}"),
+                    ("index.json", index),
+                    ("manifest.json", one)
+                ]
+            ))
+            .is_ok(),
+            "a docker 25 save"
+        );
+        let two_tags = r#"[{"RepoTags":["localhost/kanibako-rig-mine:latest","ghcr.io/doctorjei/kanibako-oci:latest"]}]"#;
+        let two_images = r#"[{"RepoTags":["localhost/kanibako-rig-mine:latest"]},{"RepoTags":["ghcr.io/doctorjei/kanibako-oci:latest"]}]"#;
+        let repos = r#"{"ghcr.io/doctorjei/kanibako-oci":{"latest":"abc"}}"#;
+        for (i, members) in [
+            vec![("manifest.json", two_tags)],
+            vec![("manifest.json", two_images)],
+            vec![("manifest.json", one), ("repositories", repos)],
+            vec![
+                ("manifest.json", one),
+                (
+                    "index.json",
+                    r#"{"manifests":[{"annotations":{"io.containerd.image.name":"ghcr.io/doctorjei/kanibako-oci:latest"}}]}"#,
+                ),
+            ],
+            vec![("manifest.json", one), ("manifest.json", one)],
+            vec![],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t = d.path().join(format!("bad{i}"));
+            std::fs::create_dir(&t).unwrap();
+            assert!(
+                archive_single_tag(&archive(&t, &members)).is_err(),
+                "case {i}: {members:?}"
+            );
+        }
     }
 
     #[test]

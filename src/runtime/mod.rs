@@ -13,6 +13,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod seccomp;
 pub mod spec;
 pub mod user;
 
@@ -56,6 +57,12 @@ impl EngineKind {
     /// Whether a tmpfs mount starts as a copy of what it covers unless told not to
     /// (podman's `notmpcopyup`; docker never copies, and rejects the option).
     pub fn tmpfs_copies_up(self) -> bool {
+        self == EngineKind::Podman
+    }
+
+    /// Whether `-v` takes `nosuid,nodev` (podman; docker rejects them, and there the
+    /// dropped capabilities and no-new-privileges keep set-id files inert in the box).
+    pub fn binds_take_nosuid(self) -> bool {
         self == EngineKind::Podman
     }
 

@@ -3,7 +3,7 @@
 //! `--dry-run` prints exactly what would run.
 //!
 //! The order of the rendered arguments is the contract (spec: upstream-runtime §3.10):
-//! mode flags, network, user mapping, home, workspace, workdir, vault, masks, extra
+//! mode flags, network, confinement, user mapping, home, workspace, workdir, vault, masks, extra
 //! mounts, env, labels, name, entrypoint, image (or rootfs), command.
 //!
 //! Every `run` kanibako issues is a `RunSpec`: a box's session, and the short runs on an
@@ -39,6 +39,19 @@ pub enum Network {
     None,
 }
 
+/// What a box may do beyond its files: nothing. Every capability dropped (the rig's
+/// entry needs none: it starts as the agent user, never switching to it), no regaining
+/// any through a setuid binary of the rig, a bound process count, binds the engine can
+/// mark `nosuid,nodev` so marked, and, where the agent's writes land as host root, the
+/// set-id filter ([`super::seccomp`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Confinement {
+    pub seccomp: Option<PathBuf>,
+}
+
+/// The most processes a confined container may hold (a fork bomb stops there).
+pub const PIDS_LIMIT: u32 = 4096;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mount {
     /// A host path bound into the box. `relabel` asks SELinux hosts for the shared `z`
@@ -68,6 +81,9 @@ pub struct RunSpec {
     pub mode: RunMode,
     pub network: Network,
     pub user: UserMapping,
+    /// `None` only for runs that change an image as its root (`rig extend`, the check
+    /// of a bootstrapped rig), which mount nothing of the user's.
+    pub confined: Option<Confinement>,
     pub workdir: String,
     /// In order: home, workspace, vault, masks, then extra mounts.
     pub mounts: Vec<Mount>,
@@ -80,13 +96,22 @@ pub struct RunSpec {
     pub command: Vec<OsString>,
 }
 
-fn bind_arg(src: &std::path::Path, dst: &str, read_only: bool, relabel: bool) -> OsString {
+fn bind_arg(
+    src: &std::path::Path,
+    dst: &str,
+    read_only: bool,
+    relabel: bool,
+    nosuid: bool,
+) -> OsString {
     let mut opts = Vec::new();
     if read_only {
         opts.push("ro");
     }
     if relabel {
         opts.push("z");
+    }
+    if nosuid {
+        opts.push("nosuid,nodev");
     }
     let mut s = src.as_os_str().to_owned();
     s.push(":");
@@ -108,6 +133,7 @@ impl RunSpec {
             mode,
             network: Network::Default,
             user,
+            confined: None,
             workdir: String::new(),
             mounts: Vec::new(),
             env: BTreeMap::new(),
@@ -152,7 +178,18 @@ impl RunSpec {
         if self.network == Network::None {
             a.push("--network=none".into());
         }
+        if let Some(c) = &self.confined {
+            a.push("--cap-drop=ALL".into());
+            a.push("--security-opt=no-new-privileges".into());
+            if let Some(profile) = &c.seccomp {
+                let mut s = OsString::from("--security-opt=seccomp=");
+                s.push(profile);
+                a.push(s);
+            }
+            a.push(format!("--pids-limit={PIDS_LIMIT}").into());
+        }
         self.user.push_args(&mut a);
+        let nosuid = self.confined.is_some() && kind.binds_take_nosuid();
         for m in &self.mounts {
             match m {
                 Mount::Bind {
@@ -162,7 +199,7 @@ impl RunSpec {
                     relabel,
                 } => {
                     a.push("-v".into());
-                    a.push(bind_arg(src, dst, *read_only, *relabel));
+                    a.push(bind_arg(src, dst, *read_only, *relabel, nosuid));
                     if dst == "/home/agent/workspace" {
                         a.push("-w".into());
                         a.push(self.workdir.clone().into());
@@ -238,6 +275,7 @@ mod tests {
             mode,
             network: Network::Default,
             user,
+            confined: Some(Confinement::default()),
             workdir: "/home/agent/workspace".into(),
             mounts: vec![
                 Mount::Bind {
@@ -288,9 +326,11 @@ mod tests {
         );
         assert_eq!(
             render(&s, &engine(EngineKind::Podman, true), None),
-            "run --pull=never -it --rm --init --userns=keep-id:uid=1000,gid=1000 \
-             -v /d/boxes/app/shell:/home/agent:z -v /p/app:/home/agent/workspace:z \
-             -w /home/agent/workspace -v /p/app/vault/ro:/home/agent/share-ro:ro \
+            "run --pull=never -it --rm --init --cap-drop=ALL --security-opt=no-new-privileges \
+             --pids-limit=4096 --userns=keep-id:uid=1000,gid=1000 \
+             -v /d/boxes/app/shell:/home/agent:z,nosuid,nodev \
+             -v /p/app:/home/agent/workspace:z,nosuid,nodev \
+             -w /home/agent/workspace -v /p/app/vault/ro:/home/agent/share-ro:ro,nosuid,nodev \
              --mount type=tmpfs,dst=/home/agent/workspace/vault,ro,notmpcopyup --env-file /run/e \
              --label io.kanibako.box=app --name kanibako-app --entrypoint claude \
              localhost/rig:1 --continue"
@@ -313,7 +353,8 @@ mod tests {
         );
         assert!(
             out.starts_with(
-                "run -i --rm --init --uidmap 0:2147483648:1000 --uidmap 1000:0:1 \
+                "run -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges \
+             --pids-limit=4096 --uidmap 0:2147483648:1000 --uidmap 1000:0:1 \
              --uidmap 1001:2147484649:64535 --gidmap 0:2147483648:1000 --gidmap 1000:0:1 \
              --gidmap 1001:2147484649:64535 --user 1000:1000 -v "
             ),
@@ -340,7 +381,10 @@ mod tests {
         );
         let out = render(&s, &engine(EngineKind::Docker, false), None);
         assert!(
-            out.starts_with("run --pull=never -dt --init --user 1001:1001 -v "),
+            out.starts_with(
+                "run --pull=never -dt --init --cap-drop=ALL --security-opt=no-new-privileges \
+                 --pids-limit=4096 --user 1001:1001 -v "
+            ),
             "{out}"
         );
         assert!(!out.contains("--rm"));
@@ -368,12 +412,53 @@ mod tests {
         }
     }
 
+    /// Issue 10, item 5: a box holds no capability, cannot regain one through a setuid
+    /// binary, its binds are `nosuid,nodev` where the engine takes them, and the set-id
+    /// filter is passed when there is one; a job that changes an image is not confined.
+    #[test]
+    fn a_box_is_confined_and_an_image_job_is_not() {
+        let mut s = spec(UserMapping::User { uid: 1, gid: 1 }, RunMode::Detached);
+        s.confined = Some(Confinement {
+            seccomp: Some("/c/f.json".into()),
+        });
+        for kind in [EngineKind::Podman, EngineKind::Docker] {
+            let out = render(&s, &engine(kind, false), None);
+            for flag in [
+                "--cap-drop=ALL",
+                "--security-opt=no-new-privileges",
+                "--security-opt=seccomp=/c/f.json",
+                "--pids-limit=4096",
+            ] {
+                assert!(out.contains(flag), "{kind:?}: {out}");
+            }
+            let binds = out.matches(" -v ").count();
+            assert_eq!(
+                out.matches(",nosuid,nodev").count(),
+                if kind == EngineKind::Podman { binds } else { 0 },
+                "{out}"
+            );
+        }
+        let job = RunSpec::job(
+            "rig-extend",
+            "x".into(),
+            "i",
+            RunMode::Batch,
+            UserMapping::Image,
+        );
+        let out = render(&job, &engine(EngineKind::Podman, false), None);
+        assert!(
+            !out.contains("--cap-drop") && !out.contains("nosuid"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn masks_render_after_binds_and_workdir_follows_the_workspace() {
         let s = spec(UserMapping::User { uid: 1, gid: 1 }, RunMode::Detached);
         let out = render(&s, &engine(EngineKind::Docker, false), None);
         let ws = out
             .find("/home/agent/workspace:z -w /home/agent/workspace")
+            .or_else(|| out.find("/home/agent/workspace:z,nosuid,nodev -w /home/agent/workspace"))
             .unwrap();
         let mask = out.find("type=tmpfs").unwrap();
         assert!(ws < mask);

@@ -5,3 +5,4 @@
 pub mod expr;
 pub mod keys;
 pub mod stack;
+pub mod write_lock;

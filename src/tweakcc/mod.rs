@@ -7,6 +7,13 @@
 //! a shared `flock`; eviction only removes what it can lock exclusively. Launches that
 //! need the same entry at once take turns on a per-entry lock, so one patch run serves
 //! them all.
+//!
+//! The patch is code run over the agent every box then runs, so it runs only on a
+//! trusted image (the system level's rig, never one a box or a repository names),
+//! recorded by its id in the cache key, with no capability, no network and nothing
+//! of the user's mounted; its output is kept only if it is still a Bun executable of
+//! the same agent ([`same_agent`]), and is copied into a file of ours, never renamed
+//! from what the container wrote.
 
 pub mod bun_sea;
 pub mod session;
@@ -19,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::fsutil::{self, SharedHold};
 use crate::output;
 use crate::runtime::Runtime;
-use crate::runtime::spec::{Mount, Network, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
 
 /// How much patched binaries may take together (an agent binary is ~200 MB).
 pub const CACHE_MAX_BYTES: u64 = 1 << 30;
@@ -93,13 +100,46 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The cache key: 16 hex digits of sha256("`<sha256 of cli.js>:<sha256 of the config>`").
-pub fn cache_key(cli_js_hash: &str, config: &Value) -> String {
+/// The cache key: 16 hex digits of
+/// sha256("`<sha256 of cli.js>:<sha256 of the config>:<id of the patch image>`").
+pub fn cache_key(cli_js_hash: &str, config: &Value, image_id: &str) -> String {
     let config_hash = hex(&Sha256::digest(canonical_json(config).as_bytes()));
     let key = hex(&Sha256::digest(
-        format!("{cli_js_hash}:{config_hash}").as_bytes(),
+        format!("{cli_js_hash}:{config_hash}:{image_id}").as_bytes(),
     ));
     key[..16].to_owned()
+}
+
+/// The version an agent's `cli.js` declares (`VERSION:"2.0.14"`), if it does.
+fn declared_version(cli: &[u8]) -> Option<&[u8]> {
+    let at = cli.windows(9).position(|w| w == b"VERSION:\"")? + 9;
+    let len = cli[at..].iter().take(32).position(|b| *b == b'"')?;
+    Some(&cli[at..at + len])
+}
+
+/// Whether `patched` is still a Bun executable of the same agent as `original`: its
+/// module table reads, names the same modules, has a `cli.js`, and declares the same
+/// version; otherwise why not.
+pub fn same_agent(original: &[u8], patched: &[u8]) -> Result<(), String> {
+    let names = |f: &[u8]| -> Result<Vec<String>, String> {
+        Ok(bun_sea::modules(f)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|m| m.name)
+            .collect())
+    };
+    let before = names(original)?;
+    let after =
+        names(patched).map_err(|e| format!("the patched binary is not a Bun executable ({e})"))?;
+    if before != after {
+        return Err("the patched binary holds other modules than the agent".into());
+    }
+    let cli = bun_sea::cli_js(patched).map_err(|e| e.to_string())?;
+    let was = declared_version(bun_sea::cli_js(original).map_err(|e| e.to_string())?);
+    if was.is_some() && declared_version(cli) != was {
+        return Err("the patched binary declares another agent version".into());
+    }
+    Ok(())
 }
 
 fn is_key(name: &str) -> bool {
@@ -202,7 +242,13 @@ pub fn patched(
 ) -> Result<SharedHold, String> {
     std::fs::create_dir_all(&cache.dir)
         .map_err(|e| format!("creating {}: {e}", cache.dir.display()))?;
-    let key = cache_key(&cache.cli_js_hash(binary)?, config);
+    let image_id = rt
+        .image_details(image)
+        .map(|d| d.id)
+        .ok_or_else(|| format!("the patch image {image} is not available locally"))?;
+    // The image is run by its id: the tag cannot move between the look and the run.
+    let image = image_id.as_str();
+    let key = cache_key(&cache.cli_js_hash(binary)?, config, image);
     if let Some(held) = cache.get(&key) {
         tracing::debug!("tweakcc: cache hit {key}");
         return Ok(held);
@@ -222,10 +268,8 @@ pub fn patched(
     let staging = cache
         .dir
         .join(format!(".staging-{key}-{}", std::process::id()));
-    let result = patch_in(rt, &staging, &config_file, image, binary).and_then(|patched| {
-        std::fs::rename(&patched, cache.entry(&key))
-            .map_err(|e| format!("storing the patched binary: {e}"))
-    });
+    let result = patch_in(rt, &staging, &config_file, image, binary)
+        .and_then(|patched| store(binary, &patched, &cache.entry(&key)));
     let _ = std::fs::remove_dir_all(&staging);
     result?;
     let held = cache
@@ -237,6 +281,15 @@ pub fn patched(
     Ok(held)
 }
 
+/// The container's output checked ([`same_agent`]) and copied into a new file of
+/// ours (0755, written aside and renamed into the cache).
+fn store(binary: &Path, patched: &Path, entry: &Path) -> Result<(), String> {
+    let original = std::fs::read(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let out = std::fs::read(patched).map_err(|e| format!("reading the patched binary: {e}"))?;
+    same_agent(&original, &out).map_err(|e| format!("{e}; not used"))?;
+    fsutil::atomic_write(entry, &out, 0o755).map_err(|e| format!("storing the patched binary: {e}"))
+}
+
 fn patch_in(
     rt: &Runtime,
     staging: &Path,
@@ -246,15 +299,21 @@ fn patch_in(
 ) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_dir_all(staging);
-    std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    // The run's root holds no capability, so it may write only what anyone may: its
+    // work directory is open to all, inside one only we can enter.
+    let work = staging.join("work");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))
+        .and_then(|()| std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)))
+        .map_err(|e| format!("{}: {e}", staging.display()))?;
     let name = binary
         .file_name()
         .ok_or_else(|| format!("{} has no file name", binary.display()))?;
-    let copy = staging.join(name);
+    let copy = work.join(name);
     std::fs::copy(binary, &copy).map_err(|e| format!("copying {}: {e}", binary.display()))?;
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o777))
         .map_err(|e| e.to_string())?;
-    let spec = patch_spec(staging, config_file, image, &name.to_string_lossy());
+    let spec = patch_spec(&work, config_file, image, &name.to_string_lossy());
     let env_file =
         crate::envfile::temporary(&spec.env).map_err(|e| format!("writing the env file: {e}"))?;
     let out = rt
@@ -272,7 +331,8 @@ fn patch_in(
 }
 
 /// The throw-away run that patches the copy in `staging` (`/work/<binary>`) with the
-/// config at `config_file`: no network, the image's own user, nothing else mounted.
+/// config at `config_file`: no network, no capability (its root owns nothing but the
+/// image's files: tweakcc reads `/root/.tweakcc`), nothing else mounted.
 fn patch_spec(staging: &Path, config_file: &Path, image: &str, binary: &str) -> RunSpec {
     let mut spec = RunSpec::job(
         "tweakcc",
@@ -282,6 +342,7 @@ fn patch_spec(staging: &Path, config_file: &Path, image: &str, binary: &str) -> 
         UserMapping::Image,
     );
     spec.network = Network::None;
+    spec.confined = Some(Confinement::default());
     spec.mounts = vec![
         Mount::Bind {
             src: staging.to_owned(),
@@ -354,7 +415,13 @@ mod tests {
             .collect();
         let line = args.join(" ");
         assert!(
-            line.starts_with("run --pull=never --rm --init --network=none -v /c/.staging-k-1:/work -v /c/.config-k.json:/root/.tweakcc/config.json:ro --env-file /tmp/e --label io.kanibako.role=tweakcc "),
+            line.starts_with(
+                "run --pull=never --rm --init --network=none --cap-drop=ALL \
+                 --security-opt=no-new-privileges --pids-limit=4096 \
+                 -v /c/.staging-k-1:/work:nosuid,nodev \
+                 -v /c/.config-k.json:/root/.tweakcc/config.json:ro,nosuid,nodev \
+                 --env-file /tmp/e --label io.kanibako.role=tweakcc "
+            ),
             "{line}"
         );
         assert!(line.ends_with(" rig:1 tweakcc --apply"), "{line}");
@@ -368,10 +435,51 @@ mod tests {
             canonical_json(&v),
             r#"{"a":{"y":[true,null],"z":"\u00e9"},"b":1}"#
         );
-        let k = cache_key(&"0".repeat(64), &v);
+        let k = cache_key(&"0".repeat(64), &v, "img");
         assert_eq!(k.len(), 16);
-        assert_eq!(k, cache_key(&"0".repeat(64), &v));
-        assert_ne!(k, cache_key(&"1".repeat(64), &v));
+        assert_eq!(k, cache_key(&"0".repeat(64), &v, "img"));
+        assert_ne!(k, cache_key(&"1".repeat(64), &v, "img"));
+        // Issue 10, item 4: another patch image is another entry
+        assert_ne!(k, cache_key(&"0".repeat(64), &v, "other"));
+    }
+
+    /// Issue 10, item 4: a patch's output is kept only if it is still the same agent,
+    /// and the patch run holds no capability and no network.
+    #[test]
+    fn a_patch_must_leave_the_same_agent() {
+        let agent = |cli: &[u8], extra: &[(&str, &[u8])]| {
+            let mut mods: Vec<(&str, &[u8])> = vec![("/$bunfs/root/cli.js", cli)];
+            mods.extend_from_slice(extra);
+            bun_sea::build(b"#!/bin/sh\n", &mods)
+        };
+        let original = agent(b"x;VERSION:\"2.0.1\";y", &[]);
+        assert!(same_agent(&original, &agent(b"patched;VERSION:\"2.0.1\";", &[])).is_ok());
+        assert!(same_agent(&original, b"#!/bin/sh\necho trojan\n").is_err());
+        assert!(same_agent(&original, &agent(b"VERSION:\"9.9.9\"", &[])).is_err());
+        assert!(
+            same_agent(
+                &original,
+                &agent(b"VERSION:\"2.0.1\"", &[("/$bunfs/root/evil.js", b"x")])
+            )
+            .is_err()
+        );
+        let args: Vec<String> =
+            patch_spec(Path::new("/s"), Path::new("/c.json"), "abc123", "claude")
+                .to_args(
+                    crate::runtime::EngineKind::Docker,
+                    None,
+                    Some(Path::new("/e")),
+                )
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+        for flag in [
+            "--network=none",
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+        ] {
+            assert!(args.iter().any(|a| a == flag), "{args:?}");
+        }
     }
 
     #[test]

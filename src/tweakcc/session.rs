@@ -32,15 +32,16 @@ fn warn(e: impl std::fmt::Display) {
     ));
 }
 
-/// The patched copy of `binary` for a session on `image`, if `crab` (the agent's
-/// profile) enables tweakcc. `detached_box`: the hash of a box whose container will
+/// The patched copy of `binary` for a session, made on the image `patch_image` names
+/// (the trusted one, asked only when tweakcc is on), if `crab` (the agent's profile)
+/// enables tweakcc. `detached_box`: the hash of a box whose container will
 /// outlive this process (and so its hold on the cache entry): it runs its own link to
 /// the binary, which eviction cannot take.
 pub fn for_session(
     rt: &Runtime,
     crab: Option<&Document>,
     dirs: &Dirs<'_>,
-    image: &str,
+    patch_image: &dyn Fn() -> Result<String, String>,
     binary: &Path,
     detached_box: Option<&str>,
 ) -> Option<Held> {
@@ -63,7 +64,14 @@ pub fn for_session(
         dir: dirs.cache.join("tweakcc"),
         max_bytes: CACHE_MAX_BYTES,
     };
-    let held = match patched(rt, &cache, image, binary, &config) {
+    let image = match patch_image() {
+        Ok(i) => i,
+        Err(e) => {
+            warn(e);
+            return None;
+        }
+    };
+    let held = match patched(rt, &cache, &image, binary, &config) {
         Ok(held) => held,
         Err(e) => {
             warn(e);

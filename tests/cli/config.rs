@@ -354,3 +354,58 @@ fn resets_keep_order_identity_and_shared_names_stay_plain() {
     }
     e.run(&p, &["box", "config", "shared.npm=.npm"]).ok();
 }
+
+/// Issue 10, item 9: concurrent changes of one settings or env file all land.
+#[test]
+fn thirty_parallel_config_writes_all_land() {
+    let (e, p) = setup();
+    let spawn_all = |args: &dyn Fn(usize) -> Vec<String>| {
+        let children: Vec<_> = (0..30)
+            .map(|i| {
+                let a = args(i);
+                let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                e.cmd(&p, &a)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    };
+    spawn_all(&|i| vec!["box".into(), "config".into(), format!("env.K{i}=v{i}")]);
+    let env = fs::read_to_string(e.data().join("boxes/app/env")).unwrap();
+    for i in 0..30 {
+        assert!(env.contains(&format!("K{i}=v{i}\n")), "K{i} lost: {env}");
+    }
+    spawn_all(&|i| {
+        vec![
+            "system".into(),
+            "config".into(),
+            format!("shared.c{i}=.cache/c{i}"),
+        ]
+    });
+    let r = e.run(&p, &["system", "config"]).ok();
+    for i in 0..30 {
+        assert!(
+            r.stdout.contains(&format!("shared.c{i}")),
+            "c{i} lost: {r:?}"
+        );
+    }
+}
+
+/// Issue 10, item 14: a crab's env values are kept 0600.
+#[test]
+fn a_crab_env_value_is_stored_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let (e, p) = setup();
+    e.run(&p, &["crab", "config", "claude", "env.API_KEY=s3cr3t"])
+        .ok();
+    let file = e.data().join("crabs/claude.yaml");
+    assert!(fs::read_to_string(&file).unwrap().contains("s3cr3t"));
+    assert_eq!(
+        fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

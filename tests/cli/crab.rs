@@ -53,6 +53,15 @@ fn box_creds(e: &Env) -> PathBuf {
     e.data().join("boxes/app/shell/.claude/.credentials.json")
 }
 
+/// Milliseconds since the epoch, `hours` from now: a refreshed access token's expiry.
+fn in_hours(hours: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    now + hours * 3600 * 1000
+}
+
 fn token(access: &str, expires: i64) -> Value {
     json!({"accessToken": access, "refreshToken": format!("r-{access}"), "expiresAt": expires})
 }
@@ -139,7 +148,7 @@ fn an_ephemeral_cycle_keeps_host_keys_and_modes() {
     // the agent in the box refreshed its token: it comes back to the host with the
     // host's own keys intact and the mode unchanged
     let mut boxed = read_json(&box_creds(&e));
-    boxed["claudeAiOauth"] = token("b2", 1_700_000_100_000_i64);
+    boxed["claudeAiOauth"] = token("b2", in_hours(8));
     boxed["boxOnly"] = json!(1);
     write_json(&box_creds(&e), &boxed);
     e.run(&p, &["shell", "--", "true"]).ok();
@@ -150,7 +159,7 @@ fn an_ephemeral_cycle_keeps_host_keys_and_modes() {
     assert_eq!(mode(&host_creds(&e)), 0o600);
     // the host logs in again: the next launch brings the new token in
     let mut host = back.clone();
-    host["claudeAiOauth"] = token("h3", 1_700_000_200_000_i64);
+    host["claudeAiOauth"] = token("h3", in_hours(9));
     write_json(&host_creds(&e), &host);
     e.run(&p, &["shell", "--", "true"]).ok();
     let boxed = read_json(&box_creds(&e));
@@ -191,7 +200,7 @@ fn stop_writes_the_login_back() {
     e.run(&p, &["shell", "--", "true"]).ok();
     write_json(
         &box_creds(&e),
-        &json!({"claudeAiOauth": token("b2", 2_000)}),
+        &json!({"claudeAiOauth": token("b2", in_hours(8))}),
     );
     let hash = kanibako::boxes::project_hash(&p);
     e.set_ps(&format!(
@@ -203,6 +212,31 @@ fn stop_writes_the_login_back() {
         "b2"
     );
     assert_eq!(mode(&host_creds(&e)), 0o600);
+}
+
+/// Issue 10, item 6: a box's own long-lived token does not replace the host's login;
+/// the refusal is said on stderr, and the host's file is as it was.
+#[test]
+fn a_box_cannot_replace_the_host_login() {
+    let (e, p) = env_with_claude();
+    write_json(
+        &host_creds(&e),
+        &json!({"claudeAiOauth": token("h1", in_hours(-1))}),
+    );
+    e.run(&p, &["create"]).ok();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let before = fs::read(host_creds(&e)).unwrap();
+    write_json(
+        &box_creds(&e),
+        &json!({"claudeAiOauth": token("attacker", in_hours(29 * 24))}),
+    );
+    let r = e.run(&p, &["shell", "--", "true"]).ok();
+    assert!(
+        r.stderr
+            .contains("the box's token was not written back to the host"),
+        "{r:?}"
+    );
+    assert_eq!(fs::read(host_creds(&e)).unwrap(), before);
 }
 
 #[test]

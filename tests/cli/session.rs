@@ -107,13 +107,20 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
         assert_eq!(lines.len(), 3, "{r:?}");
         assert!(lines[0].ends_with("podman image mount ghcr.io/doctorjei/kanibako-oci:latest"));
         assert!(lines[2].ends_with("podman image unmount ghcr.io/doctorjei/kanibako-oci:latest"));
-        assert!(lines[1].contains(" run -i --rm --init --uidmap "), "{r:?}");
+        assert!(
+            lines[1].contains(
+                " run -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges \
+                 --security-opt=seccomp="
+            ),
+            "{r:?}"
+        );
+        assert!(lines[1].contains(" --pids-limit=4096 --uidmap "), "{r:?}");
         lines[1]
     } else {
         assert_eq!(lines.len(), 1, "{r:?}");
         assert!(
             lines[0]
-                .contains(" run --pull=never -i --rm --init --userns=keep-id:uid=1000,gid=1000 "),
+                .contains(" run --pull=never -i --rm --init --cap-drop=ALL --security-opt=no-new-privileges --pids-limit=4096 --userns=keep-id:uid=1000,gid=1000 "),
             "{r:?}"
         );
         lines[0]
@@ -146,14 +153,20 @@ fn dry_run_prints_the_commands_and_changes_nothing() {
                 "-e",
                 "TOKEN=s3cr3t-value",
                 "-e",
-                "PLAIN=xyz",
+                "DATABASE_URL=postgres://u:pw@db",
+                "-e",
+                "TZ=UTC",
             ],
         )
         .ok();
+    // every value masked but those of names known harmless (issue 10, low)
     assert!(
-        v.stderr.contains("env TOKEN=****") && v.stderr.contains("env PLAIN=xyz"),
+        v.stderr.contains("env TOKEN=****")
+            && v.stderr.contains("env DATABASE_URL=****")
+            && v.stderr.contains("env TZ=UTC"),
         "{v:?}"
     );
+    assert!(!v.stderr.contains("pw@db"), "{v:?}");
 }
 
 #[test]
@@ -568,4 +581,40 @@ fn named_shares_are_mounted_but_never_from_a_standalone_box_s_own_file() {
         "the solo box's run: {run}"
     );
     assert!(!run.contains("/home/agent/host"), "{run}");
+}
+
+/// Issue 10, item 10: an image named by a file in the workspace (a standalone box's
+/// settings, which a repository can ship) is never pulled without asking; with no
+/// terminal the launch refuses and says how to pull it.
+#[test]
+fn an_image_a_workspace_file_names_is_not_pulled_without_asking() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create", "--standalone"]).ok();
+    let file = p.join(".kanibako/project.yaml");
+    let text = fs::read_to_string(&file).unwrap();
+    let text = if text.contains("\nbox:\n") {
+        text.replace("\nbox:\n", "\nbox:\n  image: attacker.invalid/evil:1\n")
+    } else {
+        format!("{text}box:\n  image: attacker.invalid/evil:1\n")
+    };
+    fs::write(&file, text).unwrap();
+    fs::write(e.root_file("no.image"), "").unwrap();
+    let r = e.run(&p, &["shell", "--", "true"]);
+    let log = e.podman_log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" pull ") && l.contains("attacker.invalid")),
+        "pulled without asking: {log}\n{r:?}"
+    );
+    if log.contains("attacker.invalid") {
+        assert!(
+            r.stderr.contains("not pulling attacker.invalid/evil:1"),
+            "{r:?}"
+        );
+        assert!(
+            r.stderr.contains("hint: if you trust it, pull it yourself"),
+            "{r:?}"
+        );
+        assert_ne!(r.code, 0);
+    }
 }
