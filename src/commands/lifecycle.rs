@@ -360,6 +360,9 @@ fn remap(cx: &Context, old: &str, new: Option<&str>, force: bool) -> Result<Exit
     if !new_dir.is_dir() {
         return Err(BoxError::NotADirectory(new_dir).into());
     }
+    if is_home(&cx.paths, &new_dir) {
+        return Err(BoxError::HomeRefused.into());
+    }
     if let Some(s) = resolve::standalone_at(&new_dir)? {
         return remap_standalone(cx, old, &s, force);
     }
