@@ -152,6 +152,8 @@ pub enum MigrateTo {
     Default,
     /// State inside the project (`.kanibako/`), no registered name.
     Standalone,
+    /// A member of a workset (--workset): the project directory moves into it.
+    Workset,
 }
 
 #[derive(Debug, Args)]
@@ -159,12 +161,18 @@ pub struct MigrateArgs {
     /// Path remap: the directory the box was registered for (or its name). With --to:
     /// the box to convert (default: the current directory).
     pub old_path: Option<String>,
-    /// Path remap: where that directory is now (default: the current directory).
+    /// Path remap: where that directory is now (default: the current directory). With
+    /// --to default from a workset: where the member's project directory goes (default:
+    /// the source it was connected from).
     pub new_path: Option<String>,
     /// Convert the box to this mode instead of remapping a path.
     #[arg(long, value_enum, value_name = "MODE")]
     pub to: Option<MigrateTo>,
-    /// The name to register (--to default; default: the directory's name).
+    /// The workset to join (--to workset).
+    #[arg(long, value_name = "WS", requires = "to")]
+    pub workset: Option<String>,
+    /// The name to register (--to default), or the member's name in the workset (--to
+    /// workset); default: the directory's name.
     #[arg(long, requires = "to")]
     pub name: Option<String>,
     /// Do not ask for confirmation.

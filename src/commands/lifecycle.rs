@@ -120,7 +120,8 @@ struct Change<'a> {
     to: &'a BoxIdentity,
     workspace: transfer::Workspace,
     how: How,
-    /// Work on the new trees before they count (a duplicate drops what is not its).
+    /// Work on the new trees before the registry is written (a duplicate drops what is
+    /// not its own; a workset records its new member).
     prepare: &'a dyn Fn() -> Result<()>,
     /// The registry edit; `Ok(false)`: none. Runs first, on the loaded registry, so a
     /// name taken meanwhile stops the change before any file moves.
@@ -142,9 +143,9 @@ fn carry(cx: &Context, c: &Change<'_>) -> Result<()> {
     }
     let mut applied = relocation::apply(&plan, c.how, &interrupt::check)?;
     let result = (|| -> Result<()> {
-        (c.prepare)()?;
         interrupt::check()?;
         rewrite_record(cx, c.to)?;
+        (c.prepare)()?;
         if changed {
             reg.save()?;
         }
@@ -313,14 +314,34 @@ pub fn move_box(cx: &Context, a: &MoveArgs) -> Result<Exit> {
 
 pub fn migrate(cx: &Context, a: &MigrateArgs) -> Result<Exit> {
     if let Some(to) = a.to {
-        if a.new_path.is_some() {
-            return Err(
-                UserError::new("--to converts one box; NEW_PATH is for a path remap")
-                    .hint("kanibako box migrate [PROJECT] --to MODE")
-                    .into(),
-            );
+        if a.workset.is_some() != (to == MigrateTo::Workset) {
+            return Err(UserError::new(if to == MigrateTo::Workset {
+                "--workset is required when converting to workset mode."
+            } else {
+                "--workset is only for --to workset"
+            })
+            .hint("kanibako box migrate [PROJECT] --to workset --workset WS [--name N]")
+            .into());
         }
-        return convert(cx, a.old_path.as_deref(), to, a.name.as_deref(), a.force);
+        let src = the_box(cx, a.old_path.as_deref())?;
+        return match (src.mode, to) {
+            (Mode::Workset, MigrateTo::Default) => {
+                leave_workset(cx, &src, a.new_path.as_deref(), a.name.as_deref(), a.force)
+            }
+            (Mode::Default, MigrateTo::Workset) if a.new_path.is_none() => join_workset(
+                cx,
+                &src,
+                a.workset.as_deref().unwrap_or_default(),
+                a.name.as_deref(),
+                a.force,
+            ),
+            _ if a.new_path.is_some() => Err(UserError::new(
+                "NEW_PATH with --to is only for taking a workset member out to a directory",
+            )
+            .hint("kanibako box migrate WS/NAME [NEW_PATH] --to default")
+            .into()),
+            _ => convert(cx, src, to, a.name.as_deref(), a.force),
+        };
     }
     let Some(old) = a.old_path.as_deref() else {
         return Err(UserError::new(
@@ -462,15 +483,15 @@ fn remap_standalone(cx: &Context, old: &str, s: &BoxIdentity, force: bool) -> Re
 
 fn convert(
     cx: &Context,
-    target: Option<&str>,
+    src: BoxIdentity,
     to_mode: MigrateTo,
     name: Option<&str>,
     force: bool,
 ) -> Result<Exit> {
-    let src = the_box(cx, target)?;
     let want = match to_mode {
         MigrateTo::Default => Mode::Default,
         MigrateTo::Standalone => Mode::Standalone,
+        MigrateTo::Workset => Mode::Workset,
     };
     if src.mode == want {
         return Err(UserError::new(format!(
@@ -480,12 +501,13 @@ fn convert(
         ))
         .into());
     }
-    if src.mode == Mode::Workset {
+    if src.mode == Mode::Workset || want == Mode::Workset {
         return Err(UserError::new(format!(
-            "'{}' is a workset member; converting one is not supported",
-            src.display_name()
+            "a {} box converts to {} mode through default mode",
+            src.mode.as_str(),
+            want.as_str()
         ))
-        .hint("`kanibako workset disconnect` takes it out of its workset")
+        .hint("kanibako box migrate BOX --to default, then --to the mode you want")
         .into());
     }
     if !src.workspace.is_dir() {
@@ -591,6 +613,216 @@ fn convert(
         );
         output::say(format_args!("Project name: {}", to.display_name()));
     }
+    Ok(Exit::Success)
+}
+
+/// A default-mode box becomes member `name` of workset `ws_name`: its project
+/// directory moves to the workset's `workspaces/`, its data to `boxes/`, its vault to
+/// `vault/`; the member records where it came from. The member entry is written before
+/// the name is released, so a stop between leaves it findable.
+fn join_workset(
+    cx: &Context,
+    src: &BoxIdentity,
+    ws_name: &str,
+    name: Option<&str>,
+    force: bool,
+) -> Result<Exit> {
+    let ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
+    let member = match name {
+        Some(n) => BoxName::parse(n)?,
+        None => BoxName::slug(
+            &src.workspace
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+        ),
+    };
+    if ws.member(member.as_str()).is_some() {
+        return Err(UserError::new(format!(
+            "Project '{member}' is already in workset '{}'.",
+            ws.name
+        ))
+        .hint("choose another name with --name")
+        .into());
+    }
+    if !src.workspace.is_dir() {
+        return Err(UserError::new(format!(
+            "the project directory {} is missing",
+            src.workspace.display()
+        ))
+        .hint("if you moved it yourself: kanibako box migrate OLD NEW")
+        .into());
+    }
+    let to = BoxIdentity::workset_member(
+        &ws.name,
+        &ws.root,
+        member.clone(),
+        ProjectSettings {
+            mode: Some(Mode::Workset),
+            layout: Some(Layout::Robust),
+            ..settings_of(src)
+        },
+    );
+    let _lock = idle(cx, src, "converted")?;
+    if !confirm(
+        cx,
+        force,
+        &format!(
+            "Move box '{}' into workset '{}' as '{member}' (its project directory moves to {})?",
+            src.display_name(),
+            ws.name,
+            to.workspace.display()
+        ),
+    )? {
+        return declined();
+    }
+    let old_name = src.name.clone();
+    let source = src.workspace.clone();
+    let joined = std::cell::Cell::new(false);
+    let add_member = || -> Result<()> {
+        let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
+        ws.members.push(crate::workset::Member {
+            name: member.to_string(),
+            source: source.clone(),
+        });
+        ws.save()?;
+        joined.set(true);
+        Ok(())
+    };
+    let result = carry(
+        cx,
+        &Change {
+            from: src,
+            to: &to,
+            workspace: transfer::Workspace::Carry,
+            how: How::Move,
+            prepare: &add_member,
+            edit: &|reg| {
+                Ok(match &old_name {
+                    Some(n) => reg.projects.remove(n.as_str()).is_some(),
+                    None => false,
+                })
+            },
+        },
+    );
+    if let Err(e) = result {
+        if joined.get() {
+            let _ = drop_member(cx, ws_name, member.as_str());
+        }
+        return Err(e);
+    }
+    println!(
+        "Moved '{}' into workset '{}' as '{member}': {}",
+        src.display_name(),
+        ws.name,
+        to.workspace.display()
+    );
+    Ok(Exit::Success)
+}
+
+fn drop_member(cx: &Context, ws_name: &str, member: &str) -> Result<()> {
+    let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
+    ws.members.retain(|m| m.name != member);
+    ws.save()?;
+    Ok(())
+}
+
+/// A workset member becomes a default-mode box at `dest` (default: the source it was
+/// connected from). The name is registered before the member entry goes, so a stop
+/// between leaves the box findable.
+fn leave_workset(
+    cx: &Context,
+    src: &BoxIdentity,
+    dest: Option<&str>,
+    name: Option<&str>,
+    force: bool,
+) -> Result<Exit> {
+    let (ws_name, root) = src.workset.clone().expect("a member has a workset");
+    let ws = crate::workset::Workset::load(&ws_name, &root)?;
+    let member = src.display_name().to_owned();
+    let dest = match dest {
+        Some(d) => destination(cx, d)?,
+        None => {
+            let recorded = ws
+                .member(&member)
+                .map(|m| m.source.clone())
+                .filter(|s| !s.as_os_str().is_empty());
+            match recorded {
+                Some(s) => s,
+                None => {
+                    return Err(UserError::new(format!(
+                        "'{ws_name}/{member}' records no source directory"
+                    ))
+                    .hint(format!(
+                        "name where its project goes: kanibako box migrate {ws_name}/{member} NEW_PATH --to default"
+                    ))
+                    .into());
+                }
+            }
+        }
+    };
+    if is_home(&cx.paths, &dest) {
+        return Err(BoxError::HomeRefused.into());
+    }
+    if dest.symlink_metadata().is_ok() {
+        return Err(UserError::new(format!("destination already exists: {}", dest.display()))
+            .hint(format!(
+                "name a new directory: kanibako box migrate {ws_name}/{member} NEW_PATH --to default"
+            ))
+            .into());
+    }
+    let reg = Registry::load(&cx.paths.names_file())?;
+    let explicit = name.map(BoxName::parse).transpose()?;
+    let n = choose_name(&cx.paths, &reg, &dest, explicit)?;
+    let to = BoxIdentity::default_mode(
+        n.clone(),
+        dest.clone(),
+        &cx.paths.boxes,
+        ProjectSettings {
+            mode: Some(Mode::Default),
+            layout: Some(Layout::Default),
+            ..settings_of(src)
+        },
+    );
+    let _lock = idle(cx, src, "converted")?;
+    if !confirm(
+        cx,
+        force,
+        &format!(
+            "Take '{ws_name}/{member}' out of its workset as box '{n}' at {}?",
+            dest.display()
+        ),
+    )? {
+        return declined();
+    }
+    carry(
+        cx,
+        &Change {
+            from: src,
+            to: &to,
+            workspace: transfer::Workspace::Carry,
+            how: How::Move,
+            prepare: &|| Ok(()),
+            edit: &|reg| {
+                if let Some((section, path)) = reg.lookup(n.as_str()) {
+                    return Err(BoxError::NameTaken {
+                        name: n.to_string(),
+                        section,
+                        path: path.to_owned(),
+                    }
+                    .into());
+                }
+                reg.projects.insert(n.to_string(), dest.clone());
+                Ok(true)
+            },
+        },
+    )?;
+    drop_member(cx, &ws_name, &member)?;
+    println!(
+        "Converted '{ws_name}/{member}' to default mode as '{n}': {}",
+        dest.display()
+    );
+    output::say(format_args!("Project name: {n}"));
     Ok(Exit::Success)
 }
 
