@@ -1045,6 +1045,42 @@ fn move_duplicate_migrate_purge(flavour: Flavour) {
     e.run(&moved, &["box", "migrate", "--to", "default", "--force"])
         .ok();
     assert_eq!(cat(&moved, "/home/agent/f"), "hi\n");
+    // into a workset and out again
+    let ws = format!("ws{tag}");
+    e.run(&e.home, &["workset", "create", &format!("w/{ws}")])
+        .ok();
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "migrate",
+            &name,
+            "--to",
+            "workset",
+            "--workset",
+            &ws,
+            "--force",
+        ],
+    )
+    .ok();
+    let member = e.home.join(format!("w/{ws}/workspaces/{name}"));
+    assert_eq!(cat(&member, "/home/agent/f"), "hi\n");
+    assert_eq!(cat(&member, "/home/agent/workspace/src.txt"), "code\n");
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "migrate",
+            &format!("{ws}/{name}"),
+            "--to",
+            "default",
+            "--force",
+        ],
+    )
+    .ok();
+    assert_eq!(cat(&moved, "/home/agent/f"), "hi\n");
+    e.run(&e.home, &["workset", "rm", &ws, "--purge", "--force"])
+        .ok();
     // purge: data gone, name free
     e.run(&e.home, &["box", "purge", &name, "--force"]).ok();
     assert!(!e.names_yaml().contains(&format!("{name}:")));

@@ -527,3 +527,88 @@ fn a_box_is_named_by_workset_and_name_and_an_ambiguous_name_is_an_error() {
     e.run(&e.home, &["box", "vault", "list", "p/web"]).ok();
     e.run(&e.home, &["box", "vault", "list", "client/web"]).ok();
 }
+
+#[test]
+fn a_box_joins_a_workset_and_leaves_it_again() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    let root = e.home.join("ws/client");
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "app", "--to", "workset", "--force"],
+        )
+        .fails();
+    assert!(r.stderr.contains("--workset is required"), "{r:?}");
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "migrate",
+                "app",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--name",
+                "web",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("into workset 'client' as 'web'"), "{r:?}");
+    assert!(!p.exists() && !meta(&e, "app").exists());
+    assert!(!e.names_yaml().contains("app:"));
+    assert_eq!(
+        fs::read_to_string(root.join("workspaces/web/src.txt")).unwrap(),
+        "code\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+        "v\n"
+    );
+    let ws = fs::read_to_string(root.join("workset.yaml")).unwrap();
+    assert!(
+        ws.contains("name: web") && ws.contains(&p.display().to_string()),
+        "{ws}"
+    );
+    let info = e
+        .run(&root.join("workspaces/web"), &["box", "info"])
+        .ok()
+        .stdout;
+    assert!(info.contains("Mode:         workset"), "{info}");
+    assert_eq!(
+        recorded(&root.join("boxes/web/project.yaml"), "mode"),
+        "workset"
+    );
+    // out again, to where it came from
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "client/web", "--to", "default", "--force"],
+        )
+        .ok();
+    assert!(r.stderr.contains("Project name: app"), "{r:?}");
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    assert_eq!(
+        fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        !fs::read_to_string(root.join("workset.yaml"))
+            .unwrap()
+            .contains("name: web")
+    );
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(
+        info.contains("Mode:         default") && info.contains("Name:         app"),
+        "{info}"
+    );
+}
