@@ -1115,3 +1115,50 @@ fn docker_move_duplicate_migrate_purge() {
 fn rootless_podman_move_duplicate_migrate_purge() {
     move_duplicate_migrate_purge(Flavour::RootlessPodman);
 }
+
+/// Rootless podman: files a container's sub-uids own cannot be removed by the user;
+/// purge removes them through the engine's user namespace and still releases the name.
+#[test]
+fn rootless_podman_purge_removes_files_of_sub_uids() {
+    let Some((e, image)) = session_env(Flavour::RootlessPodman) else {
+        return;
+    };
+    let name = format!("sub{}", tag(Flavour::RootlessPodman));
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    e.run(
+        &p,
+        &[
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p ~/sub && echo x > ~/sub/f",
+        ],
+    )
+    .ok();
+    let home = e.data().join("boxes").join(&name).join("shell");
+    let podman = std::path::PathBuf::from(which("podman"));
+    let out = e
+        .program_cmd(
+            &podman,
+            &e.home,
+            &[
+                "unshare",
+                "chown",
+                "-R",
+                "1:1",
+                home.join("sub").to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(home.join("sub")).unwrap().uid();
+    assert_ne!(owner, e.uid(), "a sub-uid owns it now");
+    let r = e.run(&e.home, &["box", "purge", &name, "--force"]).ok();
+    assert!(r.stdout.contains("Session data removed for"), "{r:?}");
+    assert!(!e.data().join("boxes").join(&name).exists());
+    assert!(!e.names_yaml().contains(&format!("{name}:")));
+}

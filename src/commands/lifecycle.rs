@@ -1016,10 +1016,10 @@ fn release_name(cx: &Context, b: &BoxIdentity) -> Result<bool> {
     let (Some(n), Mode::Default) = (&b.name, b.mode) else {
         return Ok(false);
     };
-    Ok(Registry::update(&cx.paths, |reg| {
+    Registry::update(&cx.paths, |reg| {
         let removed = reg.projects.remove(n.as_str()).is_some();
         Ok::<_, anyhow::Error>((removed, removed))
-    })?)
+    })
 }
 
 /// Delete `b`'s data: its metadata (with the home in it), a home kept elsewhere, its
