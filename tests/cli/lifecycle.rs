@@ -612,3 +612,53 @@ fn a_box_joins_a_workset_and_leaves_it_again() {
         "{info}"
     );
 }
+
+/// The Python tool reads what these commands leave: a moved box, a remapped one, a
+/// duplicate and a standalone conversion all show their own paths there.
+#[test]
+fn the_python_tool_finds_moved_duplicated_and_converted_boxes() {
+    let e = env();
+    let Some(py) = crate::archive::python(&e) else {
+        return;
+    };
+    let _p = lived_in(&e, &[]);
+    e.run(&e.home, &["box", "move", "app", "q/moved", "--force"])
+        .ok();
+    let moved = e.home.join("q/moved");
+    let info = py(&moved, &["box", "info"]);
+    assert!(info.contains("Name:         app"), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Vault RW:     {}",
+            moved.join("vault/rw").display()
+        )),
+        "{info}"
+    );
+    let list = py(&e.home, &["list"]);
+    assert!(
+        list.contains(&format!("stopped    {}", moved.display())),
+        "{list}"
+    );
+    e.run(&e.home, &["box", "duplicate", "app", "q/dup", "--force"])
+        .ok();
+    let dup = e.home.join("q/dup");
+    let info = py(&dup, &["box", "info"]);
+    assert!(
+        info.contains(&format!(
+            "Shell:        {}",
+            meta(&e, "dup").join("shell").display()
+        )),
+        "the copy's own home, not the source's: {info}"
+    );
+    e.run(&moved, &["box", "migrate", "--to", "standalone", "--force"])
+        .ok();
+    let info = py(&moved, &["box", "info"]);
+    assert!(info.contains("Mode:         standalone"), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Shell:        {}",
+            moved.join(".kanibako/shell").display()
+        )),
+        "{info}"
+    );
+}
