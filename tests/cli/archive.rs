@@ -757,7 +757,7 @@ fn a_python_vault_snapshot_is_listed_and_restored() {
 }
 
 /// Start `args`, send SIGINT after `after`, and return how it ended.
-fn interrupted(
+pub(crate) fn interrupted(
     e: &Env,
     cwd: &Path,
     args: &[&str],

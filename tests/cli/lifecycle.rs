@@ -662,3 +662,40 @@ fn the_python_tool_finds_moved_duplicated_and_converted_boxes() {
         "{info}"
     );
 }
+
+#[test]
+fn an_interrupted_duplicate_leaves_the_source_and_nothing_else() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    // many files: the copy checks for Ctrl-C between them
+    let many = meta(&e, "app").join("shell/many");
+    for d in 0..300 {
+        let dir = many.join(d.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            fs::write(dir.join(f.to_string()), "x").unwrap();
+        }
+    }
+    let names = e.names_yaml();
+    let before = tree(&p);
+    let r = crate::archive::interrupted(
+        &e,
+        &e.home,
+        &["box", "duplicate", "app", "q/copy", "--force"],
+        std::time::Duration::from_millis(400),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("interrupted"), "{r:?}");
+    assert_eq!(e.names_yaml(), names, "no name registered");
+    assert!(!e.home.join("q/copy").exists());
+    assert_eq!(tree(&p), before);
+    let boxes: Vec<_> = fs::read_dir(e.data().join("boxes"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(boxes, ["app"], "no copy and no temporary left");
+    let q: Vec<_> = fs::read_dir(e.home.join("q"))
+        .map(|r| r.map(|d| d.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(q.is_empty(), "{q:?}");
+}
