@@ -60,6 +60,9 @@ fn hints_of(cause: &(dyn std::error::Error + 'static)) -> Vec<String> {
     if let Some(e) = cause.downcast_ref::<BoxError>() {
         return e.hints();
     }
+    if let Some(e) = cause.downcast_ref::<crate::boxes::address::AddressError>() {
+        return e.hints();
+    }
     if let Some(e) = cause.downcast_ref::<DocError>() {
         return e.hint().into_iter().collect();
     }

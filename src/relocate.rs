@@ -1,5 +1,5 @@
 //! What a box's `project.yaml` records about where it lives, rewritten for the place
-//! its files now are: after an extract (and, later, a move, migrate or duplicate). The
+//! its files now are: after an extract, a move, a migrate or a duplicate. The
 //! Python tool mounts the recorded `resolved.*` paths as they are, so a record left
 //! pointing at the old place would have it mount another box's home and vault
 //! (upstream defects 9, 11, 12). kanibako itself derives the paths and never trusts

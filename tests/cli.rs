@@ -10,6 +10,8 @@ mod archive;
 mod config;
 #[path = "cli/crab.rs"]
 mod crab;
+#[path = "cli/lifecycle.rs"]
+mod lifecycle;
 #[path = "cli/resolving.rs"]
 mod resolving;
 #[path = "cli/session.rs"]

@@ -1096,3 +1096,180 @@ fn docker_archive_purge_extract_launch() {
 fn rootless_podman_archive_purge_extract_launch() {
     archive_purge_extract_launch(Flavour::RootlessPodman);
 }
+
+/// A box that has run is moved, launched there, duplicated (the copies are
+/// independent), converted to standalone and back, and purged (its name is free again).
+fn move_duplicate_migrate_purge(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("life{tag}");
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    std::fs::write(p.join("src.txt"), "code\n").unwrap();
+    e.run(&p, &["shell", "--", "sh", "-c", "echo hi > ~/f"])
+        .ok();
+    let moved = e.home.join(format!("q/{name}"));
+    e.run(
+        &e.home,
+        &["box", "move", &name, moved.to_str().unwrap(), "--force"],
+    )
+    .ok();
+    assert!(!p.exists());
+    let cat =
+        |dir: &std::path::Path, what: &str| e.run(dir, &["shell", "--", "cat", what]).ok().stdout;
+    assert_eq!(cat(&moved, "/home/agent/f"), "hi\n");
+    assert_eq!(cat(&moved, "/home/agent/workspace/src.txt"), "code\n");
+    // by name, from anywhere
+    assert_eq!(
+        e.run(&e.home, &["shell", &name, "--", "cat", "/home/agent/f"])
+            .ok()
+            .stdout,
+        "hi\n"
+    );
+    let dup_dir = e.home.join(format!("d/dup{tag}"));
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "duplicate",
+            &name,
+            dup_dir.to_str().unwrap(),
+            "--force",
+        ],
+    )
+    .ok();
+    assert_eq!(cat(&dup_dir, "/home/agent/f"), "hi\n");
+    e.run(&dup_dir, &["shell", "--", "sh", "-c", "echo dup > ~/f"])
+        .ok();
+    assert_eq!(cat(&dup_dir, "/home/agent/f"), "dup\n");
+    assert_eq!(
+        cat(&moved, "/home/agent/f"),
+        "hi\n",
+        "the source's home is its own"
+    );
+    // standalone and back: found, and the same home, each time
+    e.run(&moved, &["box", "migrate", "--to", "standalone", "--force"])
+        .ok();
+    assert_eq!(cat(&moved, "/home/agent/f"), "hi\n");
+    e.run(&moved, &["box", "migrate", "--to", "default", "--force"])
+        .ok();
+    assert_eq!(cat(&moved, "/home/agent/f"), "hi\n");
+    // into a workset and out again
+    let ws = format!("ws{tag}");
+    e.run(&e.home, &["workset", "create", &format!("w/{ws}")])
+        .ok();
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "migrate",
+            &name,
+            "--to",
+            "workset",
+            "--workset",
+            &ws,
+            "--force",
+        ],
+    )
+    .ok();
+    let member = e.home.join(format!("w/{ws}/workspaces/{name}"));
+    assert_eq!(cat(&member, "/home/agent/f"), "hi\n");
+    assert_eq!(cat(&member, "/home/agent/workspace/src.txt"), "code\n");
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "migrate",
+            &format!("{ws}/{name}"),
+            "--to",
+            "default",
+            "--force",
+        ],
+    )
+    .ok();
+    assert_eq!(cat(&moved, "/home/agent/f"), "hi\n");
+    e.run(&e.home, &["workset", "rm", &ws, "--purge", "--force"])
+        .ok();
+    // purge: data gone, name free
+    e.run(&e.home, &["box", "purge", &name, "--force"]).ok();
+    assert!(!e.names_yaml().contains(&format!("{name}:")));
+    let r = e.run(&moved, &["create", "-i", &image]).ok();
+    assert!(
+        r.stderr.contains(&format!("Project name: {name}\n")),
+        "{r:?}"
+    );
+    let r = e
+        .run(&moved, &["shell", "--", "sh", "-c", "cat ~/f || echo none"])
+        .ok();
+    assert_eq!(r.stdout, "none\n", "{r:?}");
+    e.run(&e.home, &["box", "purge", &name, "--force"]).ok();
+    e.run(
+        &dup_dir,
+        &["box", "purge", dup_dir.to_str().unwrap(), "--force"],
+    )
+    .ok();
+}
+
+#[test]
+fn podman_move_duplicate_migrate_purge() {
+    move_duplicate_migrate_purge(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_move_duplicate_migrate_purge() {
+    move_duplicate_migrate_purge(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_move_duplicate_migrate_purge() {
+    move_duplicate_migrate_purge(Flavour::RootlessPodman);
+}
+
+/// Rootless podman: files a container's sub-uids own cannot be removed by the user;
+/// purge removes them through the engine's user namespace and still releases the name.
+#[test]
+fn rootless_podman_purge_removes_files_of_sub_uids() {
+    let Some((e, image)) = session_env(Flavour::RootlessPodman) else {
+        return;
+    };
+    let name = format!("sub{}", tag(Flavour::RootlessPodman));
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    e.run(
+        &p,
+        &[
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p ~/sub && echo x > ~/sub/f",
+        ],
+    )
+    .ok();
+    let home = e.data().join("boxes").join(&name).join("shell");
+    let podman = std::path::PathBuf::from(which("podman"));
+    let out = e
+        .program_cmd(
+            &podman,
+            &e.home,
+            &[
+                "unshare",
+                "chown",
+                "-R",
+                "1:1",
+                home.join("sub").to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(home.join("sub")).unwrap().uid();
+    assert_ne!(owner, e.uid(), "a sub-uid owns it now");
+    let r = e.run(&e.home, &["box", "purge", &name, "--force"]).ok();
+    assert!(r.stdout.contains("Session data removed for"), "{r:?}");
+    assert!(!e.data().join("boxes").join(&name).exists());
+    assert!(!e.names_yaml().contains(&format!("{name}:")));
+}

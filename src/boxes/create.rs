@@ -394,7 +394,7 @@ fn create_standalone(
 /// Append `.kanibako/` to the project's `.gitignore` unless it is listed already. A
 /// `.gitignore` that is a symbolic link (a cloned repository can ship one pointing
 /// anywhere) is left alone.
-fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
+pub fn ignore_metadata_in_git(dir: &Path) -> Result<(), BoxError> {
     let file = dir.join(".gitignore");
     if fsutil::is_symlink(&file) {
         output::warn(format_args!(

@@ -6,13 +6,16 @@
 //! tool's sake but never trusted (a standalone box's `project.yaml` sits inside the
 //! workspace, where the box itself could rewrite it).
 
+pub mod address;
 pub mod create;
 pub mod error;
 pub mod home;
 pub mod listing;
 pub mod name;
 pub mod registry;
+pub mod relocation;
 pub mod resolve;
+pub mod transfer;
 pub mod worksets;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

@@ -34,6 +34,14 @@ pub enum BoxCommand {
     Extract(super::vault::ExtractArgs),
     /// Snapshots of the box's vault share-rw (snapshot, list, restore, prune).
     Vault(super::vault::VaultArgs),
+    /// Move a box's project directory; its name, home and vault follow.
+    Move(MoveArgs),
+    /// Re-attach a box to its moved directory (OLD NEW), or change its mode (--to).
+    Migrate(MigrateArgs),
+    /// Make a new box with its own copy of a box's files, home and vault.
+    Duplicate(DuplicateArgs),
+    /// Delete a box's session data (home, metadata) and release its name.
+    Purge(PurgeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,4 +132,84 @@ pub struct RmArgs {
 pub struct InfoArgs {
     /// A box name or project directory (default: the current directory).
     pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// [PROJECT] DEST: the box (a name, WORKSET/NAME or directory; default: the current
+    /// directory) and where its project directory goes (must not exist).
+    #[arg(num_args = 1..=2, required = true, value_names = ["PROJECT", "DEST"])]
+    pub args: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// The modes `box migrate --to` converts between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MigrateTo {
+    /// State in kanibako's data directory, under a registered name.
+    Default,
+    /// State inside the project (`.kanibako/`), no registered name.
+    Standalone,
+    /// A member of a workset (--workset): the project directory moves into it.
+    Workset,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Path remap: the directory the box was registered for (or its name). With --to:
+    /// the box to convert (default: the current directory).
+    pub old_path: Option<String>,
+    /// Path remap: where that directory is now (default: the current directory). With
+    /// --to default from a workset: where the member's project directory goes (default:
+    /// the source it was connected from).
+    pub new_path: Option<String>,
+    /// Convert the box to this mode instead of remapping a path.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub to: Option<MigrateTo>,
+    /// The workset to join (--to workset).
+    #[arg(long, value_name = "WS", requires = "to")]
+    pub workset: Option<String>,
+    /// The name to register (--to default), or the member's name in the workset (--to
+    /// workset); default: the directory's name.
+    #[arg(long, requires = "to")]
+    pub name: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DuplicateArgs {
+    /// The box to copy: a name, WORKSET/NAME or project directory.
+    pub source_path: String,
+    /// The new box's project directory (must not exist, unless --bare).
+    pub new_path: String,
+    /// Copy the box only (home, vault, settings), not the project's files; the new
+    /// directory may already exist.
+    #[arg(long)]
+    pub bare: bool,
+    /// Register the new box under this name (default: the new directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The new box logs in on its own: no agent login is copied and it never shares
+    /// the host's.
+    #[arg(long)]
+    pub distinct_auth: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// A box name, WORKSET/NAME or project directory (required unless --all).
+    pub path: Option<String>,
+    /// Purge every default-mode box and workset member.
+    #[arg(long, conflicts_with = "path")]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }

@@ -266,13 +266,13 @@ enum Target {
 }
 
 fn extract_target(cx: &Context, path: Option<&str>) -> Result<Target> {
-    match resolve::resolve(&cx.paths, &cx.host.cwd, path) {
+    use crate::boxes::address::{self, AddressError};
+    match address::resolve(&cx.paths, &cx.host.cwd, path) {
         Ok(Resolution::Found(b)) => Ok(Target::Existing(b)),
         Ok(Resolution::Unregistered(dir)) => Ok(Target::New(dir)),
-        Err(BoxError::PathMissing(_)) => Ok(Target::New(crate::boxes::create::target_dir(
-            &cx.host.cwd,
-            path,
-        )?)),
+        Err(AddressError::Box(BoxError::PathMissing(_))) => Ok(Target::New(
+            crate::boxes::create::target_dir(&cx.host.cwd, path)?,
+        )),
         Err(e) => Err(e.into()),
     }
 }

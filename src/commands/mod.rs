@@ -7,6 +7,7 @@ pub mod config;
 pub mod crab;
 pub mod egress;
 pub mod helper;
+pub mod lifecycle;
 pub mod rig;
 pub mod session;
 pub mod vault;
@@ -68,6 +69,18 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Box {
             command: Some(BoxCommand::Vault(a)),
         } => vault::dispatch(cx, a),
+        Command::Box {
+            command: Some(BoxCommand::Move(a)),
+        } => lifecycle::move_box(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Migrate(a)),
+        } => lifecycle::migrate(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Duplicate(a)),
+        } => lifecycle::duplicate(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Purge(a)),
+        } => lifecycle::purge(cx, &a),
         Command::Crab { command } => crab::dispatch(cx, command),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::boxes::BoxIdentity;
 use crate::boxes::listing::Activity;
-use crate::boxes::resolve::{self, Resolution};
+use crate::boxes::resolve::Resolution;
 use crate::cli::vault::{
     VaultArgs, VaultCommand, VaultListArgs, VaultPruneArgs, VaultRestoreArgs, VaultTarget,
 };
@@ -36,7 +36,7 @@ pub(crate) fn now() -> u64 {
 
 /// The box meant, as `box info` resolves it.
 pub(crate) fn target_box(cx: &Context, target: Option<&str>) -> Result<BoxIdentity> {
-    match resolve::resolve(&cx.paths, &cx.host.cwd, target)? {
+    match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, target)? {
         Resolution::Found(b) => Ok(b),
         Resolution::Unregistered(p) => Err(UserError::new(format!(
             "No project data found for: {}",

@@ -614,7 +614,7 @@ fn every_box_archived_and_extracted_at_once() {
 
 /// The Python tool, run in `e`'s home (skipped without KANIBAKO_TEST_PYTHON, required
 /// with KANIBAKO_TEST_REQUIRE_PYTHON=1).
-fn python(e: &Env) -> Option<impl Fn(&Path, &[&str]) -> String + '_> {
+pub(crate) fn python(e: &Env) -> Option<impl Fn(&Path, &[&str]) -> String + '_> {
     let Ok(py) = std::env::var("KANIBAKO_TEST_PYTHON") else {
         assert!(
             std::env::var("KANIBAKO_TEST_REQUIRE_PYTHON").is_err(),
@@ -757,7 +757,7 @@ fn a_python_vault_snapshot_is_listed_and_restored() {
 }
 
 /// Start `args`, send SIGINT after `after`, and return how it ended.
-fn interrupted(
+pub(crate) fn interrupted(
     e: &Env,
     cwd: &Path,
     args: &[&str],

@@ -1,0 +1,701 @@
+//! `box move`, `box migrate`, `box duplicate` and `box purge` against a throw-away
+//! home and the recording fake engine.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::{Env, tree};
+
+fn env() -> Env {
+    let e = Env::new();
+    e.fake_podman();
+    e
+}
+
+fn meta(e: &Env, name: &str) -> PathBuf {
+    e.data().join("boxes").join(name)
+}
+
+fn recorded(file: &Path, key: &str) -> String {
+    let text = fs::read_to_string(file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} in {text}"));
+    line.split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .trim_matches('\'')
+        .to_owned()
+}
+
+/// A box `app` at p/app with a home note, a host-shared login and a vault file.
+fn lived_in(e: &Env, extra: &[&str]) -> PathBuf {
+    let p = e.dir("p/app");
+    let mut args = vec!["create"];
+    args.extend_from_slice(extra);
+    e.run(&p, &args).ok();
+    let m = meta(e, "app");
+    fs::write(m.join("shell/note"), "hi\n").unwrap();
+    fs::create_dir_all(m.join("shell/.claude")).unwrap();
+    fs::write(m.join("shell/.claude/.credentials.json"), "{}").unwrap();
+    fs::write(p.join("vault/rw/data"), "v\n").unwrap();
+    fs::write(p.join("src.txt"), "code\n").unwrap();
+    p
+}
+
+fn running(e: &Env, p: &Path, name: &str) {
+    let hash = kanibako::boxes::project_hash(p);
+    e.set_ps(&format!(
+        r#"[{{"Names":["kanibako-{name}"],"State":"running","Image":"img","Labels":{{"io.kanibako.box":"{name}","io.kanibako.hash":"{hash}"}}}}]"#
+    ));
+}
+
+#[test]
+fn a_moved_box_keeps_its_name_home_and_vault_and_is_found_there() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let dest = e.home.join("q/moved");
+    // a stopped container of the box: its mounts name the old place
+    let hash = kanibako::boxes::project_hash(&p);
+    e.set_ps(&format!(
+        r#"[{{"Names":["kanibako-app"],"State":"exited","Image":"img","Labels":{{"io.kanibako.box":"app","io.kanibako.hash":"{hash}"}}}}]"#
+    ));
+    // by name, from another directory
+    let r = e
+        .run(&e.home, &["box", "move", "app", "q/moved", "--force"])
+        .ok();
+    assert!(
+        r.stdout.contains("Removed stopped container: kanibako-app"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("Moved {} to {}", p.display(), dest.display())),
+        "{r:?}"
+    );
+    assert!(!p.exists());
+    assert_eq!(fs::read_to_string(dest.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(
+        fs::read_to_string(dest.join("vault/rw/data")).unwrap(),
+        "v\n"
+    );
+    assert!(
+        e.last_call("rm")
+            .is_some_and(|c| c.contains("kanibako-app"))
+    );
+    assert!(e.names_yaml().contains(&format!("app: {}", dest.display())));
+    let record = meta(&e, "app").join("project.yaml");
+    assert_eq!(recorded(&record, "workspace"), dest.display().to_string());
+    assert_eq!(
+        recorded(&record, "vault_rw"),
+        dest.join("vault/rw").display().to_string()
+    );
+    assert_eq!(
+        recorded(&record, "project_hash"),
+        kanibako::boxes::project_hash(&dest)
+    );
+    let info = e.run(&dest, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Name:         app"), "{info}");
+    assert!(
+        info.contains(&format!("Project:      {}", dest.display())),
+        "{info}"
+    );
+    assert_eq!(
+        fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    // the old path is no box any more; the new one is listed as stopped, not missing
+    let list = e.run(&e.home, &["list"]).ok().stdout;
+    assert!(
+        list.contains(&format!("stopped    {}", dest.display())),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_move_is_refused_while_running_or_onto_something() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let before = tree(&p);
+    fs::create_dir_all(e.home.join("taken")).unwrap();
+    let r = e
+        .run(&p, &["box", "move", "../../taken", "--force"])
+        .fails();
+    assert!(r.stderr.contains("destination already exists"), "{r:?}");
+    let r = e.run(&p, &["box", "move", "inner", "--force"]).fails();
+    assert!(r.stderr.contains("into itself"), "{r:?}");
+    running(&e, &p, "app");
+    let r = e.run(&p, &["box", "move", "../../q/x", "--force"]).fails();
+    assert!(
+        r.stderr
+            .contains("box 'app' is running (container kanibako-app is running)"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint: stop it first"), "{r:?}");
+    // no terminal, no --force: the question fails with its hint
+    e.set_ps("[]");
+    let r = e.run(&p, &["box", "move", "../../q/x"]).fails();
+    assert!(r.stderr.contains("hint: pass --force"), "{r:?}");
+    assert_eq!(tree(&p), before, "nothing changed");
+    assert!(!e.home.join("q/x").exists());
+}
+
+#[test]
+fn a_standalone_box_moves_whole_and_stays_standalone() {
+    let e = env();
+    let p = e.dir("p/solo");
+    e.run(&p, &["create", "--standalone", "--distinct-auth"])
+        .ok();
+    fs::write(p.join(".kanibako/shell/note"), "s\n").unwrap();
+    let old_record = e
+        .data()
+        .join("distinct-auth")
+        .join(kanibako::boxes::project_hash(&p));
+    assert!(old_record.exists());
+    e.run(&e.home, &["box", "move", "p/solo", "q/solo", "--force"])
+        .ok();
+    let dest = e.home.join("q/solo");
+    let info = e.run(&dest, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         standalone"), "{info}");
+    assert!(info.contains("Auth:         distinct"), "{info}");
+    assert_eq!(
+        fs::read_to_string(dest.join(".kanibako/shell/note")).unwrap(),
+        "s\n"
+    );
+    assert!(!old_record.exists());
+    assert!(
+        e.data()
+            .join("distinct-auth")
+            .join(kanibako::boxes::project_hash(&dest))
+            .exists()
+    );
+    assert_eq!(
+        recorded(&dest.join(".kanibako/project.yaml"), "workspace"),
+        dest.display().to_string()
+    );
+}
+
+#[test]
+fn a_remap_follows_a_directory_the_user_moved() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let new = e.home.join("p/renamed");
+    fs::rename(&p, &new).unwrap();
+    let r = e.run(&e.home, &["box", "migrate", "p/app"]).fails();
+    assert!(
+        r.stderr.contains("Refusing to create a project at $HOME"),
+        "{r:?}"
+    );
+    let r = e.run(&new, &["box", "migrate", "../app", "--force"]).ok();
+    assert!(r.stdout.starts_with("Migrated project data:\n"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("To:   {} (renamed)", new.display())),
+        "{r:?}"
+    );
+    assert!(!e.names_yaml().contains("app:"), "{}", e.names_yaml());
+    assert!(
+        e.names_yaml()
+            .contains(&format!("renamed: {}", new.display()))
+    );
+    assert!(!meta(&e, "app").exists());
+    assert_eq!(
+        fs::read_to_string(meta(&e, "renamed").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    let record = meta(&e, "renamed").join("project.yaml");
+    assert_eq!(recorded(&record, "workspace"), new.display().to_string());
+    assert_eq!(
+        recorded(&record, "vault_ro"),
+        new.join("vault/ro").display().to_string(),
+        "the vault paths too (upstream keeps the old ones)"
+    );
+    let info = e.run(&new, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Name:         renamed"), "{info}");
+    // nothing registered there: an error with advice
+    let r = e
+        .run(&new, &["box", "migrate", "/nowhere", "--force"])
+        .fails();
+    assert!(
+        r.stderr.contains("No box is registered for /nowhere"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("hint: `kanibako box list --orphan`"),
+        "{r:?}"
+    );
+    let r = e.run(&new, &["box", "migrate"]).fails();
+    assert!(r.stderr.contains("old_path is required"), "{r:?}");
+}
+
+/// Upstream defect 12: its standalone result still said `mode: default` and was not
+/// found as standalone.
+#[test]
+fn migrate_to_standalone_is_detected_and_back_to_default_is_registered() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "app", "--to", "standalone", "--force"],
+        )
+        .ok();
+    assert!(
+        r.stdout.contains("Converted 'app' to standalone mode"),
+        "{r:?}"
+    );
+    assert!(!e.names_yaml().contains("app:"));
+    assert!(!meta(&e, "app").exists());
+    let record = p.join(".kanibako/project.yaml");
+    assert_eq!(recorded(&record, "mode"), "standalone");
+    assert_eq!(
+        recorded(&record, "shell"),
+        p.join(".kanibako/shell").display().to_string()
+    );
+    assert_eq!(
+        fs::read_to_string(p.join(".kanibako/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        fs::read_to_string(p.join(".gitignore"))
+            .unwrap()
+            .contains(".kanibako/")
+    );
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         standalone"), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Shell:        {}",
+            p.join(".kanibako/shell").display()
+        )),
+        "{info}"
+    );
+    // a launch finds it as standalone (its container name says so)
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(run.contains("kanibako-ronin-app-"), "{run}");
+    assert!(
+        run.contains(&format!(
+            "{}:/home/agent",
+            p.join(".kanibako/shell").display()
+        )),
+        "{run}"
+    );
+    let r = e
+        .run(&p, &["box", "migrate", "--to", "standalone", "--force"])
+        .fails();
+    assert!(r.stderr.contains("already in standalone mode"), "{r:?}");
+    // and back
+    let r = e
+        .run(&p, &["box", "migrate", "--to", "default", "--force"])
+        .ok();
+    assert!(r.stderr.contains("Project name: app"), "{r:?}");
+    assert!(!p.join(".kanibako").exists());
+    assert_eq!(
+        fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        recorded(&meta(&e, "app").join("project.yaml"), "mode"),
+        "default"
+    );
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         default"), "{info}");
+    assert!(info.contains("Name:         app"), "{info}");
+}
+
+/// Upstream defect 9: a duplicate mounted the source's home and vault.
+#[test]
+fn a_duplicate_has_its_own_home_vault_and_name() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let r = e
+        .run(&e.home, &["box", "duplicate", "app", "q/copy", "--force"])
+        .ok();
+    assert!(r.stderr.contains("Project name: copy"), "{r:?}");
+    let q = e.home.join("q/copy");
+    let m = meta(&e, "copy");
+    assert_eq!(fs::read_to_string(q.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(fs::read_to_string(q.join("vault/rw/data")).unwrap(), "v\n");
+    assert_eq!(fs::read_to_string(m.join("shell/note")).unwrap(), "hi\n");
+    // shared auth: the login comes from the host at launch, never from the source
+    assert!(!m.join("shell/.claude/.credentials.json").exists());
+    let record = m.join("project.yaml");
+    assert_eq!(
+        recorded(&record, "shell"),
+        m.join("shell").display().to_string()
+    );
+    assert_eq!(
+        recorded(&record, "vault_rw"),
+        q.join("vault/rw").display().to_string()
+    );
+    assert_eq!(recorded(&record, "name"), "copy");
+    let info = e.run(&q, &["box", "info"]).ok().stdout;
+    assert!(
+        info.contains(&format!("Shell:        {}", m.join("shell").display())),
+        "{info}"
+    );
+    // independent copies
+    fs::write(m.join("shell/note"), "changed\n").unwrap();
+    fs::write(q.join("vault/rw/data"), "changed\n").unwrap();
+    assert_eq!(
+        fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    assert!(e.names_yaml().contains(&format!("app: {}", p.display())));
+    // onto an existing directory only with --bare
+    let r = e
+        .run(&e.home, &["box", "duplicate", "app", "q/copy", "--force"])
+        .fails();
+    assert!(r.stderr.contains("destination already exists"), "{r:?}");
+    let bare = e.dir("q/bare");
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "duplicate",
+            "app",
+            "q/bare",
+            "--bare",
+            "--name",
+            "b2",
+            "--force",
+        ],
+    )
+    .ok();
+    assert!(!bare.join("src.txt").exists());
+    assert_eq!(
+        fs::read_to_string(bare.join("vault/rw/data")).unwrap(),
+        "v\n"
+    );
+    assert_eq!(
+        fs::read_to_string(meta(&e, "b2").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+}
+
+#[test]
+fn a_duplicate_carries_a_login_only_as_its_settings_say() {
+    let e = env();
+    let _p = lived_in(&e, &["--distinct-auth"]);
+    // the box logs in on its own: its copy goes on with that login
+    e.run(&e.home, &["box", "duplicate", "app", "q/own", "--force"])
+        .ok();
+    assert!(
+        meta(&e, "own")
+            .join("shell/.claude/.credentials.json")
+            .exists()
+    );
+    // unless the copy is to log in anew
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "duplicate",
+            "app",
+            "q/fresh",
+            "--distinct-auth",
+            "--force",
+        ],
+    )
+    .ok();
+    assert!(
+        !meta(&e, "fresh")
+            .join("shell/.claude/.credentials.json")
+            .exists()
+    );
+    assert_eq!(
+        recorded(&meta(&e, "fresh").join("project.yaml"), "group_auth"),
+        "false"
+    );
+}
+
+#[test]
+fn a_failed_duplicate_leaves_nothing() {
+    let e = env();
+    let _p = lived_in(&e, &[]);
+    let names = e.names_yaml();
+    // the new home cannot be made: the name is taken by leftover data that is a file
+    fs::write(meta(&e, "copy"), "in the way").unwrap();
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "q/copy",
+                "--name",
+                "copy",
+                "--force",
+            ],
+        )
+        .fails();
+    assert!(r.stderr.contains("copy"), "{r:?}");
+    assert!(
+        !e.home.join("q/copy").exists(),
+        "the copied workspace was taken back"
+    );
+    assert_eq!(e.names_yaml(), names);
+    let stray: Vec<_> = fs::read_dir(e.data().join("boxes"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kanibako-tmp-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+/// Upstream defect 18: purge left the name registered, so the next box got `app2`.
+#[test]
+fn purge_deletes_the_data_and_releases_the_name() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let r = e.run(&e.home, &["box", "purge", "app"]).fails();
+    assert!(r.stderr.contains("hint: pass --force"), "{r:?}");
+    running(&e, &p, "app");
+    let r = e.run(&e.home, &["box", "purge", "app", "--force"]).fails();
+    assert!(r.stderr.contains("is running"), "{r:?}");
+    e.set_ps("[]");
+    let r = e.run(&e.home, &["box", "purge", "app", "--force"]).ok();
+    assert_eq!(
+        r.stdout.trim(),
+        format!("Session data removed for {}", p.display())
+    );
+    assert!(!meta(&e, "app").exists());
+    assert!(!e.names_yaml().contains("app:"));
+    assert_eq!(
+        fs::read_to_string(p.join("src.txt")).unwrap(),
+        "code\n",
+        "the project stays"
+    );
+    let r = e.run(&p, &["create"]).ok();
+    assert!(r.stderr.contains("Project name: app\n"), "{r:?}");
+    let r = e.run(&e.home, &["box", "purge"]).fails();
+    assert!(
+        r.stderr.contains("specify a project path, or use --all"),
+        "{r:?}"
+    );
+    // --all: every box, one question
+    e.dir("p/other");
+    e.run(&e.home.join("p/other"), &["create"]).ok();
+    let r = e.run(&e.home, &["box", "purge", "--all", "--force"]).ok();
+    assert!(
+        r.stdout.contains("Found 2 project(s) with session data:"),
+        "{r:?}"
+    );
+    assert!(!e.names_yaml().contains("app:") && !e.names_yaml().contains("other:"));
+    let r = e.run(&e.home, &["box", "purge", "--all", "--force"]).ok();
+    assert!(r.stdout.contains("No project session data found."), "{r:?}");
+}
+
+#[test]
+fn a_box_is_named_by_workset_and_name_and_an_ambiguous_name_is_an_error() {
+    let e = env();
+    let _p = e.dir("p/web");
+    e.run(&e.home.join("p/web"), &["create"]).ok();
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    e.run(
+        &e.home,
+        &["workset", "connect", "client", "p/web", "--name", "web"],
+    )
+    .ok();
+    let r = e.run(&e.home, &["box", "purge", "web", "--force"]).fails();
+    assert!(
+        r.stderr.contains(&format!(
+            "'web' names 2 boxes: {}, client/web",
+            e.home.join("p/web").display()
+        )),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint: name one of them"), "{r:?}");
+    // the member by its full name; the default box is untouched
+    let member = e.home.join("ws/client/boxes/web");
+    assert!(member.is_dir());
+    e.run(&e.home, &["box", "purge", "client/web", "--force"])
+        .ok();
+    assert!(!member.exists());
+    assert!(meta(&e, "web").is_dir());
+    // a workset member cannot be moved
+    let r = e
+        .run(&e.home, &["box", "move", "client/web", "q/w", "--force"])
+        .fails();
+    assert!(r.stderr.contains("cannot move a workset project"), "{r:?}");
+    // vault commands take the same addresses
+    e.run(&e.home, &["box", "vault", "list", "p/web"]).ok();
+    e.run(&e.home, &["box", "vault", "list", "client/web"]).ok();
+}
+
+#[test]
+fn a_box_joins_a_workset_and_leaves_it_again() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    let root = e.home.join("ws/client");
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "app", "--to", "workset", "--force"],
+        )
+        .fails();
+    assert!(r.stderr.contains("--workset is required"), "{r:?}");
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "migrate",
+                "app",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--name",
+                "web",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("into workset 'client' as 'web'"), "{r:?}");
+    assert!(!p.exists() && !meta(&e, "app").exists());
+    assert!(!e.names_yaml().contains("app:"));
+    assert_eq!(
+        fs::read_to_string(root.join("workspaces/web/src.txt")).unwrap(),
+        "code\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+        "v\n"
+    );
+    let ws = fs::read_to_string(root.join("workset.yaml")).unwrap();
+    assert!(
+        ws.contains("name: web") && ws.contains(&p.display().to_string()),
+        "{ws}"
+    );
+    let info = e
+        .run(&root.join("workspaces/web"), &["box", "info"])
+        .ok()
+        .stdout;
+    assert!(info.contains("Mode:         workset"), "{info}");
+    assert_eq!(
+        recorded(&root.join("boxes/web/project.yaml"), "mode"),
+        "workset"
+    );
+    // out again, to where it came from
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "client/web", "--to", "default", "--force"],
+        )
+        .ok();
+    assert!(r.stderr.contains("Project name: app"), "{r:?}");
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    assert_eq!(
+        fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        !fs::read_to_string(root.join("workset.yaml"))
+            .unwrap()
+            .contains("name: web")
+    );
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(
+        info.contains("Mode:         default") && info.contains("Name:         app"),
+        "{info}"
+    );
+}
+
+/// The Python tool reads what these commands leave: a moved box, a remapped one, a
+/// duplicate and a standalone conversion all show their own paths there.
+#[test]
+fn the_python_tool_finds_moved_duplicated_and_converted_boxes() {
+    let e = env();
+    let Some(py) = crate::archive::python(&e) else {
+        return;
+    };
+    let _p = lived_in(&e, &[]);
+    e.run(&e.home, &["box", "move", "app", "q/moved", "--force"])
+        .ok();
+    let moved = e.home.join("q/moved");
+    let info = py(&moved, &["box", "info"]);
+    assert!(info.contains("Name:         app"), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Vault RW:     {}",
+            moved.join("vault/rw").display()
+        )),
+        "{info}"
+    );
+    let list = py(&e.home, &["list"]);
+    assert!(
+        list.contains(&format!("stopped    {}", moved.display())),
+        "{list}"
+    );
+    e.run(&e.home, &["box", "duplicate", "app", "q/dup", "--force"])
+        .ok();
+    let dup = e.home.join("q/dup");
+    let info = py(&dup, &["box", "info"]);
+    assert!(
+        info.contains(&format!(
+            "Shell:        {}",
+            meta(&e, "dup").join("shell").display()
+        )),
+        "the copy's own home, not the source's: {info}"
+    );
+    e.run(&moved, &["box", "migrate", "--to", "standalone", "--force"])
+        .ok();
+    let info = py(&moved, &["box", "info"]);
+    assert!(info.contains("Mode:         standalone"), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Shell:        {}",
+            moved.join(".kanibako/shell").display()
+        )),
+        "{info}"
+    );
+}
+
+#[test]
+fn an_interrupted_duplicate_leaves_the_source_and_nothing_else() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    // many files: the copy checks for Ctrl-C between them
+    let many = meta(&e, "app").join("shell/many");
+    for d in 0..300 {
+        let dir = many.join(d.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            fs::write(dir.join(f.to_string()), "x").unwrap();
+        }
+    }
+    let names = e.names_yaml();
+    let before = tree(&p);
+    let r = crate::archive::interrupted(
+        &e,
+        &e.home,
+        &["box", "duplicate", "app", "q/copy", "--force"],
+        std::time::Duration::from_millis(400),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("interrupted"), "{r:?}");
+    assert_eq!(e.names_yaml(), names, "no name registered");
+    assert!(!e.home.join("q/copy").exists());
+    assert_eq!(tree(&p), before);
+    let boxes: Vec<_> = fs::read_dir(e.data().join("boxes"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(boxes, ["app"], "no copy and no temporary left");
+    let q: Vec<_> = fs::read_dir(e.home.join("q"))
+        .map(|r| r.map(|d| d.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(q.is_empty(), "{q:?}");
+}
