@@ -10,6 +10,8 @@ mod archive;
 mod config;
 #[path = "cli/crab.rs"]
 mod crab;
+#[path = "cli/newcomer.rs"]
+mod newcomer;
 #[path = "cli/session.rs"]
 mod session;
 mod support;

@@ -627,6 +627,9 @@ fn diagnose(cx: &Context) -> Result<Exit> {
         ),
         Err(e) => println!("[!!] {}: {e}", rt.engine.kind.name()),
     }
+    if let Some(line) = rt.limits_report() {
+        println!("{line}");
+    }
     let configured = cx.stack(None, None)?.image()?;
     let rigs = Rigs::load(&cx.paths.rigs_file())?;
     let local = local_images(&rt)?;

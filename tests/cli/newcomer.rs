@@ -1,0 +1,115 @@
+//! What a newcomer meets first (issue 18): a host whose limits are below podman's
+//! defaults, mistyped commands, a first `start`, no engine at all.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::{Env, Run};
+
+fn env_with_claude() -> (Env, PathBuf) {
+    let e = Env::new();
+    e.fake_podman();
+    e.script("claude", "exit 0\n");
+    let p = e.dir("p/app");
+    (e, p)
+}
+
+/// kanibako run with hard limits lowered (as on a VM whose root cannot raise them).
+fn run_limited(e: &Env, cwd: &Path, args: &[&str]) -> Run {
+    let mut all = vec![
+        "--nofile=4096:4096",
+        "--nproc=2048:2048",
+        env!("CARGO_BIN_EXE_kanibako"),
+    ];
+    all.extend_from_slice(args);
+    Run::from(
+        e.program_cmd(Path::new("/usr/bin/prlimit"), cwd, &all)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn rootful_podman_gets_ulimits_the_host_allows_unless_configured() {
+    let (mut e, p) = env_with_claude();
+    let conf = e.root_file("containers.conf");
+    fs::write(&conf, "[engine]\nruntime = \"runc\"\n").unwrap();
+    e.set("CONTAINERS_CONF", &conf);
+    e.run(&p, &["create"]).ok();
+    let r = run_limited(&e, &p, &["shell", "--dry-run", "--", "true"]).ok();
+    let wanted = "run --ulimit nofile=4096:4096 --ulimit nproc=2048:2048 ";
+    if e.rootful_podman() {
+        assert!(r.stdout.contains(wanted), "{r:?}");
+    } else {
+        assert!(
+            !r.stdout.contains("--ulimit"),
+            "rootless podman clamps itself: {r:?}"
+        );
+    }
+    // the user's own default_ulimits are respected: within the host's limits nothing is
+    // added, above them the launch stops with the cause and the lines that fix it
+    fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+    )
+    .unwrap();
+    let r = run_limited(&e, &p, &["shell", "--dry-run", "--", "true"]).ok();
+    assert!(!r.stdout.contains("--ulimit"), "{r:?}");
+    fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=65536:65536\", \"nproc=1024:1024\"]\n",
+    )
+    .unwrap();
+    let r = run_limited(&e, &p, &["shell", "--", "true"]);
+    if e.rootful_podman() {
+        assert_eq!(r.code, 1, "{r:?}");
+        let lines: Vec<_> = r.stderr.lines().collect();
+        assert!(
+            lines[0].starts_with("Error: default_ulimits in ")
+                && lines[0].contains("asks for nofile 65536"),
+            "{r:?}"
+        );
+        assert!(
+            r.stderr.contains(
+                "default_ulimits = [\"nofile=4096:4096\", \"nproc=2048:2048\"]` under `[containers]`"
+            ),
+            "{r:?}"
+        );
+        assert!(e.last_call("run").is_none(), "nothing was started");
+        // and `rig diagnose` says the same
+        let r = run_limited(&e, &p, &["rig", "diagnose"]);
+        assert!(
+            r.stdout.contains("[!!] limits: default_ulimits in ")
+                && r.stdout.contains("nofile=4096:4096"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn runc_refusing_a_limit_is_one_line_with_the_fix() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    // a detached start whose engine fails as runc does on such a host
+    e.script(
+        "podman",
+        &format!(
+            "echo \"$*\" >> '{}'\ncase \"$1\" in run) echo 'Error: runc: runc create failed: \
+             unable to start container process: error during container init: error setting \
+             rlimits for ready process: error setting rlimit type 7: operation not permitted: \
+             OCI permission denied' >&2; exit 126 ;; container) exit 125 ;; image) echo /fake/rootfs ;; *) exit 0 ;; esac\n",
+            e.root_file("podman.log").display()
+        ),
+    );
+    let r = e.run(&p, &["start", "--persistent"]).fails();
+    if e.rootful_podman() {
+        assert!(
+            r.stderr.lines().any(|l| l.starts_with(
+                "Error: podman cannot start a container within this host's hard limits"
+            )),
+            "{r:?}"
+        );
+        assert!(r.stderr.contains("under `[containers]` in /"), "{r:?}");
+        assert!(!r.stderr.contains("runc create failed"), "{r:?}");
+    }
+}
