@@ -113,3 +113,44 @@ fn runc_refusing_a_limit_is_one_line_with_the_fix() {
         assert!(!r.stderr.contains("runc create failed"), "{r:?}");
     }
 }
+
+#[test]
+fn unknown_words_are_usage_errors_and_only_projects_imply_start() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    assert!(p.join("vault").is_dir());
+    let r = e.run(&p, &["help"]).ok();
+    assert!(r.stdout.contains("Usage: kanibako"), "{r:?}");
+    for (args, says) in [
+        (&["lsit"][..], "did you mean `kanibako list`?"),
+        (&["info", "demo"][..], "did you mean `kanibako box info`?"),
+        (&["vault"][..], "did you mean `kanibako box vault`?"),
+        (&["setup"][..], "`kanibako setup` is not in this version"),
+        (
+            &["upgrade"][..],
+            "`kanibako system upgrade` is not in this version",
+        ),
+        (
+            &["nosuchbox"][..],
+            "`kanibako create nosuchbox` makes a new box",
+        ),
+    ] {
+        let r = e.run(&p, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {r:?}");
+        assert_eq!(
+            r.stderr.lines().filter(|l| l.starts_with("Error:")).count(),
+            1
+        );
+    }
+    assert!(
+        e.last_call("run").is_none() && !p.join("nosuchbox").exists(),
+        "nothing was launched or made: {}",
+        e.podman_log()
+    );
+    // a registered name and an existing directory still mean `start`
+    let r = e.run(&e.home, &["app", "--dry-run"]).ok();
+    assert!(r.stdout.contains("--name kanibako-app"), "{r:?}");
+    let r = e.run(&p.join(".."), &["app", "--dry-run"]).ok();
+    assert!(r.stdout.contains("--name kanibako-app"), "{r:?}");
+}
