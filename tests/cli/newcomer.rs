@@ -154,3 +154,17 @@ fn unknown_words_are_usage_errors_and_only_projects_imply_start() {
     let r = e.run(&p.join(".."), &["app", "--dry-run"]).ok();
     assert!(r.stdout.contains("--name kanibako-app"), "{r:?}");
 }
+
+#[test]
+fn a_box_made_by_create_or_shell_does_not_continue_on_its_first_start() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    e.run(&p, &["start"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(!run.contains("--continue"), "{run}");
+    let q = e.dir("p/other");
+    e.run(&q, &["shell", "--", "true"]).ok();
+    e.run(&q, &["start"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(!run.contains("--continue"), "{run}");
+}
