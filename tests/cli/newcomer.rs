@@ -168,3 +168,65 @@ fn a_box_made_by_create_or_shell_does_not_continue_on_its_first_start() {
     let run = e.last_call("run").unwrap();
     assert!(!run.contains("--continue"), "{run}");
 }
+
+#[test]
+fn a_failed_bootstrap_leaves_nothing_and_is_not_taken_for_a_rig() {
+    // the host's programs are on PATH (what bootstrap collects), our fake engine first
+    let e = Env::with_system_path();
+    let log = e.root_file("podman.log");
+    let images = e.root_file("images");
+    // an engine whose check run of the new rig fails; `images` lists what was imported
+    // and not removed since
+    e.script(
+        "podman",
+        &format!(
+            "echo \"$*\" >> '{log}'\ncase \"$1\" in\n  images) cat '{img}' 2>/dev/null ;;\n  \
+             import) echo localhost/kanibako-rig-host:latest > '{img}' ;;\n  \
+             rmi) rm -f '{img}' ;;\n  run) echo 'exec failed' >&2; exit 1 ;;\nesac\nexit 0\n",
+            log = log.display(),
+            img = images.display()
+        ),
+    );
+    for _ in 0..2 {
+        let r = e.run(&e.home, &["rig", "bootstrap"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stderr.contains("the new rig does not run"), "{r:?}");
+        assert!(!r.stdout.contains("already exists"), "{r:?}");
+        assert!(!images.exists(), "the unchecked image was removed");
+    }
+    assert!(
+        e.podman_log()
+            .contains("rmi localhost/kanibako-rig-host:latest")
+    );
+    let json = e.run(&e.home, &["rig", "list", "--json"]).ok().json();
+    assert!(
+        !json["rigs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "host"),
+        "{json:#}"
+    );
+}
+
+#[test]
+fn a_template_that_needs_apt_get_is_refused_up_front_on_a_bootstrap_rig() {
+    let e = Env::new();
+    e.fake_podman();
+    fs::create_dir_all(e.data()).unwrap();
+    e.run(&e.home, &["list"]).ok();
+    fs::write(
+        e.data().join("rigs.yaml"),
+        "rigs:\n  host:\n    kind: extended\n    source_type: bootstrap\n    image: localhost/kanibako-rig-host:latest\n",
+    )
+    .unwrap();
+    e.run(&e.home, &["system", "config", "box.image=host"]).ok();
+    let r = e.run(&e.home, &["rig", "prep", "js"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("installs packages with apt-get")
+            && r.stderr.contains("has no package manager"),
+        "{r:?}"
+    );
+    assert!(e.last_call("build").is_none(), "no build was started");
+}
