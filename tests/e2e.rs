@@ -1028,15 +1028,16 @@ fn rootful_podman_with_its_default_configuration_runs_a_box() {
     }
     let _cleanup = Store(&fresh);
     assert!(fresh(&["info"]).output().unwrap().status.success());
-    let save = Command::new("podman")
+    let mut save = Command::new("podman")
         .args(["save", &image])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let load = fresh(&["load", "-q"])
-        .stdin(save.stdout.unwrap())
+        .stdin(save.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(save.wait().unwrap().success());
     assert!(load.status.success(), "{load:?}");
     e.set("CONTAINERS_STORAGE_CONF", &conf);
     e.unset("CONTAINERS_CONF");
