@@ -126,6 +126,11 @@ impl Context {
     /// rather than up front for commands that never touch the engine.
     pub fn runtime(&self) -> Result<Runtime, RuntimeError> {
         let engine = runtime::detect(&self.host, self.exec.as_ref())?;
-        Ok(Runtime::new(engine, self.exec.clone()))
+        let conf = self
+            .host
+            .var(crate::host::vars::CONTAINERS_CONF)
+            .map(Into::into);
+        let probe = runtime::limits::Probe::new(conf, self.host.home());
+        Ok(Runtime::new(engine, self.exec.clone()).with_limits(probe))
     }
 }

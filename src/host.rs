@@ -25,6 +25,8 @@ pub mod vars {
     /// Remote podman: when set, rootless-ness cannot be inferred from our own uid.
     pub const CONTAINER_HOST: &str = "CONTAINER_HOST";
     pub const DOCKER_HOST: &str = "DOCKER_HOST";
+    /// podman's configuration file, replacing the system's (for its `default_ulimits`).
+    pub const CONTAINERS_CONF: &str = "CONTAINERS_CONF";
     /// Set (to anything): no colour and no progress bars.
     pub const NO_COLOR: &str = "NO_COLOR";
     /// `dumb`: a terminal that cannot redraw a progress bar.

@@ -102,6 +102,20 @@ use crate::process::SystemExecutor;
 /// Run kanibako with these arguments (the first is the program name).
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = cli::with_default_command(args.into_iter().collect());
+    // An upstream command word is never taken for a box, even where a directory of that
+    // name exists (`kanibako vault` in a project): a usage error, as clap's are.
+    if let Some(msg) = args
+        .iter()
+        .position(|a| a == cli::IMPLIED)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|w| cli::upstream_word(&w.to_string_lossy()))
+    {
+        output::error(&[
+            format!("Error: {msg}"),
+            "hint: `kanibako --help` lists the commands".into(),
+        ]);
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.

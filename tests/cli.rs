@@ -14,6 +14,8 @@ mod crab;
 mod lifecycle;
 #[path = "cli/resolving.rs"]
 mod resolving;
+#[path = "cli/newcomer.rs"]
+mod newcomer;
 #[path = "cli/session.rs"]
 mod session;
 mod support;
@@ -555,13 +557,20 @@ fn verbose_logs_each_engine_call_as_a_command_line() {
 }
 
 #[test]
-fn no_engine_means_stopped_with_a_note() {
+fn no_engine_means_unknown_with_a_note() {
     let e = Env::new();
     let a = e.dir("p/a");
     e.run(&a, &["create"]).ok();
     let r = e.run(&e.home, &["list"]).ok();
-    assert!(r.stdout.contains("a                  stopped"), "{r:?}");
+    assert!(r.stdout.contains("a                  unknown"), "{r:?}");
     assert!(r.stderr.contains("No container runtime found."), "{r:?}");
+    let json = e.run(&e.home, &["list", "--json"]).ok().json();
+    assert_eq!(json[0]["status"], "unknown", "{json:#}");
+    let r = e.run(&e.home, &["ps"]).ok();
+    assert!(
+        r.stdout.contains("Box activity unknown") && !r.stdout.contains("No active boxes"),
+        "{r:?}"
+    );
     let mut e2 = Env::new();
     e2.set("KANIBAKO_DOCKER_CMD", "/nonexistent/podman");
     let r = e2.run(&e2.home, &["list"]).ok();

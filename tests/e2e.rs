@@ -1272,4 +1272,81 @@ fn rootless_podman_purge_removes_files_of_sub_uids() {
     assert!(r.stdout.contains("Session data removed for"), "{r:?}");
     assert!(!e.data().join("boxes").join(&name).exists());
     assert!(!e.names_yaml().contains(&format!("{name}:")));
+/// A fresh machine's podman (issue 18): no CONTAINERS_CONF, so podman's own defaults
+/// (nofile and nproc 1048576, above these VMs' hard limits), on a new image store (so
+/// podman picks its default network backend as on a first use), holding only the test
+/// rig. `shell -- true` must work: kanibako passes limits the host allows.
+#[test]
+fn rootful_podman_with_its_default_configuration_runs_a_box() {
+    let Some((mut e, image)) = session_env(Flavour::RootfulPodman) else {
+        return;
+    };
+    if !e.rootful_podman() {
+        eprintln!("skipped: rootless podman clamps its limits itself");
+        return;
+    }
+    let store = e.root.path().join("store");
+    let conf = e.root.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{s}/graph\"\nrunroot = \"{s}/run\"\n\
+             [storage.options.overlay]\nskip_mount_home = \"true\"\n",
+            s = store.display()
+        ),
+    )
+    .unwrap();
+    let fresh = |args: &[&str]| {
+        let mut c = Command::new("podman");
+        c.args(args)
+            .env_remove("CONTAINERS_CONF")
+            .env("CONTAINERS_STORAGE_CONF", &conf);
+        c
+    };
+    struct Store<'a>(&'a dyn Fn(&[&str]) -> Command);
+    impl Drop for Store<'_> {
+        fn drop(&mut self) {
+            // nothing of this store may stay mounted once the directory goes
+            let _ = (self.0)(&["image", "unmount", "--all"]).output();
+            let _ = (self.0)(&["rm", "-af", "-t", "0"]).output();
+            let _ = (self.0)(&["rmi", "-af"]).output();
+        }
+    }
+    let _cleanup = Store(&fresh);
+    assert!(fresh(&["info"]).output().unwrap().status.success());
+    let mut save = Command::new("podman")
+        .args(["save", &image])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = fresh(&["load", "-q"])
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(save.wait().unwrap().success());
+    assert!(load.status.success(), "{load:?}");
+    e.set("CONTAINERS_STORAGE_CONF", &conf);
+    e.unset("CONTAINERS_CONF");
+    let p = e.dir("p/fresh");
+    e.run(&p, &["create"]).ok();
+    e.run(&p, &["box", "config", &format!("box.image={image}")])
+        .ok();
+    let hard = |flag: &str| {
+        let out = Command::new("sh")
+            .args(["-c", &format!("ulimit -H{flag}")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let dry = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    if hard("n").parse::<u64>().is_ok_and(|n| n < 1_048_576) {
+        assert!(dry.stdout.contains("--ulimit nofile="), "{dry:?}");
+        assert!(dry.stdout.contains("--ulimit nproc="), "{dry:?}");
+    }
+    let r = e.run(&p, &["shell", "--", "true"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = e
+        .run(&p, &["shell", "--", "sh", "-c", "echo in-box-$(id -u)"])
+        .ok();
+    assert!(r.stdout.contains("in-box-1000"), "{r:?}");
 }

@@ -33,6 +33,9 @@ pub enum Status {
     Unregistered,
     /// Metadata that records no project directory at all.
     Unknown,
+    /// The project directory exists, but no engine could be asked whether it runs.
+    #[serde(rename = "unknown")]
+    Unasked,
 }
 
 impl Status {
@@ -42,7 +45,7 @@ impl Status {
             Status::Stopped => "stopped",
             Status::Missing => "missing",
             Status::Unregistered => "unregistered",
-            Status::Unknown => "unknown",
+            Status::Unknown | Status::Unasked => "unknown",
         }
     }
 
@@ -159,7 +162,8 @@ fn recorded_workspace(meta: &Path) -> Option<PathBuf> {
 
 /// Every box row, registered ones first (by name), then leftover metadata, then running
 /// containers that belong to no listed box. `activity` is `None` when no engine could be
-/// asked; every box then shows as stopped.
+/// asked; a box that is not missing then shows as `unknown` ([`Status::Unasked`]), never
+/// as stopped: it may well be running.
 pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxError> {
     let registry = Registry::load(&paths.names_file())?;
     let mut out = Vec::new();
@@ -176,6 +180,8 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
             Status::Missing
         } else if active.is_some() {
             Status::Active
+        } else if activity.is_none() {
+            Status::Unasked
         } else {
             Status::Stopped
         };
@@ -234,6 +240,8 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
                 Status::Missing
             } else if active.is_some() {
                 Status::Active
+            } else if activity.is_none() {
+                Status::Unasked
             } else {
                 Status::Stopped
             };

@@ -20,9 +20,137 @@ use clap::{ArgAction, Parser, Subcommand};
 pub use boxes::{BoxCommand, CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 pub use session::{LaunchArgs, ShellArgs, StartArgs, StopArgs};
 
+/// The marker [`with_default_command`] puts after an implied `start`.
+pub const IMPLIED: &str = "--implied-start";
+
+/// Upstream's command words below the top level, by parent (spec: upstream-cli-and-data
+/// §2.1, with the helper's and the dead top-level ones): none of them may ever be taken
+/// for a box (`kanibako vault` in a project with a `vault/` directory, `kanibako info
+/// demo`). Where a word has several parents the first one listed is suggested.
+const UPSTREAM_WORDS: &[(&str, &[&str])] = &[
+    (
+        "box",
+        &[
+            "info",
+            "inspect",
+            "config",
+            "vault",
+            "archive",
+            "extract",
+            "migrate",
+            "duplicate",
+            "move",
+            "purge",
+            "diagnose",
+            "delete",
+            "ls",
+        ],
+    ),
+    ("crab", &["reauth", "helper", "fork"]),
+    (
+        "crab helper",
+        &[
+            "spawn",
+            "respawn",
+            "send",
+            "broadcast",
+            "log",
+            "cleanup",
+            "register",
+        ],
+    ),
+    (
+        "rig",
+        &[
+            "prep",
+            "prepare",
+            "add",
+            "extend",
+            "export",
+            "import",
+            "rebuild",
+            "bootstrap",
+        ],
+    ),
+    ("workset", &["connect", "disconnect"]),
+    ("system", &["upgrade"]),
+];
+
+/// Upstream top-level words this version does not have (`setup`: the wizard).
+const UPSTREAM_TOP: &[&str] = &["setup", "help"];
+
+/// What a first word that is no command here means: `Some(message)` for a usage error,
+/// `None` when it may be a box or directory (checked by `start`).
+pub fn upstream_word(word: &str) -> Option<String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let built = |path: &str| {
+        let mut c = &cmd;
+        for w in path.split(' ') {
+            match c
+                .get_subcommands()
+                .find(|s| s.get_name() == w || s.get_all_aliases().any(|a| a == w))
+            {
+                Some(s) => c = s,
+                None => return false,
+            }
+        }
+        true
+    };
+    if UPSTREAM_TOP.contains(&word) {
+        return Some(format!(
+            "`kanibako {word}` is not in this version of kanibako"
+        ));
+    }
+    let (parent, _) = UPSTREAM_WORDS.iter().find(|(_, ws)| ws.contains(&word))?;
+    let full = format!("{parent} {word}");
+    Some(if built(&full) {
+        format!("'{word}' is not a command here; did you mean `kanibako {full}`?")
+    } else {
+        format!("`kanibako {full}` is not in this version of kanibako")
+    })
+}
+
+/// The top-level command closest to `word` (a typo such as `lsit`), if one is close.
+pub fn closest_command(word: &str) -> Option<String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    cmd.get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_visible_aliases()))
+        .map(|name| (distance(word, name), name))
+        .filter(|(d, name)| *d <= 2.min(name.len() / 2))
+        .min()
+        .map(|(_, n)| n.to_owned())
+}
+
+/// Edit distance with adjacent transpositions (`lsit` is one step from `list`).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// Bare `kanibako`, or a first word that is not a command, means `start` (so
 /// `kanibako myapp` starts the box `myapp`, and `kanibako -- -p hi` passes `-p hi` to the
-/// agent). Global `-v` flags before the first word are skipped over.
+/// agent). Global `-v` flags before the first word are skipped over. An implied `start`
+/// carries [`IMPLIED`], so that `start` takes its word only for an existing directory
+/// or a registered box. `kanibako help [WORD…]` is `kanibako [WORD…] --help`.
 pub fn with_default_command(args: Vec<OsString>) -> Vec<OsString> {
     let mut args = args;
     let first = args
@@ -36,7 +164,12 @@ pub fn with_default_command(args: Vec<OsString>) -> Vec<OsString> {
     match first {
         None => args.push("start".into()),
         Some(i) => {
-            let word = args[i].to_string_lossy();
+            let word = args[i].to_string_lossy().into_owned();
+            if word == "help" {
+                args.remove(i);
+                args.push("--help".into());
+                return args;
+            }
             // The command words come from the clap tree itself, so they cannot drift.
             let cmd = <Cli as clap::CommandFactory>::command();
             let is_command = cmd
@@ -45,6 +178,9 @@ pub fn with_default_command(args: Vec<OsString>) -> Vec<OsString> {
             let keep = is_command || matches!(word.as_ref(), "-h" | "--help" | "-V" | "--version");
             if !keep {
                 args.insert(i, "start".into());
+                if !word.starts_with('-') {
+                    args.insert(i + 1, IMPLIED.into());
+                }
             }
         }
     }
@@ -155,7 +291,10 @@ mod tests {
     #[test]
     fn unknown_first_words_mean_start() {
         assert_eq!(norm(&["kanibako"]), ["kanibako", "start"]);
-        assert_eq!(norm(&["kanibako", "myapp"]), ["kanibako", "start", "myapp"]);
+        assert_eq!(
+            norm(&["kanibako", "myapp"]),
+            ["kanibako", "start", IMPLIED, "myapp"]
+        );
         assert_eq!(norm(&["kanibako", "-N"]), ["kanibako", "start", "-N"]);
         assert_eq!(
             norm(&["kanibako", "-v", "--", "-p"]),
@@ -224,8 +363,60 @@ mod tests {
 
     #[test]
     fn a_box_named_like_an_internal_command_still_starts() {
-        assert_eq!(norm(&["kanibako", "hub"]), ["kanibako", "start", "hub"]);
+        assert_eq!(
+            norm(&["kanibako", "hub"]),
+            ["kanibako", "start", IMPLIED, "hub"]
+        );
         assert_eq!(norm(&["kanibako", "_hub"]), ["kanibako", "_hub"]);
+    }
+
+    #[test]
+    fn help_is_help_and_upstream_words_never_mean_start() {
+        assert_eq!(norm(&["kanibako", "help"]), ["kanibako", "--help"]);
+        assert_eq!(
+            norm(&["kanibako", "help", "rig"]),
+            ["kanibako", "rig", "--help"]
+        );
+        let err = Cli::try_parse_from(norm(&["kanibako", "help"])).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(
+            upstream_word("info").as_deref(),
+            Some("'info' is not a command here; did you mean `kanibako box info`?")
+        );
+        assert_eq!(
+            upstream_word("vault").as_deref(),
+            Some("'vault' is not a command here; did you mean `kanibako box vault`?")
+        );
+        assert_eq!(
+            upstream_word("setup").as_deref(),
+            Some("`kanibako setup` is not in this version of kanibako")
+        );
+        assert!(
+            upstream_word("upgrade")
+                .unwrap()
+                .contains("`kanibako system upgrade`")
+        );
+        assert!(
+            upstream_word("reauth")
+                .unwrap()
+                .contains("`kanibako crab reauth`")
+        );
+        assert_eq!(upstream_word("myapp"), None);
+        // every upstream word of the spec's tree is either a command or refused
+        for (_, words) in UPSTREAM_WORDS {
+            for w in *words {
+                assert!(upstream_word(w).is_some(), "{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn typos_get_the_closest_command() {
+        assert_eq!(closest_command("lsit").as_deref(), Some("list"));
+        assert_eq!(closest_command("strat").as_deref(), Some("start"));
+        assert_eq!(closest_command("shel").as_deref(), Some("shell"));
+        assert_eq!(closest_command("myproject"), None);
+        assert_eq!(closest_command("app"), None);
     }
 
     #[test]

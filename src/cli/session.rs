@@ -70,6 +70,10 @@ pub struct StartArgs {
     /// Arguments for the agent, after `--`.
     #[arg(last = true, value_name = "AGENT_ARGS")]
     pub args: Vec<String>,
+    /// Set when `start` was not typed but implied by a first word that is no command
+    /// ([`super::with_default_command`]): that word must then be a directory or a box.
+    #[arg(long = "implied-start", hide = true)]
+    pub implied: bool,
 }
 
 #[derive(Debug, Args, Clone)]

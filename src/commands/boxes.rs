@@ -45,7 +45,8 @@ pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Ask the engine what runs. Without an engine every box is shown stopped, with a note.
+/// Ask the engine what runs. Without an engine every box's activity is `unknown`, with a
+/// note.
 fn activity(cx: &Context) -> Option<Activity> {
     match cx.runtime().and_then(|rt| rt.containers()) {
         Ok(list) => Some(Activity::new(list)),
@@ -120,6 +121,7 @@ fn show(cx: &Context, filter: Filter, quiet: bool, json: bool) -> Result<Exit> {
         .filter(|r| filter.keeps(r))
         .collect();
     let empty = match filter {
+        Filter::Active if activity.is_none() => "Box activity unknown: no engine could be asked.",
         Filter::Active => "No active boxes.",
         Filter::Orphans => "No orphaned projects found.",
         _ => "No known projects.",

@@ -186,7 +186,10 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
     let rt = cx.runtime()?;
     let image = format!("localhost/{}:latest", rig::extended_image(&a.name));
     let local = local_images(&rt)?;
-    if local.has(&image) && !a.force {
+    // Only a bootstrap that finished (checked, recorded) counts: an image left by one
+    // that failed half-way is rebuilt.
+    let recorded = Rigs::load(&cx.paths.rigs_file())?.get(&a.name).is_some();
+    if local.has(&image) && recorded && !a.force {
         println!(
             "Rig '{}' already exists ({image}); `--force` rebuilds it.",
             a.name
@@ -211,13 +214,22 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
     ));
     rt.import(&tar, &bootstrap::changes(&a.name), &image)?;
     output::say("Checking it runs...");
-    let out = rt.run_captured(&bootstrap::check_spec(&a.name, &image), None, None)?;
-    if !out.status.success() {
-        return Err(UserError::new(format!(
-            "the new rig does not run: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-        .into());
+    let checked = rt.run_captured(&bootstrap::check_spec(&a.name, &image), None, None);
+    let failure = match &checked {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(
+            UserError::new(format!(
+                "the new rig does not run: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+            .into(),
+        ),
+        Err(_) => checked.err().map(anyhow::Error::from),
+    };
+    if let Some(err) = failure {
+        // A rig that did not pass its check is not left behind to be taken for one.
+        let _ = rt.remove_image(&image);
+        return Err(err);
     }
     let mut rigs = Rigs::load(&cx.paths.rigs_file())?;
     rigs.upsert(
@@ -631,6 +643,9 @@ fn diagnose(cx: &Context) -> Result<Exit> {
             rt.engine.program.display()
         ),
         Err(e) => println!("[!!] {}: {e}", rt.engine.kind.name()),
+    }
+    if let Some(line) = rt.limits_report() {
+        println!("{line}");
     }
     let configured = cx.stack(None, None)?.image()?;
     let rigs = Rigs::load(&cx.paths.rigs_file())?;

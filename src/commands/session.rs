@@ -39,7 +39,33 @@ fn launch(
     }
 }
 
+/// A first word that implied `start` (`kanibako WORD`) is taken only for an existing
+/// directory or a registered box; anything else (`kanibako lsit`) is a usage error with
+/// the closest command, never a launch in a new directory.
+fn implied_word_is_a_project(cx: &Context, word: &str) -> bool {
+    cx.host.cwd.join(word).is_dir()
+        || matches!(
+            resolve::resolve(&cx.paths, &cx.host.cwd, Some(word)),
+            Ok(resolve::Resolution::Found(_))
+        )
+}
+
 pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
+    if let Some(word) = a.project.as_deref().filter(|_| a.implied)
+        && !implied_word_is_a_project(cx, word)
+    {
+        let mut lines = vec![format!(
+            "Error: '{word}' is not a command, a registered box or a directory here"
+        )];
+        lines.push(match crate::cli::closest_command(word) {
+            Some(c) => format!("hint: did you mean `kanibako {c}`?"),
+            None => format!(
+                "hint: `kanibako --help` lists the commands; `kanibako create {word}` makes a new box"
+            ),
+        });
+        output::error(&lines);
+        return Ok(Exit::Code(2));
+    }
     let persistent = match (a.persistent, a.launch.ephemeral) {
         (true, _) => Some(true),
         (_, true) => Some(false),

@@ -39,6 +39,13 @@ impl Home {
         let project = home.join("p/app");
         std::fs::create_dir_all(&project).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
+        // podman's limits configured, as on the test machines: no `--ulimit` in the runs
+        // whatever this host's limits are (runtime::limits)
+        std::fs::write(
+            root.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+        )
+        .unwrap();
         for program in ["podman", "claude"] {
             let p = bin.join(program);
             std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
@@ -59,6 +66,10 @@ impl Home {
             &[
                 ("HOME", self.home.to_str().unwrap()),
                 ("PATH", self.bin.to_str().unwrap()),
+                (
+                    "CONTAINERS_CONF",
+                    self.bin.with_file_name("containers.conf").to_str().unwrap(),
+                ),
             ],
         );
         h.uid = self.uid;
@@ -190,6 +201,12 @@ fn start_on_rootless_podman_asks_the_version_once_and_continues_the_second_time(
         !run.contains("--label io.kanibako.rootfs"),
         "only a rootfs run is labelled with its image"
     );
+    // the agent kept a conversation in the workspace: the next start continues it
+    let kept = h
+        .home
+        .join(".local/share/kanibako/boxes/app/shell/.claude/projects/-home-agent-workspace");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("c.jsonl"), "{}\n").unwrap();
     let rec = Arc::new(none());
     h.run(&rec, &["start", "--ephemeral"]).unwrap();
     let calls = engine_calls(&rec);

@@ -63,7 +63,9 @@ impl Known<'_> {
             target: &self.target,
             levels: &self.levels,
             settings: &self.settings,
-            new_box: self.chosen.new,
+            // A box made by `create` or `shell` is new to the agent too.
+            new_box: self.chosen.new
+                || !super::decide::has_conversation(&self.b().shell, super::plan::GUEST_WORKSPACE),
         }
     }
 }

@@ -35,12 +35,40 @@ pub fn build(rt: &Runtime, paths: &Paths, configured: &str, name: &str) -> Resul
     } else {
         r.image
     };
+    // A rig made by `rig bootstrap` holds this host's programs, not a distribution: a
+    // template that installs packages cannot work on it, so say so before building.
+    if let Some(rec) = rigs.get(configured)
+        && rec.source_type.as_deref() == Some("bootstrap")
+        && needs_package_manager(&t.text)
+    {
+        return Err(UserError::new(format!(
+            "template '{name}' installs packages with apt-get, and rig '{configured}' (made by \
+             `rig bootstrap` from this host's programs) has no package manager"
+        ))
+        .hint(format!(
+            "build it on a distribution image: `kanibako system config box.image={}`, then \
+             `kanibako rig prep {name}`",
+            crate::settings::keys::DEFAULT_IMAGE
+        ))
+        .into());
+    }
     let image = super::template_image(name);
     output::say(format_args!(
         "Building rig '{name}' ({}) on {base}...",
         t.description()
     ));
     build_template(rt, &t, &image, &base)
+}
+
+/// Whether a Containerfile runs a package manager (`RUN apt-get …`).
+pub fn needs_package_manager(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        !l.starts_with('#')
+            && ["apt-get ", "apt ", "dpkg ", "apk ", "dnf ", "yum "]
+                .iter()
+                .any(|pm| l.contains(pm))
+    })
 }
 
 /// Build `t` into `image` on `base`, the engine's output streamed to the terminal.
@@ -278,6 +306,19 @@ pub fn temp_dir() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_that_install_packages_are_recognised() {
+        assert!(needs_package_manager(
+            "FROM ${BASE_IMAGE}\nRUN apt-get update && apt-get install -y nodejs\n"
+        ));
+        assert!(!needs_package_manager(
+            "FROM x\n# apt-get is not needed\nCOPY a b\n"
+        ));
+        for t in crate::rig::template::discover(std::path::Path::new("/nonexistent")) {
+            assert!(needs_package_manager(&t.text), "bundled {}", t.name);
+        }
+    }
 
     #[test]
     fn extend_runs_a_kept_shell_as_the_images_user() {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
 
 use serde::Deserialize;
@@ -346,14 +346,82 @@ impl Runtime {
             .map(drop)
     }
 
-    /// The `run` of `spec`, for `--dry-run` and for running it.
+    /// The `run` of `spec`, for `--dry-run` and for running it, with the `--ulimit`s
+    /// the host's limits need ([`super::limits`]).
     pub fn run_command(
         &self,
         spec: &RunSpec,
         rootfs: Option<&Path>,
         env_file: Option<&Path>,
     ) -> Invocation {
-        run_invocation(self.invocation(), self.engine.kind, spec, rootfs, env_file)
+        let mut base = self.invocation();
+        if let Some((_, super::limits::Decision::Pass(ulimits))) = self.limits() {
+            // Before `run`'s other options: `Invocation` only appends, so the limits go
+            // in as `run --ulimit …` and the spec's own `run` is dropped.
+            base = base.arg("run");
+            for u in ulimits {
+                base = base.arg("--ulimit").arg(u.arg());
+            }
+            let args = spec.to_args(self.engine.kind, rootfs, env_file);
+            return base.args(args.into_iter().skip(1));
+        }
+        run_invocation(base, self.engine.kind, spec, rootfs, env_file)
+    }
+
+    /// The launch stops here, before the engine's raw runc error, when the configured
+    /// limits are known to exceed the host's.
+    fn check_limits(&self) -> Result<(), RuntimeError> {
+        match (self.limits(), &self.limits) {
+            (Some((host, d @ super::limits::Decision::Exceeds { .. })), Some(p)) => {
+                let (cause, fix) = super::limits::explain(d, *host, &p.conf_file());
+                Err(RuntimeError::HostLimits { cause, fix })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The limits check as a `diagnose` line (`None` where it does not apply).
+    pub fn limits_report(&self) -> Option<String> {
+        use super::limits::Decision;
+        let (host, d) = self.limits()?;
+        if self.engine.kind != EngineKind::Podman || self.engine.rootless {
+            return None;
+        }
+        Some(match d {
+            Decision::Fits => format!(
+                "[ok] limits: containers start within the host's (nofile {}, nproc {})",
+                host.nofile, host.nproc
+            ),
+            Decision::Pass(u) => format!(
+                "[ok] limits: podman's defaults exceed the host's, so runs get {}",
+                u.iter()
+                    .map(|u| format!("--ulimit {}", u.arg()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Decision::Exceeds { .. } => {
+                let (cause, fix) = self.check_limits().err().map_or_else(
+                    || (String::new(), String::new()),
+                    |e| match e {
+                        RuntimeError::HostLimits { cause, fix } => (cause, fix),
+                        other => (other.to_string(), String::new()),
+                    },
+                );
+                format!("[!!] limits: {cause}: {fix}")
+            }
+        })
+    }
+
+    /// A run refused by runc for a limit: the one-line cause and its fix.
+    fn limits_explained(&self) -> (String, String) {
+        let host = self
+            .limits()
+            .map_or_else(super::limits::HostLimits::read, |(h, _)| *h);
+        let conf = self.limits.as_ref().map_or_else(
+            || PathBuf::from("/etc/containers/containers.conf"),
+            |p| p.conf_file(),
+        );
+        super::limits::explain(&super::limits::Decision::Fits, host, &conf)
     }
 
     /// Run `spec` attached to our terminal as its foreground job.
@@ -363,7 +431,17 @@ impl Runtime {
         rootfs: Option<&Path>,
         env_file: Option<&Path>,
     ) -> Result<ExitStatus, RuntimeError> {
-        self.foreground(&self.run_command(spec, rootfs, env_file))
+        self.check_limits()?;
+        let status = self.foreground(&self.run_command(spec, rootfs, env_file))?;
+        // The engine's own error went to the terminal; 126 is podman's "could not start
+        // the container", which on a rootful host is most often a limit.
+        if status.code() == Some(126) && self.engine.kind == EngineKind::Podman {
+            let (_, fix) = self.limits_explained();
+            crate::output::hint(format!(
+                "if the error above says `error setting rlimit`: {fix}"
+            ));
+        }
+        Ok(status)
     }
 
     /// Run `spec` with its output captured (a detached start, whose container id is
@@ -374,7 +452,15 @@ impl Runtime {
         rootfs: Option<&Path>,
         env_file: Option<&Path>,
     ) -> Result<Output, RuntimeError> {
-        self.capture(&self.run_command(spec, rootfs, env_file))
+        self.check_limits()?;
+        let out = self.capture(&self.run_command(spec, rootfs, env_file))?;
+        if !out.status.success()
+            && super::limits::is_rlimit_error(&String::from_utf8_lossy(&out.stderr))
+        {
+            let (cause, fix) = self.limits_explained();
+            return Err(RuntimeError::HostLimits { cause, fix });
+        }
+        Ok(out)
     }
 }
 

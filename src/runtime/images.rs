@@ -103,15 +103,22 @@ pub fn pull_invocation(base: Invocation, image: &str) -> Invocation {
 }
 
 /// `build` of `file` in `context` as `image`, on `base_image` (its `BASE_IMAGE` arg),
-/// from scratch.
+/// from scratch. A failed build leaves nothing: no intermediate containers, and on
+/// podman (`podman`) no layer images (`<none>`) from the steps before the one that
+/// failed.
 pub fn build_invocation(
     base: Invocation,
+    podman: bool,
     image: &str,
     base_image: &str,
     file: &Path,
     context: &Path,
 ) -> Invocation {
-    base.args(["build", "--no-cache", "-t", image, "--build-arg"])
+    let mut inv = base.args(["build", "--no-cache", "--force-rm"]);
+    if podman {
+        inv = inv.arg("--layers=false");
+    }
+    inv.args(["-t", image, "--build-arg"])
         .arg(format!("BASE_IMAGE={base_image}"))
         .arg("-f")
         .arg(file)
@@ -237,7 +244,8 @@ impl Runtime {
         file: &Path,
         context: &Path,
     ) -> Result<i32, RuntimeError> {
-        let inv = build_invocation(self.invocation(), image, base_image, file, context);
+        let podman = self.engine.kind == super::EngineKind::Podman;
+        let inv = build_invocation(self.invocation(), podman, image, base_image, file, context);
         let status = self.exec.status(&inv).map_err(|e| self.spawn_error(e))?;
         Ok(exit_code(status))
     }
@@ -339,13 +347,15 @@ mod tests {
         assert_eq!(
             build_invocation(
                 p(),
+                true,
                 "kanibako-template-js",
                 "b:1",
                 Path::new("/f"),
                 Path::new("/c")
             )
             .to_string(),
-            "podman build --no-cache -t kanibako-template-js --build-arg BASE_IMAGE=b:1 -f /f /c"
+            "podman build --no-cache --force-rm --layers=false -t kanibako-template-js --build-arg \
+             BASE_IMAGE=b:1 -f /f /c"
         );
         assert_eq!(
             import_invocation(p(), Path::new("/t.tar"), &["ENV A=1".into()], "i").to_string(),

@@ -14,6 +14,7 @@
 pub mod containers;
 pub mod images;
 pub mod seccomp;
+pub mod limits;
 pub mod spec;
 pub mod user;
 
@@ -160,6 +161,9 @@ pub enum RuntimeError {
     },
     #[error("could not read the output of `{command}`: {message}")]
     BadOutput { command: String, message: String },
+    /// runc cannot set the limits the engine asks for ([`limits`]).
+    #[error("{cause}")]
+    HostLimits { cause: String, fix: String },
 }
 
 impl RuntimeError {
@@ -172,6 +176,7 @@ impl RuntimeError {
                 "set {} to a podman or docker binary, or unset it",
                 vars::DOCKER_CMD
             )),
+            RuntimeError::HostLimits { fix, .. } => Some(fix.clone()),
             _ => None,
         }
     }
@@ -284,11 +289,28 @@ fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo
 pub struct Runtime {
     pub engine: EngineInfo,
     exec: Arc<dyn Executor>,
+    /// The host's limits against the engine's, looked at on the first `run`.
+    limits: Option<Arc<limits::Probe>>,
 }
 
 impl Runtime {
     pub fn new(engine: EngineInfo, exec: Arc<dyn Executor>) -> Self {
-        Self { engine, exec }
+        Self {
+            engine,
+            exec,
+            limits: None,
+        }
+    }
+
+    /// Every `run` gets the `--ulimit`s `probe` finds the host needs.
+    pub fn with_limits(mut self, probe: limits::Probe) -> Self {
+        self.limits = Some(Arc::new(probe));
+        self
+    }
+
+    /// What a `run` needs for the host's limits ([`limits::decide`]).
+    pub fn limits(&self) -> Option<&(limits::HostLimits, limits::Decision)> {
+        self.limits.as_ref().map(|p| p.get(&self.engine))
     }
 
     /// The engine program, for the builders of the noun modules.

@@ -178,6 +178,20 @@ fn start_builds_the_agent_arguments() {
         first.ends_with("--dangerously-skip-permissions --model opus"),
         "{first}"
     );
+    // the agent kept no conversation, so there is nothing to continue yet
+    e.run(&p, &["start"]).ok();
+    assert!(
+        e.last_call("run")
+            .unwrap()
+            .ends_with("--dangerously-skip-permissions --model opus"),
+        "{}",
+        e.podman_log()
+    );
+    let conversations = e
+        .data()
+        .join("boxes/app/shell/.claude/projects/-home-agent-workspace");
+    fs::create_dir_all(&conversations).unwrap();
+    fs::write(conversations.join("0b1c.jsonl"), "{}\n").unwrap();
     e.run(&p, &["start", "-M", "sonnet", "--", "-p", "hi", "-v"])
         .ok();
     let second = e.last_call("run").unwrap();

@@ -13,6 +13,8 @@ pub struct Env {
     pub home: PathBuf,
     pub bin: PathBuf,
     extra: Vec<(String, String)>,
+    /// Variables removed even when passed through (`CONTAINERS_CONF`).
+    removed: Vec<String>,
     /// Run kanibako as this (uid, gid) instead of ourselves.
     user: Option<(u32, u32)>,
     /// Put the system's bin directories on PATH after ours (for real engines).
@@ -44,6 +46,7 @@ impl Env {
             bin: bin.canonicalize().unwrap(),
             root,
             extra: Vec::new(),
+            removed: Vec::new(),
             user: None,
             system_path: false,
             exe: PathBuf::from(env!("CARGO_BIN_EXE_kanibako")),
@@ -112,6 +115,12 @@ impl Env {
     pub fn set(&mut self, k: &str, v: impl AsRef<Path>) -> &mut Self {
         self.extra
             .push((k.into(), v.as_ref().to_string_lossy().into_owned()));
+        self
+    }
+
+    /// Leave `k` out of the environment, even where it would be passed through.
+    pub fn unset(&mut self, k: &str) -> &mut Self {
+        self.removed.push(k.into());
         self
     }
 
@@ -235,6 +244,9 @@ esac
         }
         for (k, v) in &self.extra {
             c.env(k, v);
+        }
+        for k in &self.removed {
+            c.env_remove(k);
         }
         c
     }
