@@ -12,10 +12,10 @@ mod config;
 mod crab;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
-#[path = "cli/resolving.rs"]
-mod resolving;
 #[path = "cli/newcomer.rs"]
 mod newcomer;
+#[path = "cli/resolving.rs"]
+mod resolving;
 #[path = "cli/session.rs"]
 mod session;
 mod support;

@@ -1272,6 +1272,8 @@ fn rootless_podman_purge_removes_files_of_sub_uids() {
     assert!(r.stdout.contains("Session data removed for"), "{r:?}");
     assert!(!e.data().join("boxes").join(&name).exists());
     assert!(!e.names_yaml().contains(&format!("{name}:")));
+}
+
 /// A fresh machine's podman (issue 18): no CONTAINERS_CONF, so podman's own defaults
 /// (nofile and nproc 1048576, above these VMs' hard limits), on a new image store (so
 /// podman picks its default network backend as on a first use), holding only the test

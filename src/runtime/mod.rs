@@ -13,8 +13,8 @@
 
 pub mod containers;
 pub mod images;
-pub mod seccomp;
 pub mod limits;
+pub mod seccomp;
 pub mod spec;
 pub mod user;
 
