@@ -21,6 +21,8 @@ struct Engine {
 }
 
 /// A fake agent's answer to the host-side `claude auth status --json` check.
+/// A conversation file where Claude Code keeps the workspace's conversations.
+const SEED_CONVERSATION: &str = "mkdir -p ~/.claude/projects/-home-agent-workspace && echo '{}' > ~/.claude/projects/-home-agent-workspace/seed.jsonl";
 const FAKE_AUTH: &str = "[ \"$1\" = auth ] && { echo '{\"loggedIn\": true}'; exit 0; }\n";
 
 fn engine(program: &str) -> Option<Engine> {
@@ -371,6 +373,9 @@ fn sessions(flavour: Flavour) {
         "claude",
         &format!("{FAKE_AUTH}echo \"$@\" > /home/agent/workspace/agent-args; sleep 3\n"),
     );
+    // the agent kept a conversation for this workspace, so `start` continues it
+    e.run(&p, &["shell", "--", "sh", "-c", SEED_CONVERSATION])
+        .ok();
     let mut first = e.cmd(&p, &["start", "--ephemeral"]).spawn().unwrap();
     let mut seen = false;
     for _ in 0..50 {
@@ -521,6 +526,9 @@ fn persistent(flavour: Flavour) {
     let term = Terminal::new(&tag);
 
     // start attaches to a tmux session in the box; a detach leaves it running
+    // the agent kept a conversation for this workspace, so `start` continues it
+    e.run(&p, &["shell", "--", "sh", "-c", SEED_CONVERSATION])
+        .ok();
     term.open("one", &e.shell_line(&p, &["start"]));
     term.wait_for(
         "one",
@@ -1103,6 +1111,12 @@ fn move_duplicate_migrate_purge(flavour: Flavour) {
     let Some((e, image)) = session_env(flavour) else {
         return;
     };
+    // a standalone box's own file may not pick its rig (issue 10): the system level does
+    e.run(
+        &e.home,
+        &["system", "config", &format!("box.image={image}")],
+    )
+    .ok();
     let tag = tag(flavour);
     let name = format!("life{tag}");
     let p = e.dir(&format!("p/{name}"));
