@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::vault::{active, now, target_box};
+use super::lifecycle::the_box;
+use super::vault::{active, now};
 use crate::archive::extract::Staging;
 use crate::archive::info::Info;
 use crate::archive::pack::{self, Source};
@@ -30,7 +31,7 @@ pub fn archive(cx: &Context, a: &ArchiveArgs) -> Result<Exit> {
             .hint("kanibako box archive PATH [FILE]")
             .into());
     };
-    let b = target_box(cx, Some(path))?;
+    let b = the_box(cx, Some(path))?;
     archive_one(cx, &b, a.file.as_deref(), a)?;
     Ok(Exit::Success)
 }

@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use crate::boxes::BoxIdentity;
 use crate::boxes::listing::Activity;
-use crate::boxes::resolve::Resolution;
 use crate::cli::vault::{
     VaultArgs, VaultCommand, VaultListArgs, VaultPruneArgs, VaultRestoreArgs, VaultTarget,
 };
@@ -34,19 +33,6 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The box meant, as `box info` resolves it.
-pub(crate) fn target_box(cx: &Context, target: Option<&str>) -> Result<BoxIdentity> {
-    match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, target)? {
-        Resolution::Found(b) => Ok(b),
-        Resolution::Unregistered(p) => Err(UserError::new(format!(
-            "No project data found for: {}",
-            p.display()
-        ))
-        .hint("`kanibako create` makes it a box")
-        .into()),
-    }
-}
-
 /// Why the box counts as running, if it does: a session holds its lock, or a container
 /// of it runs (a persistent one holds no lock).
 pub(crate) fn active(cx: &Context, b: &BoxIdentity) -> Option<String> {
@@ -67,7 +53,7 @@ struct Opened {
 }
 
 fn open(cx: &Context, t: &VaultTarget) -> Result<(BoxIdentity, Opened)> {
-    let b = target_box(cx, t.project.as_deref())?;
+    let b = super::lifecycle::the_box(cx, t.project.as_deref())?;
     let location = Location::of(&b)?;
     let lock = fsutil::lock_exclusive(&vault::lock_file(&cx.paths, &b))?;
     let vault = location.open()?;

@@ -94,6 +94,10 @@ pub fn setid_profile(cache: &Path, dry_run: bool) -> Result<PathBuf> {
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok());
     let text = setid_filter(default.as_deref())?;
+    // Written once: a launch that finds the same profile leaves the file alone.
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(path);
+    }
     std::fs::create_dir_all(cache).with_context(|| cache.display().to_string())?;
     fsutil::atomic_write(&path, text.as_bytes(), fsutil::MODE_CONFIG)
         .with_context(|| path.display().to_string())?;
