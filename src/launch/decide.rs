@@ -32,29 +32,6 @@ pub enum Refusal {
     StoppedNotOurs,
 }
 
-/// Whether the agent has a conversation to `--continue` in the box's workspace. Claude
-/// Code keeps each as a `.jsonl` file under `~/.claude/projects/<the working directory
-/// with every `/` as `-`>/`; a box made by `create` or `shell` has none until the agent
-/// first ran, and `--continue` there only says "No conversation found". The home is
-/// writable from inside the box, so nothing below it is followed through a link.
-pub fn has_conversation(home: &std::path::Path, workdir: &str) -> bool {
-    let dir = home
-        .join(".claude/projects")
-        .join(workdir.replace(['/', '.'], "-"));
-    let real_dir = |p: &std::path::Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-    let chain = [
-        home.join(".claude"),
-        home.join(".claude/projects"),
-        dir.clone(),
-    ];
-    chain.iter().all(|p| real_dir(p))
-        && std::fs::read_dir(&dir).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
-        })
-}
-
 /// `shell_like`: a shell or the user's own command (joins a running container).
 /// `persistent`: an agent session in tmux (re-attaches to a running one).
 pub fn decide(existing: &Existing, shell_like: bool, persistent: bool) -> Action {
@@ -108,32 +85,6 @@ impl Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_conversation_exists_only_as_a_jsonl_in_the_workspace_s_project_dir() {
-        let t = tempfile::tempdir().unwrap();
-        let home = t.path();
-        let ws = "/home/agent/workspace";
-        assert!(!has_conversation(home, ws), "a new home");
-        let dir = home.join(".claude/projects/-home-agent-workspace");
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(!has_conversation(home, ws), "an empty project dir");
-        std::fs::write(dir.join("x.json"), "").unwrap();
-        assert!(!has_conversation(home, ws));
-        std::fs::write(dir.join("0f3a.jsonl"), "{}").unwrap();
-        assert!(has_conversation(home, ws));
-        assert!(!has_conversation(home, "/home/agent/workspace/sub"));
-        // a link planted in the home is not followed
-        let other = tempfile::tempdir().unwrap();
-        std::fs::remove_dir_all(home.join(".claude")).unwrap();
-        let real = other.path().join("projects/-home-agent-workspace");
-        std::fs::create_dir_all(&real).unwrap();
-        std::fs::write(real.join("a.jsonl"), "{}").unwrap();
-        std::fs::create_dir_all(home.join(".claude")).unwrap();
-        std::os::unix::fs::symlink(other.path().join("projects"), home.join(".claude/projects"))
-            .unwrap();
-        assert!(!has_conversation(home, ws));
-    }
 
     fn running(owner: Owner) -> Existing {
         Existing::Running {

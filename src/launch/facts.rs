@@ -65,7 +65,10 @@ impl Known<'_> {
             settings: &self.settings,
             // A box made by `create` or `shell` is new to the agent too.
             new_box: self.chosen.new
-                || !super::decide::has_conversation(&self.b().shell, super::plan::GUEST_WORKSPACE),
+                || !crate::agents::claude::has_conversation(
+                    &self.b().shell,
+                    super::plan::GUEST_WORKSPACE,
+                ),
         }
     }
 }
