@@ -35,7 +35,7 @@ pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
 
 /// Upstream's words for a command it renamed, on stderr before the new one runs.
 fn deprecated(old: &str, new: &str) {
-    eprintln!("note: '{old}' is deprecated; use '{new}'.");
+    output::note(format_args!("'{old}' is deprecated; use '{new}'."));
 }
 
 /// `rig create NAME --template T` is `rig prep T`; without `--template` it is
