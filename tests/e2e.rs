@@ -1366,3 +1366,6 @@ fn rootful_podman_with_its_default_configuration_runs_a_box() {
         .ok();
     assert!(r.stdout.contains("in-box-1000"), "{r:?}");
 }
+
+#[path = "e2e/diagnose.rs"]
+mod diagnose;

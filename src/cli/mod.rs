@@ -10,6 +10,7 @@ pub mod egress;
 pub mod helper;
 pub mod rig;
 pub mod session;
+pub mod system;
 pub mod vault;
 pub mod workset;
 
@@ -19,6 +20,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 pub use boxes::{BoxCommand, CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 pub use session::{LaunchArgs, ShellArgs, StartArgs, StopArgs};
+pub use system::SystemCommand;
 
 /// The marker [`with_default_command`] puts after an implied `start`.
 pub const IMPLIED: &str = "--implied-start";
@@ -255,12 +257,6 @@ pub enum Command {
     /// start with a letter or digit.
     #[command(name = "_hub", hide = true)]
     Hub(helper::HubArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SystemCommand {
-    /// Read, set or reset settings for all boxes (`kanibako.yaml`, `$DATA/env`).
-    Config(config::SystemConfigArgs),
 }
 
 #[cfg(test)]

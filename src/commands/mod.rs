@@ -10,6 +10,8 @@ pub mod helper;
 pub mod lifecycle;
 pub mod rig;
 pub mod session;
+pub mod system;
+pub mod system_upgrade;
 pub mod vault;
 pub mod workset;
 
@@ -83,6 +85,10 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         } => lifecycle::purge(cx, &a),
         Command::Crab { command } => crab::dispatch(cx, command),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
+        Command::System(c) => system::dispatch(cx, c),
+        Command::Box {
+            command: Some(BoxCommand::Diagnose(a)),
+        } => system::box_diagnose(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),
         Command::Egress(c) => egress::run(c),

@@ -1,0 +1,30 @@
+//! Arguments of `kanibako system …` and of `box diagnose`.
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show the version, paths, engine and install kind of kanibako.
+    #[command(visible_alias = "inspect")]
+    Info(JsonArgs),
+    /// Read, set or reset settings for all boxes (`kanibako.yaml`, `$DATA/env`).
+    Config(super::config::SystemConfigArgs),
+    /// Check the machine: engine, rootless setup, storage, limits, rig, boxes' files.
+    /// Every `[!!]` line is followed by the command that fixes it; exit 1 if any.
+    Diagnose(JsonArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct JsonArgs {
+    /// Print JSON (with `schema_version`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BoxDiagnoseArgs {
+    /// A box name, WORKSET/NAME or project directory (default: the current directory).
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArgs,
+}
