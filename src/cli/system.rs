@@ -28,3 +28,11 @@ pub struct BoxDiagnoseArgs {
     #[command(flatten)]
     pub json: JsonArgs,
 }
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SetupArgs {
+    /// Apply every fix without asking (without a terminal and without this, setup
+    /// only reports).
+    #[arg(short, long)]
+    pub yes: bool,
+}

@@ -26,6 +26,7 @@ pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exi
     match command {
         Command::System(SystemCommand::Info(a)) => Ok(info(host, exec, &a)),
         Command::System(SystemCommand::Diagnose(a)) => Ok(diagnose(host, exec, &a)),
+        Command::Setup(a) => Ok(super::setup::setup(host, exec, &a)),
         Command::Box {
             command: Some(BoxCommand::Diagnose(a)),
         } => Ok(box_diagnose_on(host, exec, &a)),

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod probe;
+pub mod setup;
 pub mod style;
 
 use serde::Serialize;

@@ -194,10 +194,21 @@ pub fn rig(cx: &Context, rt: Option<&Runtime>, engine_answers: bool) -> Result<R
         .stack(None, None)
         .and_then(|s| s.image())
         .map_err(|e| e.to_string())?;
+    rig_named(cx, rt, &name)
+}
+
+/// The rig `name` as a launch would resolve it, and whether it is local.
+pub fn rig_named(cx: &Context, rt: &Runtime, name: &str) -> Result<RigFacts, String> {
     let rigs =
         crate::rig::registry::Rigs::load(&cx.paths.rigs_file()).map_err(|e| e.to_string())?;
     let templates = crate::rig::template::names(&cx.paths.rig_templates());
-    let r = crate::rig::resolve(&name, &rigs, &templates, &name, &|i| rt.image_exists(i));
+    let configured = cx
+        .stack(None, None)
+        .and_then(|s| s.image())
+        .unwrap_or_else(|_| name.to_owned());
+    let r = crate::rig::resolve(name, &rigs, &templates, &configured, &|i| {
+        rt.image_exists(i)
+    });
     let fresh = if crate::rig::fresh::parse_reference(&r.image).is_none() {
         Fresh::Local
     } else {

@@ -193,3 +193,43 @@ fn system_info_text_and_json() {
     assert!(v["install"]["kind"].is_string(), "{v:#}");
     assert!(!e.data().exists(), "info initialises nothing");
 }
+
+#[test]
+fn setup_without_a_terminal_only_reports_and_with_yes_applies() {
+    let e = env();
+    let before = tree(&e.home);
+    let r = e.run(&e.home, &["setup"]).ok();
+    insta::assert_snapshot!("setup_report", normal(&e, &r.stdout));
+    assert!(
+        r.stdout
+            .contains("kanibako system config box.image=ghcr.io/doctorjei/kanibako-oci:latest"),
+        "{r:?}"
+    );
+    assert_eq!(tree(&e.home), before, "setup without --yes writes nothing");
+    let y = e.run(&e.home, &["setup", "--yes"]).ok();
+    assert!(
+        y.stderr.contains("+ kanibako system config box.image="),
+        "{y:?}"
+    );
+    assert!(
+        y.stdout.contains("ready to go") || y.stdout.contains("`kanibako shell`"),
+        "{y:?}"
+    );
+    let cfg = fs::read_to_string(e.home.join(".config/kanibako.yaml")).unwrap();
+    assert!(cfg.contains("kanibako-oci"), "{cfg}");
+    // nothing left to do now
+    let again = e.run(&e.home, &["setup"]).ok();
+    assert!(!again.stdout.contains("fix:"), "{again:?}");
+}
+
+#[test]
+fn setup_without_an_engine_exits_1() {
+    let e = Env::new();
+    let r = e.run(&e.home, &["setup", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("[!!] not found -- install podman"),
+        "{r:?}"
+    );
+    assert!(!e.home.join(".config").exists(), "{r:?}");
+}

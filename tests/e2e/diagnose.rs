@@ -44,3 +44,20 @@ fn docker_system_diagnose() {
 fn rootless_podman_system_diagnose() {
     diagnose(Flavour::RootlessPodman);
 }
+
+/// A fresh home and an engine without the rig: `setup --yes` bootstraps one from the
+/// host's programs and pins it, and a box then runs. (Rootless podman: its image
+/// store is the test user's own, so the `host` rig it makes is nobody else's.)
+#[test]
+fn setup_yes_without_a_rig_ends_with_a_working_shell() {
+    let Some((e, _)) = session_env(Flavour::RootlessPodman) else {
+        return;
+    };
+    let r = e.run(&e.home, &["setup", "--yes"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(r.stderr.contains("+ kanibako rig bootstrap"), "{r:#?}");
+    let p = e.dir("p/fresh");
+    let s = e.run(&p, &["shell", "--", "true"]);
+    let _ = e.run(&e.home, &["rig", "rm", "host", "--force"]);
+    assert_eq!(s.code, 0, "{s:#?}");
+}
