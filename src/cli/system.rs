@@ -12,6 +12,9 @@ pub enum SystemCommand {
     /// Check the machine: engine, rootless setup, storage, limits, rig, boxes' files.
     /// Every `[!!]` line is followed by the command that fixes it; exit 1 if any.
     Diagnose(JsonArgs),
+    /// Update kanibako: in its source checkout `git pull --ff-only`, then
+    /// `cargo install --locked --path <checkout>`; for another binary, say how.
+    Upgrade(UpgradeArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -35,4 +38,15 @@ pub struct SetupArgs {
     /// only reports).
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct UpgradeArgs {
+    /// Only say whether a newer version is there.
+    #[arg(long)]
+    pub check: bool,
+    /// The kanibako checkout to update (default: the one this binary was built in,
+    /// or installed from with `cargo install --path`).
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<String>,
 }

@@ -27,6 +27,9 @@ pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exi
         Command::System(SystemCommand::Info(a)) => Ok(info(host, exec, &a)),
         Command::System(SystemCommand::Diagnose(a)) => Ok(diagnose(host, exec, &a)),
         Command::Setup(a) => Ok(super::setup::setup(host, exec, &a)),
+        Command::System(SystemCommand::Upgrade(a)) => {
+            Ok(super::system_upgrade::upgrade(host, exec.as_ref(), &a))
+        }
         Command::Box {
             command: Some(BoxCommand::Diagnose(a)),
         } => Ok(box_diagnose_on(host, exec, &a)),
@@ -40,6 +43,7 @@ pub fn dispatch(cx: &Context, c: SystemCommand) -> Result<Exit> {
         SystemCommand::Config(a) => super::config::system_config(cx, &a),
         SystemCommand::Info(a) => info(&cx.host, cx.exec.clone(), &a),
         SystemCommand::Diagnose(a) => diagnose(&cx.host, cx.exec.clone(), &a),
+        SystemCommand::Upgrade(a) => super::system_upgrade::upgrade(&cx.host, cx.exec.as_ref(), &a),
     }
 }
 
@@ -240,7 +244,7 @@ fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
         data: Some(cx.paths.data.display().to_string()),
         runtime,
         runtime_version,
-        install: super::system_upgrade::Install::of_this(),
+        install: super::system_upgrade::Install::of_this_with_cargo(host),
         agents,
     };
     if a.json {

@@ -233,3 +233,126 @@ fn setup_without_an_engine_exits_1() {
     );
     assert!(!e.home.join(".config").exists(), "{r:?}");
 }
+
+/// A kanibako checkout cloned from a local bare remote (no network), and a second
+/// clone that pushes one commit to it.
+fn checkout(e: &Env) -> (std::path::PathBuf, impl Fn(&std::path::Path, &[&str])) {
+    let real_git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    e.script("git", &format!("exec '{real_git}' \"$@\"\n"));
+    let git = move |dir: &std::path::Path, args: &[&str]| {
+        let o = std::process::Command::new(&real_git)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    };
+    let root = e.root.path();
+    git(root, &["init", "--bare", "-q", "remote.git"]);
+    git(root, &["clone", "-q", "remote.git", "kb"]);
+    let kb = root.join("kb");
+    fs::write(kb.join("Cargo.toml"), "[package]\nname = \"kanibako\"\n").unwrap();
+    git(&kb, &["add", "."]);
+    git(&kb, &["commit", "-qm", "one"]);
+    git(&kb, &["push", "-q", "origin", "HEAD:main"]);
+    git(&kb, &["branch", "-q", "--set-upstream-to=origin/main"]);
+    git(root, &["clone", "-q", "remote.git", "other"]);
+    let other = root.join("other");
+    fs::write(other.join("NEWS"), "two\n").unwrap();
+    git(&other, &["add", "."]);
+    git(&other, &["commit", "-qm", "two"]);
+    git(&other, &["push", "-q", "origin", "HEAD:main"]);
+    (kb, git)
+}
+
+#[test]
+fn upgrade_pulls_a_checkout_and_installs_it_and_refuses_local_changes() {
+    let e = env();
+    let cargo_log = e.root_file("cargo.log");
+    e.script(
+        "cargo",
+        &format!("echo \"$*\" >> '{}'\n", cargo_log.display()),
+    );
+    let (kb, _git) = checkout(&e);
+    let src = kb.to_str().unwrap();
+    let r = e
+        .run(&e.home, &["system", "upgrade", "--check", "--source", src])
+        .ok();
+    assert!(r.stdout.contains("1 commit(s) available"), "{r:?}");
+    assert!(!kb.join("NEWS").exists(), "--check changes nothing");
+    assert!(!cargo_log.exists());
+    fs::write(
+        kb.join("Cargo.toml"),
+        "[package]\nname = \"kanibako\"\n# mine\n",
+    )
+    .unwrap();
+    let r = e
+        .run(&e.home, &["system", "upgrade", "--source", src])
+        .fails();
+    assert!(r.stderr.contains("has uncommitted changes"), "{r:?}");
+    assert!(r.stderr.contains("git stash"), "{r:?}");
+    assert!(!kb.join("NEWS").exists());
+    fs::write(kb.join("Cargo.toml"), "[package]\nname = \"kanibako\"\n").unwrap();
+    let r = e.run(&e.home, &["system", "upgrade", "--source", src]).ok();
+    assert!(r.stdout.contains("Upgraded successfully."), "{r:?}");
+    assert_eq!(fs::read_to_string(kb.join("NEWS")).unwrap(), "two\n");
+    assert_eq!(
+        fs::read_to_string(&cargo_log).unwrap().trim(),
+        format!("install --locked --path {src}")
+    );
+    let r = e.run(&e.home, &["system", "upgrade", "--source", src]).ok();
+    assert!(r.stdout.contains("Up to date."), "{r:?}");
+    let r = e
+        .run(
+            &e.home,
+            &["system", "upgrade", "--source", e.home.to_str().unwrap()],
+        )
+        .fails();
+    assert!(
+        r.stderr.contains("is not a git checkout of kanibako"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn an_installed_binary_is_told_how_to_upgrade() {
+    let e = env();
+    let copy = e.root_file("kanibako");
+    fs::copy(env!("CARGO_BIN_EXE_kanibako"), &copy).unwrap();
+    let r = Run::from(
+        e.program_cmd(&copy, &e.home, &["system", "upgrade"])
+            .output()
+            .unwrap(),
+    )
+    .fails();
+    assert!(r.stderr.contains("cannot update itself"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("git pull --ff-only && cargo install --locked --path ."),
+        "{r:?}"
+    );
+    let i = Run::from(
+        e.program_cmd(&copy, &e.home, &["system", "info"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(i.stdout.contains("Install:   binary ("), "{i:?}");
+}
