@@ -356,3 +356,23 @@ fn an_installed_binary_is_told_how_to_upgrade() {
     .ok();
     assert!(i.stdout.contains("Install:   binary ("), "{i:?}");
 }
+
+#[test]
+fn colour_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
+    let mut e = env();
+    with_rig(&e);
+    let plain = e.run(&e.home, &["system", "diagnose"]).ok();
+    assert!(!plain.stdout.contains('\u{1b}'), "a pipe gets no colour");
+    e.set("CLICOLOR_FORCE", "1");
+    let forced = e.run(&e.home, &["system", "diagnose"]).ok();
+    assert!(forced.stdout.contains("\u{1b}[32m[ok]"), "{forced:?}");
+    assert!(
+        forced.stdout.contains("\u{1b}[1m"),
+        "a bold header: {forced:?}"
+    );
+    let json = e.run(&e.home, &["system", "diagnose", "--json"]).ok();
+    assert!(!json.stdout.contains('\u{1b}'), "JSON is never coloured");
+    e.set("NO_COLOR", "1");
+    let no = e.run(&e.home, &["system", "diagnose"]).ok();
+    assert!(!no.stdout.contains('\u{1b}'), "NO_COLOR wins: {no:?}");
+}
