@@ -23,6 +23,7 @@
 //! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache, a session's patched binary |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
+//! | [`diagnose`] | health checks (`system diagnose`, `box diagnose`, `setup`): pure checks with their fix commands, a read-only probe, text/JSON reports, colour |
 //! | [`document`] | YAML documents on disk through a small typed API: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
@@ -62,6 +63,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod context;
+pub mod diagnose;
 pub mod document;
 pub mod egress;
 pub mod envfile;
@@ -135,8 +137,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         cli::Command::Egress(c) => commands::egress::run(c),
         command => match commands::helper::early(&host, command) {
             Ok(done) => done,
-            Err(command) => Context::load(host, std::sync::Arc::new(SystemExecutor))
-                .and_then(|cx| commands::dispatch(&cx, *command)),
+            // The checks read the machine as it is: no start-up work (which writes).
+            Err(command) => match commands::system::early(&host, *command) {
+                Ok(done) => done,
+                Err(command) => Context::load(host, std::sync::Arc::new(SystemExecutor))
+                    .and_then(|cx| commands::dispatch(&cx, *command)),
+            },
         },
     };
     match result {

@@ -10,6 +10,8 @@ mod archive;
 mod config;
 #[path = "cli/crab.rs"]
 mod crab;
+#[path = "cli/diagnose.rs"]
+mod diagnose;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/newcomer.rs"]

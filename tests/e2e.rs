@@ -1427,3 +1427,6 @@ fn docker_sessions_that_end_early() {
 fn rootless_podman_sessions_that_end_early() {
     sessions_that_end_early(Flavour::RootlessPodman);
 }
+
+#[path = "e2e/diagnose.rs"]
+mod diagnose;

@@ -10,6 +10,9 @@ pub mod helper;
 pub mod lifecycle;
 pub mod rig;
 pub mod session;
+pub mod setup;
+pub mod system;
+pub mod system_upgrade;
 pub mod vault;
 pub mod workset;
 
@@ -83,6 +86,11 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         } => lifecycle::purge(cx, &a),
         Command::Crab { command } => crab::dispatch(cx, command),
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
+        Command::System(c) => system::dispatch(cx, c),
+        Command::Setup(a) => setup::setup(&cx.host, cx.exec.clone(), &a),
+        Command::Box {
+            command: Some(BoxCommand::Diagnose(a)),
+        } => system::box_diagnose(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),
         Command::Egress(c) => egress::run(c),

@@ -444,6 +444,17 @@ impl Runtime {
         })
     }
 
+    /// The engine's storage driver (`overlay`, `vfs`, …), from one `info` call: the
+    /// first call that needs the engine itself (a daemon, a store) to answer.
+    pub fn storage_driver(&self) -> Result<String, RuntimeError> {
+        let format = match self.engine.kind {
+            EngineKind::Podman => "{{.Store.GraphDriverName}}",
+            EngineKind::Docker => "{{.Driver}}",
+        };
+        let inv = self.invocation().args(["info", "--format", format]);
+        Ok(self.query(&inv)?.trim().to_owned())
+    }
+
     /// Delete `dir` from inside the rootless user namespace, where files a container
     /// made belong to sub-uids the user cannot remove directly
     /// ([`EngineInfo::can_unshare`]).
