@@ -104,6 +104,8 @@ pub struct PlanInputs {
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
     pub version: String,
+    /// [`crate::paths::Paths::data_id`] of the data directory launching it.
+    pub data_id: String,
     /// The set-id filter, where the agent's writes land as host root
     /// ([`crate::runtime::seccomp`]).
     pub seccomp: Option<PathBuf>,
@@ -119,7 +121,7 @@ fn bind(src: PathBuf, dst: &str, read_only: bool) -> Mount {
 }
 
 /// The labels that make a container recognisably this box's.
-pub fn box_labels(b: &BoxIdentity, version: &str) -> BTreeMap<String, String> {
+pub fn box_labels(b: &BoxIdentity, version: &str, data_id: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             labels::BOX.to_owned(),
@@ -127,6 +129,7 @@ pub fn box_labels(b: &BoxIdentity, version: &str) -> BTreeMap<String, String> {
         ),
         (labels::HASH.to_owned(), b.hash.clone()),
         (labels::VERSION.to_owned(), version.to_owned()),
+        (labels::DATA.to_owned(), data_id.to_owned()),
     ])
 }
 
@@ -191,7 +194,7 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             relabel: false,
         });
     }
-    let mut labels = box_labels(b, &i.version);
+    let mut labels = box_labels(b, &i.version, &i.data_id);
     if matches!(i.user, UserMapping::SplitMap { .. }) {
         // Such a container runs on a mounted image, which `stop` must unmount.
         labels.insert(labels::ROOTFS.to_owned(), i.image.clone());
@@ -279,6 +282,7 @@ mod tests {
             entrypoint: None,
             command: Vec::new(),
             version: "0.1.0".into(),
+            data_id: "d0d0d0d0d0d0".into(),
             seccomp: None,
         }
     }

@@ -34,6 +34,10 @@ pub mod labels {
     pub const BOX: &str = "io.kanibako.box";
     /// sha256 of the box's project path: unique even where names collide.
     pub const HASH: &str = "io.kanibako.hash";
+    /// Which data directory's kanibako started it ([`crate::paths::Paths::data_id`]): on
+    /// an engine other users (or other data directories) share, `stop --all`, `ps` and
+    /// `list` see only their own.
+    pub const DATA: &str = "io.kanibako.data";
     /// The kanibako version that started the container.
     pub const VERSION: &str = "io.kanibako.version";
     /// The image a rootful-podman container runs on as a mounted rootfs (to unmount).
