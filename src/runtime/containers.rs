@@ -432,6 +432,7 @@ impl Runtime {
         env_file: Option<&Path>,
     ) -> Result<ExitStatus, RuntimeError> {
         self.check_limits()?;
+        self.check_tun(spec)?;
         let status = self.foreground(&self.run_command(spec, rootfs, env_file))?;
         // The engine's own error went to the terminal; 126 is podman's "could not start
         // the container", which on a rootful host is most often a limit.
@@ -480,6 +481,7 @@ impl Runtime {
         env_file: Option<&Path>,
     ) -> Result<Output, RuntimeError> {
         self.check_limits()?;
+        self.check_tun(spec)?;
         let out = self.capture(&self.run_command(spec, rootfs, env_file))?;
         if !out.status.success()
             && super::limits::is_rlimit_error(&String::from_utf8_lossy(&out.stderr))

@@ -297,6 +297,14 @@ impl Probe {
         }
     }
 
+    /// The containers.conf files podman reads here ([`conf_files`]).
+    pub fn files(&self) -> Vec<PathBuf> {
+        match &self.fixed {
+            Some((files, _)) => files.clone(),
+            None => conf_files(self.containers_conf.as_deref(), self.home.as_deref()),
+        }
+    }
+
     /// The file a fix goes in ([`explain`]).
     pub fn conf_file(&self) -> PathBuf {
         self.containers_conf

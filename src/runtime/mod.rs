@@ -16,6 +16,7 @@ pub mod images;
 pub mod limits;
 pub mod seccomp;
 pub mod spec;
+pub mod tun;
 pub mod user;
 
 use std::io;
@@ -170,6 +171,9 @@ pub enum RuntimeError {
     /// runc cannot set the limits the engine asks for ([`limits`]).
     #[error("{cause}")]
     HostLimits { cause: String, fix: String },
+    /// Rootless podman cannot open `/dev/net/tun` for a container's network ([`tun`]).
+    #[error("{cause}")]
+    NoTun { cause: String, fix: String },
 }
 
 impl RuntimeError {
@@ -182,7 +186,9 @@ impl RuntimeError {
                 "set {} to a podman or docker binary, or unset it",
                 vars::DOCKER_CMD
             )),
-            RuntimeError::HostLimits { fix, .. } => Some(fix.clone()),
+            RuntimeError::HostLimits { fix, .. } | RuntimeError::NoTun { fix, .. } => {
+                Some(fix.clone())
+            }
             _ => None,
         }
     }

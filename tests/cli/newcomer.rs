@@ -408,3 +408,62 @@ fn quickstart_as_a_user_needs_sudo_and_uses_it_only_for_apt_get() {
     );
     assert_eq!(apt.matches("sudo ").count(), 2, "{apt}");
 }
+
+/// Whether `e`'s user can open /dev/net/tun (as slirp4netns would).
+fn tun_opens_for(e: &Env) -> bool {
+    e.program_cmd(
+        Path::new("/bin/sh"),
+        &e.home,
+        &["-c", "exec 3<>/dev/net/tun"],
+    )
+    .output()
+    .unwrap()
+    .status
+    .success()
+}
+
+#[test]
+fn rootless_podman_without_tun_stops_before_the_run_with_the_fix() {
+    let Ok(user) = std::env::var("KANIBAKO_TEST_USER") else {
+        assert!(
+            !crate::support::engine_required(),
+            "KANIBAKO_TEST_USER is required here (scripts/prepare-engines --test-user)"
+        );
+        eprintln!("skipped: no KANIBAKO_TEST_USER");
+        return;
+    };
+    let mut e = Env::as_user(&user);
+    e.fake_podman();
+    e.script("claude", "exit 0\n");
+    let conf = e.root_file("containers.conf");
+    fs::write(&conf, "[engine]\nruntime = \"runc\"\n").unwrap();
+    e.set("CONTAINERS_CONF", &conf);
+    e.chown_all(e.root.path());
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    let r = e.run(&p, &["shell", "--", "true"]);
+    if tun_opens_for(&e) {
+        r.ok();
+        assert!(e.last_call("run").is_some());
+    } else {
+        assert_eq!(r.code, 1, "{r:?}");
+        let mut lines = r.stderr.lines();
+        assert_eq!(
+            lines.next(),
+            Some(
+                "Error: rootless podman needs /dev/net/tun for a container's network, and this user may not open it"
+            ),
+            "{r:?}"
+        );
+        let hint = lines.next().unwrap_or_default();
+        assert!(
+            hint.starts_with("hint: as root, `chmod 666 /dev/net/tun`; or give containers no network: `netns = \"none\"`"),
+            "{r:?}"
+        );
+        assert!(e.last_call("run").is_none(), "no run was tried");
+    }
+    // containers without a network need no device
+    fs::write(&conf, "[containers]\nnetns = \"none\"\n").unwrap();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    assert!(e.last_call("run").is_some());
+}
