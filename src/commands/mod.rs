@@ -88,6 +88,8 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
         Command::System(c) => system::dispatch(cx, c),
         Command::Setup(a) => setup::setup(&cx.host, cx.exec.clone(), &a),
+        Command::Completions(a) => system::completions(&a),
+        Command::Man(a) => system::man(&a),
         Command::Box {
             command: Some(BoxCommand::Diagnose(a)),
         } => system::box_diagnose(cx, &a),

@@ -27,6 +27,8 @@ pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exi
         Command::System(SystemCommand::Info(a)) => Ok(info(host, exec, &a)),
         Command::System(SystemCommand::Diagnose(a)) => Ok(diagnose(host, exec, &a)),
         Command::Setup(a) => Ok(super::setup::setup(host, exec, &a)),
+        Command::Completions(a) => Ok(completions(&a)),
+        Command::Man(a) => Ok(man(&a)),
         Command::System(SystemCommand::Upgrade(a)) => {
             Ok(super::system_upgrade::upgrade(host, exec.as_ref(), &a))
         }
@@ -283,5 +285,26 @@ fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
         "{} Run 'kanibako system diagnose' for a full health check.",
         s.hint("Tip:")
     );
+    Ok(Exit::Success)
+}
+
+pub fn completions(a: &crate::cli::system::CompletionsArgs) -> Result<Exit> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "kanibako".into());
+    print!("{}", crate::completion::registration(a.shell, &exe));
+    Ok(Exit::Success)
+}
+
+pub fn man(a: &crate::cli::system::ManArgs) -> Result<Exit> {
+    match &a.dir {
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(&crate::manpage::top_page())?;
+        }
+        Some(dir) => {
+            for f in crate::manpage::write_to(dir)? {
+                println!("{}", f.display());
+            }
+        }
+    }
     Ok(Exit::Success)
 }
