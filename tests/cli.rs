@@ -18,6 +18,8 @@ mod lifecycle;
 mod newcomer;
 #[path = "cli/resolving.rs"]
 mod resolving;
+#[path = "cli/rig.rs"]
+mod rig;
 #[path = "cli/session.rs"]
 mod session;
 mod support;

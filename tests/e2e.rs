@@ -1367,5 +1367,66 @@ fn rootful_podman_with_its_default_configuration_runs_a_box() {
     assert!(r.stdout.contains("in-box-1000"), "{r:?}");
 }
 
+/// A persistent session whose agent ends at once shows what the agent wrote and passes
+/// its exit status through; one stopped while attached says so instead of claiming it
+/// never attached (issue 18).
+fn sessions_that_end_early(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("x{tag}");
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let term = Terminal::new(&format!("x{tag}"));
+
+    e.script(
+        "claude",
+        &format!("{FAKE_AUTH}echo 'agent-wrote-this-before-exit'; exit 3\n"),
+    );
+    term.open("gone", &e.shell_line(&p, &["start"]));
+    let screen = term.wait_for("gone", "EXIT-gone=");
+    assert!(screen.contains("EXIT-gone=3"), "{screen}");
+    assert!(screen.contains("agent-wrote-this-before-exit"), "{screen}");
+    assert!(
+        screen.contains("The agent ended (exit status 3); its last output is above."),
+        "{screen}"
+    );
+    assert!(!screen.contains("Container exited before"), "{screen}");
+    // nothing is left running, and the next start is a fresh session
+    let ps = e.run(&p, &["ps", "-q"]).ok().stdout;
+    assert!(!ps.lines().any(|l| l == name), "{ps}");
+
+    e.script(
+        "claude",
+        &format!("{FAKE_AUTH}echo 'agent-ready'; exec sleep 300\n"),
+    );
+    term.open("stopped", &e.shell_line(&p, &["start"]));
+    term.wait_for("stopped", "agent-ready");
+    e.run(&p, &["stop"]).ok();
+    let screen = term.wait_for("stopped", "EXIT-stopped=");
+    assert!(!screen.contains("Container exited before"), "{screen}");
+    assert!(!screen.contains("Error"), "{screen}");
+    assert!(
+        screen.contains("The session's container was stopped."),
+        "{screen}"
+    );
+}
+
+#[test]
+fn podman_sessions_that_end_early() {
+    sessions_that_end_early(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_sessions_that_end_early() {
+    sessions_that_end_early(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_sessions_that_end_early() {
+    sessions_that_end_early(Flavour::RootlessPodman);
+}
+
 #[path = "e2e/diagnose.rs"]
 mod diagnose;

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 
 use super::execute::Planned;
 use super::image::MountedImage;
-use super::plan::{AGENT_EXIT_FILE, TMUX_SESSION, attach_command};
+use super::plan::{AGENT_EXIT_FILE, AGENT_OUTPUT_FILE, TMUX_SESSION, attach_command};
 use super::request::Launch;
 use super::{auth, env, lock};
 use crate::boxes::BoxIdentity;
@@ -44,24 +44,94 @@ const NO_CONVERSATION: &str = "No conversation found";
 /// (its own words may not reach the log: tmux may not have drawn them).
 const QUICK_FAILURE: Duration = Duration::from_secs(15);
 
-/// The agent's exit status as the session wrapper recorded it in the home (read
-/// without following links: the box owns that directory).
-fn agent_exit(b: &BoxIdentity) -> Option<i32> {
-    let rel = std::path::Path::new(AGENT_EXIT_FILE);
+/// A file the session wrapper left in the home (read without following links: the box
+/// owns that directory).
+fn home_file(b: &BoxIdentity, rel: &str) -> Option<Vec<u8>> {
+    let rel = std::path::Path::new(rel);
     let home = SafeDir::open(&b.shell).ok()?;
     let dir = home.open_dir(rel.parent()?).ok()??;
-    let text = dir.read(rel.file_name()?).ok()??;
-    String::from_utf8_lossy(&text).trim().parse().ok()
+    dir.read(rel.file_name()?).ok()?
 }
 
-fn clear_agent_exit(b: &BoxIdentity) {
-    let rel = std::path::Path::new(AGENT_EXIT_FILE);
+fn clear_home_file(b: &BoxIdentity, rel: &str) {
+    let rel = std::path::Path::new(rel);
     if let (Ok(home), Some(parent), Some(name)) =
         (SafeDir::open(&b.shell), rel.parent(), rel.file_name())
         && let Ok(Some(dir)) = home.open_dir(parent)
     {
         let _ = dir.remove(name);
     }
+}
+
+/// What the session wrapper recorded of the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AgentRecord {
+    /// Nothing: the agent never started (or this is not kanibako's wrapper).
+    None,
+    /// It started and did not end by itself (its container was stopped or killed).
+    Started,
+    /// It ended by itself with this status.
+    Ended(i32),
+}
+
+fn agent_record(b: &BoxIdentity) -> AgentRecord {
+    match home_file(b, AGENT_EXIT_FILE) {
+        None => AgentRecord::None,
+        Some(text) => match String::from_utf8_lossy(&text).trim() {
+            "" => AgentRecord::Started,
+            s => s.parse().map_or(AgentRecord::None, AgentRecord::Ended),
+        },
+    }
+}
+
+fn agent_exit(b: &BoxIdentity) -> Option<i32> {
+    match agent_record(b) {
+        AgentRecord::Ended(status) => Some(status),
+        _ => None,
+    }
+}
+
+/// The agent's last screen as the session wrapper captured it, without the blank rows
+/// below the last line it wrote.
+fn agent_output(b: &BoxIdentity) -> String {
+    let text = home_file(b, AGENT_OUTPUT_FILE).unwrap_or_default();
+    String::from_utf8_lossy(&text).trim_end().to_owned()
+}
+
+fn clear_agent_records(b: &BoxIdentity) {
+    clear_home_file(b, AGENT_EXIT_FILE);
+    clear_home_file(b, AGENT_OUTPUT_FILE);
+}
+
+/// How a session that is over ended, from what the attach returned (`None`: never got
+/// in), what the wrapper recorded, and whether it ended soon after it started.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// The agent ended with this status; `show`: its last screen is printed, because
+    /// nobody saw it (the end of an attach puts the terminal's own screen back) and it
+    /// ended at once or failed.
+    Agent { status: i32, show: bool },
+    /// The agent was running when its container was stopped: the attach's own status,
+    /// or that of a process ended by SIGTERM.
+    Stopped(i32),
+    /// The agent never started: the container died first (its log says why).
+    Unknown,
+}
+
+fn ending(attached: Option<i32>, agent: AgentRecord, quick: bool) -> Ending {
+    match (attached, agent) {
+        (attached, AgentRecord::Ended(status)) => Ending::Agent {
+            status,
+            show: attached.is_none() || quick || status != 0,
+        },
+        (attached, AgentRecord::Started) => Ending::Stopped(attached.unwrap_or(143)),
+        (Some(code), AgentRecord::None) => Ending::Stopped(code),
+        (None, AgentRecord::None) => Ending::Unknown,
+    }
+}
+
+fn exit_status(code: i32) -> Exit {
+    Exit::Code(u8::try_from(code).unwrap_or(1))
 }
 
 pub fn attach_invocation(rt: &Runtime, name: &str, tty: bool) -> Invocation {
@@ -191,12 +261,16 @@ pub fn reattach(
     auth::refresh(cx, b);
     let code = attach(rt, &name, true)?;
     auth::write_back(cx, b);
-    // A session that ended leaves a stopped container: clear it.
+    // A session that ended leaves a stopped container: clear it, and pass on how the
+    // agent ended (the attach's own status says only that the session closed).
     if !still_in_session(rt, &name) {
         remove(cx, rt, &name, rootfs);
         let _ = std::fs::remove_file(b.container_marker());
+        if let Some(status) = agent_exit(b) {
+            return Ok(exit_status(status));
+        }
     }
-    Ok(Exit::Code(u8::try_from(code.unwrap_or(0)).unwrap_or(1)))
+    Ok(exit_status(code.unwrap_or(0)))
 }
 
 /// Create the detached container (under the box lock) and attach to it. `may_retry`:
@@ -222,7 +296,7 @@ pub fn launch(
     let mut lock = Some(lock);
     let split = mounted.is_some();
     loop {
-        clear_agent_exit(b);
+        clear_agent_records(b);
         let started = std::time::Instant::now();
         let rootfs = match mounted.take() {
             Some(m) => Some(m),
@@ -278,22 +352,51 @@ pub fn launch(
         // The log driver may still be flushing the session's last screen: look again
         // briefly before deciding that the agent did not say why it ended.
         let logs = rt.container_logs(&spec.name, LOG_LINES);
-        let failed_fast =
-            started.elapsed() < QUICK_FAILURE && agent_exit(b).is_some_and(|code| code != 0);
+        let agent = agent_record(b);
+        let failed_fast = started.elapsed() < QUICK_FAILURE
+            && matches!(agent, AgentRecord::Ended(code) if code != 0);
         remove(cx, rt, &spec.name, split.then_some(image));
         let _ = std::fs::remove_file(b.container_marker());
-        if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
+        let fresh = if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
+            // Only a session that continued a conversation can start anew; any other
+            // agent that fails at once says why below.
+            Some(replan(true)?).filter(|fresh| fresh.command != spec.command)
+        } else {
+            None
+        };
+        if let Some(fresh) = fresh {
             output::say("Restarting with a new session.");
             retried = true;
-            spec = replan(true)?;
+            spec = fresh;
             // The same claim as the first start: the lock's record and the marker that
             // tells the next command a container of this box may exist.
             lock = Some(lock::claim(None, b, &spec.name)?);
             continue;
         }
-        return match attached {
-            Some(code) => Ok(Exit::Code(u8::try_from(code).unwrap_or(1))),
-            None => {
+        let quick = started.elapsed() < QUICK_FAILURE;
+        return match ending(attached, agent, quick) {
+            Ending::Agent { status, show } => {
+                if show {
+                    let said = agent_output(b);
+                    let said = if said.is_empty() {
+                        logs.trim_end()
+                    } else {
+                        &said
+                    };
+                    if !said.is_empty() {
+                        output::say(said);
+                    }
+                    output::say(format_args!(
+                        "The agent ended (exit status {status}); its last output is above."
+                    ));
+                }
+                Ok(exit_status(status))
+            }
+            Ending::Stopped(code) => {
+                output::say("The session's container was stopped.");
+                Ok(exit_status(code))
+            }
+            Ending::Unknown => {
                 if !logs.trim().is_empty() {
                     output::say(logs.trim_end());
                 }
@@ -302,5 +405,28 @@ pub fn launch(
                     .into())
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_with_the_agents_status_or_says_it_was_stopped() {
+        use AgentRecord::{Ended, Started};
+        let agent = |status, show| Ending::Agent { status, show };
+        // ended at once, before or just as the attach got in: its last screen is shown
+        assert_eq!(ending(None, Ended(3), true), agent(3, true));
+        assert_eq!(ending(Some(0), Ended(0), true), agent(0, true));
+        assert_eq!(ending(None, Ended(0), false), agent(0, true));
+        // a long session the user ended: only its status; one that failed: its screen
+        assert_eq!(ending(Some(0), Ended(0), false), agent(0, false));
+        assert_eq!(ending(Some(0), Ended(2), false), agent(2, true));
+        // stopped from outside while the agent ran, attached or not yet
+        assert_eq!(ending(Some(137), Started, false), Ending::Stopped(137));
+        assert_eq!(ending(None, Started, true), Ending::Stopped(143));
+        // the agent never ran
+        assert_eq!(ending(None, AgentRecord::None, true), Ending::Unknown);
     }
 }

@@ -30,11 +30,15 @@ pub fn attach_command() -> Vec<OsString> {
         .to_vec()
 }
 
-/// Where the session wrapper leaves the agent's exit status, relative to the home.
+/// Where the session wrapper leaves the agent's exit status, relative to the home:
+/// empty from the agent's start, its status once it ended by itself.
 pub const AGENT_EXIT_FILE: &str = ".local/state/kanibako/agent-exit";
-/// Run `"$@"`, leave its exit status for the host (tmux does not pass it on), and on
+/// Where it leaves the agent's last screen (plain text), relative to the home.
+pub const AGENT_OUTPUT_FILE: &str = ".local/state/kanibako/agent-output";
+/// Run `"$@"`, leave its exit status and its last screen for the host (tmux passes on
+/// neither, and an agent that ends at once may end before anyone attaches), and on
 /// failure wait a second so tmux draws the agent's last words into the container log.
-const PAUSE_ON_FAILURE: &str = "\"$@\"; s=$?; mkdir -p ~/.local/state/kanibako; echo $s > ~/.local/state/kanibako/agent-exit; [ $s -eq 0 ] || sleep 1; exit $s";
+const PAUSE_ON_FAILURE: &str = "mkdir -p ~/.local/state/kanibako; : > ~/.local/state/kanibako/agent-exit; \"$@\"; s=$?; tmux capture-pane -p -J -S -40 > ~/.local/state/kanibako/agent-output 2>/dev/null; echo $s > ~/.local/state/kanibako/agent-exit; [ $s -eq 0 ] || sleep 1; exit $s";
 
 /// Environment layers, lowest first (spec: upstream-cli-and-data §7.7): what the image
 /// declares (only when kanibako must supply it), the system env file, the crab's `env:`,

@@ -226,3 +226,185 @@ fn a_template_that_needs_apt_get_is_refused_up_front_on_a_bootstrap_rig() {
     );
     assert!(e.last_call("build").is_none(), "no build was started");
 }
+
+/// The README's first command, `scripts/quickstart`, run as a newcomer would (no
+/// terminal, a fresh HOME) against stand-ins for what a test may not do for real:
+/// `apt-get` (records, then "installs" stubs; podman becomes the recording fake), `id`
+/// (says which user we are), `sudo` (records, then runs the command). The rest of the
+/// machine's programs are there, except the ones the script must find missing. The
+/// Rust toolchain step is skipped (`QUICKSTART_KANIBAKO`: the binary under test).
+struct Quickstart {
+    e: Env,
+    path: String,
+}
+
+impl Quickstart {
+    fn new() -> Self {
+        let e = Env::new();
+        let fake = e.fake_podman();
+        let root = e.root.path().to_path_buf();
+        fs::rename(&fake, root.join("podman.fake")).unwrap();
+        let (stubs, apt, sys) = (root.join("stubs"), root.join("apt"), root.join("sys"));
+        for d in [&stubs, &apt, &sys] {
+            fs::create_dir_all(d).unwrap();
+        }
+        // the system's programs, minus what the script installs, decides by, or must
+        // not reach
+        let skip = [
+            "podman", "runc", "tmux", "git", "curl", "cargo", "rustup", "sudo", "apt-get",
+            "kanibako", "id",
+        ];
+        for dir in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let link = sys.join(&name);
+                if skip.iter().any(|s| name == *s) || link.symlink_metadata().is_ok() {
+                    continue;
+                }
+                std::os::unix::fs::symlink(entry.path(), link).unwrap();
+            }
+        }
+        let r = root.display();
+        let script = |name: &str, body: String| {
+            let p = stubs.join(name);
+            fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        };
+        script(
+            "apt-get",
+            format!(
+                r#"echo "apt-get $*" >> '{r}/apt.log'
+[ "$1" = install ] || exit 0
+for p in "$@"; do
+  case $p in
+    -*|install) ;;
+    podman) cp '{r}/podman.fake' '{r}/apt/podman' ;;
+    *) printf '#!/bin/sh\nexit 0\n' > '{r}/apt/'$p; chmod 755 '{r}/apt/'$p ;;
+  esac
+done
+"#
+            ),
+        );
+        script(
+            "id",
+            format!(
+                "[ \"$1\" = -u ] && exec cat '{r}/uid'\nexec {} \"$@\"\n",
+                which("id")
+            ),
+        );
+        fs::write(root.join("uid"), "0\n").unwrap();
+        let path = format!("{}:{}:{}", stubs.display(), apt.display(), sys.display());
+        Self { e, path }
+    }
+
+    fn sudo(&self) {
+        let r = self.e.root.path().display();
+        let p = self.e.root.path().join("stubs/sudo");
+        fs::write(
+            &p,
+            format!("#!/bin/sh\necho \"sudo $*\" >> '{r}/apt.log'\nexec \"$@\"\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+
+    fn run(&self) -> Run {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/quickstart");
+        let out = std::process::Command::new("/bin/bash")
+            .arg(script)
+            .env_clear()
+            .env("HOME", &self.e.home)
+            .env("PATH", &self.path)
+            .env("QUICKSTART_KANIBAKO", env!("CARGO_BIN_EXE_kanibako"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    fn apt_log(&self) -> String {
+        fs::read_to_string(self.e.root_file("apt.log")).unwrap_or_default()
+    }
+}
+
+fn which(name: &str) -> String {
+    ["/usr/bin", "/bin"]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| Path::new(p).exists())
+        .unwrap()
+}
+
+#[test]
+fn quickstart_as_root_installs_what_is_missing_without_sudo_and_runs_a_box() {
+    let q = Quickstart::new();
+    let r = q.run().ok();
+    let apt = q.apt_log();
+    assert!(
+        apt.contains("apt-get update")
+            && apt.contains(
+                "apt-get install -y -qq --no-install-recommends podman runc tmux git curl"
+            ),
+        "{apt}\n{r:?}"
+    );
+    assert!(!apt.contains("sudo"), "root needs no sudo: {apt}");
+    let home = &q.e.home;
+    let installed = home.join(".local/bin/kanibako");
+    assert!(installed.is_file(), "{r:?}");
+    // the rig made from the host's programs, then the main job in the demo box
+    let log = q.e.podman_log();
+    assert!(log.contains("LABEL io.kanibako.rig=host"), "{log}");
+    let job = q.e.last_call("run").unwrap();
+    assert!(
+        job.contains("/src/demo:/home/agent/workspace") && job.ends_with(" git --version"),
+        "{job}"
+    );
+    assert!(r.stderr.contains("no terminal: run `cd "), "{r:?}");
+    // a new login shell finds it (only HOME carried over)
+    let login = std::process::Command::new("/bin/bash")
+        .args(["-lc", "kanibako --version"])
+        .env_clear()
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&login.stdout).starts_with("kanibako "),
+        "{login:?}"
+    );
+    // run again: nothing is installed twice, the profile line is there once
+    let r = q.run().ok();
+    assert_eq!(q.apt_log(), apt, "{r:?}");
+    let profile = fs::read_to_string(home.join(".profile")).unwrap();
+    assert_eq!(
+        profile.matches("# kanibako: ~/.local/bin on PATH").count(),
+        1,
+        "{profile}"
+    );
+}
+
+#[test]
+fn quickstart_as_a_user_needs_sudo_and_uses_it_only_for_apt_get() {
+    let q = Quickstart::new();
+    fs::write(q.e.root_file("uid"), "1000\n").unwrap();
+    let r = q.run();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("quickstart: error: not root and no sudo: run this as root, or install sudo"),
+        "{r:?}"
+    );
+    assert_eq!(q.apt_log(), "", "nothing was attempted");
+    q.sudo();
+    q.run().ok();
+    let apt = q.apt_log();
+    assert!(
+        apt.starts_with(
+            "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq\napt-get update"
+        ),
+        "{apt}"
+    );
+    assert_eq!(apt.matches("sudo ").count(), 2, "{apt}");
+}
