@@ -235,9 +235,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crab::CrabCommand>,
     },
-    /// kanibako itself.
-    #[command(subcommand)]
-    System(SystemCommand),
+    /// kanibako itself (`system` alone: `system info`).
+    System {
+        #[command(subcommand)]
+        command: Option<SystemCommand>,
+    },
     /// Check the engine, agents and rig, and offer to fix what is missing (each fix
     /// shown as the command it runs, asked one by one).
     Setup(system::SetupArgs),

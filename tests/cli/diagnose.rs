@@ -184,6 +184,11 @@ fn system_info_text_and_json() {
         "info_text",
         normal(&e, &r.stdout).replace(env!("CARGO_MANIFEST_DIR"), "[REPO]")
     );
+    let bare = e.run(&e.home, &["system"]).ok();
+    assert_eq!(
+        bare.stdout, r.stdout,
+        "`system` alone is `system info`, as upstream"
+    );
     let j: Run = e.run(&e.home, &["system", "inspect", "--json"]).ok();
     let v = j.json();
     assert_eq!(v["schema_version"], 1);
