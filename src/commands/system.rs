@@ -227,7 +227,7 @@ struct Info {
 
 fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
     let (cx, state) = probe::context(host, exec).map_err(UserError::new)?;
-    let (engine, _) = probe::engine(&cx);
+    let (engine, _) = probe::engine_asking(&cx, false);
     let (runtime, runtime_version) = match &engine {
         EngineFacts::Found {
             program, version, ..
