@@ -235,12 +235,19 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crab::CrabCommand>,
     },
-    /// kanibako itself.
-    #[command(subcommand)]
-    System(SystemCommand),
+    /// kanibako itself (`system` alone: `system info`).
+    System {
+        #[command(subcommand)]
+        command: Option<SystemCommand>,
+    },
     /// Check the engine, agents and rig, and offer to fix what is missing (each fix
     /// shown as the command it runs, asked one by one).
     Setup(system::SetupArgs),
+    /// Print a shell completion script (box, workset, rig and crab names complete from
+    /// the registry): `source <(kanibako completions bash)`.
+    Completions(system::CompletionsArgs),
+    /// Manual pages: print kanibako's, or with DIR write one per command there.
+    Man(system::ManArgs),
     /// Rigs: the images boxes run on.
     #[command(visible_alias = "image")]
     Rig {

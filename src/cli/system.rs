@@ -1,6 +1,6 @@
 //! Arguments of `kanibako system …` and of `box diagnose`.
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
@@ -49,4 +49,26 @@ pub struct UpgradeArgs {
     /// or installed from with `cargo install --path`).
     #[arg(long, value_name = "DIR")]
     pub source: Option<String>,
+}
+
+/// The shells `kanibako completions` writes a script for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ManArgs {
+    /// Write a page for every command into DIR (default: print the top page).
+    pub dir: Option<std::path::PathBuf>,
 }

@@ -85,9 +85,13 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
             command: Some(BoxCommand::Purge(a)),
         } => lifecycle::purge(cx, &a),
         Command::Crab { command } => crab::dispatch(cx, command),
-        Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
-        Command::System(c) => system::dispatch(cx, c),
+        Command::System {
+            command: Some(SystemCommand::Config(a)),
+        } => config::system_config(cx, &a),
+        Command::System { command } => system::dispatch(cx, command),
         Command::Setup(a) => setup::setup(&cx.host, cx.exec.clone(), &a),
+        Command::Completions(a) => system::completions(&a),
+        Command::Man(a) => system::man(&a),
         Command::Box {
             command: Some(BoxCommand::Diagnose(a)),
         } => system::box_diagnose(cx, &a),

@@ -24,12 +24,19 @@ use crate::process::{Executor, SystemExecutor};
 pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exit>, Box<Command>> {
     let exec: Arc<dyn Executor> = Arc::new(SystemExecutor);
     match command {
-        Command::System(SystemCommand::Info(a)) => Ok(info(host, exec, &a)),
-        Command::System(SystemCommand::Diagnose(a)) => Ok(diagnose(host, exec, &a)),
+        Command::System { command: None } => Ok(info(host, exec, &JsonArgs::default())),
+        Command::System {
+            command: Some(SystemCommand::Info(a)),
+        } => Ok(info(host, exec, &a)),
+        Command::System {
+            command: Some(SystemCommand::Diagnose(a)),
+        } => Ok(diagnose(host, exec, &a)),
         Command::Setup(a) => Ok(super::setup::setup(host, exec, &a)),
-        Command::System(SystemCommand::Upgrade(a)) => {
-            Ok(super::system_upgrade::upgrade(host, exec.as_ref(), &a))
-        }
+        Command::Completions(a) => Ok(completions(&a)),
+        Command::Man(a) => Ok(man(&a)),
+        Command::System {
+            command: Some(SystemCommand::Upgrade(a)),
+        } => Ok(super::system_upgrade::upgrade(host, exec.as_ref(), &a)),
         Command::Box {
             command: Some(BoxCommand::Diagnose(a)),
         } => Ok(box_diagnose_on(host, exec, &a)),
@@ -38,7 +45,10 @@ pub fn early(host: &HostEnv, command: Command) -> std::result::Result<Result<Exi
 }
 
 /// The same commands reached with a loaded context (library callers).
-pub fn dispatch(cx: &Context, c: SystemCommand) -> Result<Exit> {
+pub fn dispatch(cx: &Context, c: Option<SystemCommand>) -> Result<Exit> {
+    let Some(c) = c else {
+        return info(&cx.host, cx.exec.clone(), &JsonArgs::default());
+    };
     match c {
         SystemCommand::Config(a) => super::config::system_config(cx, &a),
         SystemCommand::Info(a) => info(&cx.host, cx.exec.clone(), &a),
@@ -217,7 +227,7 @@ struct Info {
 
 fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
     let (cx, state) = probe::context(host, exec).map_err(UserError::new)?;
-    let (engine, _) = probe::engine(&cx);
+    let (engine, _) = probe::engine_asking(&cx, false);
     let (runtime, runtime_version) = match &engine {
         EngineFacts::Found {
             program, version, ..
@@ -283,5 +293,26 @@ fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
         "{} Run 'kanibako system diagnose' for a full health check.",
         s.hint("Tip:")
     );
+    Ok(Exit::Success)
+}
+
+pub fn completions(a: &crate::cli::system::CompletionsArgs) -> Result<Exit> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "kanibako".into());
+    print!("{}", crate::completion::registration(a.shell, &exe));
+    Ok(Exit::Success)
+}
+
+pub fn man(a: &crate::cli::system::ManArgs) -> Result<Exit> {
+    match &a.dir {
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(&crate::manpage::top_page())?;
+        }
+        Some(dir) => {
+            for f in crate::manpage::write_to(dir)? {
+                println!("{}", f.display());
+            }
+        }
+    }
     Ok(Exit::Success)
 }

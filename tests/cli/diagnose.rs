@@ -184,6 +184,11 @@ fn system_info_text_and_json() {
         "info_text",
         normal(&e, &r.stdout).replace(env!("CARGO_MANIFEST_DIR"), "[REPO]")
     );
+    let bare = e.run(&e.home, &["system"]).ok();
+    assert_eq!(
+        bare.stdout, r.stdout,
+        "`system` alone is `system info`, as upstream"
+    );
     let j: Run = e.run(&e.home, &["system", "inspect", "--json"]).ok();
     let v = j.json();
     assert_eq!(v["schema_version"], 1);
@@ -375,4 +380,74 @@ fn colour_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
     e.set("NO_COLOR", "1");
     let no = e.run(&e.home, &["system", "diagnose"]).ok();
     assert!(!no.stdout.contains('\u{1b}'), "NO_COLOR wins: {no:?}");
+}
+
+/// What kanibako's completion script would get for `words` (the last one is being
+/// completed), in bash's protocol.
+fn complete(e: &Env, words: &[&str]) -> Vec<String> {
+    let mut args = vec!["--", "kanibako"];
+    args.extend(words);
+    let index = words.len().to_string();
+    let mut c = e.cmd(&e.home, &args);
+    c.env("KANIBAKO_COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", &index)
+        .env("_CLAP_IFS", "\n");
+    let r = Run::from(c.output().unwrap()).ok();
+    r.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn completions_name_boxes_worksets_rigs_and_crabs_from_the_registry() {
+    let e = env();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = e.run(&e.home, &["completions", shell]).ok();
+        assert!(r.stdout.contains("KANIBAKO_COMPLETE"), "{shell}: {r:?}");
+        assert!(
+            r.stdout.contains(env!("CARGO_BIN_EXE_kanibako")),
+            "{shell}: {r:?}"
+        );
+    }
+    for d in ["p/alpha", "p/beta"] {
+        let p = e.dir(d);
+        e.run(&p, &["create"]).ok();
+    }
+    e.run(&e.home, &["workset", "create", "ws/team"]).ok();
+    let before = tree(&e.home);
+    let calls = e.podman_log();
+    let boxes = complete(&e, &["box", "info", "a"]);
+    assert_eq!(boxes, ["alpha"], "{boxes:?}");
+    let all = complete(&e, &["shell", ""]);
+    assert!(
+        all.contains(&"alpha".into()) && all.contains(&"beta".into()),
+        "{all:?}"
+    );
+    assert!(all.contains(&"p/".into()), "paths too: {all:?}");
+    assert_eq!(complete(&e, &["workset", "info", "t"]), ["team"]);
+    assert!(complete(&e, &["rig", "prep", "o"]).contains(&"oci".into()));
+    assert!(complete(&e, &["start", "--rig", "m"]).contains(&"min".into()));
+    assert!(complete(&e, &["crab", "info", ""]).contains(&"claude".into()));
+    assert!(complete(&e, &["sys"]).contains(&"system".into()));
+    assert_eq!(tree(&e.home), before, "a Tab press writes nothing");
+    assert_eq!(e.podman_log(), calls, "no engine call");
+}
+
+#[test]
+fn man_pages_for_every_command() {
+    let e = env();
+    let top = e.run(&e.home, &["man"]).ok();
+    assert!(top.stdout.contains(".TH kanibako 1"), "{top:?}");
+    let dir = e.root_file("man");
+    let r = e.run(&e.home, &["man", dir.to_str().unwrap()]).ok();
+    for page in [
+        "kanibako.1",
+        "kanibako-box-diagnose.1",
+        "kanibako-system-upgrade.1",
+        "kanibako-completions.1",
+    ] {
+        let f = dir.join(page);
+        assert!(f.is_file(), "{page}: {r:?}");
+        assert!(r.stdout.contains(&f.display().to_string()));
+    }
+    let info = fs::read_to_string(dir.join("kanibako-box-info.1")).unwrap();
+    assert!(info.contains("kanibako\\-box\\-info"), "{info}");
 }
