@@ -121,6 +121,7 @@ pub fn system_checks(host: &HostEnv, exec: Arc<dyn Executor>) -> Vec<Check> {
         limits.map(|(h, d)| (h, d)),
         &probe_file,
     ));
+    out.push(checks::tun(rt.as_ref().map(|rt| rt.tun_check()).as_ref()));
     let rig = probe::rig(&cx, rt.as_ref(), answers);
     out.extend(checks::rig(rig.as_ref().map_err(String::as_str)));
     let run = probe::run(rt.as_ref(), rig.as_ref().map_err(String::as_str));

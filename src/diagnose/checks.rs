@@ -348,6 +348,29 @@ pub fn host_limits(seen: Option<(&HostLimits, &Decision)>, conf: &Path) -> Check
     }
 }
 
+/// The `/dev/net/tun` check of [`crate::runtime::tun`] (rootless podman's user-mode
+/// network opens it for every container with a network).
+pub fn tun(t: Option<&crate::runtime::tun::TunCheck>) -> Check {
+    use crate::runtime::tun::{DEVICE, TunCheck};
+    let label = "Network device";
+    match t {
+        None => Check::skipped("tun", label, "no container runtime"),
+        Some(TunCheck::NotNeeded) => Check::skipped(
+            "tun",
+            label,
+            format!("{DEVICE} is not needed (not rootless podman, or no network)"),
+        ),
+        Some(TunCheck::Usable) => Check::ok(
+            "tun",
+            label,
+            format!("rootless podman can open {DEVICE} for its containers' network"),
+        ),
+        Some(TunCheck::Unusable { cause, fix }) => {
+            Check::fix("tun", label, cause.clone(), fix.clone())
+        }
+    }
+}
+
 /// The rig boxes run on by default (the system's `box.image`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RigFacts {
@@ -759,6 +782,21 @@ mod tests {
             )
         );
         assert_eq!(host_limits(None, Path::new("/x")).status, Status::Skipped);
+    }
+
+    #[test]
+    fn an_unusable_tun_device_gets_its_fix() {
+        use crate::runtime::tun::TunCheck;
+        let t = TunCheck::Unusable {
+            cause: "cannot open /dev/net/tun".into(),
+            fix: "sudo chmod 666 /dev/net/tun".into(),
+        };
+        let c = tun(Some(&t));
+        assert_eq!(c.status, Status::NeedsFix);
+        assert_eq!(c.fix.as_deref(), Some("sudo chmod 666 /dev/net/tun"));
+        assert_eq!(tun(Some(&TunCheck::Usable)).status, Status::Ok);
+        assert_eq!(tun(Some(&TunCheck::NotNeeded)).status, Status::Skipped);
+        assert_eq!(tun(None).status, Status::Skipped);
     }
 
     #[test]
