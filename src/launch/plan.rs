@@ -152,6 +152,16 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             mounts.push(Mount::Mask {
                 dst: "/home/agent/workspace/vault".into(),
             });
+        } else if i.vault_present.0
+            && let Ok(rel) = v.ro.strip_prefix(&b.workspace)
+            && let Some(rel) = rel.to_str().filter(|r| !r.is_empty())
+        {
+            // A standalone box's vault is the workspace's own `vault/`: its `share-rw`
+            // may stay visible there (the box writes it anyway), but its read-only
+            // share is hidden, so it cannot be written through the workspace.
+            mounts.push(Mount::Mask {
+                dst: format!("{GUEST_WORKSPACE}/{rel}"),
+            });
         }
     }
     mounts.extend(i.agent_mounts.iter().cloned());
@@ -363,6 +373,23 @@ mod tests {
         assert!(!d.contains(&"/home/agent/share-ro"));
         assert!(d.contains(&"/home/agent/share-rw"));
         assert_eq!(s.labels["io.kanibako.box"], "");
+    }
+
+    /// Issue 10 (low): a standalone box's read-only share, which lies in its workspace,
+    /// is masked there, so it cannot be written through the workspace mount.
+    #[test]
+    fn a_standalone_box_s_read_only_share_is_masked_in_its_workspace() {
+        let s = plan(&inputs(Mode::Standalone));
+        let d = dsts(&s);
+        assert!(d.contains(&"/home/agent/share-ro"), "{d:?}");
+        assert!(d.contains(&"/home/agent/workspace/vault/ro"), "{d:?}");
+        assert!(!d.contains(&"/home/agent/workspace/vault"), "{d:?}");
+        let ws = d.iter().position(|x| *x == GUEST_WORKSPACE).unwrap();
+        let mask = d
+            .iter()
+            .position(|x| *x == "/home/agent/workspace/vault/ro")
+            .unwrap();
+        assert!(ws < mask, "the mask lies over the workspace mount: {d:?}");
     }
 
     #[test]
