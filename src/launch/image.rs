@@ -249,8 +249,9 @@ pub fn mount_for<'a>(
 }
 
 /// The image's own `Env` (PATH, LANG …) where the run needs it passed on: a `--rootfs`
-/// run does not read the image config. Empty otherwise. A dry run still shows what
-/// would run, even if the rig is missing.
+/// run does not read the image config. Empty otherwise, and in a dry run, which asks
+/// the engine nothing (what it prints does not depend on the image's values: they go
+/// in the env file).
 pub fn env_layer(
     rt: &Runtime,
     image: &str,
@@ -261,15 +262,8 @@ pub fn env_layer(
 ) -> Result<BTreeMap<String, String>> {
     match (mounted, split) {
         (Some(m), _) => env_cached(rt, image, &m.dir, cache),
-        (None, true) => match env(rt, image) {
-            Ok(env) => Ok(env),
-            Err(e) if dry_run => {
-                output::note(format_args!("{e:#}; the run would fail"));
-                Ok(BTreeMap::new())
-            }
-            Err(e) => Err(e),
-        },
-        (None, false) => Ok(BTreeMap::new()),
+        (None, true) if !dry_run => env(rt, image),
+        (None, _) => Ok(BTreeMap::new()),
     }
 }
 

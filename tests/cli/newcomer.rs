@@ -467,3 +467,34 @@ fn rootless_podman_without_tun_stops_before_the_run_with_the_fix() {
     e.run(&p, &["shell", "--", "true"]).ok();
     assert!(e.last_call("run").is_some());
 }
+
+/// `--dry-run` prints the plan from what kanibako knows: it asks the engine nothing
+/// (rootless podman's version, which decides keep-id pinning, at most once, and then
+/// from the cache).
+#[test]
+fn a_dry_run_asks_the_engine_nothing() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let calls_of = |args: &[&str]| {
+        let before = e.podman_log();
+        let r = e.run(&p, args).ok();
+        assert!(r.stdout.contains(" run "), "{r:?}");
+        e.podman_log()[before.len()..].to_owned()
+    };
+    for args in [
+        &["shell", "--dry-run", "--", "true"][..],
+        &["shell", "--dry-run"],
+        &["start", "--dry-run"],
+        &["start", "--ephemeral", "--dry-run"],
+        &["shell", "--dry-run", "--", "true"],
+    ] {
+        let calls = calls_of(args);
+        let unneeded: Vec<&str> = calls.lines().filter(|c| *c != "--version").collect();
+        assert!(unneeded.is_empty(), "{args:?} asked the engine: {calls}");
+    }
+    assert!(
+        e.podman_log().matches("--version").count() <= 1,
+        "{}",
+        e.podman_log()
+    );
+}
