@@ -10,15 +10,27 @@ pub struct ConfigArgs {
     /// With a key or --effective: say where each value comes from.
     #[arg(long)]
     pub show_origin: bool,
-    /// Remove KEY from this level (or everything, with --all).
-    #[arg(long)]
-    pub reset: bool,
+    /// Remove KEY from this level (or everything, with --all). The key may follow
+    /// `--reset` or stand in its usual place, as upstream parses it.
+    #[arg(long, value_name = "KEY", num_args = 0..=1)]
+    pub reset: Option<Option<String>>,
     /// With --reset: every key of this level.
     #[arg(long, requires = "reset")]
     pub all: bool,
     /// Do not ask before --reset --all.
     #[arg(short, long)]
     pub force: bool,
+}
+
+impl ConfigArgs {
+    pub fn resetting(&self) -> bool {
+        self.reset.is_some()
+    }
+
+    /// The key given as `--reset KEY`.
+    pub fn reset_key(&self) -> Option<&str> {
+        self.reset.as_ref().and_then(Option::as_deref)
+    }
 }
 
 #[derive(Debug, Args, Clone)]

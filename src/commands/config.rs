@@ -155,7 +155,15 @@ fn lock_for_change(cx: &Context, s: &mut Scope) -> Result<write_lock::Held> {
 }
 
 fn run(cx: &Context, mut s: Scope, key: Option<&str>, a: &ConfigArgs) -> Result<Exit> {
-    if a.reset {
+    if a.resetting() {
+        let key = match (a.reset_key(), key) {
+            (Some(k), None) | (None, Some(k)) => Some(k),
+            (None, None) => None,
+            (Some(k), Some(other)) => bail!(
+                UserError::new(format!("two keys to reset: '{k}' and '{other}'"))
+                    .hint("reset one key at a time, or every key with --reset --all")
+            ),
+        };
         return match (key, a.all) {
             (_, true) => reset_all(cx, &mut s, a.force),
             (Some(k), false) => reset(cx, &mut s, k),
@@ -395,6 +403,8 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
                 .is_ok_and(|r| r.projects.contains_key(s))
     };
     let (target, key) = match a.args.as_slice() {
+        // `--reset KEY` took the key: what is left can only be the box.
+        [one] if a.config.reset_key().is_some() => (Some(one.as_str()), None),
         [] => (None, None),
         [one] if one.contains('=') || keys::parse(one, false).is_ok() || !names_a_box(one) => {
             (None, Some(one.as_str()))
@@ -474,7 +484,9 @@ fn workset_group_auth(
     key: Option<&str>,
     a: &ConfigArgs,
 ) -> Result<Option<Exit>> {
-    let Some(raw) = key else { return Ok(None) };
+    let Some(raw) = key.or(a.reset_key()) else {
+        return Ok(None);
+    };
     let (name, value) = match raw.split_once('=') {
         Some((k, v)) => (k.trim(), Some(v.trim())),
         None => (raw.trim(), None),
@@ -482,7 +494,7 @@ fn workset_group_auth(
     if name != "group_auth" {
         return Ok(None);
     }
-    if a.reset {
+    if a.resetting() {
         ws.set_group_auth(true)?;
         println!("Reset group_auth (reverts to default: true)");
         return Ok(Some(Exit::Success));

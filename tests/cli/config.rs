@@ -409,3 +409,33 @@ fn a_crab_env_value_is_stored_0600() {
         0o600
     );
 }
+
+/// `--reset` takes its key as an optional value, as upstream parses it: `box config
+/// --reset KEY BOX` from anywhere, `workset config W --reset KEY`; one key at a time.
+#[test]
+fn reset_takes_its_key_as_a_value_and_the_box_after_it() {
+    let (e, p) = setup();
+    e.run(&p, &["box", "config", "model=boxmodel"]).ok();
+    e.run(&e.home, &["box", "config", "--reset", "model", "app"])
+        .ok();
+    let r = e.run(&p, &["box", "config", "model"]).ok();
+    assert_ne!(r.stdout.trim(), "boxmodel", "{r:?}");
+    e.run(&p, &["box", "config", "model=boxmodel"]).ok();
+    e.run(&e.home, &["box", "config", "app", "--reset", "model"])
+        .ok();
+    assert_ne!(
+        e.run(&p, &["box", "config", "model"]).ok().stdout.trim(),
+        "boxmodel"
+    );
+    let r = e
+        .run(&p, &["box", "config", "--reset", "model", "app", "env.X"])
+        .fails();
+    assert!(
+        r.stderr.contains("too many arguments") || r.stderr.contains("two keys"),
+        "{r:?}"
+    );
+    let r = e
+        .run(&e.home, &["system", "config", "--reset", "model", "model"])
+        .fails();
+    assert!(r.stderr.contains("two keys to reset"), "{r:?}");
+}
