@@ -1471,6 +1471,45 @@ fn rootless_podman_without_tun_says_why_and_how_to_fix_it() {
     assert!(r.stdout.contains("no-network-ok"), "{r:?}");
 }
 
+/// `shell --persistent -- CMD` runs CMD in the box's tmux session on a real engine: its
+/// output reaches the terminal and its exit status comes back (issue 14).
+fn shell_persistent(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let p = e.dir(&format!("p/sp{tag}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let term = Terminal::new(&format!("sp{tag}"));
+    term.open(
+        "sp",
+        &e.shell_line(
+            &p,
+            &[
+                "shell",
+                "--persistent",
+                "--",
+                "sh",
+                "-c",
+                "echo persistent-shell-ran; exit 4",
+            ],
+        ),
+    );
+    let screen = term.wait_for("sp", "EXIT-sp=");
+    assert!(screen.contains("persistent-shell-ran"), "{screen}");
+    assert!(screen.contains("EXIT-sp=4"), "{screen}");
+}
+
+#[test]
+fn podman_shell_persistent() {
+    shell_persistent(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_shell_persistent() {
+    shell_persistent(Flavour::Docker);
+}
+
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
 

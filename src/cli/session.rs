@@ -80,6 +80,10 @@ pub struct StartArgs {
 pub struct ShellArgs {
     /// Box name or project directory (default: the current directory).
     pub project: Option<String>,
+    /// Run the shell in a tmux session that survives a closed terminal (`shell` is
+    /// otherwise ephemeral); while the box's container runs, `shell` joins it.
+    #[arg(long, conflicts_with = "ephemeral")]
+    pub persistent: bool,
     #[command(flatten)]
     pub launch: LaunchArgs,
     /// A command and its arguments, after `--`, passed exactly as given (no shell

@@ -96,7 +96,7 @@ pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
 
 pub fn shell(cx: &Context, a: ShellArgs) -> Result<Exit> {
     let session = Session::Shell { command: a.command };
-    launch::run(cx, launch(a.project, a.launch, Some(false), session))
+    launch::run(cx, launch(a.project, a.launch, Some(a.persistent), session))
 }
 
 /// The containers that belong to `b` of the data directory `data_id`: labelled with its

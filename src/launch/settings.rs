@@ -163,7 +163,18 @@ impl LaunchSettings {
                     None => None,
                 },
             ),
-            Session::Shell { .. } => (None, None),
+            // A shell is ephemeral unless `--persistent` asks for tmux (as upstream).
+            Session::Shell { .. } => (
+                match l.persistent {
+                    Some(true) => {
+                        Some(pair(l.persistent, ("--persistent", "--ephemeral"), || {
+                            persistence(levels, host)
+                        })?)
+                    }
+                    _ => None,
+                },
+                None,
+            ),
         };
         Ok(Self {
             image,

@@ -690,3 +690,26 @@ fn stop_all_and_ps_see_only_this_data_dirs_containers() {
         "{log}"
     );
 }
+
+/// `shell --persistent` runs the shell in the box's tmux session (detached, then
+/// attached), as upstream; `shell` alone stays ephemeral.
+#[test]
+fn shell_persistent_runs_in_tmux_and_shell_alone_does_not() {
+    let e = Env::new();
+    e.fake_podman();
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    let r = e
+        .run(&p, &["shell", "--persistent", "--dry-run", "--", "ls"])
+        .ok();
+    assert!(
+        r.stdout.contains(" run ") && r.stdout.contains(" -dt "),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains(" new-session -s kanibako "), "{r:?}");
+    assert!(r.stdout.contains("tmux attach -t kanibako"), "{r:?}");
+    let r = e.run(&p, &["shell", "--dry-run", "--", "ls"]).ok();
+    assert!(!r.stdout.contains("tmux"), "{r:?}");
+    let r = e.run(&p, &["shell", "--persistent", "--ephemeral"]);
+    assert_eq!(r.code, 2, "{r:?}");
+}
