@@ -140,6 +140,12 @@ impl EngineInfo {
         self.kind == EngineKind::Podman
     }
 
+    /// Whether `--userns=keep-id` maps the invoking user into a container (local
+    /// rootless podman).
+    pub fn keeps_ids(&self) -> bool {
+        self.maps_users() && self.rootless
+    }
+
     /// Whether `unshare` can enter the user namespace rootless containers write files
     /// in (to delete what they left behind).
     pub fn can_unshare(&self) -> bool {

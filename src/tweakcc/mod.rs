@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil::{self, SharedHold};
 use crate::output;
-use crate::runtime::Runtime;
 use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
+use crate::runtime::{EngineInfo, Runtime};
 
 /// How much patched binaries may take together (an agent binary is ~200 MB).
 pub const CACHE_MAX_BYTES: u64 = 1 << 30;
@@ -313,7 +313,29 @@ fn patch_in(
     std::fs::copy(binary, &copy).map_err(|e| format!("copying {}: {e}", binary.display()))?;
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o777))
         .map_err(|e| e.to_string())?;
-    let spec = patch_spec(&work, config_file, image, &name.to_string_lossy());
+    // tweakcc reads its config from (and keeps notes in) `~/.tweakcc`: an open home
+    // beside the work directory, mounted over the image's `/root` (which no one but
+    // root may enter), so the unprivileged patch user may read and write it.
+    let home = staging.join("home");
+    let dot = home.join(".tweakcc");
+    std::fs::create_dir_all(&dot)
+        .and_then(|()| std::fs::copy(config_file, dot.join("config.json")).map(drop))
+        .and_then(|()| {
+            for d in [&home, &dot] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777))?;
+            }
+            std::fs::set_permissions(
+                dot.join("config.json"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+        })
+        .map_err(|e| format!("{}: {e}", dot.display()))?;
+    let user = patch_user(
+        &rt.engine,
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let spec = patch_spec(&work, &home, image, &name.to_string_lossy(), user);
     let env_file =
         crate::envfile::temporary(&spec.env).map_err(|e| format!("writing the env file: {e}"))?;
     let out = rt
@@ -330,16 +352,44 @@ fn patch_in(
     Ok(copy)
 }
 
+/// The patch run's home, where tweakcc looks for `.tweakcc/config.json`.
+const PATCH_HOME: &str = "/root";
+
+/// The nobody user: who runs the patch where the invoking user is root.
+const NOBODY: u32 = 65534;
+
+/// Who runs the patch: never root, not even the image's. Rootless podman maps the
+/// invoking user in (`keep-id`); elsewhere the invoking user's uid, or nobody when
+/// kanibako runs as root, so what the patch writes is never a host root's.
+pub fn patch_user(engine: &EngineInfo, uid: u32, gid: u32) -> UserMapping {
+    if engine.keeps_ids() {
+        UserMapping::KeepId { pin: false }
+    } else if uid == 0 {
+        UserMapping::User {
+            uid: NOBODY,
+            gid: NOBODY,
+        }
+    } else {
+        UserMapping::User { uid, gid }
+    }
+}
+
 /// The throw-away run that patches the copy in `staging` (`/work/<binary>`) with the
-/// config at `config_file`: no network, no capability (its root owns nothing but the
-/// image's files: tweakcc reads `/root/.tweakcc`), nothing else mounted.
-fn patch_spec(staging: &Path, config_file: &Path, image: &str, binary: &str) -> RunSpec {
+/// config copied into `home` (mounted as `/root`, its `HOME`): as `user` (never root),
+/// no network, no capability, confined like a box, nothing else mounted.
+fn patch_spec(
+    staging: &Path,
+    home: &Path,
+    image: &str,
+    binary: &str,
+    user: UserMapping,
+) -> RunSpec {
     let mut spec = RunSpec::job(
         "tweakcc",
         format!("kanibako-tweakcc-{}", std::process::id()),
         image,
         RunMode::Batch,
-        UserMapping::Image,
+        user,
     );
     spec.network = Network::None;
     spec.confined = Some(Confinement::default());
@@ -351,16 +401,19 @@ fn patch_spec(staging: &Path, config_file: &Path, image: &str, binary: &str) -> 
             relabel: false,
         },
         Mount::Bind {
-            src: config_file.to_owned(),
-            dst: "/root/.tweakcc/config.json".into(),
-            read_only: true,
+            src: home.to_owned(),
+            dst: PATCH_HOME.into(),
+            read_only: false,
             relabel: false,
         },
     ];
-    spec.env = std::collections::BTreeMap::from([(
-        "TWEAKCC_CC_INSTALLATION_PATH".to_owned(),
-        format!("/work/{binary}"),
-    )]);
+    spec.env = std::collections::BTreeMap::from([
+        (
+            "TWEAKCC_CC_INSTALLATION_PATH".to_owned(),
+            format!("/work/{binary}"),
+        ),
+        ("HOME".to_owned(), PATCH_HOME.to_owned()),
+    ]);
     spec.command = ["tweakcc", "--apply"].map(Into::into).to_vec();
     spec
 }
@@ -399,10 +452,11 @@ mod tests {
     #[test]
     fn the_patch_runs_offline_on_its_scratch_copy_with_the_path_in_the_env_file() {
         let spec = patch_spec(
-            Path::new("/c/.staging-k-1"),
-            Path::new("/c/.config-k.json"),
+            Path::new("/c/.staging-k-1/work"),
+            Path::new("/c/.staging-k-1/home"),
             "rig:1",
             "claude",
+            UserMapping::User { uid: 7, gid: 7 },
         );
         let args: Vec<String> = spec
             .to_args(
@@ -417,10 +471,9 @@ mod tests {
         assert!(
             line.starts_with(
                 "run --pull=never --rm --init --network=none --cap-drop=ALL \
-                 --security-opt=no-new-privileges --pids-limit=4096 \
-                 -v /c/.staging-k-1:/work:nosuid,nodev \
-                 -v /c/.config-k.json:/root/.tweakcc/config.json:ro,nosuid,nodev \
-                 --env-file /tmp/e --label io.kanibako.role=tweakcc "
+                 --security-opt=no-new-privileges --pids-limit=4096 --user 7:7 \
+                 -v /c/.staging-k-1/work:/work:nosuid,nodev \
+                 -v /c/.staging-k-1/home:/root:nosuid,nodev --env-file /tmp/e --label io.kanibako.role=tweakcc "
             ),
             "{line}"
         );
@@ -463,16 +516,21 @@ mod tests {
             )
             .is_err()
         );
-        let args: Vec<String> =
-            patch_spec(Path::new("/s"), Path::new("/c.json"), "abc123", "claude")
-                .to_args(
-                    crate::runtime::EngineKind::Docker,
-                    None,
-                    Some(Path::new("/e")),
-                )
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
+        let args: Vec<String> = patch_spec(
+            Path::new("/s"),
+            Path::new("/h"),
+            "abc123",
+            "claude",
+            UserMapping::Image,
+        )
+        .to_args(
+            crate::runtime::EngineKind::Docker,
+            None,
+            Some(Path::new("/e")),
+        )
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
         for flag in [
             "--network=none",
             "--cap-drop=ALL",
@@ -512,5 +570,63 @@ mod tests {
         assert!(cache.entry(keys[0]).exists() && cache.entry(keys[3]).exists());
         drop(held);
         assert!(t.path().join("not-a-key").exists());
+    }
+
+    /// Issue 10, item 4: the patch runs as a non-root user (the invoking one, mapped in
+    /// with keep-id on rootless podman; nobody when that is root), holding no capability,
+    /// with no network and nothing mounted but its work directory.
+    #[test]
+    fn the_patch_runs_unprivileged_without_network() {
+        use crate::runtime::EngineKind;
+        let engine = |kind: EngineKind, rootless: bool| EngineInfo {
+            kind,
+            program: kind.name().into(),
+            rootless,
+            remote: false,
+        };
+        let render = |e: &EngineInfo, uid: u32| {
+            let spec = patch_spec(
+                Path::new("/s/work"),
+                Path::new("/s/home"),
+                "sha256:abc",
+                "claude",
+                patch_user(e, uid, uid),
+            );
+            spec.to_args(e.kind, None, Some(Path::new("/run/e")))
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let cases = [
+            (engine(EngineKind::Podman, true), 1000, "--userns=keep-id"),
+            (engine(EngineKind::Podman, false), 0, "--user 65534:65534"),
+            (engine(EngineKind::Podman, false), 1001, "--user 1001:1001"),
+            (engine(EngineKind::Docker, false), 0, "--user 65534:65534"),
+            (engine(EngineKind::Docker, false), 1001, "--user 1001:1001"),
+        ];
+        for (e, uid, user) in cases {
+            let out = render(&e, uid);
+            for flag in [
+                user,
+                "--network=none",
+                "--cap-drop=ALL",
+                "--security-opt=no-new-privileges",
+                "-v /s/work:/work",
+            ] {
+                assert!(out.contains(flag), "{:?} uid {uid}: {out}", e.kind);
+            }
+            assert_eq!(out.matches(" -v ").count(), 2, "{out}");
+            assert!(out.contains("-v /s/home:/root"), "{out}");
+            assert!(out.ends_with("sha256:abc tweakcc --apply"), "{out}");
+        }
+        let spec = patch_spec(
+            Path::new("/s"),
+            Path::new("/h"),
+            "i",
+            "claude",
+            UserMapping::Image,
+        );
+        assert_eq!(spec.env["HOME"], "/root");
     }
 }
