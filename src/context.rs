@@ -131,6 +131,11 @@ impl Context {
             .var(crate::host::vars::CONTAINERS_CONF)
             .map(Into::into);
         let probe = runtime::limits::Probe::new(conf, self.host.home());
-        Ok(Runtime::new(engine, self.exec.clone()).with_limits(probe))
+        // Under -v (debug logging) the engine's own output of a build or pull streams.
+        let progress =
+            crate::progress::wanted(&self.host, false) && !tracing::enabled!(tracing::Level::DEBUG);
+        Ok(Runtime::new(engine, self.exec.clone())
+            .with_limits(probe)
+            .with_progress(progress))
     }
 }

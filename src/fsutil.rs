@@ -187,6 +187,19 @@ pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsErr
 pub struct FileLock {
     file: File,
     path: PathBuf,
+    /// Unlink the file on release: it was made only for this lock (see
+    /// [`try_lock_exclusive_transient`]).
+    remove: bool,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Unlinked while still held (the file closes after this body), so a contender
+        // that opened the old file sees it gone once it gets the lock, and retries.
+        if self.remove {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl FileLock {
@@ -219,27 +232,61 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// A contender retries this often when the file it locked was unlinked under it.
+const LOCK_RETRIES: usize = 16;
+
 /// Block until the exclusive lock on `path` is ours.
 pub fn lock_exclusive(path: &Path) -> io::Result<FileLock> {
-    let file = open_lock_file(path)?;
-    file.lock()?;
-    Ok(FileLock {
-        file,
-        path: path.to_owned(),
-    })
+    for _ in 0..LOCK_RETRIES {
+        let file = open_lock_file(path)?;
+        file.lock()?;
+        if still_at(&file, path) {
+            return Ok(FileLock {
+                file,
+                path: path.to_owned(),
+                remove: false,
+            });
+        }
+    }
+    Err(io::Error::other(format!(
+        "{} keeps being replaced while it is locked",
+        path.display()
+    )))
 }
 
 /// Take the exclusive lock on `path` if nobody holds it; `Ok(None)` if somebody does.
 pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<FileLock>> {
-    let file = open_lock_file(path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(FileLock {
-            file,
-            path: path.to_owned(),
-        })),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(e),
+    try_lock(path, false)
+}
+
+/// As [`try_lock_exclusive`], for a check that must leave no trace: a lock file this
+/// call creates is removed again on release (the Python tool takes a box's lock
+/// file existing as a sign that its session is active).
+pub fn try_lock_exclusive_transient(path: &Path) -> io::Result<Option<FileLock>> {
+    try_lock(path, true)
+}
+
+fn try_lock(path: &Path, transient: bool) -> io::Result<Option<FileLock>> {
+    for _ in 0..LOCK_RETRIES {
+        let existed = fs::symlink_metadata(path).is_ok();
+        let file = open_lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) if still_at(&file, path) => {
+                return Ok(Some(FileLock {
+                    file,
+                    path: path.to_owned(),
+                    remove: transient && !existed,
+                }));
+            }
+            Ok(()) => continue,
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
     }
+    Err(io::Error::other(format!(
+        "{} keeps being replaced while it is locked",
+        path.display()
+    )))
 }
 
 /// A file held open under a shared `flock`: readers of a cache entry hold one, so the
@@ -368,6 +415,34 @@ mod tests {
         drop(held);
         assert!(!is_locked(&p), "a stale file blocks nothing");
         assert!(try_lock_exclusive(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_transient_lock_leaves_no_file_but_keeps_one_it_found() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".kanibako.lock");
+        let held = try_lock_exclusive_transient(&p).unwrap().unwrap();
+        assert!(
+            try_lock_exclusive(&p).unwrap().is_none(),
+            "it excludes others"
+        );
+        drop(held);
+        assert!(!p.exists(), "made for the check, removed after it");
+        fs::write(&p, "kanibako-app\n").unwrap();
+        drop(try_lock_exclusive_transient(&p).unwrap().unwrap());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "kanibako-app\n");
+        // a contender holding the old, unlinked file does not count as holding the lock
+        let first = try_lock_exclusive_transient(&d.path().join("x.lock"))
+            .unwrap()
+            .unwrap();
+        let stale = File::open(d.path().join("x.lock")).unwrap();
+        drop(first);
+        assert!(stale.try_lock().is_ok());
+        assert!(
+            try_lock_exclusive(&d.path().join("x.lock"))
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub mod vars {
     pub const NO_COLOR: &str = "NO_COLOR";
     /// `dumb`: a terminal that cannot redraw a progress bar.
     pub const TERM: &str = "TERM";
+    /// Set (to anything but `0`): colour even when stdout is not a terminal.
+    pub const CLICOLOR_FORCE: &str = "CLICOLOR_FORCE";
+    /// Where `cargo install` put kanibako (default `~/.cargo`), for `system upgrade`.
+    pub const CARGO_HOME: &str = "CARGO_HOME";
+    /// Who we are, for the `/etc/subuid` entry a rootless engine needs.
+    pub const USER: &str = "USER";
 }
 
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`cli`] | the command line as clap types; no I/O, no logic |
+//! | [`completion`] | shell completion scripts and the dynamic names (boxes, worksets, rigs, crabs) they ask for |
 //! | [`commands`] | one handler per command; joins shortcuts with their `box …` forms |
 //! | [`context`] | the per-run context: host, paths, global config, executor; start-up work |
 //! | [`host`] | the only reader of environment variables, uid, cwd and tty state |
@@ -23,6 +24,7 @@
 //! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache, a session's patched binary |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
+//! | [`diagnose`] | health checks (`system diagnose`, `box diagnose`, `setup`): pure checks with their fix commands, a read-only probe, text/JSON reports, colour |
 //! | [`document`] | YAML documents on disk through a small typed API: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
 //! | [`clock`] | timestamps as text (UTC calendar form, Python's ISO form) |
@@ -35,6 +37,7 @@
 //! | [`output`] | warnings, hints, notes and progress on stderr (stdout is for data) |
 //! | [`prompt`] | yes/no questions that fail fast without a terminal |
 //! | [`error`] | `Error:` lines, hints and exit codes |
+//! | [`manpage`] | man pages from the command tree |
 //! | [`logging`] | `-v` / `KANIBAKO_LOG` tracing to stderr |
 //!
 //! # From argv to the engine
@@ -61,7 +64,9 @@ pub mod boxes;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod completion;
 pub mod context;
+pub mod diagnose;
 pub mod document;
 pub mod egress;
 pub mod envfile;
@@ -76,6 +81,7 @@ pub mod init;
 pub mod interrupt;
 pub mod launch;
 pub mod logging;
+pub mod manpage;
 pub mod output;
 pub mod paths;
 pub mod process;
@@ -101,7 +107,12 @@ use crate::process::SystemExecutor;
 
 /// Run kanibako with these arguments (the first is the program name).
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = cli::with_default_command(args.into_iter().collect());
+    let args: Vec<OsString> = args.into_iter().collect();
+    // A Tab press in a shell with kanibako's completion script: answered at once.
+    if completion::answer(&args) {
+        return ExitCode::SUCCESS;
+    }
+    let args = cli::with_default_command(args);
     // An upstream command word is never taken for a box, even where a directory of that
     // name exists (`kanibako vault` in a project): a usage error, as clap's are.
     if let Some(msg) = args
@@ -135,8 +146,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         cli::Command::Egress(c) => commands::egress::run(c),
         command => match commands::helper::early(&host, command) {
             Ok(done) => done,
-            Err(command) => Context::load(host, std::sync::Arc::new(SystemExecutor))
-                .and_then(|cx| commands::dispatch(&cx, *command)),
+            // The checks read the machine as it is: no start-up work (which writes).
+            Err(command) => match commands::system::early(&host, *command) {
+                Ok(done) => done,
+                Err(command) => Context::load(host, std::sync::Arc::new(SystemExecutor))
+                    .and_then(|cx| commands::dispatch(&cx, *command)),
+            },
         },
     };
     match result {

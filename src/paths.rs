@@ -81,6 +81,15 @@ impl Bases {
     }
 }
 
+/// The id of the data directory at `data`: the first 12 hex digits of the sha256 of its
+/// path (unique enough to tell apart the data directories sharing one engine, short
+/// enough to read in `podman ps`).
+pub fn data_id(data: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(data.as_os_str().as_encoded_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every host location kanibako uses, resolved.
 #[derive(Clone, Debug)]
 pub struct Paths {
@@ -184,6 +193,12 @@ impl Paths {
             data,
             bases,
         })
+    }
+
+    /// A short stable id of the data directory, the value of the
+    /// [`crate::runtime::labels::DATA`] label on every container started from it.
+    pub fn data_id(&self) -> String {
+        data_id(&self.data)
     }
 
     pub fn names_file(&self) -> PathBuf {

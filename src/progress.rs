@@ -1,6 +1,8 @@
-//! Progress bars: the one place that decides whether one is drawn. Only on a terminal
-//! (stderr), only for work over [`MIN_BYTES`], and never with `-q`, `NO_COLOR` or
-//! `TERM=dumb`; piped output stays clean.
+//! Progress bars and spinners: the one place that decides whether one is drawn. Only
+//! on a terminal (stderr), only for work over [`MIN_BYTES`] (bars), and never with
+//! `-q`, `NO_COLOR` or `TERM=dumb`; piped output stays clean.
+
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -52,6 +54,33 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+/// A spinner for a wait of unknown length (an image build or pull): drawn on stderr,
+/// ticking on its own thread, removed by [`Spinner::finish`] (or when dropped).
+pub struct Spinner(ProgressBar);
+
+impl Spinner {
+    pub fn start(label: impl Into<String>) -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(label.into());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self(bar)
+    }
+
+    pub fn finish(self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 

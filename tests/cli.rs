@@ -10,12 +10,16 @@ mod archive;
 mod config;
 #[path = "cli/crab.rs"]
 mod crab;
+#[path = "cli/diagnose.rs"]
+mod diagnose;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/newcomer.rs"]
 mod newcomer;
 #[path = "cli/resolving.rs"]
 mod resolving;
+#[path = "cli/rig.rs"]
+mod rig;
 #[path = "cli/session.rs"]
 mod session;
 mod support;

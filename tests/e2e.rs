@@ -1470,3 +1470,53 @@ fn rootless_podman_without_tun_says_why_and_how_to_fix_it() {
     let r = e.run(&p, &["shell", "--", "echo", "no-network-ok"]).ok();
     assert!(r.stdout.contains("no-network-ok"), "{r:?}");
 }
+
+#[path = "e2e/diagnose.rs"]
+mod diagnose;
+
+/// Issue 10 (low): a standalone box's read-only vault share, which lies in its
+/// workspace, cannot be written through the workspace; it reads as the share.
+fn standalone_share_ro_is_not_writable(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    e.run(
+        &e.home,
+        &["system", "config", &format!("box.image={image}")],
+    )
+    .ok();
+    let p = e.dir(&format!("p/solovault{}", tag(flavour)));
+    e.run(&p, &["create", "--standalone"]).ok();
+    std::fs::create_dir_all(p.join("vault/ro")).unwrap();
+    std::fs::write(p.join("vault/ro/ref.txt"), "reference\n").unwrap();
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "cat ~/share-ro/ref.txt; echo x > ~/workspace/vault/ro/ref.txt && echo wrote; \
+                 echo y > ~/workspace/vault/ro/new && echo wrote; exit 0",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("reference"), "{r:?}");
+    assert!(!r.stdout.contains("wrote"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(p.join("vault/ro/ref.txt")).unwrap(),
+        "reference\n"
+    );
+    assert!(!p.join("vault/ro/new").exists());
+}
+
+#[test]
+fn rootless_podman_standalone_share_ro_is_not_writable() {
+    standalone_share_ro_is_not_writable(Flavour::RootlessPodman);
+}
+
+#[test]
+fn podman_standalone_share_ro_is_not_writable() {
+    standalone_share_ro_is_not_writable(Flavour::RootfulPodman);
+}

@@ -3,7 +3,9 @@
 //! The registry says which boxes exist; the engine says which are active, by the labels
 //! kanibako puts on its containers. A running container without labels whose name is
 //! exactly a box's upstream container name was started by the Python tool and counts as
-//! active too ("legacy"); any other container is not ours and is ignored.
+//! active too ("legacy"); any other container is not ours and is ignored. On an engine
+//! other users or other data directories share, a container labelled with another data
+//! directory's id ([`labels::DATA`]) is never looked at.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -87,6 +89,7 @@ impl Row {
 #[derive(Clone, Debug, Default)]
 pub struct Activity {
     running: Vec<ContainerSummary>,
+    data_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,10 +102,22 @@ fn is_ours(c: &ContainerSummary) -> bool {
     c.labels.contains_key(labels::HASH) || c.labels.contains_key(labels::BOX)
 }
 
+/// Whether `c` may belong to the data directory `data_id`: it carries that id, or no data
+/// label at all (started before the label existed, by us or by the Python tool; such a
+/// container still has to match one of our boxes by hash or exact name to count).
+pub fn of_data_dir(c: &ContainerSummary, data_id: &str) -> bool {
+    c.labels.get(labels::DATA).is_none_or(|d| d == data_id)
+}
+
 impl Activity {
-    pub fn new(containers: Vec<ContainerSummary>) -> Self {
+    /// What of `containers` runs for the data directory `data_id`.
+    pub fn new(containers: Vec<ContainerSummary>, data_id: &str) -> Self {
         Self {
-            running: containers.into_iter().filter(|c| c.running).collect(),
+            running: containers
+                .into_iter()
+                .filter(|c| c.running && of_data_dir(c, data_id))
+                .collect(),
+            data_id: data_id.to_owned(),
         }
     }
 
@@ -134,15 +149,15 @@ impl Activity {
             })
     }
 
-    /// Running kanibako containers not claimed by any of `rows` (standalone boxes, or
-    /// boxes of another data directory).
+    /// Running containers of this data directory not claimed by any of `rows`
+    /// (standalone boxes): labelled with its id, so never another user's.
     fn unclaimed<'a>(
         &'a self,
         claimed: &'a BTreeSet<String>,
     ) -> impl Iterator<Item = &'a ContainerSummary> {
-        self.running
-            .iter()
-            .filter(move |c| is_ours(c) && !claimed.contains(&c.name))
+        self.running.iter().filter(move |c| {
+            c.labels.get(labels::DATA) == Some(&self.data_id) && !claimed.contains(&c.name)
+        })
     }
 }
 
@@ -311,11 +326,10 @@ mod tests {
     #[test]
     fn labelled_container_makes_a_box_active() {
         let b = app();
-        let a = Activity::new(vec![container(
-            "whatever",
-            true,
-            &[(labels::HASH, &b.hash)],
-        )]);
+        let a = Activity::new(
+            vec![container("whatever", true, &[(labels::HASH, &b.hash)])],
+            "d",
+        );
         assert_eq!(
             a.of(&b),
             Some(Active {
@@ -328,25 +342,58 @@ mod tests {
     #[test]
     fn a_stopped_or_foreign_container_does_not() {
         let b = app();
-        let a = Activity::new(vec![
-            container("kanibako-app", false, &[]),
-            container("kanibako-app-db", true, &[]),
-            container("x", true, &[(labels::HASH, "other")]),
-        ]);
+        let a = Activity::new(
+            vec![
+                container("kanibako-app", false, &[]),
+                container("kanibako-app-db", true, &[]),
+                container("x", true, &[(labels::HASH, "other")]),
+            ],
+            "d",
+        );
         assert_eq!(a.of(&b), None);
     }
 
     #[test]
     fn an_unlabelled_exact_name_is_legacy() {
         let b = app();
-        let a = Activity::new(vec![container("kanibako-app", true, &[("unrelated", "1")])]);
+        let a = Activity::new(
+            vec![container("kanibako-app", true, &[("unrelated", "1")])],
+            "d",
+        );
         assert_eq!(a.of(&b).map(|x| x.legacy), Some(true));
         // but a labelled container of another box with that name is not legacy
-        let a = Activity::new(vec![container(
+        let a = Activity::new(
+            vec![container("kanibako-app", true, &[(labels::HASH, "other")])],
+            "d",
+        );
+        assert_eq!(a.of(&b), None);
+    }
+
+    /// Issue 10 (low): on a shared engine, a container of another data directory (even
+    /// one with this box's hash: the same project path under another user's kanibako) is
+    /// not this box's, and no unclaimed row shows for it.
+    #[test]
+    fn another_data_dirs_container_is_never_seen() {
+        let b = app();
+        let theirs = container(
             "kanibako-app",
             true,
-            &[(labels::HASH, "other")],
-        )]);
+            &[(labels::HASH, &b.hash), (labels::DATA, "other")],
+        );
+        let stray = container(
+            "kanibako-solo",
+            true,
+            &[(labels::HASH, "x"), (labels::DATA, "other")],
+        );
+        let mine = container(
+            "kanibako-mine",
+            true,
+            &[(labels::HASH, "y"), (labels::DATA, "d")],
+        );
+        let a = Activity::new(vec![theirs, stray, mine], "d");
         assert_eq!(a.of(&b), None);
+        let none = BTreeSet::new();
+        let names: Vec<&str> = a.unclaimed(&none).map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["kanibako-mine"]);
     }
 }

@@ -324,10 +324,12 @@ impl BoxIdentity {
     /// The name kanibako gives this box's container. Named boxes keep upstream's
     /// `kanibako-<name>`; standalone boxes get a slug plus the short hash, because
     /// upstream's path escaping is not injective (`/a/.b` and `/a-b` collide).
+    /// Workset members carry the short hash too: `kanibako-<ws>-<name>` alone would be
+    /// the container of a default box called `<ws>-<name>`. Containers started under
+    /// the older name are still found, by their `io.kanibako.hash` label.
     pub fn container_name(&self) -> String {
         match (&self.name, &self.workset) {
-            // Namespaced: a workset member and a default box may share a name.
-            (Some(n), Some((ws, _))) => format!("kanibako-{ws}-{n}"),
+            (Some(n), Some((ws, _))) => format!("kanibako-{ws}-{n}-{}", self.short_hash()),
             (Some(n), None) => format!("kanibako-{n}"),
             (None, _) => {
                 let base = self
@@ -440,6 +442,24 @@ mod tests {
         let b = BoxIdentity::default_mode(name("app"), ws, boxes, s);
         assert_eq!(b.shell, Path::new("/p/app/.shell"));
         assert!(b.vault.is_none());
+    }
+
+    #[test]
+    fn a_workset_member_s_container_is_never_a_default_box_s() {
+        let s = ProjectSettings::default();
+        let member = BoxIdentity::workset_member("team", Path::new("/w"), name("app"), s);
+        let plain = BoxIdentity::default_mode(
+            name("team-app"),
+            "/p/team-app".into(),
+            Path::new("/d/boxes"),
+            s,
+        );
+        assert_ne!(member.container_name(), plain.container_name());
+        assert_eq!(
+            member.container_name(),
+            format!("kanibako-team-app-{}", member.short_hash())
+        );
+        assert!(BoxName::parse(member.container_name().as_str()).is_ok());
     }
 
     #[test]

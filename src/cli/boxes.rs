@@ -42,6 +42,8 @@ pub enum BoxCommand {
     Duplicate(DuplicateArgs),
     /// Delete a box's session data (home, metadata) and release its name.
     Purge(PurgeArgs),
+    /// Check one box: its directories, lock, home and login files.
+    Diagnose(super::system::BoxDiagnoseArgs),
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod egress;
 pub mod helper;
 pub mod rig;
 pub mod session;
+pub mod system;
 pub mod vault;
 pub mod workset;
 
@@ -19,6 +20,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 pub use boxes::{BoxCommand, CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 pub use session::{LaunchArgs, ShellArgs, StartArgs, StopArgs};
+pub use system::SystemCommand;
 
 /// The marker [`with_default_command`] puts after an implied `start`.
 pub const IMPLIED: &str = "--implied-start";
@@ -76,8 +78,8 @@ const UPSTREAM_WORDS: &[(&str, &[&str])] = &[
     ("system", &["upgrade"]),
 ];
 
-/// Upstream top-level words this version does not have (`setup`: the wizard).
-const UPSTREAM_TOP: &[&str] = &["setup", "help"];
+/// Upstream top-level words this version does not have.
+const UPSTREAM_TOP: &[&str] = &["help"];
 
 /// What a first word that is no command here means: `Some(message)` for a usage error,
 /// `None` when it may be a box or directory (checked by `start`).
@@ -233,9 +235,19 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crab::CrabCommand>,
     },
-    /// kanibako itself.
-    #[command(subcommand)]
-    System(SystemCommand),
+    /// kanibako itself (`system` alone: `system info`).
+    System {
+        #[command(subcommand)]
+        command: Option<SystemCommand>,
+    },
+    /// Check the engine, agents and rig, and offer to fix what is missing (each fix
+    /// shown as the command it runs, asked one by one).
+    Setup(system::SetupArgs),
+    /// Print a shell completion script (box, workset, rig and crab names complete from
+    /// the registry): `source <(kanibako completions bash)`.
+    Completions(system::CompletionsArgs),
+    /// Manual pages: print kanibako's, or with DIR write one per command there.
+    Man(system::ManArgs),
     /// Rigs: the images boxes run on.
     #[command(visible_alias = "image")]
     Rig {
@@ -255,12 +267,6 @@ pub enum Command {
     /// start with a letter or digit.
     #[command(name = "_hub", hide = true)]
     Hub(helper::HubArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SystemCommand {
-    /// Read, set or reset settings for all boxes (`kanibako.yaml`, `$DATA/env`).
-    Config(config::SystemConfigArgs),
 }
 
 #[cfg(test)]
@@ -387,10 +393,7 @@ mod tests {
             upstream_word("vault").as_deref(),
             Some("'vault' is not a command here; did you mean `kanibako box vault`?")
         );
-        assert_eq!(
-            upstream_word("setup").as_deref(),
-            Some("`kanibako setup` is not in this version of kanibako")
-        );
+        assert_eq!(norm(&["kanibako", "setup"]), ["kanibako", "setup"]);
         assert!(
             upstream_word("upgrade")
                 .unwrap()

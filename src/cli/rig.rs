@@ -28,6 +28,40 @@ pub enum RigCommand {
     Import(ImportArgs),
     /// Check the engine and the configured rig.
     Diagnose,
+    /// Upstream's deprecated `rig create`: says what replaces it (`rig prep` for
+    /// `--template`, else `rig extend`), then does that.
+    #[command(hide = true)]
+    Create(CreateArgs),
+    /// Upstream's deprecated `rig rebuild`: says it is `rig prep --force`, then does that.
+    #[command(hide = true)]
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The rig's name.
+    pub name: String,
+    /// The rig to start from (`--template`: the image the template builds on).
+    #[arg(long, value_name = "RIG")]
+    pub base: Option<String>,
+    /// Build this template (as `rig prep TEMPLATE`).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// Save the container even if the shell exits with an error.
+    #[arg(long, conflicts_with = "no_commit_on_error")]
+    pub always_commit: bool,
+    /// Discard the container if the shell exits with an error.
+    #[arg(long)]
+    pub no_commit_on_error: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The rig (default: the one configured for all boxes).
+    pub image: Option<String>,
+    /// Every template kanibako knows.
+    #[arg(long, conflicts_with = "image")]
+    pub all: bool,
 }
 
 #[derive(Debug, Args, Default)]

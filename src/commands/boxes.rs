@@ -49,7 +49,7 @@ pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
 /// note.
 fn activity(cx: &Context) -> Option<Activity> {
     match cx.runtime().and_then(|rt| rt.containers()) {
-        Ok(list) => Some(Activity::new(list)),
+        Ok(list) => Some(Activity::new(list, &cx.paths.data_id())),
         Err(e) => {
             output::note(format_args!("box activity unknown: {e}"));
             None
@@ -292,7 +292,7 @@ fn refuse_if_active(cx: &Context, b: &BoxIdentity) -> Result<()> {
         cx.runtime()
             .ok()
             .and_then(|rt| rt.containers().ok())
-            .and_then(|list| Activity::new(list).of(b))
+            .and_then(|list| Activity::new(list, &cx.paths.data_id()).of(b))
             .map(|a| format!("container {} is running", a.container))
     };
     match running {
@@ -311,7 +311,7 @@ fn container_state(cx: &Context, b: &BoxIdentity) -> String {
         Ok(l) => l,
         Err(_) => return "unknown (no container runtime)".into(),
     };
-    if let Some(active) = Activity::new(list.clone()).of(b) {
+    if let Some(active) = Activity::new(list.clone(), &cx.paths.data_id()).of(b) {
         let image = list
             .iter()
             .find(|c| c.name == active.container)

@@ -33,6 +33,9 @@ struct Scope {
     env_file: Option<PathBuf>,
     /// What a launch would see from this level down.
     stack: Stack,
+    /// The level's file lies in the box's workspace (a standalone box's own): what
+    /// widens the box is ignored there at launch, so it is not stored there either.
+    in_workspace: bool,
 }
 
 fn key_error(e: KeyError) -> anyhow::Error {
@@ -192,6 +195,20 @@ fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
     let k = s.parse_key(key)?;
     s.check_level(&k)?;
     let typed = keys::typed_value(&k, value).map_err(key_error)?;
+    if s.in_workspace && crate::settings::stack::ignored_in_workspace(&k, value) {
+        bail!(
+            UserError::new(format!(
+                "{} is not stored in {}: a standalone box's own settings file lies in its workspace, where a repository or the box can write, so a launch ignores it there",
+                k.display(),
+                crate::fsutil::shown(s.doc.path()).display()
+            ))
+            .hint(if matches!(&k, KeyRef::Known(d) if d.name == "box.image") {
+                "pass `--rig NAME` when launching, or set it for all boxes with `kanibako system config`"
+            } else {
+                "set it for all boxes with `kanibako system config`, or use a default-mode box (`kanibako create`)"
+            })
+        );
+    }
     if let KeyRef::Known(def) = &k
         && def.kind == Kind::Path
     {
@@ -397,6 +414,8 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
         doc: Document::load(&b.project_file())?,
         env_file: Some(b.metadata.join("env")),
         stack,
+        // A standalone box keeps its file in its workspace.
+        in_workspace: b.project_file().starts_with(&b.workspace),
     };
     run(cx, scope, key, &a.config)
 }
@@ -429,6 +448,7 @@ pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
         doc,
         env_file: None,
         stack,
+        in_workspace: false,
     };
     run(cx, scope, a.key.as_deref(), &a.config)
 }
@@ -441,6 +461,7 @@ pub fn system_config(cx: &Context, a: &SystemConfigArgs) -> Result<Exit> {
         doc: cx.config.clone(),
         env_file: Some(cx.paths.system_env_file()),
         stack,
+        in_workspace: false,
     };
     run(cx, scope, a.key.as_deref(), &a.config)
 }
@@ -534,6 +555,7 @@ pub fn workset_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
         doc,
         env_file,
         stack,
+        in_workspace: false,
     };
     run(cx, scope, a.key.as_deref(), &a.config)
 }

@@ -70,8 +70,9 @@ fn refuse_running(cx: &Context, b: &BoxIdentity, what: &str) -> Result<Option<Fi
     if !b.metadata.is_dir() {
         return Ok(None);
     }
-    // Held until the change is done, so no session starts in the middle of it.
-    match fsutil::try_lock_exclusive(&b.lock_file())
+    // Held until the change is done, so no session starts in the middle of it; a lock
+    // file made for this is removed after (the Python tool reads one as "active").
+    match fsutil::try_lock_exclusive_transient(&b.lock_file())
         .with_context(|| format!("locking {}", b.lock_file().display()))?
     {
         Some(lock) => Ok(Some(lock)),

@@ -10,6 +10,9 @@ pub mod helper;
 pub mod lifecycle;
 pub mod rig;
 pub mod session;
+pub mod setup;
+pub mod system;
+pub mod system_upgrade;
 pub mod vault;
 pub mod workset;
 
@@ -82,7 +85,16 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
             command: Some(BoxCommand::Purge(a)),
         } => lifecycle::purge(cx, &a),
         Command::Crab { command } => crab::dispatch(cx, command),
-        Command::System(SystemCommand::Config(a)) => config::system_config(cx, &a),
+        Command::System {
+            command: Some(SystemCommand::Config(a)),
+        } => config::system_config(cx, &a),
+        Command::System { command } => system::dispatch(cx, command),
+        Command::Setup(a) => setup::setup(&cx.host, cx.exec.clone(), &a),
+        Command::Completions(a) => system::completions(&a),
+        Command::Man(a) => system::man(&a),
+        Command::Box {
+            command: Some(BoxCommand::Diagnose(a)),
+        } => system::box_diagnose(cx, &a),
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),
         Command::Egress(c) => egress::run(c),

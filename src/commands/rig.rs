@@ -4,8 +4,8 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::cli::rig::{
-    AddArgs, BootstrapArgs, ExportArgs, ExtendArgs, ImportArgs, PrepArgs, RigCommand, RigListArgs,
-    RigNameArgs, RigRmArgs,
+    AddArgs, BootstrapArgs, CreateArgs, ExportArgs, ExtendArgs, ImportArgs, PrepArgs, RebuildArgs,
+    RigCommand, RigListArgs, RigNameArgs, RigRmArgs,
 };
 use crate::context::Context;
 use crate::error::{Exit, UserError};
@@ -28,7 +28,73 @@ pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
         Some(RigCommand::Export(a)) => export(cx, &a),
         Some(RigCommand::Import(a)) => import(cx, &a),
         Some(RigCommand::Diagnose) => diagnose(cx),
+        Some(RigCommand::Create(a)) => create(cx, a),
+        Some(RigCommand::Rebuild(a)) => rebuild(cx, a),
     }
+}
+
+/// Upstream's words for a command it renamed, on stderr before the new one runs.
+fn deprecated(old: &str, new: &str) {
+    output::note(format_args!("'{old}' is deprecated; use '{new}'."));
+}
+
+/// `rig create NAME --template T` is `rig prep T`; without `--template` it is
+/// `rig extend NAME --from BASE` (upstream's default foundation: the `oci` prefab).
+fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
+    match a.template {
+        Some(template) => {
+            deprecated("rig create --template", "rig prep");
+            if let Some(base) = &a.base {
+                let rt = cx.runtime()?;
+                let code = ops::build(&rt, &cx.paths, base, &template)?;
+                if code != 0 {
+                    output::say(format_args!("Build failed with exit code {code}"));
+                    return Ok(Exit::Code(1));
+                }
+                println!("Rig '{template}' prepped on {base}");
+                return Ok(Exit::Success);
+            }
+            prep(
+                cx,
+                &PrepArgs {
+                    name: Some(template),
+                    force: true,
+                    all: false,
+                },
+            )
+        }
+        None => {
+            deprecated("rig create (interactive)", "rig extend");
+            extend(
+                cx,
+                &ExtendArgs {
+                    name: a.name,
+                    from: a.base.unwrap_or_else(|| "oci".to_owned()),
+                    always_commit: a.always_commit,
+                    no_commit_on_error: a.no_commit_on_error,
+                },
+            )
+        }
+    }
+}
+
+/// `rig rebuild [IMAGE] [--all]` is `rig prep --force` of that rig, the configured
+/// one, or every template.
+fn rebuild(cx: &Context, a: RebuildArgs) -> Result<Exit> {
+    deprecated("rig rebuild", "rig prep --force");
+    let name = match (a.all, a.image) {
+        (true, _) => None,
+        (false, Some(image)) => Some(image),
+        (false, None) => Some(cx.stack(None, None)?.image()?),
+    };
+    prep(
+        cx,
+        &PrepArgs {
+            name,
+            force: true,
+            all: a.all,
+        },
+    )
 }
 
 /// Every local image reference, in the spellings a user may give it.

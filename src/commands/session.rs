@@ -3,6 +3,7 @@
 use anyhow::Result;
 
 use crate::agents::SessionFlags;
+use crate::boxes::listing::of_data_dir;
 use crate::boxes::registry::Registry;
 use crate::boxes::resolve::{self, registered};
 use crate::boxes::{BoxIdentity, BoxName};
@@ -98,11 +99,17 @@ pub fn shell(cx: &Context, a: ShellArgs) -> Result<Exit> {
     launch::run(cx, launch(a.project, a.launch, Some(false), session))
 }
 
-/// The containers that belong to `b`: labelled with its hash, or (started by the Python
-/// tool) unlabelled with exactly its container name.
-fn containers_of<'a>(list: &'a [ContainerSummary], b: &BoxIdentity) -> Vec<&'a ContainerSummary> {
+/// The containers that belong to `b` of the data directory `data_id`: labelled with its
+/// hash (and, when they carry one, with that data directory's id), or (started by the
+/// Python tool) unlabelled with exactly its container name.
+fn containers_of<'a>(
+    list: &'a [ContainerSummary],
+    b: &BoxIdentity,
+    data_id: &str,
+) -> Vec<&'a ContainerSummary> {
     let legacy = b.legacy_container_name();
     list.iter()
+        .filter(|c| of_data_dir(c, data_id))
         .filter(|c| match c.labels.get(labels::HASH) {
             Some(h) => *h == b.hash,
             None => !c.labels.contains_key(labels::BOX) && c.name == legacy,
@@ -128,7 +135,7 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
         return stop_all(cx, &rt, &list, a.force);
     }
     let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
-    let mine = containers_of(&list, &b);
+    let mine = containers_of(&list, &b, &cx.paths.data_id());
     let _ = std::fs::remove_file(b.container_marker());
     if mine.is_empty() {
         println!(
@@ -153,8 +160,10 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
 }
 
 fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) -> Result<Exit> {
-    // Ours by label, plus the Python tool's by the exact name of a registered box: never
-    // a container that merely has `kanibako-` somewhere in its name.
+    // Ours by this data directory's label (never another user's or another data
+    // directory's on a shared engine), a box registered here by hash (started before
+    // that label existed), and the Python tool's by the exact name of a registered box:
+    // never a container that merely has `kanibako-` somewhere in its name.
     let registry = Registry::load(&cx.paths.names_file())?;
     let boxes: Vec<BoxIdentity> = registry
         .projects
@@ -164,12 +173,15 @@ fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) 
             registered(&cx.paths, name, p.clone()).ok()
         })
         .collect();
-    let legacy: Vec<String> = boxes.iter().map(|b| b.legacy_container_name()).collect();
+    let data_id = cx.paths.data_id();
     let running: Vec<&ContainerSummary> = list
         .iter()
         .filter(|c| c.running)
         .filter(|c| {
-            c.labels.contains_key(labels::HASH) || (c.labels.is_empty() && legacy.contains(&c.name))
+            c.labels.get(labels::DATA) == Some(&data_id)
+                || boxes
+                    .iter()
+                    .any(|b| containers_of(std::slice::from_ref(*c), b, &data_id).len() == 1)
         })
         .collect();
     if running.is_empty() {
@@ -196,7 +208,7 @@ fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) 
         }
     }
     for b in &boxes {
-        if !containers_of(list, b).is_empty() {
+        if !containers_of(list, b, &data_id).is_empty() {
             crate::launch::auth::write_back(cx, b);
         }
     }

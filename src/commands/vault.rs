@@ -42,7 +42,7 @@ pub(crate) fn active(cx: &Context, b: &BoxIdentity) -> Option<String> {
     cx.runtime()
         .ok()
         .and_then(|rt| rt.containers().ok())
-        .and_then(|list| Activity::new(list).of(b))
+        .and_then(|list| Activity::new(list, &cx.paths.data_id()).of(b))
         .map(|a| format!("container {} is running", a.container))
 }
 

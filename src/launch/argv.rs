@@ -172,6 +172,7 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
         entrypoint: Some("/home/agent/.local/bin/claude".into()),
         command: vec!["--continue".into(), "--model".into(), "opus".into()],
         version: "0.1.0".into(),
+        data_id: "d0d0d0d0d0d0".into(),
         seccomp,
     }
 }

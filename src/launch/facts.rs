@@ -165,6 +165,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         entrypoint,
         command,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        data_id: cx.paths.data_id(),
         seccomp: matches!(k.user, UserMapping::SplitMap { host_uid: 0, .. })
             .then(|| seccomp::setid_profile(&cx.paths.cache, dry_run))
             .transpose()?,

@@ -104,6 +104,8 @@ pub struct PlanInputs {
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
     pub version: String,
+    /// [`crate::paths::Paths::data_id`] of the data directory launching it.
+    pub data_id: String,
     /// The set-id filter, where the agent's writes land as host root
     /// ([`crate::runtime::seccomp`]).
     pub seccomp: Option<PathBuf>,
@@ -119,7 +121,7 @@ fn bind(src: PathBuf, dst: &str, read_only: bool) -> Mount {
 }
 
 /// The labels that make a container recognisably this box's.
-pub fn box_labels(b: &BoxIdentity, version: &str) -> BTreeMap<String, String> {
+pub fn box_labels(b: &BoxIdentity, version: &str, data_id: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             labels::BOX.to_owned(),
@@ -127,6 +129,7 @@ pub fn box_labels(b: &BoxIdentity, version: &str) -> BTreeMap<String, String> {
         ),
         (labels::HASH.to_owned(), b.hash.clone()),
         (labels::VERSION.to_owned(), version.to_owned()),
+        (labels::DATA.to_owned(), data_id.to_owned()),
     ])
 }
 
@@ -148,6 +151,16 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         if b.mode == Mode::Default && v.ro.starts_with(&b.workspace) {
             mounts.push(Mount::Mask {
                 dst: "/home/agent/workspace/vault".into(),
+            });
+        } else if i.vault_present.0
+            && let Ok(rel) = v.ro.strip_prefix(&b.workspace)
+            && let Some(rel) = rel.to_str().filter(|r| !r.is_empty())
+        {
+            // A standalone box's vault is the workspace's own `vault/`: its `share-rw`
+            // may stay visible there (the box writes it anyway), but its read-only
+            // share is hidden, so it cannot be written through the workspace.
+            mounts.push(Mount::Mask {
+                dst: format!("{GUEST_WORKSPACE}/{rel}"),
             });
         }
     }
@@ -191,7 +204,7 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
             relabel: false,
         });
     }
-    let mut labels = box_labels(b, &i.version);
+    let mut labels = box_labels(b, &i.version, &i.data_id);
     if matches!(i.user, UserMapping::SplitMap { .. }) {
         // Such a container runs on a mounted image, which `stop` must unmount.
         labels.insert(labels::ROOTFS.to_owned(), i.image.clone());
@@ -279,6 +292,7 @@ mod tests {
             entrypoint: None,
             command: Vec::new(),
             version: "0.1.0".into(),
+            data_id: "d0d0d0d0d0d0".into(),
             seccomp: None,
         }
     }
@@ -359,6 +373,23 @@ mod tests {
         assert!(!d.contains(&"/home/agent/share-ro"));
         assert!(d.contains(&"/home/agent/share-rw"));
         assert_eq!(s.labels["io.kanibako.box"], "");
+    }
+
+    /// Issue 10 (low): a standalone box's read-only share, which lies in its workspace,
+    /// is masked there, so it cannot be written through the workspace mount.
+    #[test]
+    fn a_standalone_box_s_read_only_share_is_masked_in_its_workspace() {
+        let s = plan(&inputs(Mode::Standalone));
+        let d = dsts(&s);
+        assert!(d.contains(&"/home/agent/share-ro"), "{d:?}");
+        assert!(d.contains(&"/home/agent/workspace/vault/ro"), "{d:?}");
+        assert!(!d.contains(&"/home/agent/workspace/vault"), "{d:?}");
+        let ws = d.iter().position(|x| *x == GUEST_WORKSPACE).unwrap();
+        let mask = d
+            .iter()
+            .position(|x| *x == "/home/agent/workspace/vault/ro")
+            .unwrap();
+        assert!(ws < mask, "the mask lies over the workspace mount: {d:?}");
     }
 
     #[test]

@@ -445,6 +445,33 @@ impl Runtime {
         Ok(status)
     }
 
+    /// [`Runtime::run_captured`], given up after `limit` (`Ok(None)`; the container, if
+    /// the engine made one, is then removed): for a check that must not hang on an
+    /// engine that never answers.
+    pub fn run_captured_within(
+        &self,
+        spec: &RunSpec,
+        limit: std::time::Duration,
+    ) -> Result<Option<Output>, RuntimeError> {
+        self.check_limits()?;
+        let inv = self.run_command(spec, None, None);
+        let out = self
+            .exec
+            .output_within(&inv, limit)
+            .map_err(|e| self.spawn_error(e))?;
+        let Some(out) = out else {
+            let _ = self.remove_container(&spec.name);
+            return Ok(None);
+        };
+        if !out.status.success()
+            && super::limits::is_rlimit_error(&String::from_utf8_lossy(&out.stderr))
+        {
+            let (cause, fix) = self.limits_explained();
+            return Err(RuntimeError::HostLimits { cause, fix });
+        }
+        Ok(Some(out))
+    }
+
     /// Run `spec` with its output captured (a detached start, whose container id is
     /// noise, or a job on an image).
     pub fn run_captured(

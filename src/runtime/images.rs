@@ -230,9 +230,11 @@ impl Runtime {
 
     /// Pull `image`, the engine's progress on our terminal; whether it worked.
     pub fn pull(&self, image: &str) -> bool {
-        self.exec
-            .status(&pull_invocation(self.invocation(), image))
-            .is_ok_and(|s| s.success())
+        self.status_with_progress(
+            &pull_invocation(self.invocation(), image),
+            &format!("Pulling {image}"),
+        )
+        .is_ok_and(|s| s.success())
     }
 
     /// Build `file` in `context` as `image` on `base_image`, the engine's output on our
@@ -246,7 +248,9 @@ impl Runtime {
     ) -> Result<i32, RuntimeError> {
         let podman = self.engine.kind == super::EngineKind::Podman;
         let inv = build_invocation(self.invocation(), podman, image, base_image, file, context);
-        let status = self.exec.status(&inv).map_err(|e| self.spawn_error(e))?;
+        let status = self
+            .status_with_progress(&inv, &format!("Building {image}"))
+            .map_err(|e| self.spawn_error(e))?;
         Ok(exit_code(status))
     }
 

@@ -19,7 +19,9 @@ pub mod spec;
 pub mod tun;
 pub mod user;
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::Arc;
 
 use crate::host::{HostEnv, vars};
@@ -33,6 +35,10 @@ pub mod labels {
     pub const BOX: &str = "io.kanibako.box";
     /// sha256 of the box's project path: unique even where names collide.
     pub const HASH: &str = "io.kanibako.hash";
+    /// Which data directory's kanibako started it ([`crate::paths::Paths::data_id`]): on
+    /// an engine other users (or other data directories) share, `stop --all`, `ps` and
+    /// `list` see only their own.
+    pub const DATA: &str = "io.kanibako.data";
     /// The kanibako version that started the container.
     pub const VERSION: &str = "io.kanibako.version";
     /// The image a rootful-podman container runs on as a mounted rootfs (to unmount).
@@ -297,6 +303,9 @@ pub struct Runtime {
     exec: Arc<dyn Executor>,
     /// The host's limits against the engine's, looked at on the first `run`.
     limits: Option<Arc<limits::Probe>>,
+    /// Long engine work (build, pull) shows a spinner and keeps the engine's output
+    /// back unless it fails (on a terminal without `-v`); otherwise the output streams.
+    progress: bool,
 }
 
 impl Runtime {
@@ -305,7 +314,31 @@ impl Runtime {
             engine,
             exec,
             limits: None,
+            progress: false,
         }
+    }
+
+    /// Show long engine work as a spinner (see [`Runtime::progress`]).
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// Run `inv`, the engine's output streamed to our terminal, or, with progress on,
+    /// under a spinner labelled `label` and shown only if the command fails.
+    fn status_with_progress(&self, inv: &Invocation, label: &str) -> io::Result<ExitStatus> {
+        if !self.progress {
+            return self.exec.status(inv);
+        }
+        let spinner = crate::progress::Spinner::start(label);
+        let out = self.exec.output(inv);
+        spinner.finish();
+        let out = out?;
+        if !out.status.success() {
+            crate::output::relay(&String::from_utf8_lossy(&out.stdout));
+            crate::output::relay(&String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out.status)
     }
 
     /// Every `run` gets the `--ulimit`s `probe` finds the host needs.
@@ -419,6 +452,17 @@ impl Runtime {
             self.version_cached(cache)
                 .is_ok_and(|v| self.engine.kind.keep_id_pins(v))
         })
+    }
+
+    /// The engine's storage driver (`overlay`, `vfs`, …), from one `info` call: the
+    /// first call that needs the engine itself (a daemon, a store) to answer.
+    pub fn storage_driver(&self) -> Result<String, RuntimeError> {
+        let format = match self.engine.kind {
+            EngineKind::Podman => "{{.Store.GraphDriverName}}",
+            EngineKind::Docker => "{{.Driver}}",
+        };
+        let inv = self.invocation().args(["info", "--format", format]);
+        Ok(self.query(&inv)?.trim().to_owned())
     }
 
     /// Delete `dir` from inside the rootless user namespace, where files a container
@@ -548,5 +592,31 @@ mod tests {
         std::fs::write(&program, "upgraded").unwrap();
         rt.version_cached(&cache).unwrap();
         assert_eq!(rec.calls().len(), 2);
+    }
+
+    #[test]
+    fn a_build_or_pull_under_a_spinner_still_reports_the_engine_status() {
+        for progress in [false, true] {
+            let rec = Arc::new(Recorder::default().answer(&["build"], 3, "").answer(
+                &["pull"],
+                125,
+                "",
+            ));
+            let rt = Runtime::new(
+                EngineInfo {
+                    kind: EngineKind::Podman,
+                    program: "podman".into(),
+                    rootless: false,
+                    remote: false,
+                },
+                rec.clone(),
+            )
+            .with_progress(progress);
+            let t = tempfile::tempdir().unwrap();
+            let file = t.path().join("Containerfile");
+            assert_eq!(rt.build("img", "base", &file, t.path()).unwrap(), 3);
+            assert!(!rt.pull("img"), "progress={progress}");
+            assert_eq!(rec.calls().len(), 2, "one engine call each");
+        }
     }
 }

@@ -388,6 +388,19 @@ fn python_default(def: &KeyDef, value: &str) -> bool {
     matches!(def.python_default, Some((pd, Level::Box)) if pd == value)
 }
 
+/// Whether setting `key` to `value` in a standalone box's own file would be ignored at
+/// launch: a widening setting ([`confine`]), or a share, seed or shared cache (never read
+/// from there either). `box config` refuses to store such a value there.
+pub fn ignored_in_workspace(key: &KeyRef, value: &str) -> bool {
+    match key {
+        KeyRef::Known(def) => {
+            WIDENING.contains(&def.name) && !narrows(def, value) && !python_default(def, value)
+        }
+        KeyRef::Share { .. } | KeyRef::Shared(_) => true,
+        _ => false,
+    }
+}
+
 /// `{scope}.path.{share_ro,share_rw,seeded}.<name>`.
 pub fn share_key(k: &str) -> bool {
     keys::SCOPES.iter().any(|s| {

@@ -699,3 +699,25 @@ fn an_interrupted_duplicate_leaves_the_source_and_nothing_else() {
         .unwrap_or_default();
     assert!(q.is_empty(), "{q:?}");
 }
+
+/// The Python tool reads a box's `.kanibako.lock` existing as "its session is active"
+/// (`box info`: `Lock: ACTIVE`), so a box command that only guards its work with the
+/// lock leaves none behind; one that was already there stays.
+#[test]
+fn box_commands_leave_no_lock_file_behind() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let lock = |name: &str| meta(&e, name).join(".kanibako.lock");
+    assert!(!lock("app").exists());
+    e.run(&e.home, &["box", "duplicate", "app", "p/copy", "--force"])
+        .ok();
+    assert!(!lock("app").exists(), "duplicate's source");
+    e.run(&e.home, &["box", "move", "app", "q/moved", "--force"])
+        .ok();
+    assert!(!lock("app").exists(), "move");
+    fs::write(lock("app"), "kanibako-app\n").unwrap();
+    e.run(&e.home, &["box", "move", "app", "q/again", "--force"])
+        .ok();
+    assert_eq!(fs::read_to_string(lock("app")).unwrap(), "kanibako-app\n");
+    let _ = p;
+}

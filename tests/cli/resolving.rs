@@ -266,3 +266,41 @@ fn a_fifo_at_the_config_path_fails_instead_of_hanging() {
     let r = e.run(&e.home, &["list"]).fails();
     assert!(r.stderr.contains("not a regular file"), "{r:?}");
 }
+
+/// Issue 10, item 3: what a launch ignores in a standalone box's own file (the image,
+/// its agent, the host's image store, shares, seeds, shared caches) is refused when set
+/// there, with a hint, instead of being stored and silently ignored; narrowing stays.
+#[test]
+fn box_config_refuses_widening_keys_in_a_standalone_box_s_own_file() {
+    let e = env();
+    let p = e.dir("p/solo");
+    e.run(&p, &["create", "--standalone"]).ok();
+    let file = p.join(".kanibako/project.yaml");
+    let before = fs::read_to_string(&file).unwrap();
+    for kv in [
+        "box.image=attacker.invalid/evil:latest",
+        "box.share_images=true",
+        "box.path.share_ro.ref=/etc:ref",
+        "shared.pip=.cache/pip",
+    ] {
+        let r = e.run(&p, &["box", "config", kv]).fails();
+        let key = kv.split('=').next().unwrap();
+        assert!(
+            r.stderr
+                .contains(&format!("Error: {key} is not stored in "))
+                && r.stderr.contains("/.kanibako/project.yaml: "),
+            "{kv}: {r:?}"
+        );
+        assert!(r.stderr.contains("hint: "), "{r:?}");
+        assert_eq!(
+            r.stderr.lines().filter(|l| l.starts_with("Error")).count(),
+            1
+        );
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), before, "nothing stored");
+    // narrowing is fine, and so is a default-mode box's own file (in the data dir)
+    e.run(&p, &["box", "config", "box.share_images=false"]).ok();
+    let q = e.dir("p/app");
+    e.run(&q, &["create"]).ok();
+    e.run(&q, &["box", "config", "box.share_images=true"]).ok();
+}

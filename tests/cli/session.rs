@@ -579,15 +579,14 @@ fn named_shares_are_mounted_but_never_from_a_standalone_box_s_own_file() {
     // a standalone box's project.yaml is its own to write: shares there are not read
     let s = e.dir("p/solo");
     e.run(&s, &["create", "--standalone"]).ok();
-    e.run(
-        &s,
-        &[
-            "box",
-            "config",
-            &format!("box.path.share_rw.host={}:~/host", e.home.display()),
-        ],
-    )
-    .ok();
+    // (`box config` refuses to store it there; the box or a repository writes it itself)
+    let file = s.join(".kanibako/project.yaml");
+    let mut text = fs::read_to_string(&file).unwrap();
+    text.push_str(&format!(
+        "box:\n  path:\n    share_rw.host: {}:~/host\n",
+        e.home.display()
+    ));
+    fs::write(&file, text).unwrap();
     e.run(&s, &["shell", "--", "true"]).ok();
     let run = e.last_call("run").unwrap();
     assert!(
@@ -631,4 +630,63 @@ fn an_image_a_workspace_file_names_is_not_pulled_without_asking() {
         );
         assert_ne!(r.code, 0);
     }
+}
+
+/// Issue 10 (low): on an engine other users share, `stop --all`, `ps -a` and `list` see
+/// only this data directory's containers (by its `io.kanibako.data` label) and the Python
+/// tool's unlabelled ones named exactly like a box registered here; every launch carries
+/// that label.
+#[test]
+fn stop_all_and_ps_see_only_this_data_dirs_containers() {
+    let (e, p) = env_with_claude();
+    e.run(&p, &["create"]).ok();
+    let q = e.dir("p/legacy");
+    e.run(&q, &["create"]).ok();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let id = kanibako::paths::data_id(&e.data());
+    let run = e.last_call("run").unwrap();
+    assert!(
+        run.contains(&format!("--label io.kanibako.data={id}")),
+        "{run}"
+    );
+    e.set_ps(&format!(
+        r#"[{{"Names":["kanibako-mine"],"State":"running","Image":"img","Labels":{{"io.kanibako.box":"","io.kanibako.hash":"aa","io.kanibako.data":"{id}"}}}},
+        {{"Names":["kanibako-theirs"],"State":"running","Image":"img","Labels":{{"io.kanibako.box":"","io.kanibako.hash":"bb","io.kanibako.data":"0123456789ab"}}}},
+        {{"Names":["kanibako-app"],"State":"running","Image":"img","Labels":{{"io.kanibako.box":"app","io.kanibako.hash":"{hash}","io.kanibako.data":"0123456789ab"}}}},
+        {{"Names":["kanibako-legacy"],"State":"running","Image":"img","Labels":null}},
+        {{"Names":["kanibako-other"],"State":"running","Image":"img","Labels":null}}]"#,
+        hash = kanibako::boxes::project_hash(&p),
+    ));
+    let status = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+    };
+    for args in [&["ps", "-a"][..], &["list"]] {
+        let r = e.run(&p, args).ok();
+        assert!(!r.stdout.contains("theirs"), "{r:?}");
+        assert_eq!(
+            status(&r.stdout, "app").as_deref(),
+            Some("stopped"),
+            "another data dir's container of the same path is not app's: {r:?}"
+        );
+        assert_eq!(
+            status(&r.stdout, "legacy").as_deref(),
+            Some("active"),
+            "{r:?}"
+        );
+    }
+    let r = e.run(&p, &["ps", "-a"]).ok();
+    assert!(r.stdout.contains("(kanibako-mine)"), "{r:?}");
+    let r = e.run(&p, &["stop", "--all", "--force"]).ok();
+    assert!(r.stdout.contains("Stopped kanibako-mine"), "{r:?}");
+    assert!(r.stdout.contains("Stopped kanibako-legacy"), "{r:?}");
+    assert!(r.stdout.contains("Stopped 2 container(s)"), "{r:?}");
+    let log = e.podman_log();
+    assert!(
+        !log.contains("stop -t 10 kanibako-theirs")
+            && !log.contains("kanibako-other")
+            && !log.contains("stop -t 10 kanibako-app\n"),
+        "{log}"
+    );
 }

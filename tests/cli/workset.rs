@@ -101,7 +101,7 @@ fn a_workset_from_create_to_rm() {
     let info = e.run(&ws_dir, &["box", "info"]).ok().stdout;
     assert!(info.contains("  Mode:         workset\n"), "{info}");
     assert!(
-        info.contains("  Container:    not running (kanibako-client-web)\n"),
+        info.contains("  Container:    not running (kanibako-client-web-"),
         "{info}"
     );
     let r = e.run(&root, &["box", "info"]).fails();
@@ -240,7 +240,8 @@ fn workset_settings_reach_its_boxes_and_boxes_override_them() {
     e.run(&ws, &["box", "config", "env.GONE="]).ok();
     e.run(&ws, &["start", "--ephemeral"]).ok();
     let run = e.last_call("run").unwrap();
-    assert!(run.contains("--name kanibako-client-myapp"), "{run}");
+    // namespaced and hashed: never the container of a default box `client-myapp`
+    assert!(run.contains("--name kanibako-client-myapp-"), "{run}");
     // the workset's rig reaches the box: named on the run, or mounted as its rootfs
     if run.contains("--rootfs") {
         assert_eq!(
