@@ -98,9 +98,6 @@ pub mod workset;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::Cli;
 use crate::context::Context;
 use crate::host::HostEnv;
 use crate::process::SystemExecutor;
@@ -127,7 +124,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         ]);
         return ExitCode::from(2);
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match cli::try_parse_from(args) {
         Ok(cli) => cli,
         // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.
         Err(e) => e.exit(),

@@ -12,7 +12,7 @@ use crate::cli::Cli;
 /// The tree as the pages show it: built, so that every subcommand knows its full
 /// name (`kanibako-box-info`).
 fn tree() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = crate::cli::help::decorate(Cli::command()).disable_help_subcommand(true);
     cmd.build();
     cmd
 }

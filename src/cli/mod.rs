@@ -7,6 +7,7 @@ pub mod boxes;
 pub mod config;
 pub mod crab;
 pub mod egress;
+pub mod help;
 pub mod helper;
 pub mod rig;
 pub mod session;
@@ -187,6 +188,18 @@ pub fn with_default_command(args: Vec<OsString>) -> Vec<OsString> {
         }
     }
     args
+}
+
+/// Parse argv with the whole help text attached ([`help::decorate`]); the derive's own
+/// `try_parse_from` would print help without the epilogue and examples.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches =
+        help::decorate(<Cli as clap::CommandFactory>::command()).try_get_matches_from(args)?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
 }
 
 #[derive(Debug, Parser)]
