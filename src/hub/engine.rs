@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::protocol::Model;
 use crate::process::{Executor, Invocation};
 use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
-use crate::runtime::{EngineInfo, EngineKind};
+use crate::runtime::{EngineInfo, EngineKind, Runtime};
 
 /// One container as `inspect` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +187,10 @@ fn no_such(stderr: &str) -> bool {
 /// The engine side of the hub over podman or docker.
 pub struct RuntimeEngine {
     pub engine: EngineInfo,
-    exec: Box<dyn Executor + Send + Sync>,
+    exec: std::sync::Arc<dyn Executor>,
+    /// What starts a helper: the very `run` a box's launch renders
+    /// ([`Runtime::run_command`]), host limits (`--ulimit`) included.
+    rt: Runtime,
     planner: Option<Box<dyn HelperPlanner>>,
 }
 
@@ -197,11 +200,38 @@ impl RuntimeEngine {
         exec: Box<dyn Executor + Send + Sync>,
         planner: Option<Box<dyn HelperPlanner>>,
     ) -> Self {
+        let exec: std::sync::Arc<dyn Executor + Send + Sync> = std::sync::Arc::from(exec);
+        let exec: std::sync::Arc<dyn Executor> = exec;
         Self {
+            rt: Runtime::new(engine.clone(), exec.clone()),
             engine,
             exec,
             planner,
         }
+    }
+
+    /// Helpers start within the host's limits as a box does ([`crate::runtime::limits`]).
+    pub fn with_limits(mut self, probe: crate::runtime::limits::Probe) -> Self {
+        self.rt = self.rt.with_limits(probe);
+        self
+    }
+
+    /// The `run` that starts the helper of `req` (its env in `env_file`).
+    pub fn spawn_command(
+        &self,
+        req: &HelperRequest,
+        env_file: &std::path::Path,
+    ) -> Result<(Invocation, BTreeMap<String, String>), EngineError> {
+        let Some(planner) = &self.planner else {
+            return Err(EngineError(
+                "this hub has no way to start helpers (no helper plan)".into(),
+            ));
+        };
+        let plan = complete(planner.plan(req).map_err(EngineError)?, req);
+        let inv = self
+            .rt
+            .run_command(&plan.spec, plan.rootfs.as_deref(), Some(env_file));
+        Ok((inv, plan.spec.env))
     }
 
     fn base(&self) -> Invocation {
@@ -303,18 +333,19 @@ impl HubEngine for RuntimeEngine {
     }
 
     fn spawn(&self, req: &HelperRequest) -> Result<String, EngineError> {
+        // The plan is made twice: once for its environment (written to the 0600 file
+        // first), once for the run that reads it; both are pure.
         let Some(planner) = &self.planner else {
             return Err(EngineError(
                 "this hub has no way to start helpers (no helper plan)".into(),
             ));
         };
-        let plan = complete(planner.plan(req).map_err(EngineError)?, req);
-        let env_file = crate::envfile::temporary(&plan.spec.env)
-            .map_err(|e| EngineError(format!("writing the env file: {e}")))?;
-        let args = plan
+        let env = complete(planner.plan(req).map_err(EngineError)?, req)
             .spec
-            .to_args(self.engine.kind, plan.rootfs.as_deref(), Some(&env_file));
-        let inv = self.base().args(args);
+            .env;
+        let env_file = crate::envfile::temporary(&env)
+            .map_err(|e| EngineError(format!("writing the env file: {e}")))?;
+        let (inv, _) = self.spawn_command(req, &env_file)?;
         let stdout = self.checked(&inv)?;
         drop(env_file);
         let id = stdout.lines().last().unwrap_or("").trim().to_owned();
@@ -373,6 +404,10 @@ pub struct HelperTemplate {
     /// With a model asked for, the command gets `<model_flag> <model>` appended.
     #[serde(default)]
     pub model_flag: Option<String>,
+    /// The set-id filter the director runs with, if any ([`crate::runtime::seccomp`]):
+    /// a helper is confined exactly like its box.
+    #[serde(default)]
+    pub seccomp: Option<PathBuf>,
 }
 
 impl HelperPlanner for HelperTemplate {
@@ -398,8 +433,10 @@ impl HelperPlanner for HelperTemplate {
                 image: self.image.clone(),
                 mode: RunMode::Detached,
                 user,
-                // A helper is a box: confined like one.
-                confined: Some(Confinement::default()),
+                // A helper is a box: confined like one, with the same filter.
+                confined: Some(Confinement {
+                    seccomp: self.seccomp.clone(),
+                }),
                 workdir: self
                     .workdir
                     .clone()
@@ -679,6 +716,46 @@ mod tests {
         );
         assert!(!line.contains("s3cret"), "env goes in the env file: {line}");
         assert_eq!(plan.spec.env["KANIBAKO_HELPER"], "2");
+    }
+
+    /// Issue 10 (hardening): a helper is confined exactly like a box — the same
+    /// cap-drop, no-new-privileges, pids limit, the director's seccomp filter — and its
+    /// `run` is the one a box's launch renders ([`Runtime::run_command`]).
+    #[test]
+    fn a_helper_runs_confined_like_its_box() {
+        let req = request();
+        let mut t = template();
+        t.seccomp = Some("/c/seccomp-no-setid.json".into());
+        let e = RuntimeEngine::new(
+            engine(EngineKind::Podman),
+            Box::new(crate::process::SystemExecutor),
+            Some(Box::new(t.clone())),
+        );
+        let (inv, env) = e.spawn_command(&req, Path::new("/tmp/e")).unwrap();
+        let line = inv.to_string();
+        for flag in [
+            " run ",
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            "--security-opt=seccomp=/c/seccomp-no-setid.json",
+            "--pids-limit=4096",
+            "--env-file /tmp/e",
+        ] {
+            assert!(line.contains(flag), "{flag}: {line}");
+        }
+        assert_eq!(env["SECRET"], "s3cret");
+        assert!(!line.contains("s3cret"), "{line}");
+        // the same argv as the box path renders for that spec
+        let plan = complete(t.plan(&req).unwrap(), &req);
+        let rt = Runtime::new(
+            engine(EngineKind::Podman),
+            std::sync::Arc::new(crate::process::SystemExecutor),
+        );
+        assert_eq!(
+            line,
+            rt.run_command(&plan.spec, None, Some(Path::new("/tmp/e")))
+                .to_string()
+        );
     }
 
     #[test]

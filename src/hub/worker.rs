@@ -124,8 +124,18 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
         .helper
         .clone()
         .map(|t| Box::new(t) as Box<dyn HelperPlanner>);
-    let engine: Arc<RuntimeEngine> =
-        Arc::new(RuntimeEngine::new(info, Box::new(SystemExecutor), planner));
+    let engine: Arc<RuntimeEngine> = Arc::new(
+        RuntimeEngine::new(info, Box::new(SystemExecutor), planner).with_limits({
+            // A helper starts within the host's limits, as its box did.
+            let host = crate::host::HostEnv::capture().ok();
+            crate::runtime::limits::Probe::new(
+                host.as_ref()
+                    .and_then(|h| h.var(crate::host::vars::CONTAINERS_CONF))
+                    .map(Into::into),
+                host.as_ref().and_then(crate::host::HostEnv::home),
+            )
+        }),
+    );
     let hub = match Hub::start(cfg.clone(), engine.clone(), services(&cfg), None, log) {
         Ok(h) => h,
         Err(e) => {

@@ -27,6 +27,7 @@ fn template() -> HelperTemplate {
         entrypoint: None,
         command: vec!["sleep".into(), "60".into()],
         model_flag: None,
+        seccomp: None,
     }
 }
 
