@@ -158,10 +158,28 @@ fn a_box_layout_the_python_tool_reads() {
         .ok();
     let doc = fs::read_to_string(e.data().join("boxes/img/project.yaml")).unwrap();
     assert!(doc.ends_with("box:\n  image: localhost/mine:1\n"), "{doc}");
+    // nothing of ours in the project: the vault is kept out of git by the repository's
+    // own local exclude file, and only in a repository
+    assert!(!q.join("vault/.gitignore").exists());
+    assert!(!q.join(".git").exists());
+    let g = e.dir("p/repo");
+    fs::create_dir_all(g.join(".git")).unwrap();
+    e.run(&g, &["create"]).ok();
+    e.run(&g, &["box", "config", "model=x"]).ok();
+    let exclude = fs::read_to_string(g.join(".git/info/exclude")).unwrap();
     assert_eq!(
-        fs::read_to_string(q.join("vault/.gitignore")).unwrap(),
-        "rw/\n.versions/\n"
+        exclude,
+        "# kanibako: the box's vault share-rw and its snapshots\n/vault/rw/\n/vault/.versions/\n"
     );
+    assert!(!g.join("vault/.gitignore").exists());
+    // a planted link at the exclude file is not written through
+    let h = e.dir("p/planted");
+    fs::create_dir_all(h.join(".git/info")).unwrap();
+    let victim = e.home.join("victim");
+    fs::write(&victim, "mine\n").unwrap();
+    std::os::unix::fs::symlink(&victim, h.join(".git/info/exclude")).unwrap();
+    e.run(&h, &["create"]).ok();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "mine\n");
 }
 
 #[test]

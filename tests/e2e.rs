@@ -1510,6 +1510,76 @@ fn docker_shell_persistent() {
     shell_persistent(Flavour::Docker);
 }
 
+/// Issue 18: a project's own `vault/` files stay visible in the box (only the read-only
+/// share is masked), the default box's share-ro stays unwritable through the workspace,
+/// and a box leaves `git status` clean, even after writing its share-rw.
+fn a_box_keeps_the_projects_vault_files_and_git_status(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let p = e.dir(&format!("p/gitvault{}", tag(flavour)));
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "safe.directory=*",
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-C",
+            ])
+            .arg(&p)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    std::fs::create_dir_all(p.join("vault")).unwrap();
+    std::fs::write(p.join("vault/notes.txt"), "the project's own\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "own vault dir"]);
+    e.chown_all(&p);
+    e.run(&p, &["create", "-i", &image]).ok();
+    std::fs::write(p.join("vault/ro/ref.txt"), "reference\n").unwrap();
+    let r = e
+        .run(
+            &p,
+            &[
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "cat ~/workspace/vault/notes.txt; cat ~/share-ro/ref.txt; \
+                 echo x > ~/workspace/vault/ro/ref.txt && echo wrote-ro; \
+                 echo kept > ~/share-rw/out.txt; exit 0",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("the project's own"), "{r:?}");
+    assert!(r.stdout.contains("reference"), "{r:?}");
+    assert!(!r.stdout.contains("wrote-ro"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(p.join("vault/rw/out.txt")).unwrap(),
+        "kept\n"
+    );
+    // vault/ro is the project's to commit; with nothing new in it, nothing shows
+    std::fs::remove_file(p.join("vault/ro/ref.txt")).unwrap();
+    assert_eq!(git(&["status", "--porcelain"]), "", "a clean tree");
+}
+
+#[test]
+fn podman_box_keeps_the_projects_vault_files_and_git_status() {
+    a_box_keeps_the_projects_vault_files_and_git_status(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_box_keeps_the_projects_vault_files_and_git_status() {
+    a_box_keeps_the_projects_vault_files_and_git_status(Flavour::Docker);
+}
+
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
 

@@ -115,18 +115,50 @@ fn vault_dirs(b: &BoxIdentity) -> Result<(), BoxError> {
     };
     let ws = super::home::SafeDir::open(&b.workspace).map_err(err)?;
     ws.create_dir_all(ro).map_err(err)?;
-    let rw_dir = ws.create_dir_all(rw).map_err(err)?;
-    drop(rw_dir);
-    if let Some(parent) = rw.parent() {
-        let dir = ws.create_dir_all(parent).map_err(err)?;
-        dir.write_new(
-            std::ffi::OsStr::new(".gitignore"),
-            VAULT_GITIGNORE.as_bytes(),
-            0o644,
-        )
-        .map_err(err)?;
+    ws.create_dir_all(rw).map_err(err)?;
+    // No file of ours in the project (a `vault/.gitignore` would itself show in `git
+    // status`): the box's share-rw and snapshots are kept out of git by the
+    // repository's own, local, exclude file instead.
+    if let Some(vault) = rw.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Err(e) = git_exclude(&b.workspace, vault)
+    {
+        output::warn(format_args!(
+            "could not keep the vault out of git status ({}/.git/info/exclude): {e}",
+            b.workspace.display()
+        ));
     }
     Ok(())
+}
+
+/// The lines that keep a vault at `vault` (relative to the workspace) out of git.
+fn exclude_lines(vault: &Path) -> String {
+    let v = vault.to_string_lossy();
+    format!("# kanibako: the box's vault share-rw and its snapshots\n/{v}/rw/\n/{v}/.versions/\n")
+}
+
+/// Append [`exclude_lines`] to `<workspace>/.git/info/exclude` when the workspace is a
+/// git repository (`.git` a real directory) and they are not there yet. Every step is
+/// taken without following a link: the box can write the workspace, `.git` included.
+fn git_exclude(workspace: &Path, vault: &Path) -> std::io::Result<()> {
+    use crate::fstree::Dir;
+    use std::ffi::OsStr;
+    let Some(git) = Dir::open(workspace)?.open_dir(OsStr::new(".git"))? else {
+        return Ok(());
+    };
+    let info = git.ensure_dir(OsStr::new("info"), 0o755)?;
+    let lines = exclude_lines(vault);
+    let present = match info.open_file(OsStr::new("exclude"))? {
+        Some(f) => {
+            let text = fsutil::read_capped(f, &info.path().join("exclude"), 1 << 20)?;
+            String::from_utf8_lossy(&text).contains(lines.as_str())
+        }
+        None => false,
+    };
+    if present {
+        return Ok(());
+    }
+    let mut f = info.append_file(OsStr::new("exclude"), 0o644)?;
+    f.write_all(lines.as_bytes())
 }
 
 /// `project.yaml` in the layout the Python tool reads. The `resolved:` paths are written

@@ -230,6 +230,28 @@ impl Dir {
             .map_err(to_io)
     }
 
+    /// Open a regular file for appending, making it if missing; a link, a FIFO or
+    /// anything but a regular file under the name is refused.
+    pub fn append_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let name = plain(name)?;
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
+        let f = openat(self.fd.as_fd(), name, flags, Mode::from_bits_truncate(mode))
+            .map(File::from)
+            .map_err(to_io)?;
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::other(format!(
+                "{} is not a regular file",
+                self.path.join(name).display()
+            )));
+        }
+        Ok(f)
+    }
+
     pub fn read_link(&self, name: &OsStr) -> io::Result<OsString> {
         readlinkat(self.fd.as_fd(), plain(name)?).map_err(to_io)
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::boxes::{BoxIdentity, Mode};
+use crate::boxes::BoxIdentity;
 use crate::runtime::labels;
 use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
 
@@ -146,19 +146,14 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         if i.vault_present.1 {
             mounts.push(bind(v.rw.clone(), "/home/agent/share-rw", false));
         }
-        // A default-group box's vault sits inside its workspace: hide that copy so the
-        // read-only share cannot be written through the workspace mount.
-        if b.mode == Mode::Default && v.ro.starts_with(&b.workspace) {
-            mounts.push(Mount::Mask {
-                dst: "/home/agent/workspace/vault".into(),
-            });
-        } else if i.vault_present.0
+        // A vault inside the workspace (the default layout, a standalone box) is also
+        // seen through the workspace mount: its read-only share is hidden there, so it
+        // cannot be written that way. Only `ro` itself: the rest of a `vault/` directory
+        // may be the project's own files, and `rw` the box writes anyway.
+        if i.vault_present.0
             && let Ok(rel) = v.ro.strip_prefix(&b.workspace)
             && let Some(rel) = rel.to_str().filter(|r| !r.is_empty())
         {
-            // A standalone box's vault is the workspace's own `vault/`: its `share-rw`
-            // may stay visible there (the box writes it anyway), but its read-only
-            // share is hidden, so it cannot be written through the workspace.
             mounts.push(Mount::Mask {
                 dst: format!("{GUEST_WORKSPACE}/{rel}"),
             });
@@ -262,7 +257,7 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boxes::{BoxName, ProjectSettings};
+    use crate::boxes::{BoxName, Mode, ProjectSettings};
     use std::path::Path;
 
     fn inputs(mode: Mode) -> PlanInputs {
@@ -311,7 +306,7 @@ mod tests {
                 "/home/agent/workspace",
                 "/home/agent/share-ro",
                 "/home/agent/share-rw",
-                "/home/agent/workspace/vault",
+                "/home/agent/workspace/vault/ro",
                 "/home/agent/.local/bin/kanibako",
                 "/home/agent/.cache/pip",
                 "/home/agent/ref",
@@ -369,7 +364,10 @@ mod tests {
         i.vault_present = (false, true);
         let s = plan(&i);
         let d = dsts(&s);
-        assert!(!d.contains(&"/home/agent/workspace/vault"));
+        assert!(
+            !d.iter()
+                .any(|d| d.starts_with("/home/agent/workspace/vault"))
+        );
         assert!(!d.contains(&"/home/agent/share-ro"));
         assert!(d.contains(&"/home/agent/share-rw"));
         assert_eq!(s.labels["io.kanibako.box"], "");
