@@ -359,7 +359,7 @@ fn credentials_state(b: &BoxIdentity) -> String {
 }
 
 pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
-    let b = match resolve::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
+    let b = match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
         Resolution::Found(b) => b,
         Resolution::Unregistered(p) => {
             return Err(

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::agents::{self, profile};
 use crate::boxes::BoxIdentity;
-use crate::boxes::resolve;
+use crate::boxes::resolve::Resolution;
 use crate::cli::config::{BoxConfigArgs, ConfigArgs, NamedConfigArgs, SystemConfigArgs};
 use crate::context::Context;
 use crate::document::{Document, Item};
@@ -399,8 +399,10 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
     // else the key — so a mistyped key is reported as a key.
     let names_a_box = |s: &str| {
         cx.host.cwd.join(s).is_dir()
-            || crate::boxes::registry::Registry::load(&cx.paths.names_file())
-                .is_ok_and(|r| r.projects.contains_key(s))
+            || matches!(
+                crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, Some(s)),
+                Ok(Resolution::Found(_))
+            )
     };
     let (target, key) = match a.args.as_slice() {
         // `--reset KEY` took the key: what is left can only be the box.
@@ -415,7 +417,7 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
             "too many arguments (expected [box] [key[=value]])"
         )),
     };
-    let b = resolve::resolve(&cx.paths, &cx.host.cwd, target)?.require()?;
+    let b = crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, target)?.require()?;
     let crab = crab_for(cx, &b)?;
     let stack = cx.stack(Some(&b), crab.as_deref())?;
     let scope = Scope {

@@ -8,7 +8,6 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::agents::{self, Agent, Install, profile};
-use crate::boxes::resolve;
 use crate::cli::crab::{CrabCommand, CrabInfoArgs, CrabListArgs, ReauthArgs};
 use crate::context::Context;
 use crate::document::Document;
@@ -219,7 +218,8 @@ fn configured_agent(cx: &Context) -> Result<Option<AgentOnHost>> {
 }
 
 fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
-    let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
+    let b =
+        crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
     let Some((agent, install)) = configured_agent(cx)? else {
         output::say("No agent target configured.");
         return Ok(Exit::Code(1));

@@ -46,7 +46,7 @@ fn launch(
 fn implied_word_is_a_project(cx: &Context, word: &str) -> bool {
     cx.host.cwd.join(word).is_dir()
         || matches!(
-            resolve::resolve(&cx.paths, &cx.host.cwd, Some(word)),
+            crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, Some(word)),
             Ok(resolve::Resolution::Found(_))
         )
 }
@@ -134,7 +134,8 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
     if a.all {
         return stop_all(cx, &rt, &list, a.force);
     }
-    let b = resolve::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
+    let b =
+        crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
     let mine = containers_of(&list, &b, &cx.paths.data_id());
     let _ = std::fs::remove_file(b.container_marker());
     if mine.is_empty() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::boxes::resolve::{self, Resolution};
+use crate::boxes::resolve::Resolution;
 use crate::cli::system::{BoxDiagnoseArgs, JsonArgs};
 use crate::cli::{BoxCommand, Command, SystemCommand};
 use crate::context::Context;
@@ -161,7 +161,7 @@ fn diagnose(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exi
 
 fn box_diagnose_on(host: &HostEnv, exec: Arc<dyn Executor>, a: &BoxDiagnoseArgs) -> Result<Exit> {
     let (cx, _) = probe::context(host, exec).map_err(UserError::new)?;
-    let b = match resolve::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
+    let b = match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
         Resolution::Found(b) => b,
         Resolution::Unregistered(p) => {
             return Err(

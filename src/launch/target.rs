@@ -30,8 +30,9 @@ pub struct Chosen {
 /// from below before, is used only if the user says so at a terminal (its marker may
 /// have come with a repository); without one the launch stops with a hint.
 fn resolve_asking(cx: &Context, l: &Launch) -> Result<Resolution> {
-    match resolve::resolve(&cx.paths, &cx.host.cwd, l.project.as_deref()) {
-        Err(BoxError::NotAdopted { root, from }) if cx.host.stdin_tty => {
+    use crate::boxes::address::{self, AddressError};
+    match address::resolve(&cx.paths, &cx.host.cwd, l.project.as_deref()) {
+        Err(AddressError::Box(BoxError::NotAdopted { root, from })) if cx.host.stdin_tty => {
             let question = format!(
                 "{} lies inside a standalone box at {}; the box would see all of {}. Use it?",
                 from.display(),

@@ -319,3 +319,38 @@ fn distinct_auth_clears_shared_credentials_in_members() {
         .stdout;
     assert!(info.contains("  Auth:         distinct\n"), "{info}");
 }
+
+/// Issue 14: a member is named the same way from any directory, by NAME or
+/// WORKSET/NAME, in every command that takes a box; a name two boxes answer to is an
+/// error listing both.
+#[test]
+fn a_member_is_found_by_name_from_anywhere_and_an_ambiguous_name_is_refused() {
+    let e = env();
+    let src = e.dir("projects/two");
+    e.run(&e.home, &["workset", "create", "ws/team"]).ok();
+    e.run(&src, &["workset", "connect", "team"]).ok();
+    let elsewhere = e.dir("elsewhere");
+    e.run(&elsewhere, &["box", "config", "two", "model=x"]).ok();
+    let eff = e
+        .run(&elsewhere, &["box", "config", "two", "--effective"])
+        .ok()
+        .stdout;
+    assert!(eff.contains("  model = x"), "{eff}");
+    let info = e.run(&elsewhere, &["box", "info", "team/two"]).ok().stdout;
+    assert!(info.contains("  Mode:         workset\n"), "{info}");
+    let r = e
+        .run(
+            &elsewhere,
+            &["shell", "team/two", "--dry-run", "--", "true"],
+        )
+        .ok();
+    assert!(r.stdout.contains("--name kanibako-team-two-"), "{r:?}");
+    e.run(&elsewhere, &["stop", "two"]).ok();
+    // a default box of the same name: the bare name is ambiguous outside the workset
+    let other = e.dir("other/two");
+    e.run(&other, &["create"]).ok();
+    let r = e.run(&elsewhere, &["box", "info", "two"]).fails();
+    assert!(r.stderr.contains("'two' names 2 boxes"), "{r:?}");
+    assert!(r.stderr.contains("team/two"), "{r:?}");
+    e.run(&elsewhere, &["box", "info", "team/two"]).ok();
+}
