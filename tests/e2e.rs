@@ -277,9 +277,10 @@ fn sessions(flavour: Flavour) {
     let meta = std::fs::metadata(p.join("by-box")).unwrap();
     assert_eq!(meta.uid(), e.uid(), "owner of a file the box wrote");
 
-    // share-ro is read-only, and its copy inside the workspace is masked
+    // share-ro is read-only, and its copy inside the workspace (`vault/ro`) is masked;
+    // the rest of the project's `vault/` stays as it is
     std::fs::write(p.join("vault/ro/in.txt"), "host data").unwrap();
-    e.run(&p, &["shell", "--", "sh", "-c", "cat ~/share-ro/in.txt && ! touch ~/share-ro/x 2>/dev/null && ! touch ~/workspace/vault/x 2>/dev/null && [ -z \"$(ls ~/workspace/vault)\" ]"])
+    e.run(&p, &["shell", "--", "sh", "-c", "cat ~/share-ro/in.txt && ! touch ~/share-ro/x 2>/dev/null && ! touch ~/workspace/vault/ro/x 2>/dev/null && [ -z \"$(ls ~/workspace/vault/ro)\" ] && [ -d ~/workspace/vault/rw ]"])
         .ok();
     e.run(&p, &["shell", "--", "sh", "-c", "echo rw > ~/share-rw/out"])
         .ok();
