@@ -177,6 +177,10 @@ pub struct MigrateArgs {
     /// workset); default: the directory's name.
     #[arg(long, requires = "to")]
     pub name: Option<String>,
+    /// With --to workset: the project directory stays where it is and the member works
+    /// there (its home and vault still move into the workset).
+    #[arg(long, requires = "to")]
+    pub in_place: bool,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,

@@ -324,6 +324,13 @@ pub fn migrate(cx: &Context, a: &MigrateArgs) -> Result<Exit> {
             .hint("kanibako box migrate [PROJECT] --to workset --workset WS [--name N]")
             .into());
         }
+        if a.in_place && to != MigrateTo::Workset {
+            return Err(UserError::new(
+                "--in-place is only for --to workset (the project directory stays where it is)",
+            )
+            .hint("kanibako box migrate [PROJECT] --to workset --workset WS --in-place")
+            .into());
+        }
         let src = the_box(cx, a.old_path.as_deref())?;
         return match (src.mode, to) {
             (Mode::Workset, MigrateTo::Default) => {
@@ -334,6 +341,7 @@ pub fn migrate(cx: &Context, a: &MigrateArgs) -> Result<Exit> {
                 &src,
                 a.workset.as_deref().unwrap_or_default(),
                 a.name.as_deref(),
+                a.in_place,
                 a.force,
             ),
             _ if a.new_path.is_some() => Err(UserError::new(
@@ -621,11 +629,17 @@ fn convert(
 /// directory moves to the workset's `workspaces/`, its data to `boxes/`, its vault to
 /// `vault/`; the member records where it came from. The member entry is written before
 /// the name is released, so a stop between leaves it findable.
+///
+/// `in_place`: the project directory stays, and the member works there: the member
+/// records it as its source and `workspaces/<name>` links to it (see
+/// [`crate::boxes::worksets::Workset::in_place_workspace`]). Upstream copies the
+/// metadata only and leaves the member an empty workspace; here it is the same tree.
 fn join_workset(
     cx: &Context,
     src: &BoxIdentity,
     ws_name: &str,
     name: Option<&str>,
+    in_place: bool,
     force: bool,
 ) -> Result<Exit> {
     let ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
@@ -654,7 +668,7 @@ fn join_workset(
         .hint("if you moved it yourself: kanibako box migrate OLD NEW")
         .into());
     }
-    let to = BoxIdentity::workset_member(
+    let mut to = BoxIdentity::workset_member(
         &ws.name,
         &ws.root,
         member.clone(),
@@ -664,23 +678,47 @@ fn join_workset(
             ..settings_of(src)
         },
     );
+    let link = to.workspace.clone();
+    if in_place {
+        if link.symlink_metadata().is_ok() {
+            return Err(UserError::new(format!("{} already exists", link.display()))
+                .hint("choose another member name with --name")
+                .into());
+        }
+        to.workspace = src.workspace.clone();
+    }
     let _lock = idle(cx, src, "converted")?;
-    if !confirm(
-        cx,
-        force,
-        &format!(
+    let question = if in_place {
+        format!(
+            "Make box '{}' member '{member}' of workset '{}' (its project directory stays at {})?",
+            src.display_name(),
+            ws.name,
+            to.workspace.display()
+        )
+    } else {
+        format!(
             "Move box '{}' into workset '{}' as '{member}' (its project directory moves to {})?",
             src.display_name(),
             ws.name,
             to.workspace.display()
-        ),
-    )? {
+        )
+    };
+    if !confirm(cx, force, &question)? {
         return declined();
     }
     let old_name = src.name.clone();
     let source = src.workspace.clone();
     let joined = std::cell::Cell::new(false);
+    let linked = std::cell::Cell::new(false);
     let add_member = || -> Result<()> {
+        if in_place {
+            if let Some(p) = link.parent() {
+                std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+            }
+            std::os::unix::fs::symlink(&source, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), source.display()))?;
+            linked.set(true);
+        }
         let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
         ws.members.push(crate::workset::Member {
             name: member.to_string(),
@@ -710,7 +748,19 @@ fn join_workset(
         if joined.get() {
             let _ = drop_member(cx, ws_name, member.as_str());
         }
+        if linked.get() {
+            let _ = std::fs::remove_file(&link);
+        }
         return Err(e);
+    }
+    if in_place {
+        println!(
+            "Made '{}' member '{member}' of workset '{}' in place: {}",
+            src.display_name(),
+            ws.name,
+            to.workspace.display()
+        );
+        return Ok(Exit::Success);
     }
     println!(
         "Moved '{}' into workset '{}' as '{member}': {}",
@@ -765,7 +815,9 @@ fn leave_workset(
     if is_home(&cx.paths, &dest) {
         return Err(BoxError::HomeRefused.into());
     }
-    if dest.symlink_metadata().is_ok() {
+    // A member that joined in place leaves in place: its directory is already there.
+    let in_place = ws.in_place_workspace(&member).is_some_and(|w| w == dest);
+    if !in_place && dest.symlink_metadata().is_ok() {
         return Err(UserError::new(format!("destination already exists: {}", dest.display()))
             .hint(format!(
                 "name a new directory: kanibako box migrate {ws_name}/{member} NEW_PATH --to default"
@@ -819,6 +871,9 @@ fn leave_workset(
         },
     )?;
     drop_member(cx, &ws_name, &member)?;
+    if in_place {
+        let _ = std::fs::remove_file(root.join("workspaces").join(&member));
+    }
     println!(
         "Converted '{ws_name}/{member}' to default mode as '{n}': {}",
         dest.display()

@@ -721,3 +721,75 @@ fn box_commands_leave_no_lock_file_behind() {
     assert_eq!(fs::read_to_string(lock("app")).unwrap(), "kanibako-app\n");
     let _ = p;
 }
+
+/// `--to workset --in-place`: the project directory stays; the member works there, is
+/// found from it, and launches with it mounted. Out again, it stays there too.
+#[test]
+fn a_box_joins_a_workset_in_place_and_leaves_it_in_place() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    let root = e.home.join("ws/client");
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "app", "--to", "standalone", "--in-place"],
+        )
+        .fails();
+    assert!(
+        r.stderr.contains("--in-place is only for --to workset"),
+        "{r:?}"
+    );
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "migrate",
+                "app",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--name",
+                "web",
+                "--in-place",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("in place"), "{r:?}");
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert!(!meta(&e, "app").exists() && !e.names_yaml().contains("app:"));
+    assert_eq!(
+        fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+        "v\n"
+    );
+    assert_eq!(
+        recorded(&root.join("boxes/web/project.yaml"), "workspace"),
+        p.display().to_string()
+    );
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         workset"), "{info}");
+    assert!(info.contains(&p.display().to_string()), "{info}");
+    let r = e.run(&p, &["shell", "--dry-run"]).ok();
+    let mount = format!("{}:/home/agent/workspace", p.display());
+    assert!(r.stdout.contains(&mount), "{r:?}");
+    // out again: its directory is already where it goes
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "client/web", "--to", "default", "--force"],
+        )
+        .ok();
+    assert!(r.stderr.contains("Project name: app"), "{r:?}");
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    assert!(root.join("workspaces/web").symlink_metadata().is_err());
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         default"), "{info}");
+}
