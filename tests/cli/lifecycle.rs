@@ -793,3 +793,130 @@ fn a_box_joins_a_workset_in_place_and_leaves_it_in_place() {
     let info = e.run(&p, &["box", "info"]).ok().stdout;
     assert!(info.contains("Mode:         default"), "{info}");
 }
+
+/// `duplicate --to standalone`: the copy is a standalone box with its own home and
+/// vault, and no trace of the source's default-mode data.
+#[test]
+fn a_duplicate_to_standalone_is_found_with_its_own_home() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "q/solo",
+                "--to",
+                "standalone",
+                "--name",
+                "x",
+            ],
+        )
+        .fails();
+    assert!(r.stderr.contains("a standalone box has no name"), "{r:?}");
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "duplicate",
+            "app",
+            "q/solo",
+            "--to",
+            "standalone",
+            "--force",
+        ],
+    )
+    .ok();
+    let q = e.home.join("q/solo");
+    assert_eq!(fs::read_to_string(q.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(
+        fs::read_to_string(q.join(".kanibako/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(fs::read_to_string(q.join("vault/rw/data")).unwrap(), "v\n");
+    assert!(!e.names_yaml().contains("solo"));
+    let info = e.run(&q, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         standalone"), "{info}");
+    assert!(
+        info.contains(&q.join(".kanibako/shell").display().to_string()),
+        "{info}"
+    );
+    // its own home and vault
+    fs::write(q.join(".kanibako/shell/mine"), "copy\n").unwrap();
+    fs::write(q.join("vault/rw/data"), "changed\n").unwrap();
+    assert!(!meta(&e, "app").join("shell/mine").exists());
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    let r = e.run(&q, &["shell", "--dry-run"]).ok();
+    let mount = format!("{}:/home/agent/workspace", q.display());
+    assert!(r.stdout.contains(&mount), "{r:?}");
+}
+
+/// `duplicate --to workset`: the copy is a member of the workset (its project under
+/// `workspaces/`, home and vault beside it), found there, with its own home.
+#[test]
+fn a_duplicate_to_a_workset_is_a_member_with_its_own_home() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    let root = e.home.join("ws/client");
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "web",
+                "--to",
+                "workset",
+                "--force",
+            ],
+        )
+        .fails();
+    assert!(r.stderr.contains("--workset is required"), "{r:?}");
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "web",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stderr.contains("Workset member: client/web"), "{r:?}");
+    let w = root.join("workspaces/web");
+    assert_eq!(fs::read_to_string(w.join("src.txt")).unwrap(), "code\n");
+    assert!(!w.join("vault").exists(), "the vault is the workset's");
+    assert_eq!(
+        fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+        "v\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        fs::read_to_string(root.join("workset.yaml"))
+            .unwrap()
+            .contains("name: web")
+    );
+    let info = e.run(&w, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         workset"), "{info}");
+    // the source is untouched and still a default-mode box
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert!(e.names_yaml().contains(&format!("app: {}", p.display())));
+    fs::write(root.join("boxes/web/shell/mine"), "copy\n").unwrap();
+    assert!(!meta(&e, "app").join("shell/mine").exists());
+    let r = e.run(&w, &["shell", "--dry-run"]).ok();
+    let mount = format!("{}:/home/agent/workspace", w.display());
+    assert!(r.stdout.contains(&mount), "{r:?}");
+}
