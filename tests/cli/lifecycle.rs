@@ -920,3 +920,42 @@ fn a_duplicate_to_a_workset_is_a_member_with_its_own_home() {
     let mount = format!("{}:/home/agent/workspace", w.display());
     assert!(r.stdout.contains(&mount), "{r:?}");
 }
+
+/// `duplicate --to default` of a standalone box: a registered box whose copy of the
+/// project carries no `.kanibako/` (it would be a standalone box too).
+#[test]
+fn a_standalone_box_duplicates_to_default_mode() {
+    let e = env();
+    let p = e.dir("p/solo");
+    e.run(&p, &["create", "--standalone"]).ok();
+    fs::write(p.join(".kanibako/shell/note"), "hi\n").unwrap();
+    fs::write(p.join("src.txt"), "code\n").unwrap();
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "p/solo",
+                "q/reg",
+                "--to",
+                "default",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stderr.contains("Project name: reg"), "{r:?}");
+    let q = e.home.join("q/reg");
+    assert_eq!(fs::read_to_string(q.join("src.txt")).unwrap(), "code\n");
+    assert!(!q.join(".kanibako").exists());
+    assert_eq!(
+        fs::read_to_string(meta(&e, "reg").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    let info = e.run(&q, &["box", "info"]).ok().stdout;
+    assert!(
+        info.contains("Mode:         default") && info.contains("Name:         reg"),
+        "{info}"
+    );
+    assert!(p.join(".kanibako/shell/note").is_file());
+}
