@@ -143,7 +143,7 @@ impl Workset {
         let metadata = self.root.join("boxes").join(name);
         let doc = Document::load(&metadata.join(PROJECT_FILE))?;
         let settings = ProjectSettings::read(&doc)?;
-        Ok(BoxIdentity::workset_member(
+        let mut b = BoxIdentity::workset_member(
             &self.name,
             &self.root,
             member,
@@ -152,7 +152,23 @@ impl Workset {
                 group_auth: settings.group_auth && self.group_auth,
                 ..settings
             },
-        ))
+        );
+        if let Some(dir) = self.in_place_workspace(name) {
+            b.workspace = dir;
+        }
+        Ok(b)
+    }
+
+    /// Where member `name` works when it joined in place (`box migrate --to workset
+    /// --in-place`): its recorded source, which `workspaces/<name>` links to (so the
+    /// Python tool, which mounts `workspaces/<name>`, sees the same tree). Both must
+    /// agree; a link alone (or a source alone) is an ordinary member.
+    pub fn in_place_workspace(&self, name: &str) -> Option<PathBuf> {
+        let source = &self.member(name)?.source;
+        let link = self.root.join("workspaces").join(name);
+        let is_link = link.symlink_metadata().ok()?.file_type().is_symlink();
+        (is_link && !source.as_os_str().is_empty() && link.canonicalize().ok()? == *source)
+            .then(|| source.clone())
     }
 
     /// Every member's identity.
@@ -189,6 +205,19 @@ pub fn member_at(paths: &Paths, dir: &Path) -> Result<Option<BoxIdentity>, BoxEr
                     workset: ws.name,
                     root,
                 });
+            }
+        }
+    }
+    // A member that joined in place works in its own directory, outside the root.
+    for (name, root) in registered(paths)? {
+        let Ok(ws) = Workset::load(&name, &root) else {
+            continue;
+        };
+        for m in &ws.members {
+            if dir.starts_with(&m.source)
+                && let Some(_) = ws.in_place_workspace(&m.name)
+            {
+                return ws.identity(&m.name).map(Some);
             }
         }
     }

@@ -177,6 +177,10 @@ pub struct MigrateArgs {
     /// workset); default: the directory's name.
     #[arg(long, requires = "to")]
     pub name: Option<String>,
+    /// With --to workset: the project directory stays where it is and the member works
+    /// there (its home and vault still move into the workset).
+    #[arg(long, requires = "to")]
+    pub in_place: bool,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
@@ -192,9 +196,17 @@ pub struct DuplicateArgs {
     /// directory may already exist.
     #[arg(long)]
     pub bare: bool,
-    /// Register the new box under this name (default: the new directory's name).
+    /// Register the new box under this name (default: the new directory's name); with
+    /// --to workset, the member's name.
     #[arg(long)]
     pub name: Option<String>,
+    /// The new box's mode (default: the source's). With workset, NEW names the member
+    /// (unless --name) and the copy goes to the workset's `workspaces/`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub to: Option<MigrateTo>,
+    /// The workset the new box joins (--to workset).
+    #[arg(long, value_name = "WS")]
+    pub workset: Option<String>,
     /// The new box logs in on its own: no agent login is copied and it never shares
     /// the host's.
     #[arg(long)]

@@ -324,6 +324,13 @@ pub fn migrate(cx: &Context, a: &MigrateArgs) -> Result<Exit> {
             .hint("kanibako box migrate [PROJECT] --to workset --workset WS [--name N]")
             .into());
         }
+        if a.in_place && to != MigrateTo::Workset {
+            return Err(UserError::new(
+                "--in-place is only for --to workset (the project directory stays where it is)",
+            )
+            .hint("kanibako box migrate [PROJECT] --to workset --workset WS --in-place")
+            .into());
+        }
         let src = the_box(cx, a.old_path.as_deref())?;
         return match (src.mode, to) {
             (Mode::Workset, MigrateTo::Default) => {
@@ -334,6 +341,7 @@ pub fn migrate(cx: &Context, a: &MigrateArgs) -> Result<Exit> {
                 &src,
                 a.workset.as_deref().unwrap_or_default(),
                 a.name.as_deref(),
+                a.in_place,
                 a.force,
             ),
             _ if a.new_path.is_some() => Err(UserError::new(
@@ -621,11 +629,17 @@ fn convert(
 /// directory moves to the workset's `workspaces/`, its data to `boxes/`, its vault to
 /// `vault/`; the member records where it came from. The member entry is written before
 /// the name is released, so a stop between leaves it findable.
+///
+/// `in_place`: the project directory stays, and the member works there: the member
+/// records it as its source and `workspaces/<name>` links to it (see
+/// [`crate::boxes::worksets::Workset::in_place_workspace`]). Upstream copies the
+/// metadata only and leaves the member an empty workspace; here it is the same tree.
 fn join_workset(
     cx: &Context,
     src: &BoxIdentity,
     ws_name: &str,
     name: Option<&str>,
+    in_place: bool,
     force: bool,
 ) -> Result<Exit> {
     let ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
@@ -654,7 +668,7 @@ fn join_workset(
         .hint("if you moved it yourself: kanibako box migrate OLD NEW")
         .into());
     }
-    let to = BoxIdentity::workset_member(
+    let mut to = BoxIdentity::workset_member(
         &ws.name,
         &ws.root,
         member.clone(),
@@ -664,23 +678,47 @@ fn join_workset(
             ..settings_of(src)
         },
     );
+    let link = to.workspace.clone();
+    if in_place {
+        if link.symlink_metadata().is_ok() {
+            return Err(UserError::new(format!("{} already exists", link.display()))
+                .hint("choose another member name with --name")
+                .into());
+        }
+        to.workspace = src.workspace.clone();
+    }
     let _lock = idle(cx, src, "converted")?;
-    if !confirm(
-        cx,
-        force,
-        &format!(
+    let question = if in_place {
+        format!(
+            "Make box '{}' member '{member}' of workset '{}' (its project directory stays at {})?",
+            src.display_name(),
+            ws.name,
+            to.workspace.display()
+        )
+    } else {
+        format!(
             "Move box '{}' into workset '{}' as '{member}' (its project directory moves to {})?",
             src.display_name(),
             ws.name,
             to.workspace.display()
-        ),
-    )? {
+        )
+    };
+    if !confirm(cx, force, &question)? {
         return declined();
     }
     let old_name = src.name.clone();
     let source = src.workspace.clone();
     let joined = std::cell::Cell::new(false);
+    let linked = std::cell::Cell::new(false);
     let add_member = || -> Result<()> {
+        if in_place {
+            if let Some(p) = link.parent() {
+                std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+            }
+            std::os::unix::fs::symlink(&source, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), source.display()))?;
+            linked.set(true);
+        }
         let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
         ws.members.push(crate::workset::Member {
             name: member.to_string(),
@@ -710,7 +748,19 @@ fn join_workset(
         if joined.get() {
             let _ = drop_member(cx, ws_name, member.as_str());
         }
+        if linked.get() {
+            let _ = std::fs::remove_file(&link);
+        }
         return Err(e);
+    }
+    if in_place {
+        println!(
+            "Made '{}' member '{member}' of workset '{}' in place: {}",
+            src.display_name(),
+            ws.name,
+            to.workspace.display()
+        );
+        return Ok(Exit::Success);
     }
     println!(
         "Moved '{}' into workset '{}' as '{member}': {}",
@@ -765,7 +815,9 @@ fn leave_workset(
     if is_home(&cx.paths, &dest) {
         return Err(BoxError::HomeRefused.into());
     }
-    if dest.symlink_metadata().is_ok() {
+    // A member that joined in place leaves in place: its directory is already there.
+    let in_place = ws.in_place_workspace(&member).is_some_and(|w| w == dest);
+    if !in_place && dest.symlink_metadata().is_ok() {
         return Err(UserError::new(format!("destination already exists: {}", dest.display()))
             .hint(format!(
                 "name a new directory: kanibako box migrate {ws_name}/{member} NEW_PATH --to default"
@@ -819,6 +871,9 @@ fn leave_workset(
         },
     )?;
     drop_member(cx, &ws_name, &member)?;
+    if in_place {
+        let _ = std::fs::remove_file(root.join("workspaces").join(&member));
+    }
     println!(
         "Converted '{ws_name}/{member}' to default mode as '{n}': {}",
         dest.display()
@@ -855,6 +910,27 @@ fn strip_duplicate(b: &BoxIdentity, logins: bool) -> Result<()> {
     Ok(())
 }
 
+/// What in a fresh copy of `src`'s project directory is `src`'s own tree (metadata,
+/// home, vault) but none of `to`'s: a copy into another mode drops it, so the new box
+/// is not also a box of the source's mode (a `.kanibako/` left in a default-mode copy).
+fn leftovers(src: &BoxIdentity, to: &BoxIdentity) -> Vec<PathBuf> {
+    let own: Vec<PathBuf> = [Some(to.metadata.clone()), Some(to.shell.clone())]
+        .into_iter()
+        .chain([transfer::vault_dir(to)])
+        .flatten()
+        .collect();
+    [Some(src.metadata.clone()), Some(src.shell.clone())]
+        .into_iter()
+        .chain([transfer::vault_dir(src)])
+        .flatten()
+        .filter_map(|t| {
+            let rel = t.strip_prefix(&src.workspace).ok()?;
+            (!rel.as_os_str().is_empty()).then(|| to.workspace.join(rel))
+        })
+        .filter(|p| !own.iter().any(|o| p.starts_with(o) || o.starts_with(p)))
+        .collect()
+}
+
 pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
     let src = the_box(cx, Some(&a.source_path))?;
     if src.mode == Mode::Workset {
@@ -865,13 +941,94 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         .hint("`kanibako workset connect` adds a new member to the workset")
         .into());
     }
-    if a.name.is_some() && src.mode == Mode::Standalone {
+    let want = match a.to {
+        None => src.mode,
+        Some(MigrateTo::Default) => Mode::Default,
+        Some(MigrateTo::Standalone) => Mode::Standalone,
+        Some(MigrateTo::Workset) => Mode::Workset,
+    };
+    if a.workset.is_some() != (want == Mode::Workset) {
+        return Err(UserError::new(if want == Mode::Workset {
+            "--workset is required when duplicating to workset mode."
+        } else {
+            "--workset is only for --to workset"
+        })
+        .hint("kanibako box duplicate BOX NEW --to workset --workset WS [--name N]")
+        .into());
+    }
+    if a.name.is_some() && want == Mode::Standalone {
         return Err(UserError::new(
-            "a standalone box has no name; --name is for default-mode boxes",
+            "a standalone box has no name; --name is for default-mode boxes and workset members",
         )
         .into());
     }
-    let dest = destination(cx, &a.new_path)?;
+    let named = destination(cx, &a.new_path)?;
+    let settings = ProjectSettings {
+        group_auth: src.group_auth && !a.distinct_auth,
+        ..settings_of(&src)
+    };
+    let reg = Registry::load(&cx.paths.names_file())?;
+    let to = match want {
+        Mode::Standalone => BoxIdentity::standalone(
+            named.clone(),
+            ProjectSettings {
+                mode: Some(Mode::Standalone),
+                layout: Some(if src.mode == Mode::Standalone {
+                    src.layout
+                } else {
+                    Layout::Simple
+                }),
+                ..settings
+            },
+        ),
+        Mode::Workset => {
+            let ws =
+                crate::workset::Workset::find(&cx.paths, a.workset.as_deref().unwrap_or_default())?;
+            let member = match a.name.as_deref() {
+                Some(n) => BoxName::parse(n)?,
+                None => BoxName::slug(&named.file_name().unwrap_or_default().to_string_lossy()),
+            };
+            if ws.member(member.as_str()).is_some() {
+                return Err(UserError::new(format!(
+                    "Project '{member}' is already in workset '{}'.",
+                    ws.name
+                ))
+                .hint("choose another name with --name")
+                .into());
+            }
+            BoxIdentity::workset_member(
+                &ws.name,
+                &ws.root,
+                member,
+                ProjectSettings {
+                    mode: Some(Mode::Workset),
+                    layout: Some(Layout::Robust),
+                    ..settings
+                },
+            )
+        }
+        Mode::Default => {
+            let explicit = a.name.as_deref().map(BoxName::parse).transpose()?;
+            let n = choose_name(&cx.paths, &reg, &named, explicit)?;
+            let layout = if src.mode == Mode::Default {
+                src.layout
+            } else {
+                Layout::Default
+            };
+            BoxIdentity::default_mode(
+                n,
+                named.clone(),
+                &cx.paths.boxes,
+                ProjectSettings {
+                    mode: Some(Mode::Default),
+                    layout: Some(layout),
+                    ..settings
+                },
+            )
+        }
+    };
+    // A workset member's copy goes where the workset keeps its members' directories.
+    let dest = to.workspace.clone();
     let exists = dest.symlink_metadata().is_ok();
     if exists && !a.bare {
         return Err(
@@ -888,7 +1045,6 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         ))
         .into());
     }
-    let reg = Registry::load(&cx.paths.names_file())?;
     if exists && (reg.project_for_path(&dest).is_some() || resolve::standalone_at(&dest)?.is_some())
     {
         return Err(BoxError::AlreadyInitialized(dest).into());
@@ -901,28 +1057,17 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         .hint("--bare copies the box without the project's files")
         .into());
     }
-    let settings = ProjectSettings {
-        group_auth: src.group_auth && !a.distinct_auth,
-        ..settings_of(&src)
-    };
-    let to = match src.mode {
-        Mode::Standalone => BoxIdentity::standalone(dest.clone(), settings),
-        _ => {
-            let explicit = a.name.as_deref().map(BoxName::parse).transpose()?;
-            let n = choose_name(&cx.paths, &reg, &dest, explicit)?;
-            BoxIdentity::default_mode(n, dest.clone(), &cx.paths.boxes, settings)
-        }
-    };
     // A copy of a running box's home could be torn mid-write.
     let _lock = refuse_running(cx, &src, "duplicated")?;
     if !confirm(
         cx,
         a.force,
         &format!(
-            "Duplicate box '{}' ({}) as {}?",
+            "Duplicate box '{}' ({}) as {} ({} mode)?",
             src.display_name(),
             src.workspace.display(),
-            dest.display()
+            dest.display(),
+            want.as_str()
         ),
     )? {
         return declined();
@@ -932,7 +1077,29 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     }
     let logins = keeps_login(&src, a.distinct_auth);
-    let name = to.name.clone();
+    let name = to.name.clone().filter(|_| want == Mode::Default);
+    let stale = if a.bare {
+        Vec::new()
+    } else {
+        leftovers(&src, &to)
+    };
+    let joined = std::cell::Cell::new(false);
+    let prepare = || -> Result<()> {
+        strip_duplicate(&to, logins)?;
+        for p in &stale {
+            relocation::remove_tree(p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        if let Some((ws_name, _)) = &to.workset {
+            let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
+            ws.members.push(crate::workset::Member {
+                name: to.display_name().to_owned(),
+                source: src.workspace.clone(),
+            });
+            ws.save()?;
+            joined.set(true);
+        }
+        Ok(())
+    };
     let result = carry(
         cx,
         &Change {
@@ -944,7 +1111,7 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
                 transfer::Workspace::Carry
             },
             how: How::Copy,
-            prepare: &|| strip_duplicate(&to, logins),
+            prepare: &prepare,
             edit: &|reg| {
                 let Some(n) = &name else { return Ok(false) };
                 if let Some((section, path)) = reg.lookup(n.as_str()) {
@@ -961,19 +1128,30 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         },
     );
     if let Err(e) = result {
+        if let (true, Some((ws_name, _))) = (joined.get(), &to.workset) {
+            let _ = drop_member(cx, ws_name, to.display_name());
+        }
         if made_dir {
             let _ = std::fs::remove_dir(&dest);
         }
         return Err(e);
     }
     write_auth_record(cx, &to)?;
+    if want == Mode::Standalone && src.mode != Mode::Standalone {
+        create::ignore_metadata_in_git(&dest)?;
+    }
     println!(
         "Duplicated {} to {}",
         src.workspace.display(),
         dest.display()
     );
-    if let Some(n) = &to.name {
-        output::say(format_args!("Project name: {n}"));
+    match (&to.workset, &name) {
+        (Some((ws_name, _)), _) => output::say(format_args!(
+            "Workset member: {ws_name}/{}",
+            to.display_name()
+        )),
+        (None, Some(n)) => output::say(format_args!("Project name: {n}")),
+        (None, None) => {}
     }
     Ok(Exit::Success)
 }

@@ -721,3 +721,241 @@ fn box_commands_leave_no_lock_file_behind() {
     assert_eq!(fs::read_to_string(lock("app")).unwrap(), "kanibako-app\n");
     let _ = p;
 }
+
+/// `--to workset --in-place`: the project directory stays; the member works there, is
+/// found from it, and launches with it mounted. Out again, it stays there too.
+#[test]
+fn a_box_joins_a_workset_in_place_and_leaves_it_in_place() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    let root = e.home.join("ws/client");
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "app", "--to", "standalone", "--in-place"],
+        )
+        .fails();
+    assert!(
+        r.stderr.contains("--in-place is only for --to workset"),
+        "{r:?}"
+    );
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "migrate",
+                "app",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--name",
+                "web",
+                "--in-place",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("in place"), "{r:?}");
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert!(!meta(&e, "app").exists() && !e.names_yaml().contains("app:"));
+    assert_eq!(
+        fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+        "v\n"
+    );
+    assert_eq!(
+        recorded(&root.join("boxes/web/project.yaml"), "workspace"),
+        p.display().to_string()
+    );
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         workset"), "{info}");
+    assert!(info.contains(&p.display().to_string()), "{info}");
+    let r = e.run(&p, &["shell", "--dry-run"]).ok();
+    let mount = format!("{}:/home/agent/workspace", p.display());
+    assert!(r.stdout.contains(&mount), "{r:?}");
+    // out again: its directory is already where it goes
+    let r = e
+        .run(
+            &e.home,
+            &["box", "migrate", "client/web", "--to", "default", "--force"],
+        )
+        .ok();
+    assert!(r.stderr.contains("Project name: app"), "{r:?}");
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    assert!(root.join("workspaces/web").symlink_metadata().is_err());
+    let info = e.run(&p, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         default"), "{info}");
+}
+
+/// `duplicate --to standalone`: the copy is a standalone box with its own home and
+/// vault, and no trace of the source's default-mode data.
+#[test]
+fn a_duplicate_to_standalone_is_found_with_its_own_home() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "q/solo",
+                "--to",
+                "standalone",
+                "--name",
+                "x",
+            ],
+        )
+        .fails();
+    assert!(r.stderr.contains("a standalone box has no name"), "{r:?}");
+    e.run(
+        &e.home,
+        &[
+            "box",
+            "duplicate",
+            "app",
+            "q/solo",
+            "--to",
+            "standalone",
+            "--force",
+        ],
+    )
+    .ok();
+    let q = e.home.join("q/solo");
+    assert_eq!(fs::read_to_string(q.join("src.txt")).unwrap(), "code\n");
+    assert_eq!(
+        fs::read_to_string(q.join(".kanibako/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(fs::read_to_string(q.join("vault/rw/data")).unwrap(), "v\n");
+    assert!(!e.names_yaml().contains("solo"));
+    let info = e.run(&q, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         standalone"), "{info}");
+    assert!(
+        info.contains(&q.join(".kanibako/shell").display().to_string()),
+        "{info}"
+    );
+    // its own home and vault
+    fs::write(q.join(".kanibako/shell/mine"), "copy\n").unwrap();
+    fs::write(q.join("vault/rw/data"), "changed\n").unwrap();
+    assert!(!meta(&e, "app").join("shell/mine").exists());
+    assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+    let r = e.run(&q, &["shell", "--dry-run"]).ok();
+    let mount = format!("{}:/home/agent/workspace", q.display());
+    assert!(r.stdout.contains(&mount), "{r:?}");
+}
+
+/// `duplicate --to workset`: the copy is a member of the workset (its project under
+/// `workspaces/`, home and vault beside it), found there, with its own home.
+#[test]
+fn a_duplicate_to_a_workset_is_a_member_with_its_own_home() {
+    let e = env();
+    let p = lived_in(&e, &[]);
+    e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+    let root = e.home.join("ws/client");
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "web",
+                "--to",
+                "workset",
+                "--force",
+            ],
+        )
+        .fails();
+    assert!(r.stderr.contains("--workset is required"), "{r:?}");
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "web",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stderr.contains("Workset member: client/web"), "{r:?}");
+    let w = root.join("workspaces/web");
+    assert_eq!(fs::read_to_string(w.join("src.txt")).unwrap(), "code\n");
+    assert!(!w.join("vault").exists(), "the vault is the workset's");
+    assert_eq!(
+        fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+        "v\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        fs::read_to_string(root.join("workset.yaml"))
+            .unwrap()
+            .contains("name: web")
+    );
+    let info = e.run(&w, &["box", "info"]).ok().stdout;
+    assert!(info.contains("Mode:         workset"), "{info}");
+    // the source is untouched and still a default-mode box
+    assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+    assert!(e.names_yaml().contains(&format!("app: {}", p.display())));
+    fs::write(root.join("boxes/web/shell/mine"), "copy\n").unwrap();
+    assert!(!meta(&e, "app").join("shell/mine").exists());
+    let r = e.run(&w, &["shell", "--dry-run"]).ok();
+    let mount = format!("{}:/home/agent/workspace", w.display());
+    assert!(r.stdout.contains(&mount), "{r:?}");
+}
+
+/// `duplicate --to default` of a standalone box: a registered box whose copy of the
+/// project carries no `.kanibako/` (it would be a standalone box too).
+#[test]
+fn a_standalone_box_duplicates_to_default_mode() {
+    let e = env();
+    let p = e.dir("p/solo");
+    e.run(&p, &["create", "--standalone"]).ok();
+    fs::write(p.join(".kanibako/shell/note"), "hi\n").unwrap();
+    fs::write(p.join("src.txt"), "code\n").unwrap();
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "p/solo",
+                "q/reg",
+                "--to",
+                "default",
+                "--force",
+            ],
+        )
+        .ok();
+    assert!(r.stderr.contains("Project name: reg"), "{r:?}");
+    let q = e.home.join("q/reg");
+    assert_eq!(fs::read_to_string(q.join("src.txt")).unwrap(), "code\n");
+    assert!(!q.join(".kanibako").exists());
+    assert_eq!(
+        fs::read_to_string(meta(&e, "reg").join("shell/note")).unwrap(),
+        "hi\n"
+    );
+    let info = e.run(&q, &["box", "info"]).ok().stdout;
+    assert!(
+        info.contains("Mode:         default") && info.contains("Name:         reg"),
+        "{info}"
+    );
+    assert!(p.join(".kanibako/shell/note").is_file());
+}
