@@ -313,17 +313,28 @@ pub fn move_box(cx: &Context, a: &MoveArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// `--workset` goes with `--to workset`, and only with it (upstream's wording).
+fn workset_flag(given: bool, to_workset: bool, doing: &str, usage: &str) -> Result<()> {
+    if given == to_workset {
+        return Ok(());
+    }
+    Err(UserError::new(if to_workset {
+        format!("--workset is required when {doing} to workset mode.")
+    } else {
+        "--workset is only for --to workset".to_owned()
+    })
+    .hint(usage)
+    .into())
+}
+
 pub fn migrate(cx: &Context, a: &MigrateArgs) -> Result<Exit> {
     if let Some(to) = a.to {
-        if a.workset.is_some() != (to == MigrateTo::Workset) {
-            return Err(UserError::new(if to == MigrateTo::Workset {
-                "--workset is required when converting to workset mode."
-            } else {
-                "--workset is only for --to workset"
-            })
-            .hint("kanibako box migrate [PROJECT] --to workset --workset WS [--name N]")
-            .into());
-        }
+        workset_flag(
+            a.workset.is_some(),
+            to == MigrateTo::Workset,
+            "converting",
+            "kanibako box migrate [PROJECT] --to workset --workset WS [--name N]",
+        )?;
         if a.in_place && to != MigrateTo::Workset {
             return Err(UserError::new(
                 "--in-place is only for --to workset (the project directory stays where it is)",
@@ -947,15 +958,12 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         Some(MigrateTo::Standalone) => Mode::Standalone,
         Some(MigrateTo::Workset) => Mode::Workset,
     };
-    if a.workset.is_some() != (want == Mode::Workset) {
-        return Err(UserError::new(if want == Mode::Workset {
-            "--workset is required when duplicating to workset mode."
-        } else {
-            "--workset is only for --to workset"
-        })
-        .hint("kanibako box duplicate BOX NEW --to workset --workset WS [--name N]")
-        .into());
-    }
+    workset_flag(
+        a.workset.is_some(),
+        want == Mode::Workset,
+        "duplicating",
+        "kanibako box duplicate BOX NEW --to workset --workset WS [--name N]",
+    )?;
     if a.name.is_some() && want == Mode::Standalone {
         return Err(UserError::new(
             "a standalone box has no name; --name is for default-mode boxes and workset members",

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::boxes::resolve::Resolution;
 use crate::cli::system::{BoxDiagnoseArgs, JsonArgs};
 use crate::cli::{BoxCommand, Command, SystemCommand};
 use crate::context::Context;
@@ -161,16 +160,7 @@ fn diagnose(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exi
 
 fn box_diagnose_on(host: &HostEnv, exec: Arc<dyn Executor>, a: &BoxDiagnoseArgs) -> Result<Exit> {
     let (cx, _) = probe::context(host, exec).map_err(UserError::new)?;
-    let b = match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
-        Resolution::Found(b) => b,
-        Resolution::Unregistered(p) => {
-            return Err(
-                UserError::new(format!("No project data found for: {}", p.display()))
-                    .hint("`kanibako create` makes it a box")
-                    .into(),
-            );
-        }
-    };
+    let b = super::lifecycle::the_box(&cx, a.target.as_deref())?;
     let dir = |id, label: &str, p: &Path, fix: String| {
         if p.is_dir() {
             Check::ok(id, label, p.display().to_string())
