@@ -645,23 +645,12 @@ fn convert(
 /// records it as its source and `workspaces/<name>` links to it (see
 /// [`crate::boxes::worksets::Workset::in_place_workspace`]). Upstream copies the
 /// metadata only and leaves the member an empty workspace; here it is the same tree.
-fn join_workset(
-    cx: &Context,
-    src: &BoxIdentity,
-    ws_name: &str,
-    name: Option<&str>,
-    in_place: bool,
-    force: bool,
-) -> Result<Exit> {
-    let ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
+/// A new member's name in `ws`: `name`, else `dir`'s name made valid; refused when
+/// the workset has a member of that name.
+fn new_member(ws: &crate::workset::Workset, name: Option<&str>, dir: &Path) -> Result<BoxName> {
     let member = match name {
         Some(n) => BoxName::parse(n)?,
-        None => BoxName::slug(
-            &src.workspace
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy(),
-        ),
+        None => BoxName::slug(&dir.file_name().unwrap_or_default().to_string_lossy()),
     };
     if ws.member(member.as_str()).is_some() {
         return Err(UserError::new(format!(
@@ -671,6 +660,19 @@ fn join_workset(
         .hint("choose another name with --name")
         .into());
     }
+    Ok(member)
+}
+
+fn join_workset(
+    cx: &Context,
+    src: &BoxIdentity,
+    ws_name: &str,
+    name: Option<&str>,
+    in_place: bool,
+    force: bool,
+) -> Result<Exit> {
+    let ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
+    let member = new_member(&ws, name, &src.workspace)?;
     if !src.workspace.is_dir() {
         return Err(UserError::new(format!(
             "the project directory {} is missing",
@@ -992,18 +994,7 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         Mode::Workset => {
             let ws =
                 crate::workset::Workset::find(&cx.paths, a.workset.as_deref().unwrap_or_default())?;
-            let member = match a.name.as_deref() {
-                Some(n) => BoxName::parse(n)?,
-                None => BoxName::slug(&named.file_name().unwrap_or_default().to_string_lossy()),
-            };
-            if ws.member(member.as_str()).is_some() {
-                return Err(UserError::new(format!(
-                    "Project '{member}' is already in workset '{}'.",
-                    ws.name
-                ))
-                .hint("choose another name with --name")
-                .into());
-            }
+            let member = new_member(&ws, a.name.as_deref(), &named)?;
             BoxIdentity::workset_member(
                 &ws.name,
                 &ws.root,

@@ -431,8 +431,7 @@ impl Runtime {
         rootfs: Option<&Path>,
         env_file: Option<&Path>,
     ) -> Result<ExitStatus, RuntimeError> {
-        self.check_limits()?;
-        self.check_tun(spec)?;
+        self.before_run(spec)?;
         let status = self.foreground(&self.run_command(spec, rootfs, env_file))?;
         // The engine's own error went to the terminal; 126 is podman's "could not start
         // the container", which on a rootful host is most often a limit.
@@ -453,7 +452,7 @@ impl Runtime {
         spec: &RunSpec,
         limit: std::time::Duration,
     ) -> Result<Option<Output>, RuntimeError> {
-        self.check_limits()?;
+        self.before_run(spec)?;
         let inv = self.run_command(spec, None, None);
         let out = self
             .exec
@@ -463,13 +462,7 @@ impl Runtime {
             let _ = self.remove_container(&spec.name);
             return Ok(None);
         };
-        if !out.status.success()
-            && super::limits::is_rlimit_error(&String::from_utf8_lossy(&out.stderr))
-        {
-            let (cause, fix) = self.limits_explained();
-            return Err(RuntimeError::HostLimits { cause, fix });
-        }
-        Ok(Some(out))
+        self.refused_limits(out).map(Some)
     }
 
     /// Run `spec` with its output captured (a detached start, whose container id is
@@ -480,9 +473,20 @@ impl Runtime {
         rootfs: Option<&Path>,
         env_file: Option<&Path>,
     ) -> Result<Output, RuntimeError> {
-        self.check_limits()?;
-        self.check_tun(spec)?;
+        self.before_run(spec)?;
         let out = self.capture(&self.run_command(spec, rootfs, env_file))?;
+        self.refused_limits(out)
+    }
+
+    /// What is checked before any run: the host's limits and, for a run with a
+    /// network on rootless podman, `/dev/net/tun`.
+    fn before_run(&self, spec: &RunSpec) -> Result<(), RuntimeError> {
+        self.check_limits()?;
+        self.check_tun(spec)
+    }
+
+    /// A captured run's output, or the host-limits error when runc refused a limit.
+    fn refused_limits(&self, out: Output) -> Result<Output, RuntimeError> {
         if !out.status.success()
             && super::limits::is_rlimit_error(&String::from_utf8_lossy(&out.stderr))
         {

@@ -171,21 +171,25 @@ pub fn conf_files(containers_conf: Option<&Path>, home: Option<&Path>) -> Vec<Pa
     files
 }
 
+/// The lines of a containers.conf text's `[containers]` table, trimmed (the only table
+/// kanibako reads: `default_ulimits` here, `netns` for [`super::tun`]).
+pub fn containers_table(text: &str) -> impl Iterator<Item = &str> {
+    let mut table = "";
+    text.lines().map(str::trim).filter(move |l| {
+        if l.starts_with('[') && !l.starts_with("[[") && l.ends_with(']') && !l.contains('=') {
+            table = l.trim_matches(['[', ']']).trim();
+            return false;
+        }
+        table == "containers"
+    })
+}
+
 /// The `default_ulimits` of one containers.conf text (`[containers]` table), if set:
 /// `(name, hard)` of each entry (`nofile=1024:2048`; a lone value is soft and hard;
 /// `-1` is unlimited).
 pub fn parse_default_ulimits(text: &str) -> Option<Vec<(String, u64)>> {
-    let mut table = String::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let l = line.trim();
-        if l.starts_with('[') && !l.starts_with("[[") && l.ends_with(']') && !l.contains('=') {
-            table = l.trim_matches(['[', ']']).trim().to_owned();
-            continue;
-        }
-        if table != "containers" {
-            continue;
-        }
+    let mut lines = containers_table(text);
+    while let Some(l) = lines.next() {
         let Some(rest) = l.strip_prefix("default_ulimits") else {
             continue;
         };

@@ -98,24 +98,12 @@ pub fn decide(engine: &EngineInfo, device: &Device, netns: Option<&str>) -> TunC
 
 /// The `netns` of one containers.conf text (`[containers]` table), if set.
 pub fn parse_netns(text: &str) -> Option<String> {
-    let mut table = String::new();
-    let mut found = None;
-    for line in text.lines() {
-        let l = line.split('#').next().unwrap_or("").trim();
-        if l.starts_with('[') && l.ends_with(']') {
-            table = l.trim_matches(['[', ']']).trim().to_owned();
-            continue;
-        }
-        if table != "containers" {
-            continue;
-        }
-        if let Some((key, value)) = l.split_once('=')
-            && key.trim() == "netns"
-        {
-            found = Some(value.trim().trim_matches(['"', '\'']).to_owned());
-        }
-    }
-    found
+    super::limits::containers_table(text)
+        .filter_map(|l| {
+            let (key, value) = l.split('#').next()?.split_once('=')?;
+            (key.trim() == "netns").then(|| value.trim().trim_matches(['"', '\'']).to_owned())
+        })
+        .last()
 }
 
 /// The check against this host: the device opened, the files read (a later one's
