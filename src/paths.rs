@@ -87,7 +87,7 @@ impl Bases {
 pub fn data_id(data: &Path) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(data.as_os_str().as_encoded_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest[..6])
 }
 
 /// Every host location kanibako uses, resolved.

@@ -110,7 +110,7 @@ impl Vault {
 /// Lowercase hex sha256 of the project path, as upstream computes it.
 pub fn project_hash(path: &Path) -> String {
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest)
 }
 
 /// Upstream's container name for a standalone box: the path without its leading `/`,

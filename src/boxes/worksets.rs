@@ -35,15 +35,22 @@ pub struct Workset {
 /// Every registered workset: name → root. The union of both registries (a workset the
 /// Python tool recorded in only one of them is still found).
 pub fn registered(paths: &Paths) -> Result<BTreeMap<String, PathBuf>, BoxError> {
+    registered_with(paths, &Registry::load(&paths.names_file())?)
+}
+
+/// [`registered`], with `names.yaml` already loaded (a listing reads it once).
+pub fn registered_with(
+    paths: &Paths,
+    names: &Registry,
+) -> Result<BTreeMap<String, PathBuf>, BoxError> {
     let hints = Document::load(&paths.ws_hints)?;
     let mut all: BTreeMap<String, PathBuf> = hints
         .get_string_map(&["worksets"])?
         .into_iter()
         .map(|(k, v)| (k, PathBuf::from(v)))
         .collect();
-    let names = Registry::load(&paths.names_file())?;
-    for (k, v) in names.worksets {
-        all.entry(k).or_insert(v);
+    for (k, v) in &names.worksets {
+        all.entry(k.clone()).or_insert_with(|| v.clone());
     }
     Ok(all)
 }
