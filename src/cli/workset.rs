@@ -56,6 +56,9 @@ pub struct WorksetListArgs {
 #[derive(Debug, Args)]
 pub struct WorksetNameArgs {
     pub name: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
