@@ -32,6 +32,11 @@ pub struct WorksetCreateArgs {
     /// Its name (default: the root's directory name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Upstream's flag, recorded as upstream records it (`standalone: true` in the
+    /// workset's `config.yaml`); a workset's boxes keep all their state under its root
+    /// either way.
+    #[arg(long)]
+    pub standalone: bool,
     /// The rig its boxes run on.
     #[arg(short = 'i', long = "image", value_name = "IMAGE")]
     pub image: Option<String>,

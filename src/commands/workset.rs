@@ -37,6 +37,7 @@ fn create(cx: &Context, a: &WorksetCreateArgs) -> Result<Exit> {
             image: a.image.clone(),
             no_vault: a.no_vault,
             distinct_auth: a.distinct_auth,
+            standalone: a.standalone,
         },
     )?;
     println!("Created working set '{}' at {}", ws.name, ws.root.display());
