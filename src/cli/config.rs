@@ -10,8 +10,9 @@ pub struct ConfigArgs {
     /// With a key or --effective: say where each value comes from.
     #[arg(long)]
     pub show_origin: bool,
-    /// Remove KEY from this level (or everything, with --all). The key may follow
-    /// `--reset` or stand in its usual place, as upstream parses it.
+    /// Remove KEY from this level (or everything, with --all; a box's or workset's
+    /// bare `--reset` is `--reset --all`, as upstream). The key may follow `--reset` or
+    /// stand in its usual place, as upstream parses it.
     #[arg(long, value_name = "KEY", num_args = 0..=1)]
     pub reset: Option<Option<String>>,
     /// With --reset: every key of this level.

@@ -167,6 +167,11 @@ fn run(cx: &Context, mut s: Scope, key: Option<&str>, a: &ConfigArgs) -> Result<
         return match (key, a.all) {
             (_, true) => reset_all(cx, &mut s, a.force),
             (Some(k), false) => reset(cx, &mut s, k),
+            // Upstream's box and workset parsers read a bare `--reset` as `--reset
+            // --all` (it asks first, as that does).
+            (None, false) if matches!(s.level, Level::Box | Level::Workset) => {
+                reset_all(cx, &mut s, a.force)
+            }
             (None, false) => {
                 Err(UserError::new("--reset requires a key (or use --reset --all).").into())
             }

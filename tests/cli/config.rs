@@ -293,7 +293,15 @@ fn reset_all_asks_and_keeps_the_box_identity() {
         doc.contains("  mode: default\n") && !doc.contains("crab:"),
         "{doc}"
     );
+    // a bare --reset is --reset --all, as upstream parses it (and asks the same)
+    e.run(&p, &["box", "config", "model=x"]).ok();
     let r = e.run(&p, &["box", "config", "--reset"]).fails();
+    assert!(r.stderr.contains("hint: pass --force"), "{r:?}");
+    let r = e
+        .run(&e.home, &["box", "config", "--reset", "--force", "app"])
+        .ok();
+    assert_eq!(r.stdout.trim(), "Reset 1 override(s).");
+    let r = e.run(&p, &["system", "config", "--reset"]).fails();
     assert!(r.stderr.contains("--reset requires a key"), "{r:?}");
 }
 
@@ -438,4 +446,41 @@ fn reset_takes_its_key_as_a_value_and_the_box_after_it() {
         .run(&e.home, &["system", "config", "--reset", "model", "model"])
         .fails();
     assert!(r.stderr.contains("two keys to reset"), "{r:?}");
+}
+
+/// `--reset [KEY]` side by side with the Python tool: the same command lines, in the
+/// same order, say the same (the key after `--reset` or after the box, a bare `--reset`
+/// as `--all`, from outside the box, for a box and a workset).
+#[test]
+fn reset_parses_as_the_python_tools() {
+    let lines: &[&[&str]] = &[
+        &["box", "config", "proj", "model=m1"],
+        &["box", "config", "--reset", "model", "proj"],
+        &["box", "config", "proj", "model=m2"],
+        &["box", "config", "proj", "--reset", "model"],
+        &["box", "config", "proj", "model=m3"],
+        &["box", "config", "--reset", "--force", "proj"],
+        &["box", "config", "--reset", "--force", "proj"],
+        &["workset", "config", "w", "model=x"],
+        &["workset", "config", "--reset", "model", "w"],
+        &["workset", "config", "w", "--reset", "model"],
+        &["workset", "config", "w", "model=y"],
+        &["workset", "config", "--reset", "--force", "w"],
+    ];
+    let ours = Env::new();
+    ours.fake_podman();
+    let theirs = Env::new();
+    let Some(py) = crate::archive::python(&theirs) else {
+        return;
+    };
+    let p = ours.dir("p/proj");
+    ours.run(&p, &["create"]).ok();
+    ours.run(&ours.home, &["workset", "create", "ws/w"]).ok();
+    let q = theirs.dir("p/proj");
+    py(&q, &["create"]);
+    py(&theirs.home, &["workset", "create", "ws/w"]);
+    for args in lines {
+        let r = ours.run(&ours.home, args).ok();
+        assert_eq!(r.stdout, py(&theirs.home, args), "{args:?}");
+    }
 }
