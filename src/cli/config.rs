@@ -42,6 +42,9 @@ pub struct BoxConfigArgs {
     pub args: Vec<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Set the `resource.*` KEY to `project`: this box keeps its own copy.
+    #[arg(long, conflicts_with_all = ["reset", "effective"])]
+    pub local: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -52,6 +55,16 @@ pub struct NamedConfigArgs {
     pub key: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+/// `workset config`: the named level's arguments and upstream's `--local`.
+#[derive(Debug, Args, Clone)]
+pub struct WorksetConfigArgs {
+    #[command(flatten)]
+    pub named: NamedConfigArgs,
+    /// Set the `resource.*` KEY to `project`: the workset's boxes keep their own copy.
+    #[arg(long, conflicts_with_all = ["reset", "effective"])]
+    pub local: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::config::NamedConfigArgs;
+use super::config::WorksetConfigArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum WorksetCommand {
@@ -22,7 +22,7 @@ pub enum WorksetCommand {
     /// Remove a box from a workset.
     Disconnect(DisconnectArgs),
     /// Read, set or reset a workset's settings (`default`: all default-mode boxes).
-    Config(NamedConfigArgs),
+    Config(WorksetConfigArgs),
 }
 
 #[derive(Debug, Args)]
