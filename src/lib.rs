@@ -35,6 +35,7 @@
 //! | [`runtime`] | the engine: detection, podman/docker differences as capabilities, labels, `RunSpec` → argv, every engine call as a typed method (builder + parser) by noun |
 //! | [`process`] | [`process::Invocation`] and the one executor (`Send + Sync`) that starts processes |
 //! | [`output`] | warnings, hints, notes and progress on stderr (stdout is for data) |
+//! | [`json_output`] | the one envelope of every `--json` document (`schema_version` first) |
 //! | [`prompt`] | yes/no questions that fail fast without a terminal |
 //! | [`error`] | `Error:` lines, hints and exit codes |
 //! | [`manpage`] | man pages from the command tree |
@@ -80,6 +81,7 @@ pub mod host;
 pub mod hub;
 pub mod init;
 pub mod interrupt;
+pub mod json_output;
 pub mod launch;
 pub mod logging;
 pub mod manpage;

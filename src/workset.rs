@@ -106,6 +106,9 @@ pub struct CreateRequest {
     pub image: Option<String>,
     pub no_vault: bool,
     pub distinct_auth: bool,
+    /// Upstream's `--standalone`: recorded as it records it (`standalone: true` in
+    /// `config.yaml`), which is all upstream does with it.
+    pub standalone: bool,
 }
 
 fn check_name(name: &str) -> Result<BoxName, WorksetError> {
@@ -161,10 +164,13 @@ pub fn create(paths: &Paths, req: &CreateRequest) -> Result<Workset, WorksetErro
                 !req.distinct_auth,
             );
             ws.save()?;
-            if req.image.is_some() || req.no_vault {
+            if req.image.is_some() || req.no_vault || req.standalone {
                 let mut config = Document::empty(&ws.config_file());
                 if let Some(image) = &req.image {
                     config.set(&["box", "image"], image.clone().into())?;
+                }
+                if req.standalone {
+                    config.set(&["standalone"], true.into())?;
                 }
                 if req.no_vault {
                     config.set(&["project", "enable_vault"], false.into())?;

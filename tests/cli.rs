@@ -12,6 +12,8 @@ mod config;
 mod crab;
 #[path = "cli/diagnose.rs"]
 mod diagnose;
+#[path = "cli/json.rs"]
+mod json;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/newcomer.rs"]
@@ -70,6 +72,7 @@ fn create_list_and_remove_three_boxes() {
     );
 
     let json = e.run(&e.home, &["box", "ls", "--json"]).ok().json();
+    let json = &json["boxes"];
     let names: Vec<&str> = json
         .as_array()
         .unwrap()
@@ -89,7 +92,7 @@ fn create_list_and_remove_three_boxes() {
     assert_eq!(q.stdout, "My-Proj\nmyapp\n");
     // the metadata stays (no --purge) and shows up as an orphan with -a
     let all = e.run(&e.home, &["list", "-a", "--json"]).ok().json();
-    let orphan = &all.as_array().unwrap()[2];
+    let orphan = &all["boxes"].as_array().unwrap()[2];
     assert_eq!(orphan["name"], "myapp2");
     assert_eq!(orphan["status"], "unregistered");
     // and the advice printed by rm works
@@ -531,6 +534,7 @@ fn activity_comes_from_labels_and_legacy_names() {
     let ps = e.run(&e.home, &["ps", "-q"]).ok();
     assert_eq!(ps.stdout, "alpha\nbeta\n");
     let json = e.run(&e.home, &["ps", "--json"]).ok().json();
+    let json = &json["boxes"];
     assert_eq!(json[1]["legacy"], true);
     assert_eq!(json[0]["container"], "anything");
     let info = e.run(&b, &["box", "info"]).ok().stdout;
@@ -587,7 +591,7 @@ fn no_engine_means_unknown_with_a_note() {
     assert!(r.stdout.contains("a                  unknown"), "{r:?}");
     assert!(r.stderr.contains("No container runtime found."), "{r:?}");
     let json = e.run(&e.home, &["list", "--json"]).ok().json();
-    assert_eq!(json[0]["status"], "unknown", "{json:#}");
+    assert_eq!(json["boxes"][0]["status"], "unknown", "{json:#}");
     let r = e.run(&e.home, &["ps"]).ok();
     assert!(
         r.stdout.contains("Box activity unknown") && !r.stdout.contains("No active boxes"),
@@ -668,7 +672,8 @@ fn python_tool_reads_what_we_write_and_we_read_what_it_writes() {
     python(&p, &["create"]);
     let ours = e.run(&e.home, &["list", "--json"]).ok().json();
     assert!(
-        ours.as_array()
+        ours["boxes"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|r| r["name"] == "frompy")

@@ -4,11 +4,48 @@
 use std::path::{Path, PathBuf};
 
 use super::credentials::CredentialSpec;
+use super::resources::{Mapping, Scope};
 use super::{Agent, Install, SessionFlags};
 use crate::host::HostEnv;
 use crate::runtime::spec::Mount;
 
 pub struct Claude;
+
+/// What Claude Code keeps under `~/.claude`, as upstream maps it: its state stays in
+/// each box; settings and instructions are seeded from the shared copy when present.
+const RESOURCES: &[Mapping] = &{
+    const fn p(path: &'static str) -> Mapping {
+        Mapping {
+            path,
+            scope: Scope::Project,
+        }
+    }
+    [
+        p("cache/"),
+        p("stats-cache.json"),
+        p("statsig/"),
+        p("telemetry/"),
+        p("projects/"),
+        p("session-env/"),
+        p("history.jsonl"),
+        p("tasks/"),
+        p("todos/"),
+        p("plans/"),
+        p("file-history/"),
+        p("backups/"),
+        p("debug/"),
+        p("paste-cache/"),
+        p("shell-snapshots/"),
+        Mapping {
+            path: "settings.json",
+            scope: Scope::Seeded,
+        },
+        Mapping {
+            path: "CLAUDE.md",
+            scope: Scope::Seeded,
+        },
+    ]
+};
 
 /// Claude Code's login: `~/.claude/.credentials.json` with the token under
 /// `claudeAiOauth` (`expiresAt` in ms), and the account in `~/.claude.json`.
@@ -136,6 +173,10 @@ impl Agent for Claude {
 
     fn instruction_files(&self) -> &'static [&'static str] {
         &["CLAUDE.md"]
+    }
+
+    fn resources(&self) -> &'static [Mapping] {
+        RESOURCES
     }
 
     fn credentials(&self) -> Option<&'static CredentialSpec> {

@@ -5,6 +5,7 @@
 pub mod claude;
 pub mod credentials;
 pub mod profile;
+pub mod resources;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,11 @@ pub trait Agent {
     fn config_dir(&self) -> &'static str;
     /// Instruction files merged from templates into a new home (`CLAUDE.md`).
     fn instruction_files(&self) -> &'static [&'static str];
+    /// Its resources under the config directory and how each is usually kept
+    /// ([`resources`]).
+    fn resources(&self) -> &'static [resources::Mapping] {
+        &[]
+    }
     /// Where the agent keeps a login that group-auth boxes share with the host.
     fn credentials(&self) -> Option<&'static credentials::CredentialSpec> {
         None

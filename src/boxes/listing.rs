@@ -74,7 +74,34 @@ pub struct Row {
     pub workset: Option<(String, PathBuf)>,
 }
 
+/// A row as `list --json` / `ps --json` print it (the README's "JSON output").
+#[derive(Serialize)]
+pub struct JsonRow<'a> {
+    pub name: &'a str,
+    pub status: Status,
+    pub legacy: bool,
+    pub path: Option<&'a Path>,
+    pub container: Option<&'a str>,
+    pub metadata: Option<&'a Path>,
+    /// The workset of a member (`null` for the default workset and standalone boxes).
+    pub workset: Option<&'a str>,
+    pub workset_root: Option<&'a Path>,
+}
+
 impl Row {
+    pub fn json(&self) -> JsonRow<'_> {
+        JsonRow {
+            name: &self.name,
+            status: self.status,
+            legacy: self.legacy,
+            path: self.path.as_deref(),
+            container: self.container.as_deref(),
+            metadata: self.metadata.as_deref(),
+            workset: self.workset.as_ref().map(|(n, _)| n.as_str()),
+            workset_root: self.workset.as_ref().map(|(_, r)| r.as_path()),
+        }
+    }
+
     pub fn status_text(&self) -> String {
         if self.legacy {
             format!("{} (legacy)", self.status.as_str())

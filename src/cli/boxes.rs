@@ -134,6 +134,9 @@ pub struct RmArgs {
 pub struct InfoArgs {
     /// A box name or project directory (default: the current directory).
     pub target: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

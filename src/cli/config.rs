@@ -10,8 +10,9 @@ pub struct ConfigArgs {
     /// With a key or --effective: say where each value comes from.
     #[arg(long)]
     pub show_origin: bool,
-    /// Remove KEY from this level (or everything, with --all). The key may follow
-    /// `--reset` or stand in its usual place, as upstream parses it.
+    /// Remove KEY from this level (or everything, with --all; a box's or workset's
+    /// bare `--reset` is `--reset --all`, as upstream). The key may follow `--reset` or
+    /// stand in its usual place, as upstream parses it.
     #[arg(long, value_name = "KEY", num_args = 0..=1)]
     pub reset: Option<Option<String>>,
     /// With --reset: every key of this level.
@@ -41,6 +42,9 @@ pub struct BoxConfigArgs {
     pub args: Vec<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Set the `resource.*` KEY to `project`: this box keeps its own copy.
+    #[arg(long, conflicts_with_all = ["reset", "effective"])]
+    pub local: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -51,6 +55,16 @@ pub struct NamedConfigArgs {
     pub key: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+/// `workset config`: the named level's arguments and upstream's `--local`.
+#[derive(Debug, Args, Clone)]
+pub struct WorksetConfigArgs {
+    #[command(flatten)]
+    pub named: NamedConfigArgs,
+    /// Set the `resource.*` KEY to `project`: the workset's boxes keep their own copy.
+    #[arg(long, conflicts_with_all = ["reset", "effective"])]
+    pub local: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -77,6 +77,9 @@ pub struct RigListArgs {
 #[derive(Debug, Args)]
 pub struct RigNameArgs {
     pub name: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,8 +32,11 @@ pub struct VaultListArgs {
     #[command(flatten)]
     pub target: VaultTarget,
     /// Snapshot names only, one per line.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "json")]
     pub quiet: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

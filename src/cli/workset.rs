@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::config::NamedConfigArgs;
+use super::config::WorksetConfigArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum WorksetCommand {
@@ -22,7 +22,7 @@ pub enum WorksetCommand {
     /// Remove a box from a workset.
     Disconnect(DisconnectArgs),
     /// Read, set or reset a workset's settings (`default`: all default-mode boxes).
-    Config(NamedConfigArgs),
+    Config(WorksetConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +32,11 @@ pub struct WorksetCreateArgs {
     /// Its name (default: the root's directory name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Upstream's flag, recorded as upstream records it (`standalone: true` in the
+    /// workset's `config.yaml`); a workset's boxes keep all their state under its root
+    /// either way.
+    #[arg(long)]
+    pub standalone: bool,
     /// The rig its boxes run on.
     #[arg(short = 'i', long = "image", value_name = "IMAGE")]
     pub image: Option<String>,
@@ -56,6 +61,9 @@ pub struct WorksetListArgs {
 #[derive(Debug, Args)]
 pub struct WorksetNameArgs {
     pub name: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -78,7 +78,8 @@ impl Filter {
 
 fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        let rows: Vec<_> = rows.iter().map(Row::json).collect();
+        crate::json_output::print_list("boxes", &rows);
     } else {
         // One write for the whole table: a thousand rows are a thousand writes to a
         // pipe otherwise (stdout flushes each line).
@@ -425,6 +426,10 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
     ));
     fields.push(("Container", container_state(cx, &b)));
     fields.push(("Credentials", credentials_state(&b)));
+    if a.json {
+        println!("{}", crate::json_output::fields(&fields));
+        return Ok(Exit::Success);
+    }
     for (label, value) in fields {
         println!("  {:<14}{value}", format!("{label}:"));
     }

@@ -10,7 +10,9 @@ use anyhow::{Result, bail};
 use crate::agents::{self, profile};
 use crate::boxes::BoxIdentity;
 use crate::boxes::resolve::Resolution;
-use crate::cli::config::{BoxConfigArgs, ConfigArgs, NamedConfigArgs, SystemConfigArgs};
+use crate::cli::config::{
+    BoxConfigArgs, ConfigArgs, NamedConfigArgs, SystemConfigArgs, WorksetConfigArgs,
+};
 use crate::context::Context;
 use crate::document::{Document, Item};
 use crate::envfile;
@@ -38,6 +40,48 @@ struct Scope {
     in_workspace: bool,
 }
 
+/// A `resource.<path>` must name a resource of an agent kanibako knows (upstream
+/// stored any name and never read it).
+fn known_resource(path: &str) -> Result<()> {
+    let all = agents::all();
+    if all
+        .iter()
+        .any(|a| agents::resources::known(a.resources(), path))
+    {
+        return Ok(());
+    }
+    let names: Vec<&str> = all
+        .iter()
+        .flat_map(|a| a.resources().iter().map(|m| m.path))
+        .collect();
+    bail!(
+        UserError::new(format!("unknown resource: resource.{path}"))
+            .hint(format!("resources: {}", names.join(" ")))
+    )
+}
+
+/// `--local` (box and workset config): `resource.<path>` set to `project`, as upstream.
+pub(crate) fn local_key(key: Option<&str>) -> Result<String> {
+    let bare = key.map(|k| match k.split_once('=') {
+        Some((k, v)) if v.trim() == "project" => Ok(k.trim()),
+        Some((k, _)) => Err(k.trim()),
+        None => Ok(k.trim()),
+    });
+    match bare {
+        Some(Ok(k)) if k.starts_with("resource.") => Ok(format!("{k}=project")),
+        Some(Err(k)) if k.starts_with("resource.") => bail!(
+            UserError::new(format!(
+                "--local sets {k} to project; it takes no other value"
+            ))
+            .hint(format!("drop --local to set another scope: {k}=shared"))
+        ),
+        _ => bail!(
+            UserError::new("--local only applies to resource.* keys")
+                .hint("for example: --local resource.settings.json")
+        ),
+    }
+}
+
 fn key_error(e: KeyError) -> anyhow::Error {
     let hints = e.hints();
     let mut u = UserError::new(e.to_string());
@@ -49,7 +93,11 @@ fn key_error(e: KeyError) -> anyhow::Error {
 
 impl Scope {
     fn parse_key(&self, key: &str) -> Result<KeyRef> {
-        keys::parse(key, self.level == Level::Crab).map_err(key_error)
+        let k = keys::parse(key, self.level == Level::Crab).map_err(key_error)?;
+        if let KeyRef::Resource(path) = &k {
+            known_resource(path)?;
+        }
+        Ok(k)
     }
 
     fn check_level(&self, key: &KeyRef) -> Result<()> {
@@ -69,6 +117,19 @@ impl Scope {
                         .join(", "),
                 }));
             }
+        }
+        if let KeyRef::Resource(_) = key
+            && !keys::RESOURCE_LEVELS.contains(&self.level)
+        {
+            bail!(key_error(KeyError::WrongLevel {
+                key: key.display(),
+                level: self.level,
+                allowed: keys::RESOURCE_LEVELS
+                    .iter()
+                    .map(|l| l.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }));
         }
         if let KeyRef::Env(_) = key
             && self.env_file.is_none()
@@ -167,6 +228,11 @@ fn run(cx: &Context, mut s: Scope, key: Option<&str>, a: &ConfigArgs) -> Result<
         return match (key, a.all) {
             (_, true) => reset_all(cx, &mut s, a.force),
             (Some(k), false) => reset(cx, &mut s, k),
+            // Upstream's box and workset parsers read a bare `--reset` as `--reset
+            // --all` (it asks first, as that does).
+            (None, false) if matches!(s.level, Level::Box | Level::Workset) => {
+                reset_all(cx, &mut s, a.force)
+            }
             (None, false) => {
                 Err(UserError::new("--reset requires a key (or use --reset --all).").into())
             }
@@ -429,7 +495,8 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
         // A standalone box keeps its file in its workspace.
         in_workspace: b.project_file().starts_with(&b.workspace),
     };
-    run(cx, scope, key, &a.config)
+    let local = a.local.then(|| local_key(key)).transpose()?;
+    run(cx, scope, local.as_deref().or(key), &a.config)
 }
 
 pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
@@ -529,7 +596,9 @@ fn workset_group_auth(
     Ok(Some(Exit::Success))
 }
 
-pub fn workset_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
+pub fn workset_config(cx: &Context, wa: &WorksetConfigArgs) -> Result<Exit> {
+    let a = &wa.named;
+    let local = wa.local.then(|| local_key(a.key.as_deref())).transpose()?;
     let system = crate::settings::stack::Source {
         level: Level::System,
         doc: cx.config.clone(),
@@ -571,5 +640,5 @@ pub fn workset_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {
         stack,
         in_workspace: false,
     };
-    run(cx, scope, a.key.as_deref(), &a.config)
+    run(cx, scope, local.as_deref().or(a.key.as_deref()), &a.config)
 }

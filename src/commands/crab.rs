@@ -120,7 +120,7 @@ fn list(cx: &Context, a: &CrabListArgs) -> Result<Exit> {
                 "model": p.model(),
             }));
         }
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        crate::json_output::print_list("crabs", &out);
         return Ok(Exit::Success);
     }
     if profiles.is_empty() {
@@ -161,18 +161,15 @@ fn info(cx: &Context, a: &CrabInfoArgs) -> Result<Exit> {
         let pairs = |v: &[(String, String)]| -> serde_json::Map<String, serde_json::Value> {
             v.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "name": p.id,
-                "display_name": p.name,
-                "shell": p.shell,
-                "run_args": p.run_args,
-                "state": pairs(&p.state),
-                "env": pairs(&p.env),
-                "shared": pairs(&p.shared),
-            }))?
-        );
+        crate::json_output::print_object(&json!({
+            "name": p.id,
+            "display_name": p.name,
+            "shell": p.shell,
+            "run_args": p.run_args,
+            "state": pairs(&p.state),
+            "env": pairs(&p.env),
+            "shared": pairs(&p.shared),
+        }));
         return Ok(Exit::Success);
     }
     let block = |label: &str, v: &[(String, String)]| {

@@ -78,7 +78,7 @@ pub fn helper(host: &HostEnv, command: Option<HelperCommand>) -> Result<Exit> {
         HelperCommand::List(a) => {
             let r: ListResult = client::result(call(host, Op::List)?);
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&r.helpers)?);
+                crate::json_output::print_list("helpers", &r.helpers);
             } else if a.quiet {
                 for h in &r.helpers {
                     println!("{}", h.helper);

@@ -114,7 +114,11 @@ fn build(cx: &Context, rt: &Runtime, name: &str) -> Result<i32> {
 #[derive(Serialize)]
 struct Entry {
     name: String,
+    #[serde(skip)]
     kind: Kind,
+    /// A template's origin, `bundled` or `user` (upstream's field; templates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
     image: String,
     status: &'static str,
 }
@@ -141,6 +145,7 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
         entries.push(Entry {
             name: s.to_owned(),
             kind: Kind::Prefab,
+            source: None,
             status: status(&image),
             image,
         });
@@ -148,6 +153,10 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
     for t in template::discover(&cx.paths.rig_templates()) {
         let image = rig::template_image(&t.name);
         entries.push(Entry {
+            source: Some(match t.origin {
+                template::Origin::Bundled => "bundled",
+                template::Origin::User(_) => "user",
+            }),
             name: t.name,
             kind: Kind::Template,
             status: status(&image),
@@ -163,23 +172,27 @@ fn list(cx: &Context, a: &RigListArgs) -> Result<Exit> {
         entries.push(Entry {
             name: name.clone(),
             kind: rec.kind,
+            source: None,
             image: r.image,
             status: st,
         });
     }
     if a.json {
+        // Upstream's shape: one list per kind, then the configured rig.
         #[derive(Serialize)]
         struct Out<'a> {
-            rigs: &'a [Entry],
+            prefabs: Vec<&'a Entry>,
+            templates: Vec<&'a Entry>,
+            extended: Vec<&'a Entry>,
             current: String,
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Out {
-                rigs: &entries,
-                current: configured,
-            })?
-        );
+        let of = |k: Kind| entries.iter().filter(|e| e.kind == k).collect::<Vec<_>>();
+        crate::json_output::print_object(&Out {
+            prefabs: of(Kind::Prefab),
+            templates: of(Kind::Template),
+            extended: of(Kind::Extended),
+            current: configured,
+        });
         return Ok(Exit::Success);
     }
     if a.quiet {
@@ -224,6 +237,31 @@ fn info(cx: &Context, a: &RigNameArgs) -> Result<Exit> {
         return Err(UserError::new(format!("rig not found: {}", a.name))
             .hint("`kanibako rig list` shows the rigs kanibako knows")
             .into());
+    }
+    if a.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            name: &'a str,
+            kind: Kind,
+            status: &'static str,
+            image: &'a str,
+            source: Option<&'a str>,
+            id: Option<String>,
+            created: Option<String>,
+            size_bytes: Option<f64>,
+        }
+        let details = r.present.then(|| rt.image_details(&r.image)).flatten();
+        crate::json_output::print_object(&Doc {
+            name: &r.name,
+            kind: r.kind,
+            status: if r.present { "prepped" } else { "unprepped" },
+            image: &r.image,
+            source: rigs.get(&a.name).and_then(|rec| rec.source_type.as_deref()),
+            id: details.as_ref().map(|d| d.id.clone()),
+            created: details.as_ref().map(|d| d.created.clone()),
+            size_bytes: details.as_ref().map(|d| d.size_bytes),
+        });
+        return Ok(Exit::Success);
     }
     println!("Name:     {}", r.name);
     println!("Kind:     {}", r.kind.as_str());

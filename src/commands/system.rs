@@ -13,7 +13,7 @@ use crate::cli::{BoxCommand, Command, SystemCommand};
 use crate::context::Context;
 use crate::diagnose::checks::{self, ConfigState, EngineFacts};
 use crate::diagnose::style::Styles;
-use crate::diagnose::{Check, Report, SCHEMA_VERSION, probe};
+use crate::diagnose::{Check, Report, probe};
 use crate::error::{Exit, UserError};
 use crate::host::HostEnv;
 use crate::process::{Executor, SystemExecutor};
@@ -205,7 +205,6 @@ fn box_diagnose_on(host: &HostEnv, exec: Arc<dyn Executor>, a: &BoxDiagnoseArgs)
 /// `system info` in JSON.
 #[derive(Serialize)]
 struct Info {
-    schema_version: u32,
     version: &'static str,
     config: String,
     config_state: &'static str,
@@ -234,7 +233,6 @@ fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
         .map(|(n, _)| n)
         .collect();
     let info = Info {
-        schema_version: SCHEMA_VERSION,
         version: env!("CARGO_PKG_VERSION"),
         config: cx.paths.config_file.display().to_string(),
         config_state: match state {
@@ -249,10 +247,7 @@ fn info(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exit> {
         agents,
     };
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).expect("info serialises")
-        );
+        crate::json_output::print_object(&info);
         return Ok(Exit::Success);
     }
     let s = Styles::for_stdout(host);

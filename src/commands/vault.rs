@@ -127,6 +127,24 @@ fn list(cx: &Context, l: &VaultListArgs) -> Result<Exit> {
         )))?,
         None => Vec::new(),
     };
+    if l.json {
+        #[derive(serde::Serialize)]
+        struct Row {
+            name: String,
+            when: String,
+            size_bytes: u64,
+        }
+        let rows: Vec<Row> = snaps
+            .iter()
+            .map(|s| Row {
+                name: s.name.file_name(),
+                when: s.name.when(),
+                size_bytes: s.size,
+            })
+            .collect();
+        crate::json_output::print_list("snapshots", &rows);
+        return Ok(Exit::Success);
+    }
     if snaps.is_empty() {
         if !l.quiet {
             println!("No snapshots found.");

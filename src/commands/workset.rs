@@ -37,6 +37,7 @@ fn create(cx: &Context, a: &WorksetCreateArgs) -> Result<Exit> {
             image: a.image.clone(),
             no_vault: a.no_vault,
             distinct_auth: a.distinct_auth,
+            standalone: a.standalone,
         },
     )?;
     println!("Created working set '{}' at {}", ws.name, ws.root.display());
@@ -69,7 +70,7 @@ fn list(cx: &Context, a: &WorksetListArgs) -> Result<Exit> {
         });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::json_output::print_list("worksets", &rows);
     } else if a.quiet {
         for r in rows {
             println!("{}", r.name);
@@ -92,9 +93,45 @@ fn list(cx: &Context, a: &WorksetListArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// `workset info --json`.
+#[derive(Serialize)]
+struct InfoDoc {
+    name: String,
+    root: String,
+    default: bool,
+    /// `null` for the default workset, which has no `workset.yaml`.
+    created: Option<String>,
+    group_auth: Option<bool>,
+    projects: Vec<InfoProject>,
+}
+
+#[derive(Serialize)]
+struct InfoProject {
+    name: String,
+    source: String,
+}
+
 fn info(cx: &Context, a: &WorksetNameArgs) -> Result<Exit> {
     if a.name == workset::DEFAULT || a.name == "__default__" {
         let reg = Registry::load(&cx.paths.names_file())?;
+        if a.json {
+            crate::json_output::print_object(&InfoDoc {
+                name: workset::DEFAULT.into(),
+                root: cx.paths.data.display().to_string(),
+                default: true,
+                created: None,
+                group_auth: None,
+                projects: reg
+                    .projects
+                    .iter()
+                    .map(|(n, p)| InfoProject {
+                        name: n.to_string(),
+                        source: p.display().to_string(),
+                    })
+                    .collect(),
+            });
+            return Ok(Exit::Success);
+        }
         println!("Name:       {}", workset::DEFAULT);
         println!(
             "Root:       {} (the data directory)",
@@ -107,6 +144,24 @@ fn info(cx: &Context, a: &WorksetNameArgs) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     let ws = Workset::find(&cx.paths, &a.name)?;
+    if a.json {
+        crate::json_output::print_object(&InfoDoc {
+            name: ws.name.clone(),
+            root: ws.root.display().to_string(),
+            default: false,
+            created: Some(ws.created.clone()),
+            group_auth: Some(ws.group_auth),
+            projects: ws
+                .members
+                .iter()
+                .map(|m| InfoProject {
+                    name: m.name.clone(),
+                    source: m.source.display().to_string(),
+                })
+                .collect(),
+        });
+        return Ok(Exit::Success);
+    }
     println!("Name:       {}", ws.name);
     println!("Root:       {}", ws.root.display());
     println!("Created:    {}", ws.created);

@@ -14,9 +14,6 @@ pub mod style;
 
 use serde::Serialize;
 
-/// The version of the `--json` shape; raised when a field changes meaning or goes.
-pub const SCHEMA_VERSION: u32 = 1;
-
 /// How a check came out: `[ok]`, `[!!]` (needs fixing) or `[--]` (not applicable, or
 /// could not be looked at).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -85,7 +82,6 @@ impl Check {
 /// A titled list of checks.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    pub schema_version: u32,
     pub title: String,
     /// Whether nothing needs fixing.
     pub ok: bool,
@@ -95,7 +91,6 @@ pub struct Report {
 impl Report {
     pub fn new(title: impl Into<String>, checks: Vec<Check>) -> Self {
         Self {
-            schema_version: SCHEMA_VERSION,
             title: title.into(),
             ok: !checks.iter().any(|c| c.status == Status::NeedsFix),
             checks,
@@ -125,8 +120,9 @@ impl Report {
         out
     }
 
+    /// The `--json` form, in the envelope every command shares.
     pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serialises")
+        crate::json_output::object(self)
     }
 }
 

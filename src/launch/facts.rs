@@ -153,7 +153,13 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         self_binary: std::env::current_exe()
             .ok()
             .and_then(|p| p.canonicalize().ok()),
-        shared: mounts::shared(cx, levels, b, crab_id)?,
+        shared: {
+            let mut shared = mounts::shared(cx, levels, b, crab_id)?;
+            let (found, warnings) = mounts::resources(cx, levels, b, target)?;
+            warnings.into_iter().for_each(crate::output::warn);
+            shared.extend(mounts::shared_resources(&found, dry_run));
+            shared
+        },
         shares: mounts::shares(cx, levels, b, crab_id, dry_run),
         image_store: k
             .settings

@@ -71,6 +71,10 @@ pub fn prepare(
         }
         seeds::apply(&home, &seeds)?;
     }
+    // Every launch, as upstream: a seeded resource the home lacks is copied in.
+    // (A bad value was warned about when the mounts were gathered.)
+    let (resources, _) = super::mounts::resources(cx, levels, b, target)?;
+    seeds::apply_resources(&home, &resources)?;
     // Not only for a new box: one made by `create` meets its agent on the first start.
     auth::before_launch(cx, b);
     let stubs: Vec<(String, bool)> = spec

@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use super::target::Target;
 use super::{plan, seeds};
 use crate::agents::Install;
+use crate::agents::resources::{self, Resource, Scope};
 use crate::boxes::{BoxIdentity, Mode};
 use crate::context::Context;
 use crate::error::UserError;
@@ -18,6 +19,7 @@ use crate::fsutil;
 use crate::output;
 use crate::runtime::Runtime;
 use crate::runtime::spec::{Mount, RunSpec};
+use crate::settings::keys::KeyRef;
 use crate::settings::stack::Stack;
 
 fn missing(src: &Path) {
@@ -100,6 +102,82 @@ pub fn shared(
         }
     }
     Ok(shared)
+}
+
+/// The agent's resources kept outside the box's home (`resource.<path>`, [`Resource`]):
+/// none for a standalone box or without an agent, as upstream. A bad value keeps the
+/// usual scope and is described in the warnings that come back.
+pub fn resources(
+    cx: &Context,
+    levels: &Stack,
+    b: &BoxIdentity,
+    target: &Target,
+) -> Result<(Vec<Resource>, Vec<String>)> {
+    let Some((agent, _)) = target.agent() else {
+        return Ok(Default::default());
+    };
+    if b.mode == Mode::Standalone {
+        return Ok(Default::default());
+    }
+    let global = cx
+        .paths
+        .data
+        .join(levels.known("paths.shared")?.get().unwrap_or("shared"))
+        .join("global");
+    let mut err = None;
+    let (found, warnings) = resources::in_force(
+        agent.resources(),
+        agent.id(),
+        agent.config_dir(),
+        &global,
+        |path| match levels.resolve(&KeyRef::Resource(path.to_owned())) {
+            Ok(r) => r.value,
+            Err(e) => {
+                err.get_or_insert(e);
+                None
+            }
+        },
+    );
+    match err {
+        Some(e) => Err(e),
+        None => Ok((found, warnings)),
+    }
+}
+
+/// The `shared` resources as mounts (source, place under the home): the one copy is
+/// made where it is missing — a directory, or an empty file — as upstream (not in a
+/// dry run, which still shows the mount).
+pub fn shared_resources(found: &[Resource], dry_run: bool) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for r in found.iter().filter(|r| r.scope == Scope::Shared) {
+        if !dry_run && let Err(e) = make_shared(r) {
+            output::warn(format_args!(
+                "resource {}: cannot make {}: {e}; not mounted",
+                r.guest_rel,
+                r.host.display()
+            ));
+            continue;
+        }
+        out.push((r.host.clone(), r.guest_rel.clone()));
+    }
+    out
+}
+
+fn make_shared(r: &Resource) -> std::io::Result<()> {
+    if fsutil::is_symlink(&r.host) {
+        return Err(std::io::Error::other("it is a symbolic link"));
+    }
+    if r.dir {
+        return std::fs::create_dir_all(&r.host);
+    }
+    if let Some(parent) = r.host.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&r.host)
+        .map(drop)
 }
 
 /// Named shares (`*.path.share_ro|share_rw.NAME`): source, place under the home,

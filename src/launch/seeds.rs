@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::agents::resources::{Resource, Scope as ResourceScope};
 use crate::boxes::home::SafeDir;
 use crate::output;
 use crate::paths::Paths;
@@ -171,6 +172,30 @@ pub fn apply(home: &SafeDir, seeds: &[Seed]) -> std::io::Result<()> {
                 s.name,
                 s.host.display()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The `seeded` agent resources the home lacks, copied from their shared copy where
+/// there is one (nothing is made on the host side).
+pub fn apply_resources(home: &SafeDir, found: &[Resource]) -> std::io::Result<()> {
+    for r in found.iter().filter(|r| r.scope == ResourceScope::Seeded) {
+        let rel = Path::new(&r.guest_rel);
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let present = home
+            .open_dir(parent)?
+            .is_some_and(|d| d.kind(name).is_some());
+        if present || crate::fsutil::is_symlink(&r.host) {
+            continue;
+        }
+        if r.dir && r.host.is_dir() {
+            super::prep::copy_template(&r.host, home, rel)?;
+        } else if !r.dir && r.host.is_file() {
+            let dir = home.create_dir_all(parent)?;
+            dir.replace(name, &std::fs::read(&r.host)?, 0o644)?;
         }
     }
     Ok(())

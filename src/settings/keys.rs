@@ -329,7 +329,16 @@ pub enum KeyRef {
     },
     /// `name`, `shell`, `run_args` of a crab file.
     CrabIdentity(&'static str),
+    /// `resource.<path>`: how an agent resource is kept (`shared`, `project`,
+    /// `seeded`), in the level's `resource_overrides` as upstream stores it.
+    Resource(String),
 }
+
+/// The values of `resource.<path>`.
+pub const RESOURCE_SCOPES: [&str; 3] = ["shared", "project", "seeded"];
+
+/// The levels a `resource.<path>` may be set at.
+pub const RESOURCE_LEVELS: &[Level] = BCS;
 
 impl KeyRef {
     pub fn display(&self) -> String {
@@ -339,6 +348,7 @@ impl KeyRef {
             KeyRef::Shared(n) => format!("shared.{n}"),
             KeyRef::Share { scope, kind, name } => format!("{scope}.path.{kind}.{name}"),
             KeyRef::CrabIdentity(f) => (*f).to_owned(),
+            KeyRef::Resource(p) => format!("resource.{p}"),
         }
     }
 
@@ -354,6 +364,7 @@ impl KeyRef {
                 vec![(*scope).into(), "path".into(), format!("{kind}.{name}")]
             }
             KeyRef::CrabIdentity(f) => vec!["crab".into(), (*f).into()],
+            KeyRef::Resource(p) => vec!["resource_overrides".into(), p.clone()],
         }
     }
 }
@@ -383,6 +394,10 @@ pub enum KeyError {
     BadEnvName(String),
     #[error("invalid shared cache name: '{0}' (one name: letters, digits, '.', '_', '-')")]
     BadShareName(String),
+    #[error(
+        "invalid resource name: '{0}' (one name under the agent's config directory, a directory ending in '/')"
+    )]
+    BadResourceName(String),
 }
 
 impl KeyError {
@@ -461,6 +476,13 @@ pub fn parse(key: &str, crab: bool) -> Result<KeyRef, KeyError> {
         }
         return Ok(KeyRef::Shared(n.to_owned()));
     }
+    if let Some(n) = key.strip_prefix("resource.") {
+        // One name (`settings.json`, `projects/`), never a path out of the config dir.
+        if !is_plain_component(n.strip_suffix('/').unwrap_or(n)) {
+            return Err(KeyError::BadResourceName(n.to_owned()));
+        }
+        return Ok(KeyRef::Resource(n.to_owned()));
+    }
     for scope in SCOPES {
         for kind in SHARE_KINDS {
             let prefix = format!("{scope}.path.{kind}.");
@@ -505,6 +527,9 @@ pub fn typed_value(key: &KeyRef, raw: &str) -> Result<Item, KeyError> {
             if !raw.is_empty() && crate::settings::expr::split_bind(raw).is_none() =>
         {
             Err(bad("host_src:guest_dest".into()))
+        }
+        KeyRef::Resource(_) if !RESOURCE_SCOPES.contains(&raw) => {
+            Err(bad(format!("one of {}", RESOURCE_SCOPES.join(", "))))
         }
         KeyRef::CrabIdentity("run_args") => {
             Ok(Item::List(raw.split_whitespace().map(Into::into).collect()))

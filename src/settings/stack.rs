@@ -115,6 +115,11 @@ impl Stack {
         {
             return Ok(None);
         }
+        if let KeyRef::Resource(_) = key
+            && !keys::RESOURCE_LEVELS.contains(&level)
+        {
+            return Ok(None);
+        }
         let path = key.doc_path();
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         let value = match key {
@@ -331,6 +336,11 @@ impl Stack {
         for (k, v) in src.doc.get_string_map(&["shared"])? {
             out.push((format!("shared.{k}"), v));
         }
+        if keys::RESOURCE_LEVELS.contains(&level) {
+            for (k, v) in src.doc.get_string_map(&["resource_overrides"])? {
+                out.push((format!("resource.{k}"), v));
+            }
+        }
         for (k, v) in src.doc.flat_strings() {
             if share_key(&k) {
                 out.push((k, v));
@@ -396,7 +406,7 @@ pub fn ignored_in_workspace(key: &KeyRef, value: &str) -> bool {
         KeyRef::Known(def) => {
             WIDENING.contains(&def.name) && !narrows(def, value) && !python_default(def, value)
         }
-        KeyRef::Share { .. } | KeyRef::Shared(_) => true,
+        KeyRef::Share { .. } | KeyRef::Shared(_) | KeyRef::Resource(_) => true,
         _ => false,
     }
 }

@@ -293,7 +293,15 @@ fn reset_all_asks_and_keeps_the_box_identity() {
         doc.contains("  mode: default\n") && !doc.contains("crab:"),
         "{doc}"
     );
+    // a bare --reset is --reset --all, as upstream parses it (and asks the same)
+    e.run(&p, &["box", "config", "model=x"]).ok();
     let r = e.run(&p, &["box", "config", "--reset"]).fails();
+    assert!(r.stderr.contains("hint: pass --force"), "{r:?}");
+    let r = e
+        .run(&e.home, &["box", "config", "--reset", "--force", "app"])
+        .ok();
+    assert_eq!(r.stdout.trim(), "Reset 1 override(s).");
+    let r = e.run(&p, &["system", "config", "--reset"]).fails();
     assert!(r.stderr.contains("--reset requires a key"), "{r:?}");
 }
 
@@ -438,4 +446,214 @@ fn reset_takes_its_key_as_a_value_and_the_box_after_it() {
         .run(&e.home, &["system", "config", "--reset", "model", "model"])
         .fails();
     assert!(r.stderr.contains("two keys to reset"), "{r:?}");
+}
+
+/// `--reset [KEY]` side by side with the Python tool: the same command lines, in the
+/// same order, say the same (the key after `--reset` or after the box, a bare `--reset`
+/// as `--all`, from outside the box, for a box and a workset).
+#[test]
+fn reset_parses_as_the_python_tools() {
+    let lines: &[&[&str]] = &[
+        &["box", "config", "proj", "model=m1"],
+        &["box", "config", "--reset", "model", "proj"],
+        &["box", "config", "proj", "model=m2"],
+        &["box", "config", "proj", "--reset", "model"],
+        &["box", "config", "proj", "model=m3"],
+        &["box", "config", "--reset", "--force", "proj"],
+        &["box", "config", "--reset", "--force", "proj"],
+        &["workset", "config", "w", "model=x"],
+        &["workset", "config", "--reset", "model", "w"],
+        &["workset", "config", "w", "--reset", "model"],
+        &["workset", "config", "w", "model=y"],
+        &["workset", "config", "--reset", "--force", "w"],
+    ];
+    let ours = Env::new();
+    ours.fake_podman();
+    let theirs = Env::new();
+    let Some(py) = crate::archive::python(&theirs) else {
+        return;
+    };
+    let p = ours.dir("p/proj");
+    ours.run(&p, &["create"]).ok();
+    ours.run(&ours.home, &["workset", "create", "ws/w"]).ok();
+    let q = theirs.dir("p/proj");
+    py(&q, &["create"]);
+    py(&theirs.home, &["workset", "create", "ws/w"]);
+    for args in lines {
+        let r = ours.run(&ours.home, args).ok();
+        assert_eq!(r.stdout, py(&theirs.home, args), "{args:?}");
+    }
+}
+
+/// `resource.<path>` at the box, workset and system levels (stored in
+/// `resource_overrides` as upstream), `--local` as `=project`, and what is refused.
+#[test]
+fn resource_keys_and_local() {
+    let (e, p) = setup();
+    let r = e
+        .run(&p, &["box", "config", "resource.settings.json=shared"])
+        .ok();
+    assert_eq!(r.stdout, "Set resource.settings.json=shared\n");
+    let r = e
+        .run(
+            &e.home,
+            &["box", "config", "app", "--local", "resource.projects/"],
+        )
+        .ok();
+    assert_eq!(r.stdout, "Set resource.projects/=project\n");
+    let doc = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(
+        doc.ends_with("resource_overrides:\n  settings.json: shared\n  projects/: project\n"),
+        "{doc}"
+    );
+    let r = e.run(&p, &["box", "config", "resource.projects/"]).ok();
+    assert_eq!(r.stdout, "project\n");
+    let show = e.run(&p, &["box", "config"]).ok().stdout;
+    assert!(
+        show.contains("  resource.settings.json = shared\n  resource.projects/ = project\n"),
+        "{show}"
+    );
+    e.run(&e.home, &["workset", "create", "ws/w"]).ok();
+    let r = e
+        .run(
+            &e.home,
+            &["workset", "config", "w", "--local", "resource.todos/"],
+        )
+        .ok();
+    assert_eq!(r.stdout, "Set resource.todos/=project\n");
+    assert_eq!(
+        fs::read_to_string(e.home.join("ws/w/config.yaml")).unwrap(),
+        "resource_overrides:\n  todos/: project\n"
+    );
+    e.run(&p, &["system", "config", "resource.CLAUDE.md=shared"])
+        .ok();
+    // refused, each with one line
+    for (args, says) in [
+        (
+            &["box", "config", "resource.nope=shared"][..],
+            "unknown resource: resource.nope",
+        ),
+        (
+            &["box", "config", "resource.settings.json=bogus"],
+            "expected one of shared, project, seeded",
+        ),
+        (
+            &["box", "config", "resource.../x=shared"],
+            "invalid resource name",
+        ),
+        (
+            &["box", "config", "--local", "model"],
+            "--local only applies to resource.* keys",
+        ),
+        (
+            &["box", "config", "--local", "resource.cache/=shared"],
+            "it takes no other value",
+        ),
+        (
+            &["crab", "config", "claude", "resource.cache/=shared"],
+            "cannot be set at the crab level",
+        ),
+    ] {
+        let r = e.run(&p, args).fails();
+        assert!(r.stderr.contains(says), "{args:?}: {r:?}");
+    }
+    let r = e.run(
+        &p,
+        &["crab", "config", "claude", "--local", "resource.cache/"],
+    );
+    assert_eq!(r.code, 2, "crab config has no --local, as upstream: {r:?}");
+    // reset one, then all (the rest of resource_overrides goes with them)
+    let r = e
+        .run(&p, &["box", "config", "--reset", "resource.settings.json"])
+        .ok();
+    assert_eq!(r.stdout, "Reset resource.settings.json\n");
+    e.run(&p, &["box", "config", "--reset", "--all", "--force"])
+        .ok();
+    let doc = fs::read_to_string(e.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(!doc.contains("resource_overrides"), "{doc}");
+
+    // side by side: the Python tool says the same and reads what we wrote
+    let Some(py) = crate::archive::python(&e) else {
+        return;
+    };
+    e.run(&p, &["box", "config", "resource.settings.json=shared"])
+        .ok();
+    assert_eq!(
+        py(&p, &["box", "config", "resource.settings.json"]),
+        "shared\n"
+    );
+    let theirs = Env::new();
+    let Some(tpy) = crate::archive::python(&theirs) else {
+        return;
+    };
+    let q = theirs.dir("p/app");
+    tpy(&q, &["create"]);
+    assert_eq!(
+        tpy(&q, &["box", "config", "--local", "resource.projects/"]),
+        "Set resource.projects/=project\n"
+    );
+    let theirs_doc = fs::read_to_string(theirs.data().join("boxes/app/project.yaml")).unwrap();
+    assert!(
+        theirs_doc.contains("resource_overrides:\n  projects/: project\n"),
+        "{theirs_doc}"
+    );
+}
+
+/// At launch: a `shared` resource is one host copy (made if missing) mounted over the
+/// home's, a `seeded` one (settings.json's usual scope) is copied into a home that
+/// lacks it, and a standalone box gets neither.
+#[test]
+fn resources_are_mounted_or_seeded_at_launch() {
+    let (e, p) = setup();
+    e.run(&p, &["box", "config", "resource.projects/=shared"])
+        .ok();
+    let global = e.data().join("shared/global/claude");
+    let r = e.run(&p, &["start", "--dry-run"]).ok();
+    let mount = format!(
+        "{}:/home/agent/.claude/projects:",
+        global.join("projects").display()
+    );
+    assert!(r.stdout.contains(&mount), "{r:?}");
+    assert!(!global.exists(), "a dry run makes nothing");
+    fs::create_dir_all(&global).unwrap();
+    fs::write(global.join("settings.json"), "{\"theme\":\"dark\"}").unwrap();
+    e.run(&p, &["start"]).ok();
+    assert!(global.join("projects").is_dir());
+    assert!(
+        e.last_call("run").unwrap().contains(&mount),
+        "{}",
+        e.podman_log()
+    );
+    let home = e.data().join("boxes/app/shell/.claude");
+    assert_eq!(
+        fs::read_to_string(home.join("settings.json")).unwrap(),
+        "{\"theme\":\"dark\"}"
+    );
+    // the box's own copy is never overwritten
+    fs::write(home.join("settings.json"), "mine").unwrap();
+    e.run(&p, &["start"]).ok();
+    assert_eq!(
+        fs::read_to_string(home.join("settings.json")).unwrap(),
+        "mine"
+    );
+    // a bad value set by hand: warned, the usual scope kept, no crash (upstream's was)
+    let file = e.data().join("boxes/app/project.yaml");
+    let doc = fs::read_to_string(&file)
+        .unwrap()
+        .replace("projects/: shared", "projects/: bogus");
+    fs::write(&file, doc).unwrap();
+    let r = e.run(&p, &["start", "--dry-run"]).ok();
+    assert!(
+        r.stderr
+            .contains("resource.projects/ = 'bogus' is not one of"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains(&mount), "{r:?}");
+    // a standalone box: none
+    let s = e.dir("p/solo");
+    e.run(&s, &["create", "--standalone"]).ok();
+    e.run(&s, &["system", "config", "resource.projects/=shared"])
+        .ok();
+    let r = e.run(&s, &["start", "--dry-run"]).ok();
+    assert!(!r.stdout.contains("/home/agent/.claude/projects"), "{r:?}");
 }

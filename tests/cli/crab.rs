@@ -90,6 +90,7 @@ fn list_info_and_diagnose() {
         "claude\ngeneral\nno_agent\n"
     );
     let json = e.run(&p, &["crab", "list", "--json"]).ok().json();
+    let json = &json["crabs"];
     assert_eq!(json[0]["name"], "claude");
     assert_eq!(json[0]["installed"], true);
     assert_eq!(json[0]["version"], "2.1.0 (Claude Code)");

@@ -196,7 +196,7 @@ fn a_failed_bootstrap_leaves_nothing_and_is_not_taken_for_a_rig() {
     );
     let json = e.run(&e.home, &["rig", "list", "--json"]).ok().json();
     assert!(
-        !json["rigs"]
+        !json["extended"]
             .as_array()
             .unwrap()
             .iter()

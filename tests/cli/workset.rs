@@ -354,3 +354,58 @@ fn a_member_is_found_by_name_from_anywhere_and_an_ambiguous_name_is_refused() {
     assert!(r.stderr.contains("team/two"), "{r:?}");
     e.run(&elsewhere, &["box", "info", "team/two"]).ok();
 }
+
+#[test]
+fn create_standalone_is_recorded_as_upstream_records_it() {
+    let e = env();
+    let r = e
+        .run(
+            &e.home,
+            &[
+                "workset",
+                "create",
+                "ws/solo",
+                "--standalone",
+                "-i",
+                "busybox",
+            ],
+        )
+        .ok();
+    assert!(
+        r.stdout.starts_with("Created working set 'solo' at "),
+        "{r:?}"
+    );
+    let ours = fs::read_to_string(e.home.join("ws/solo/config.yaml")).unwrap();
+    assert_eq!(ours, "box:\n  image: busybox\nstandalone: true\n");
+    // its boxes work as any workset's
+    let src = e.dir("p/one");
+    e.run(&src, &["workset", "connect", "solo"]).ok();
+    let info = e.run(&e.home, &["box", "info", "solo/one"]).ok().stdout;
+    assert!(info.contains("  Image:        busybox\n"), "{info}");
+    // side by side: the Python tool writes the same file, and reads ours
+    let theirs = Env::new();
+    let Some(py) = crate::archive::python(&theirs) else {
+        return;
+    };
+    let out = py(
+        &theirs.home,
+        &[
+            "workset",
+            "create",
+            "ws/solo",
+            "--standalone",
+            "-i",
+            "busybox",
+        ],
+    );
+    assert!(out.starts_with("Created working set 'solo' at "), "{out}");
+    assert_eq!(
+        fs::read_to_string(theirs.home.join("ws/solo/config.yaml")).unwrap(),
+        ours
+    );
+    let Some(py) = crate::archive::python(&e) else {
+        return;
+    };
+    let info = py(&e.home, &["workset", "info", "solo"]);
+    assert!(info.contains("  - one  ("), "{info}");
+}
