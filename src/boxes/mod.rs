@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod create;
+pub mod duplicate;
 pub mod error;
 pub mod home;
 pub mod listing;
