@@ -15,10 +15,20 @@ use super::error::BoxError;
 use super::registry::Registry;
 use super::relocation::{self, How};
 use super::transfer;
-use super::{BoxIdentity, Mode};
+use super::{BoxIdentity, Mode, ProjectSettings};
 use crate::document::{DocError, Document};
 use crate::fsutil;
 use crate::paths::Paths;
+
+/// The settings `b` lives by, to build its identity somewhere else.
+pub fn settings_of(b: &BoxIdentity) -> ProjectSettings {
+    ProjectSettings {
+        mode: Some(b.mode),
+        layout: Some(b.layout),
+        enable_vault: b.vault.is_some(),
+        group_auth: b.group_auth,
+    }
+}
 
 /// One change of place or mode, as [`carry`] performs it. `E` is the caller's error
 /// type (the hooks may fail in its terms).
@@ -151,7 +161,7 @@ pub fn nested(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boxes::{BoxName, ProjectSettings};
+    use crate::boxes::BoxName;
 
     fn b(group_auth: bool) -> BoxIdentity {
         BoxIdentity::default_mode(

@@ -10,6 +10,7 @@ pub mod address;
 pub mod create;
 pub mod duplicate;
 pub mod error;
+pub mod fork;
 pub mod home;
 pub mod listing;
 pub mod name;

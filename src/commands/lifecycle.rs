@@ -14,12 +14,13 @@ use anyhow::{Context as _, Result};
 
 use crate::boxes::address;
 use crate::boxes::create::{self, choose_name, is_home};
+use crate::boxes::duplicate::{self, settings_of};
 use crate::boxes::error::BoxError;
 use crate::boxes::registry::Registry;
 use crate::boxes::relocation::{self, How};
 use crate::boxes::resolve::{self, Resolution, normalize};
+use crate::boxes::transfer;
 use crate::boxes::{BoxIdentity, BoxName, Layout, Mode, ProjectSettings, distinct_auth_record};
-use crate::boxes::{duplicate, transfer};
 use crate::cli::boxes::{DuplicateArgs, MigrateArgs, MigrateTo, MoveArgs, PurgeArgs};
 use crate::context::Context;
 use crate::error::{Exit, UserError};
@@ -38,16 +39,6 @@ pub fn the_box(cx: &Context, word: Option<&str>) -> Result<BoxIdentity> {
         ))
         .hint("`kanibako create` makes it a box")
         .into()),
-    }
-}
-
-/// The settings `b` lives by, to build its identity somewhere else.
-fn settings_of(b: &BoxIdentity) -> ProjectSettings {
-    ProjectSettings {
-        mode: Some(b.mode),
-        layout: Some(b.layout),
-        enable_vault: b.vault.is_some(),
-        group_auth: b.group_auth,
     }
 }
 

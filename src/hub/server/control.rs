@@ -527,7 +527,12 @@ impl Hub {
             ));
         };
         let _held = lock(&self.mutate);
-        let r = f.fork(name).map_err(|m| refusal(ErrorCode::Internal, m))?;
+        let r = f.fork(name).inspect_err(|(code, message)| {
+            self.log.event(
+                "fork_failed",
+                json!({"name": name.as_str(), "code": code.as_str(), "error": message}),
+            );
+        })?;
         self.control(
             "fork",
             json!({"name": name.as_str(), "path": r.path, "new_name": r.name}),

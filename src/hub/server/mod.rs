@@ -69,9 +69,10 @@ pub struct Accepted {
     pub cred: Option<PeerCred>,
 }
 
-/// Makes a new box from this one (`crab fork`); provided by the launch.
+/// Makes a new box from this one (`crab fork`): [`super::fork::BoxForker`] when the
+/// host gave the hub the box's paths.
 pub trait Forker: Send + Sync {
-    fn fork(&self, name: &ForkName) -> Result<ForkResult, String>;
+    fn fork(&self, name: &ForkName) -> Result<ForkResult, Refusal>;
 }
 
 struct Listener {
