@@ -386,6 +386,14 @@ fn a_hub_that_is_not_there_is_reported_after_a_short_wait() {
         r.stderr.contains("hint: the box's hub is not running"),
         "{r:?}"
     );
+    // `crab fork` says it upstream's way
+    let r = e.run(&home, &["crab", "fork", "exp"]).fails();
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("Error: fork requires a running kanibako session with helpers enabled.\n"),
+        "{r:?}"
+    );
 }
 
 // ---------------------------------------------------------------- real engines

@@ -684,7 +684,10 @@ fn start_forking() -> (TestHub, crate::boxes::BoxIdentity) {
     );
     let rt = dir.path().join("rt");
     let mut cfg = crate::hub::config::sample(&rt);
-    cfg.limits = fast();
+    cfg.limits = Limits {
+        max_forks: 2,
+        ..fast()
+    };
     cfg.helper = Some(template());
     cfg.box_hash = b.hash.clone();
     cfg.fork = Some(crate::hub::config::ForkConfig::for_box(&paths, &b));
@@ -756,6 +759,11 @@ fn the_director_forks_its_box_into_one_with_its_own_home() {
     assert_eq!(entry["path"], dest.to_str().unwrap());
     assert_eq!(entry["new_name"], "myapp.exp");
     assert!(entry["ts"].as_str().unwrap().ends_with("+00:00"), "{entry}");
+    // a fork is costly: the hub makes only so many
+    assert_eq!(code(&d.call(json!({"op": "fork", "name": "two"}))), "ok");
+    let r = d.call(json!({"op": "fork", "name": "three"}));
+    assert_eq!(code(&r), "budget_exhausted", "{r}");
+    assert!(!src.workspace.with_file_name("myapp.three").exists());
 }
 
 #[test]
