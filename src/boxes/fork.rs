@@ -411,5 +411,54 @@ mod tests {
         let to = plan(&p, &reg, &alone, &n).unwrap();
         assert_eq!((to.mode, to.name.clone()), (Mode::Standalone, None));
         assert_eq!(to.metadata, PathBuf::from("/p/solo.exp/.kanibako"));
+
+        let member = BoxIdentity::workset_member(
+            "ws",
+            Path::new("/w"),
+            BoxName::parse("m").unwrap(),
+            ProjectSettings::default(),
+        );
+        let e = plan(&p, &reg, &member, &n).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'m' is a workset member; forking one is not supported"
+        );
+    }
+
+    #[test]
+    fn a_standalone_box_forks_into_a_standalone_box_with_its_own_home() {
+        let d = tempfile::tempdir().unwrap();
+        let p = fixture_paths(d.path());
+        let work = d.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let req = super::super::create::CreateRequest {
+            path: Some(work.join("solo").to_string_lossy().into_owned()),
+            standalone: true,
+            ..Default::default()
+        };
+        let (src, _) = super::super::create::create(&p, d.path(), &req).unwrap();
+        std::fs::write(src.shell.join("memory"), "source").unwrap();
+        let names = std::fs::read(p.names_file()).ok();
+        let done = fork(&p, &src, &ForkName::parse("exp").unwrap(), &|| Ok(())).unwrap();
+        assert_eq!(done.workspace, work.join("solo.exp"));
+        let found = super::super::resolve::standalone_at(&done.workspace)
+            .unwrap()
+            .expect("a standalone box");
+        assert_eq!(found.shell, work.join("solo.exp/.kanibako/shell"));
+        std::fs::write(found.shell.join("memory"), "fork").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(src.shell.join("memory")).unwrap(),
+            "source"
+        );
+        let record = std::fs::read_to_string(found.project_file()).unwrap();
+        assert!(
+            !record.contains(&format!("{}/", src.workspace.display())),
+            "{record}"
+        );
+        assert_eq!(
+            std::fs::read(p.names_file()).ok(),
+            names,
+            "nothing registered"
+        );
     }
 }
