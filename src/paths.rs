@@ -32,7 +32,7 @@ pub enum PathsError {
 }
 
 /// The XDG base directories, before the global config is read.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bases {
     /// The invoking user (what owns the directories kanibako may trust).
     pub uid: u32,
@@ -90,8 +90,9 @@ pub fn data_id(data: &Path) -> String {
     crate::hex::encode(&digest[..6])
 }
 
-/// Every host location kanibako uses, resolved.
-#[derive(Clone, Debug)]
+/// Every host location kanibako uses, resolved (serialised for a process the host
+/// starts with them, such as a box's hub).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Paths {
     pub bases: Bases,
     pub config_file: PathBuf,

@@ -8,7 +8,9 @@
 
 pub mod address;
 pub mod create;
+pub mod duplicate;
 pub mod error;
+pub mod fork;
 pub mod home;
 pub mod listing;
 pub mod name;
