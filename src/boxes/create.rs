@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use super::error::BoxError;
 use super::registry::{Registry, same_dir};
 use super::resolve::{self, normalize};
+// Where a box may not live is decided where boxes are found; creating one asks too.
+pub use super::resolve::refused_workspace;
 use super::{BoxIdentity, BoxName, Mode, ProjectSettings};
 use crate::document::Document;
 use crate::fsutil;
@@ -237,29 +239,6 @@ pub fn target_dir(cwd: &Path, path: Option<&str>) -> Result<PathBuf, BoxError> {
 
 pub fn is_home(paths: &Paths, dir: &Path) -> bool {
     same_dir(dir, paths.home())
-}
-
-/// Why `dir` can never be a box's workspace, if it cannot: a box sees all of its
-/// workspace, so the file system's root, the directory that holds the user's home (every
-/// home in it), and kanibako's data directory (every box's home and secrets) — or a
-/// directory inside it or holding it — are refused, as `$HOME` is.
-pub fn refused_workspace(paths: &Paths, dir: &Path) -> Option<BoxError> {
-    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
-    let dir = canon(dir);
-    let data = canon(&paths.data);
-    let home = canon(paths.home());
-    let why = if dir.parent().is_none() {
-        "the root of the file system"
-    } else if home.parent().is_some_and(|p| p == dir) {
-        "the directory that holds your home directory"
-    } else if dir.starts_with(&data) {
-        "kanibako's own data directory"
-    } else if data.starts_with(&dir) && dir != home {
-        "a directory that holds kanibako's data directory"
-    } else {
-        return None;
-    };
-    Some(BoxError::WorkspaceRefused { path: dir, why })
 }
 
 /// Pick a free name: the explicit one (taken = error), or the slug of the directory's

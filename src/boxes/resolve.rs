@@ -159,6 +159,29 @@ pub fn adopt(paths: &Paths, b: &BoxIdentity) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Why `dir` can never be a box's workspace, if it cannot: a box sees all of its
+/// workspace, so the file system's root, the directory that holds the user's home (every
+/// home in it), and kanibako's data directory (every box's home and secrets) — or a
+/// directory inside it or holding it — are refused, as `$HOME` is.
+pub fn refused_workspace(paths: &Paths, dir: &Path) -> Option<BoxError> {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    let dir = canon(dir);
+    let data = canon(&paths.data);
+    let home = canon(paths.home());
+    let why = if dir.parent().is_none() {
+        "the root of the file system"
+    } else if home.parent().is_some_and(|p| p == dir) {
+        "the directory that holds your home directory"
+    } else if dir.starts_with(&data) {
+        "kanibako's own data directory"
+    } else if data.starts_with(&dir) && dir != home {
+        "a directory that holds kanibako's data directory"
+    } else {
+        return None;
+    };
+    Some(BoxError::WorkspaceRefused { path: dir, why })
+}
+
 /// The longest path the system takes, with its terminating NUL.
 const PATH_MAX: usize = nix::libc::PATH_MAX as usize;
 
@@ -252,7 +275,7 @@ pub fn resolve_dir(paths: &Paths, registry: &Registry, dir: &Path) -> Result<Res
                 ));
                 break;
             }
-            if let Some(refused) = super::create::refused_workspace(paths, &b.workspace) {
+            if let Some(refused) = refused_workspace(paths, &b.workspace) {
                 return Err(refused);
             }
             if !own && !adopted(paths, &b) {

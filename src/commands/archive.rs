@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::lifecycle::the_box;
-use super::vault::{active, now};
+use super::target::{active, the_box};
+use super::vault::now;
 use crate::archive::extract::Staging;
 use crate::archive::info::Info;
 use crate::archive::pack::{self, Source};

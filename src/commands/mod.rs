@@ -13,6 +13,7 @@ pub mod session;
 pub mod setup;
 pub mod system;
 pub mod system_upgrade;
+pub mod target;
 pub mod vault;
 pub mod workset;
 

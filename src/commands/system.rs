@@ -160,7 +160,7 @@ fn diagnose(host: &HostEnv, exec: Arc<dyn Executor>, a: &JsonArgs) -> Result<Exi
 
 fn box_diagnose_on(host: &HostEnv, exec: Arc<dyn Executor>, a: &BoxDiagnoseArgs) -> Result<Exit> {
     let (cx, _) = probe::context(host, exec).map_err(UserError::new)?;
-    let b = super::lifecycle::the_box(&cx, a.target.as_deref())?;
+    let b = super::target::the_box(&cx, a.target.as_deref())?;
     let dir = |id, label: &str, p: &Path, fix: String| {
         if p.is_dir() {
             Check::ok(id, label, p.display().to_string())

@@ -5,8 +5,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
+use super::target::active;
 use crate::boxes::BoxIdentity;
-use crate::boxes::listing::Activity;
 use crate::cli::vault::{
     VaultArgs, VaultCommand, VaultListArgs, VaultPruneArgs, VaultRestoreArgs, VaultTarget,
 };
@@ -33,19 +33,6 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Why the box counts as running, if it does: a session holds its lock, or a container
-/// of it runs (a persistent one holds no lock).
-pub(crate) fn active(cx: &Context, b: &BoxIdentity) -> Option<String> {
-    if b.session_active() {
-        return Some("a kanibako session holds its lock".into());
-    }
-    cx.runtime()
-        .ok()
-        .and_then(|rt| rt.containers().ok())
-        .and_then(|list| Activity::new(list, &cx.paths.data_id()).of(b))
-        .map(|a| format!("container {} is running", a.container))
-}
-
 struct Opened {
     location: Location,
     vault: Option<Dir>,
@@ -53,7 +40,7 @@ struct Opened {
 }
 
 fn open(cx: &Context, t: &VaultTarget) -> Result<(BoxIdentity, Opened)> {
-    let b = super::lifecycle::the_box(cx, t.project.as_deref())?;
+    let b = super::target::the_box(cx, t.project.as_deref())?;
     let location = Location::of(&b)?;
     let lock = fsutil::lock_exclusive(&vault::lock_file(&cx.paths, &b))?;
     let vault = location.open()?;
