@@ -815,7 +815,7 @@ fn a_fork_under_way_when_the_hub_stops_is_undone() {
     for i in 0..50 {
         std::fs::write(src.workspace.join(format!("f{i}")), "x").unwrap();
     }
-    let names = std::fs::read(&t.hub.cfg.fork.as_ref().unwrap().paths.names_file()).unwrap();
+    let names = std::fs::read(t.hub.cfg.fork.as_ref().unwrap().paths.names_file()).unwrap();
     t.hub.shutdown.store(true, Ordering::SeqCst);
     let (c, m) = t
         .hub
