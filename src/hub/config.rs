@@ -1,7 +1,8 @@
 //! The configuration one box's hub runs with (`<rt>/hub.json`): which box, which
 //! director container, which engine, where its files go, its limits, and optionally how
-//! helpers run. Written by whoever starts the hub on the host, never by a box: it is
-//! read only if it is a regular file of ours that nobody else may write.
+//! helpers run and where the box lives on the host (for `crab fork`). Written by
+//! whoever starts the hub on the host, never by a box: it is read only if it is a
+//! regular file of ours that nobody else may write.
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

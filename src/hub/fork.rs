@@ -37,7 +37,11 @@ pub fn code(e: &ForkError) -> ErrorCode {
 }
 
 impl Forker for BoxForker {
-    fn fork(&self, name: &ForkName) -> Result<ForkResult, Refusal> {
+    fn fork(
+        &self,
+        name: &ForkName,
+        check: &dyn Fn() -> std::io::Result<()>,
+    ) -> Result<ForkResult, Refusal> {
         let paths = &self.cfg.paths;
         let gone = |why: String| {
             (
@@ -61,8 +65,7 @@ impl Forker for BoxForker {
             return Err(gone("another box is registered there".into()));
         }
         drop(reg);
-        let done =
-            fork::fork(paths, &src, name, &|| Ok(())).map_err(|e| (code(&e), e.to_string()))?;
+        let done = fork::fork(paths, &src, name, check).map_err(|e| (code(&e), e.to_string()))?;
         Ok(ForkResult {
             path: done.workspace.to_string_lossy().into_owned(),
             name: done.name,

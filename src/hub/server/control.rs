@@ -513,7 +513,7 @@ impl Hub {
         }
     }
 
-    fn fork(&self, who: Member, name: &ForkName) -> Result<Value, Refusal> {
+    pub(super) fn fork(&self, who: Member, name: &ForkName) -> Result<Value, Refusal> {
         if who != Member::Director {
             return Err(refusal(
                 ErrorCode::Forbidden,
@@ -534,7 +534,14 @@ impl Hub {
                 format!("this box's hub has made its {max} fork(s); no more this session"),
             ));
         }
-        let r = f.fork(name).inspect_err(|(code, message)| {
+        let stopping = || {
+            if self.is_shutting_down() {
+                Err(io::Error::other("the hub is stopping"))
+            } else {
+                Ok(())
+            }
+        };
+        let r = f.fork(name, &stopping).inspect_err(|(code, message)| {
             self.log.event(
                 "fork_failed",
                 json!({"name": name.as_str(), "code": code.as_str(), "error": message}),

@@ -72,7 +72,12 @@ pub struct Accepted {
 /// Makes a new box from this one (`crab fork`): [`super::fork::BoxForker`] when the
 /// host gave the hub the box's paths.
 pub trait Forker: Send + Sync {
-    fn fork(&self, name: &ForkName) -> Result<ForkResult, Refusal>;
+    /// `check` fails once the hub is stopping: the copy then stops and is undone.
+    fn fork(
+        &self,
+        name: &ForkName,
+        check: &dyn Fn() -> io::Result<()>,
+    ) -> Result<ForkResult, Refusal>;
 }
 
 struct Listener {
@@ -547,6 +552,9 @@ impl Hub {
             f.ready.notify_all();
         }
         let _held = lock(&self.mutate);
+        // A fork under way sees the flag between two files and undoes its copy: wait
+        // for that, so the hub never exits with half a box on the host.
+        let _forking = lock(&self.forks);
         let removed = remove_helpers(self.engine.as_ref(), &self.cfg.box_hash);
         let _ = rundir::remove_all(&self.cfg.runtime_dir);
         self.log.event(

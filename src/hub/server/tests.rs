@@ -808,3 +808,32 @@ fn a_fork_is_refused_for_bad_names_taken_places_helpers_and_hubs_without_it() {
     let r = d.call(json!({"op": "fork", "name": "exp"}));
     assert_eq!(code(&r), "unavailable", "{r}");
 }
+
+#[test]
+fn a_fork_under_way_when_the_hub_stops_is_undone() {
+    let (t, src) = start_forking();
+    for i in 0..50 {
+        std::fs::write(src.workspace.join(format!("f{i}")), "x").unwrap();
+    }
+    let names = std::fs::read(t.hub.cfg.fork.as_ref().unwrap().paths.names_file()).unwrap();
+    t.hub.shutdown.store(true, Ordering::SeqCst);
+    let (c, m) = t
+        .hub
+        .fork(Member::Director, &ForkName::parse("exp").unwrap())
+        .unwrap_err();
+    assert_eq!(c, ErrorCode::Internal);
+    assert_eq!(m, "workspace copy failed: the hub is stopping");
+    let parent = src.workspace.parent().unwrap();
+    let left: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        [src.workspace.file_name().unwrap()],
+        "no copy, no temporary"
+    );
+    let paths = &t.hub.cfg.fork.as_ref().unwrap().paths;
+    assert!(!paths.boxes.join("myapp.exp").exists());
+    assert_eq!(std::fs::read(paths.names_file()).unwrap(), names);
+}
