@@ -36,6 +36,7 @@ fn launch(
             (_, true) => Some(false),
             _ => None,
         },
+        helpers: a.no_helpers.then_some(false),
         session,
     }
 }

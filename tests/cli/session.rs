@@ -465,8 +465,12 @@ fn the_engine_is_not_asked_unless_a_container_may_exist() {
     let (e, p) = env_with_claude();
     e.run(&p, &["create"]).ok();
     e.run(&p, &["shell", "--", "true"]).ok();
+    // The launch asks nothing; the box's helper hub, a process of its own, looks for
+    // its director (by the inspect format only it uses).
     assert!(
-        !e.podman_log().contains("container inspect"),
+        !e.podman_log()
+            .lines()
+            .any(|l| l.contains("container inspect") && !l.contains("{{.Id}}|{{.Name}}")),
         "{}",
         e.podman_log()
     );
@@ -734,4 +738,75 @@ fn strip_ulimits(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Issue 12: a launch mounts the director's hub directory read-only at /run/kanibako
+/// and only its own mailbox of `$DATA/comms`; the hub it starts beside an ephemeral
+/// run ends with it (its runtime directory goes). `--no-helpers` and
+/// `allow_helpers: false` mean no hub and no mount.
+#[test]
+fn a_launch_mounts_its_hub_and_only_its_own_mailbox() {
+    let (mut e, p) = env_with_claude();
+    let xdg = e.dir("xdg");
+    e.set("XDG_RUNTIME_DIR", &xdg);
+    e.run(&p, &["create"]).ok();
+    let hash = kanibako::boxes::project_hash(&p);
+    let rt = xdg.join("kanibako/b").join(&hash[..16]);
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(
+        run.contains(&format!(
+            "-v {}:/run/kanibako:ro,nosuid,nodev ",
+            rt.join("m/director").display()
+        )),
+        "{run}"
+    );
+    let data = e.data();
+    assert!(
+        run.contains(&format!(
+            "-v {}:/home/agent/comms/mailbox/app:z,nosuid,nodev ",
+            data.join("comms/mailbox/app").display()
+        )),
+        "{run}"
+    );
+    assert!(
+        !run.contains(&format!("{}:", data.join("comms").display())),
+        "never the whole comms directory: {run}"
+    );
+    assert!(
+        data.join("comms/broadcast.log").is_file(),
+        "the Python layout is kept"
+    );
+    // the hub ran (its log says so) and ended with the session
+    let log = fs::read_to_string(
+        e.home
+            .join(format!(".local/state/kanibako/hub/{}.log", &hash[..16])),
+    )
+    .unwrap_or_default();
+    assert!(
+        log.contains("\"stop_requested\"") && log.contains("\"hub_stopped\""),
+        "{log}"
+    );
+    assert!(
+        !rt.join("hub.json").exists(),
+        "the hub took its runtime directory"
+    );
+
+    // helpers off: no hub, no mount
+    fs::remove_file(e.root_file("podman.log")).unwrap();
+    e.run(&p, &["shell", "--no-helpers", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(!run.contains("/run/kanibako"), "{run}");
+    assert!(
+        !e.podman_log().contains("role=helper"),
+        "{}",
+        e.podman_log()
+    );
+    e.run(&p, &["box", "config", "allow_helpers=false"]).ok();
+    let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    assert!(!r.stdout.contains("/run/kanibako"), "{r:?}");
+    e.run(&p, &["box", "config", "allow_helpers=true"]).ok();
+    let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    assert!(r.stdout.contains(":/run/kanibako:ro"), "{r:?}");
+    assert!(!rt.join("m").exists(), "a dry run makes nothing");
 }
