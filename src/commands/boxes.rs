@@ -18,6 +18,8 @@ use crate::context::Context;
 use crate::error::{Exit, UserError};
 use crate::output;
 use crate::prompt;
+use crate::runtime::containers::ContainerSummary;
+use crate::runtime::labels;
 
 pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     let req = CreateRequest {
@@ -76,9 +78,81 @@ impl Filter {
     }
 }
 
-fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> {
+/// An active box's helpers and hub, beside its row (`ps`, `list`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Team {
+    /// Its running helpers' numbers.
+    helpers: Vec<u32>,
+    /// `running` (with `hub_pid`), `down` (with `hub_down`: why it gave up) or `none`.
+    hub: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub_pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub_down: Option<String>,
+}
+
+impl Team {
+    fn of(cx: &Context, hash: &str, helpers: Vec<u32>) -> Self {
+        let status = crate::hub::rundir::find_for(&cx.host, hash)
+            .map_or(crate::hub::HubStatus::NotRunning, |rt| {
+                crate::hub::status(&rt)
+            });
+        let (hub, hub_pid, hub_down) = match status {
+            crate::hub::HubStatus::Running { pid, .. } => ("running", Some(pid), None),
+            crate::hub::HubStatus::Down(why) => ("down", None, Some(why)),
+            crate::hub::HubStatus::NotRunning => ("none", None, None),
+        };
+        Self {
+            helpers,
+            hub,
+            hub_pid,
+            hub_down,
+        }
+    }
+
+    fn text(&self) -> String {
+        let hub = match (self.hub_pid, &self.hub_down) {
+            (Some(pid), _) => format!("hub running (pid {pid})"),
+            (_, Some(why)) => format!("hub down ({why})"),
+            _ => "no hub".into(),
+        };
+        let helpers: Vec<String> = self.helpers.iter().map(u32::to_string).collect();
+        match helpers.is_empty() {
+            true => hub,
+            false => format!("helpers {}; {hub}", helpers.join(", ")),
+        }
+    }
+}
+
+/// The team of each active row (from the one engine listing, and the hubs' own files).
+fn teams(cx: &Context, rows: &[Row], activity: Option<&Activity>) -> Vec<Option<Team>> {
+    rows.iter()
+        .map(|r| {
+            let (hash, helpers) = activity?.helpers_of(r.container.as_deref()?)?;
+            let t = Team::of(cx, &hash, helpers);
+            (t.hub != "none" || !t.helpers.is_empty()).then_some(t)
+        })
+        .collect()
+}
+
+fn print_rows(
+    rows: &[Row],
+    teams: &[Option<Team>],
+    quiet: bool,
+    json: bool,
+    empty: &str,
+) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        // The rows as they are, with a box's `team` added where it has one.
+        let mut out = serde_json::to_value(rows)?;
+        if let Some(list) = out.as_array_mut() {
+            for (v, t) in list.iter_mut().zip(teams) {
+                if let (Some(obj), Some(t)) = (v.as_object_mut(), t) {
+                    obj.insert("team".into(), serde_json::to_value(t)?);
+                }
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else if quiet {
         for r in rows {
             println!("{}", r.name);
@@ -96,8 +170,15 @@ fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> 
         if !plain.is_empty() {
             println!("{:<18} {:<10} PATH", "NAME", "STATUS");
         }
+        let team = |r: &Row| {
+            let at = rows.iter().position(|x| std::ptr::eq(x, r))?;
+            teams.get(at)?.as_ref().map(Team::text)
+        };
         for r in plain {
             println!("{:<18} {:<10} {}", r.name, r.status_text(), path(r));
+            if let Some(t) = team(r) {
+                println!("{:<18} {:<10} {t}", "", "");
+            }
         }
         let mut current: Option<&str> = None;
         for r in members {
@@ -109,6 +190,9 @@ fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> 
                 println!("  {:<18} {:<10} SOURCE", "NAME", "STATUS");
             }
             println!("  {:<18} {:<10} {}", r.name, r.status_text(), path(r));
+            if let Some(t) = team(r) {
+                println!("  {:<18} {:<10} {t}", "", "");
+            }
         }
     }
     Ok(())
@@ -126,7 +210,8 @@ fn show(cx: &Context, filter: Filter, quiet: bool, json: bool) -> Result<Exit> {
         Filter::Orphans => "No orphaned projects found.",
         _ => "No known projects.",
     };
-    print_rows(&rows, quiet, json, empty)?;
+    let teams = teams(cx, &rows, activity.as_ref());
+    print_rows(&rows, &teams, quiet, json, empty)?;
     Ok(Exit::Success)
 }
 
@@ -306,12 +391,43 @@ fn refuse_if_active(cx: &Context, b: &BoxIdentity) -> Result<()> {
     }
 }
 
-fn container_state(cx: &Context, b: &BoxIdentity) -> String {
+/// The box's container, and its helpers and hub, from one engine listing.
+fn container_state(cx: &Context, b: &BoxIdentity) -> (String, Option<String>) {
     let list = match cx.runtime().and_then(|rt| rt.containers()) {
         Ok(l) => l,
-        Err(_) => return "unknown (no container runtime)".into(),
+        Err(_) => return ("unknown (no container runtime)".into(), None),
     };
-    if let Some(active) = Activity::new(list.clone(), &cx.paths.data_id()).of(b) {
+    (director_state(cx, b, &list), Some(helpers_state(b, &list)))
+}
+
+/// Each helper of `b` with its state and model, as the labels say.
+fn helpers_state(b: &BoxIdentity, list: &[ContainerSummary]) -> String {
+    use crate::hub::labels as hl;
+    let mut helpers: Vec<(u32, String)> = list
+        .iter()
+        .filter(|c| listing::is_helper(c) && c.labels.get(labels::HASH) == Some(&b.hash))
+        .filter_map(|c| {
+            let n: u32 = c.labels.get(hl::HELPER)?.parse().ok()?;
+            let state = if c.running { "running" } else { "stopped" };
+            Some(match c.labels.get(hl::MODEL) {
+                Some(m) => (n, format!("{n} ({state}, {m})")),
+                None => (n, format!("{n} ({state})")),
+            })
+        })
+        .collect();
+    helpers.sort();
+    if helpers.is_empty() {
+        return "none".into();
+    }
+    helpers
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn director_state(cx: &Context, b: &BoxIdentity, list: &[ContainerSummary]) -> String {
+    if let Some(active) = Activity::new(list.to_vec(), &cx.paths.data_id()).of(b) {
         let image = list
             .iter()
             .find(|c| c.name == active.container)
@@ -412,7 +528,12 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
         }
         .into(),
     ));
-    fields.push(("Container", container_state(cx, &b)));
+    let (container, helpers) = container_state(cx, &b);
+    fields.push(("Container", container));
+    fields.push(("Hub", Team::of(cx, &b.hash, Vec::new()).text()));
+    if let Some(h) = helpers {
+        fields.push(("Helpers", h));
+    }
     fields.push(("Credentials", credentials_state(&b)));
     for (label, value) in fields {
         println!("  {:<14}{value}", format!("{label}:"));

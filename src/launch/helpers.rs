@@ -229,17 +229,21 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some(handle) = handle else { return };
+        // A hub that never started has no helpers to end.
         match handle.join() {
             Ok(Ok(s)) => tracing::debug!("helper hub: {s:?}"),
-            Ok(Err(e)) => output::warn(format_args!("the helper hub did not start: {e}")),
-            Err(_) => output::warn("the helper hub did not start"),
+            Ok(Err(e)) => {
+                return output::warn(format_args!("the helper hub did not start: {e}"));
+            }
+            Err(_) => return output::warn("the helper hub did not start"),
         }
         if !self.persistent {
             end_hub(
-                &self.cfg.runtime_dir,
+                Some(&self.cfg.runtime_dir),
                 &self.cfg.engine,
                 self.exec.clone(),
                 &self.cfg.box_hash,
+                false,
             );
         }
     }
@@ -254,20 +258,23 @@ pub struct Ended {
 }
 
 /// End the hub at `rt` (it removes its helpers), and remove what helpers of box `hash`
-/// remain when there was no hub or it had to be killed.
+/// remain when there was no hub or it had to be killed (unless `none_seen`: the caller
+/// has just listed the engine's containers and found none).
 pub fn end_hub(
-    rt: &Path,
+    rt: Option<&Path>,
     engine: &EngineConfig,
     exec: std::sync::Arc<dyn crate::process::Executor>,
     hash: &str,
+    none_seen: bool,
 ) -> Ended {
-    let stopped = hub::stop(rt, STOP_GRACE);
+    let stopped = rt.map_or(Ok(hub::Stopped::NotRunning), |rt| hub::stop(rt, STOP_GRACE));
     if let Err(e) = &stopped {
         output::warn(format_args!("{e}"));
     }
     let stopped = stopped.ok();
     let removed = match stopped {
         Some(hub::Stopped::Clean) => 0,
+        Some(hub::Stopped::NotRunning) if none_seen => 0,
         _ => match engine.info() {
             Ok(info) => {
                 let e = hub::RuntimeEngine::shared(info, exec, None);
@@ -282,18 +289,33 @@ pub fn end_hub(
     }
 }
 
-/// `stop` of box `b`: its hub and every helper of it, nothing of another box.
-pub fn stop_box(cx: &Context, rt: &Runtime, b: &BoxIdentity) -> Ended {
-    let dir = match hub::runtime_dir(&cx.host, &b.hash) {
-        Ok(d) => d,
-        Err(_) => PathBuf::new(),
-    };
+/// `stop` of the box with project hash `hash`: its hub and every helper of it, nothing
+/// of another box. `helpers_seen`: the engine's list has helpers of it.
+pub fn stop_box(cx: &Context, rt: &Runtime, hash: &str, helpers_seen: bool) -> Ended {
+    let dir = hub::rundir::find_for(&cx.host, hash);
+    let engine = EngineConfig::from_info(&rt.engine);
     end_hub(
-        &dir,
-        &EngineConfig::from_info(&rt.engine),
+        dir.as_deref(),
+        &engine,
         cx.exec.clone(),
-        &b.hash,
+        hash,
+        !helpers_seen,
     )
+}
+
+/// Whether a container with `labels` is a helper (of any box).
+pub fn is_helper(labels: &std::collections::BTreeMap<String, String>) -> bool {
+    labels.get(hub::labels::ROLE).map(String::as_str) == Some(hub::labels::ROLE_HELPER)
+}
+
+/// What `stop` says of a box's hub and helpers (nothing when there were none).
+pub fn report(name: &str, e: Ended) {
+    if matches!(e.hub, Some(hub::Stopped::Clean | hub::Stopped::Killed)) {
+        println!("Stopped the helper hub of {name}");
+    }
+    if e.removed > 0 {
+        println!("Removed {} helper container(s) of {name}", e.removed);
+    }
 }
 
 /// A re-attach or join of a running box whose hub is gone (killed, not given up):
