@@ -1586,6 +1586,9 @@ mod diagnose;
 #[path = "e2e/installed.rs"]
 mod installed;
 
+#[path = "e2e/helpers.rs"]
+mod helpers;
+
 /// Issue 10 (low): a standalone box's read-only vault share, which lies in its
 /// workspace, cannot be written through the workspace; it reads as the share.
 fn standalone_share_ro_is_not_writable(flavour: Flavour) {

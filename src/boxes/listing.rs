@@ -124,6 +124,12 @@ pub struct Active {
     pub legacy: bool,
 }
 
+/// A helper container of a box's hub: part of its box, never the box's own container.
+pub fn is_helper(c: &ContainerSummary) -> bool {
+    c.labels.get(crate::hub::labels::ROLE).map(String::as_str)
+        == Some(crate::hub::labels::ROLE_HELPER)
+}
+
 fn is_ours(c: &ContainerSummary) -> bool {
     c.labels.contains_key(labels::HASH) || c.labels.contains_key(labels::BOX)
 }
@@ -150,15 +156,14 @@ impl Activity {
     /// The running container of `b`, if any: ours by label (the path hash, or the name
     /// for containers labelled before hashes existed), or upstream's by exact name.
     pub fn of(&self, b: &BoxIdentity) -> Option<Active> {
-        let labelled = self
-            .running
-            .iter()
-            .find(|c| match c.labels.get(labels::HASH) {
+        let labelled = self.running.iter().filter(|c| !is_helper(c)).find(|c| {
+            match c.labels.get(labels::HASH) {
                 Some(h) => *h == b.hash,
                 None => b.name.as_ref().is_some_and(|n| {
                     c.labels.get(labels::BOX).map(String::as_str) == Some(n.as_str())
                 }),
-            });
+            }
+        });
         if let Some(c) = labelled {
             return Some(Active {
                 container: c.name.clone(),
@@ -182,8 +187,30 @@ impl Activity {
         claimed: &'a BTreeSet<String>,
     ) -> impl Iterator<Item = &'a ContainerSummary> {
         self.running.iter().filter(move |c| {
-            c.labels.get(labels::DATA) == Some(&self.data_id) && !claimed.contains(&c.name)
+            c.labels.get(labels::DATA) == Some(&self.data_id)
+                && !claimed.contains(&c.name)
+                && !is_helper(c)
         })
+    }
+
+    /// The box hash of the running container `container`, and the numbers of its box's
+    /// running helpers (from the labels already listed: no engine call).
+    pub fn helpers_of(&self, container: &str) -> Option<(String, Vec<u32>)> {
+        let hash = self
+            .running
+            .iter()
+            .find(|c| c.name == container)?
+            .labels
+            .get(labels::HASH)?
+            .clone();
+        let mut numbers: Vec<u32> = self
+            .running
+            .iter()
+            .filter(|c| is_helper(c) && c.labels.get(labels::HASH) == Some(&hash))
+            .filter_map(|c| c.labels.get(crate::hub::labels::HELPER)?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        Some((hash, numbers))
     }
 }
 

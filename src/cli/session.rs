@@ -36,6 +36,10 @@ pub struct LaunchArgs {
     /// Do not mount the host's image store, whatever `box.share_images` says.
     #[arg(long, overrides_with = "share_images")]
     pub no_share_images: bool,
+    /// No helper hub for this session: the box's agent cannot spawn helpers (default:
+    /// `allow_helpers`).
+    #[arg(long)]
+    pub no_helpers: bool,
 }
 
 #[derive(Debug, Args, Clone)]

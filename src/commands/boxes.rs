@@ -18,6 +18,8 @@ use crate::context::Context;
 use crate::error::{Exit, UserError};
 use crate::output;
 use crate::prompt;
+use crate::runtime::containers::ContainerSummary;
+use crate::runtime::labels;
 
 pub fn create(cx: &Context, a: CreateArgs) -> Result<Exit> {
     let req = CreateRequest {
@@ -76,19 +78,90 @@ impl Filter {
     }
 }
 
-fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> {
+/// An active box's helpers and hub, beside its row (`ps`, `list`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Team {
+    /// Its running helpers' numbers.
+    helpers: Vec<u32>,
+    /// `running` (with `hub_pid`), `down` (with `hub_down`: why it gave up) or `none`.
+    hub: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub_pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub_down: Option<String>,
+}
+
+impl Team {
+    fn of(cx: &Context, hash: &str, helpers: Vec<u32>) -> Self {
+        let status = crate::hub::rundir::find_for(&cx.host, hash)
+            .map_or(crate::hub::HubStatus::NotRunning, |rt| {
+                crate::hub::status(&rt)
+            });
+        let (hub, hub_pid, hub_down) = match status {
+            crate::hub::HubStatus::Running { pid, .. } => ("running", Some(pid), None),
+            crate::hub::HubStatus::Down(why) => ("down", None, Some(why)),
+            crate::hub::HubStatus::NotRunning => ("none", None, None),
+        };
+        Self {
+            helpers,
+            hub,
+            hub_pid,
+            hub_down,
+        }
+    }
+
+    fn text(&self) -> String {
+        let hub = match (self.hub_pid, &self.hub_down) {
+            (Some(pid), _) => format!("hub running (pid {pid})"),
+            (_, Some(why)) => format!("hub down ({why})"),
+            _ => "no hub".into(),
+        };
+        let helpers: Vec<String> = self.helpers.iter().map(u32::to_string).collect();
+        match helpers.is_empty() {
+            true => hub,
+            false => format!("helpers {}; {hub}", helpers.join(", ")),
+        }
+    }
+}
+
+/// The team of each active row (from the one engine listing, and the hubs' own files).
+fn teams(cx: &Context, rows: &[Row], activity: Option<&Activity>) -> Vec<Option<Team>> {
+    rows.iter()
+        .map(|r| {
+            let (hash, helpers) = activity?.helpers_of(r.container.as_deref()?)?;
+            let t = Team::of(cx, &hash, helpers);
+            (t.hub != "none" || !t.helpers.is_empty()).then_some(t)
+        })
+        .collect()
+}
+
+fn print_rows(
+    rows: &[Row],
+    teams: &[Option<Team>],
+    quiet: bool,
+    json: bool,
+    empty: &str,
+) -> Result<()> {
     if json {
-        let rows: Vec<_> = rows.iter().map(Row::json).collect();
-        crate::json_output::print_list("boxes", &rows);
+        // The rows as they are, with a box's `team` added where it has one.
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let mut v = serde_json::to_value(r.json())?;
+            if let (Some(obj), Some(Some(t))) = (v.as_object_mut(), teams.get(i)) {
+                obj.insert("team".into(), serde_json::to_value(t)?);
+            }
+            out.push(v);
+        }
+        crate::json_output::print_list("boxes", &out);
     } else {
         // One write for the whole table: a thousand rows are a thousand writes to a
         // pipe otherwise (stdout flushes each line).
-        print!("{}", table(rows, quiet, empty));
+        print!("{}", table(rows, teams, quiet, empty));
     }
     Ok(())
 }
 
-fn table(rows: &[Row], quiet: bool, empty: &str) -> String {
+fn table(rows: &[Row], teams: &[Option<Team>], quiet: bool, empty: &str) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     if quiet {
@@ -103,16 +176,22 @@ fn table(rows: &[Row], quiet: bool, empty: &str) -> String {
             None if r.status == Status::Unknown => "(no breadcrumb)".into(),
             None => format!("({})", r.container.as_deref().unwrap_or("-")),
         };
-        let (plain, members): (Vec<&Row>, Vec<&Row>) =
-            rows.iter().partition(|r| r.workset.is_none());
+        let team = |i: usize| teams.get(i)?.as_ref().map(Team::text);
+        let (plain, members): (Vec<(usize, &Row)>, Vec<(usize, &Row)>) = rows
+            .iter()
+            .enumerate()
+            .partition(|(_, r)| r.workset.is_none());
         if !plain.is_empty() {
             let _ = writeln!(s, "{:<18} {:<10} PATH", "NAME", "STATUS");
         }
-        for r in plain {
+        for (i, r) in plain {
             let _ = writeln!(s, "{:<18} {:<10} {}", r.name, r.status_text(), path(r));
+            if let Some(t) = team(i) {
+                let _ = writeln!(s, "{:<18} {:<10} {t}", "", "");
+            }
         }
         let mut current: Option<&str> = None;
-        for r in members {
+        for (i, r) in members {
             let (ws, root) = r.workset.as_ref().expect("a member row");
             if current != Some(ws.as_str()) {
                 current = Some(ws);
@@ -121,6 +200,9 @@ fn table(rows: &[Row], quiet: bool, empty: &str) -> String {
                 let _ = writeln!(s, "  {:<18} {:<10} SOURCE", "NAME", "STATUS");
             }
             let _ = writeln!(s, "  {:<18} {:<10} {}", r.name, r.status_text(), path(r));
+            if let Some(t) = team(i) {
+                let _ = writeln!(s, "  {:<18} {:<10} {t}", "", "");
+            }
         }
     }
     s
@@ -138,7 +220,8 @@ fn show(cx: &Context, filter: Filter, quiet: bool, json: bool) -> Result<Exit> {
         Filter::Orphans => "No orphaned projects found.",
         _ => "No known projects.",
     };
-    print_rows(&rows, quiet, json, empty)?;
+    let teams = teams(cx, &rows, activity.as_ref());
+    print_rows(&rows, &teams, quiet, json, empty)?;
     Ok(Exit::Success)
 }
 
@@ -318,12 +401,43 @@ fn refuse_if_active(cx: &Context, b: &BoxIdentity) -> Result<()> {
     }
 }
 
-fn container_state(cx: &Context, b: &BoxIdentity) -> String {
+/// The box's container, and its helpers and hub, from one engine listing.
+fn container_state(cx: &Context, b: &BoxIdentity) -> (String, Option<String>) {
     let list = match cx.runtime().and_then(|rt| rt.containers()) {
         Ok(l) => l,
-        Err(_) => return "unknown (no container runtime)".into(),
+        Err(_) => return ("unknown (no container runtime)".into(), None),
     };
-    if let Some(active) = Activity::new(list.clone(), &cx.paths.data_id()).of(b) {
+    (director_state(cx, b, &list), Some(helpers_state(b, &list)))
+}
+
+/// Each helper of `b` with its state and model, as the labels say.
+fn helpers_state(b: &BoxIdentity, list: &[ContainerSummary]) -> String {
+    use crate::hub::labels as hl;
+    let mut helpers: Vec<(u32, String)> = list
+        .iter()
+        .filter(|c| listing::is_helper(c) && c.labels.get(labels::HASH) == Some(&b.hash))
+        .filter_map(|c| {
+            let n: u32 = c.labels.get(hl::HELPER)?.parse().ok()?;
+            let state = if c.running { "running" } else { "stopped" };
+            Some(match c.labels.get(hl::MODEL) {
+                Some(m) => (n, format!("{n} ({state}, {m})")),
+                None => (n, format!("{n} ({state})")),
+            })
+        })
+        .collect();
+    helpers.sort();
+    if helpers.is_empty() {
+        return "none".into();
+    }
+    helpers
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn director_state(cx: &Context, b: &BoxIdentity, list: &[ContainerSummary]) -> String {
+    if let Some(active) = Activity::new(list.to_vec(), &cx.paths.data_id()).of(b) {
         let image = list
             .iter()
             .find(|c| c.name == active.container)
@@ -424,7 +538,12 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
         }
         .into(),
     ));
-    fields.push(("Container", container_state(cx, &b)));
+    let (container, helpers) = container_state(cx, &b);
+    fields.push(("Container", container));
+    fields.push(("Hub", Team::of(cx, &b.hash, Vec::new()).text()));
+    if let Some(h) = helpers {
+        fields.push(("Helpers", h));
+    }
     fields.push(("Credentials", credentials_state(&b)));
     if a.json {
         println!("{}", crate::json_output::fields(&fields));

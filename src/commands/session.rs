@@ -10,8 +10,8 @@ use crate::boxes::{BoxIdentity, BoxName};
 use crate::cli::{LaunchArgs, ShellArgs, StartArgs, StopArgs};
 use crate::context::Context;
 use crate::error::Exit;
-use crate::launch::persistent;
 use crate::launch::{self, Launch, Session};
+use crate::launch::{helpers, persistent};
 use crate::output;
 use crate::prompt;
 use crate::runtime::containers::ContainerSummary;
@@ -36,6 +36,7 @@ fn launch(
             (_, true) => Some(false),
             _ => None,
         },
+        helpers: a.no_helpers.then_some(false),
         session,
     }
 }
@@ -111,7 +112,8 @@ fn containers_of<'a>(
     list.iter()
         .filter(|c| of_data_dir(c, data_id))
         .filter(|c| match c.labels.get(labels::HASH) {
-            Some(h) => *h == b.hash,
+            // a box's helpers are its hub's to end
+            Some(h) => *h == b.hash && !helpers::is_helper(&c.labels),
             None => !c.labels.contains_key(labels::BOX) && c.name == legacy,
         })
         .collect()
@@ -138,6 +140,14 @@ pub fn stop(cx: &Context, a: &StopArgs) -> Result<Exit> {
         crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.project.as_deref())?.require()?;
     let mine = containers_of(&list, &b, &cx.paths.data_id());
     let _ = std::fs::remove_file(b.container_marker());
+    // The hub first: it removes the helpers, then the director goes.
+    let seen = list
+        .iter()
+        .any(|c| c.labels.get(labels::HASH) == Some(&b.hash) && helpers::is_helper(&c.labels));
+    helpers::report(
+        &b.container_name(),
+        helpers::stop_box(cx, &rt, &b.hash, seen),
+    );
     if mine.is_empty() {
         println!(
             "No running container found for this project ({})",
@@ -177,7 +187,7 @@ fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) 
     let data_id = cx.paths.data_id();
     let running: Vec<&ContainerSummary> = list
         .iter()
-        .filter(|c| c.running)
+        .filter(|c| c.running && !helpers::is_helper(&c.labels))
         .filter(|c| {
             c.labels.get(labels::DATA) == Some(&data_id)
                 || boxes
@@ -198,6 +208,24 @@ fn stop_all(cx: &Context, rt: &Runtime, list: &[ContainerSummary], force: bool) 
             println!("Aborted.");
             return Ok(Exit::Declined);
         }
+    }
+    // Every hub of this data directory's boxes first (each removes its helpers).
+    let hashes: std::collections::BTreeSet<&String> = running
+        .iter()
+        .filter_map(|c| c.labels.get(labels::HASH))
+        .chain(boxes.iter().map(|b| &b.hash))
+        .collect();
+    for hash in hashes {
+        let seen = list.iter().any(|c| {
+            c.labels.get(labels::HASH) == Some(hash)
+                && of_data_dir(c, &data_id)
+                && helpers::is_helper(&c.labels)
+        });
+        let name = running
+            .iter()
+            .find(|c| c.labels.get(labels::HASH) == Some(hash))
+            .map_or(&hash[..hash.len().min(16)], |c| c.name.as_str());
+        helpers::report(name, helpers::stop_box(cx, rt, hash, seen));
     }
     let mut stopped = 0;
     for c in &running {

@@ -76,11 +76,18 @@ pub struct HelperPlan {
 
 pub trait HelperPlanner: Send + Sync {
     fn plan(&self, req: &HelperRequest) -> Result<HelperPlan, String>;
+    /// The host side of helper `req` before its run (its home, its login).
+    fn prepare(&self, _req: &HelperRequest) -> Result<(), String> {
+        Ok(())
+    }
     fn release(&self, _number: u32) {}
 }
 
 /// Where the hub's member directory appears in every box.
 pub const GUEST_DIR: &str = "/run/kanibako";
+
+/// The home of a box's user, which a helper gets its own of.
+pub const HELPER_HOME: &str = "/home/agent";
 
 /// The hub's part of a helper's run: name, labels, detached, its own socket directory.
 pub fn complete(mut plan: HelperPlan, req: &HelperRequest) -> HelperPlan {
@@ -201,7 +208,15 @@ impl RuntimeEngine {
         planner: Option<Box<dyn HelperPlanner>>,
     ) -> Self {
         let exec: std::sync::Arc<dyn Executor + Send + Sync> = std::sync::Arc::from(exec);
-        let exec: std::sync::Arc<dyn Executor> = exec;
+        Self::shared(engine, exec, planner)
+    }
+
+    /// The same over an executor the caller shares (the CLI's, for `stop`).
+    pub fn shared(
+        engine: EngineInfo,
+        exec: std::sync::Arc<dyn Executor>,
+        planner: Option<Box<dyn HelperPlanner>>,
+    ) -> Self {
         Self {
             rt: Runtime::new(engine.clone(), exec.clone()),
             engine,
@@ -340,6 +355,7 @@ impl HubEngine for RuntimeEngine {
                 "this hub has no way to start helpers (no helper plan)".into(),
             ));
         };
+        planner.prepare(req).map_err(EngineError)?;
         let env = complete(planner.plan(req).map_err(EngineError)?, req)
             .spec
             .env;
@@ -376,10 +392,66 @@ pub enum TemplateUser {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateMount {
+    /// Empty for a mask.
+    #[serde(default)]
     pub src: PathBuf,
     pub dst: String,
     #[serde(default)]
     pub read_only: bool,
+    #[serde(default)]
+    pub relabel: bool,
+    /// An empty read-only tmpfs over `dst` ([`Mount::Mask`]), in its place in the order.
+    #[serde(default)]
+    pub mask: bool,
+}
+
+impl TemplateMount {
+    fn of(m: &Mount) -> Self {
+        match m {
+            Mount::Bind {
+                src,
+                dst,
+                read_only,
+                relabel,
+            } => Self {
+                src: src.clone(),
+                dst: dst.clone(),
+                read_only: *read_only,
+                relabel: *relabel,
+                mask: false,
+            },
+            Mount::Mask { dst } => Self {
+                src: PathBuf::new(),
+                dst: dst.clone(),
+                read_only: true,
+                relabel: false,
+                mask: true,
+            },
+        }
+    }
+
+    fn mount(&self) -> Mount {
+        if self.mask {
+            return Mount::Mask {
+                dst: self.dst.clone(),
+            };
+        }
+        Mount::Bind {
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            read_only: self.read_only,
+            relabel: self.relabel,
+        }
+    }
+}
+
+/// A file of the director's login copied into a helper's home at each spawn.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateCopy {
+    pub src: PathBuf,
+    /// Relative to the helper's home.
+    pub rel: PathBuf,
 }
 
 /// A helper run written out by whoever starts the hub (the host, never a box): every
@@ -408,9 +480,151 @@ pub struct HelperTemplate {
     /// a helper is confined exactly like its box.
     #[serde(default)]
     pub seccomp: Option<PathBuf>,
+    /// `--network=none`, as the director.
+    #[serde(default)]
+    pub no_network: bool,
+    /// Labels of the director's that its helpers carry too (the data directory's id).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Helper N's own home is `<homes>/<N>`, in place of the mount at `/home/agent`.
+    #[serde(default)]
+    pub homes: Option<PathBuf>,
+    /// The director's login, copied into a helper's home whenever it (re)starts.
+    #[serde(default)]
+    pub login: Vec<TemplateCopy>,
+}
+
+/// What a helper runs, where its home goes and what it does not get of the director's
+/// run: the parts of a template that are not the director's plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HelperRun {
+    pub entrypoint: Option<String>,
+    pub command: Vec<String>,
+    pub model_flag: Option<String>,
+    pub homes: PathBuf,
+    pub login: Vec<TemplateCopy>,
+    /// Mounts of the director's that a helper goes without (the box's comms mailbox).
+    pub without: Vec<String>,
+    /// Labels of the director's that are its own (the rig mount `stop` releases).
+    pub own_labels: Vec<String>,
+}
+
+impl HelperTemplate {
+    /// The template of `spec`, the director's planned run (on `rootfs` when it runs on
+    /// the mounted image): every helper runs that plan, with the hub's name, labels and
+    /// socket directory, its own home, and `run`'s command. Every field of the plan is
+    /// named here, so a new one cannot be forgotten.
+    pub fn from_spec(
+        spec: &RunSpec,
+        rootfs: Option<PathBuf>,
+        run: HelperRun,
+    ) -> Result<Self, String> {
+        let RunSpec {
+            name: _,
+            image,
+            mode: _,
+            network,
+            user,
+            confined,
+            workdir,
+            mounts,
+            env,
+            labels,
+            entrypoint: _,
+            command: _,
+        } = spec;
+        let user = match *user {
+            UserMapping::KeepId { pin } => TemplateUser::KeepId { pin },
+            UserMapping::SplitMap { host_uid, host_gid } => {
+                TemplateUser::SplitMap { host_uid, host_gid }
+            }
+            UserMapping::User { uid, gid } => TemplateUser::User { uid, gid },
+            UserMapping::Image => return Err("a run as the image's own user has no helpers".into()),
+        };
+        let seccomp = match confined {
+            Some(Confinement { seccomp }) => seccomp.clone(),
+            None => return Err("an unconfined run has no helpers".into()),
+        };
+        Ok(Self {
+            image: image.clone(),
+            user,
+            rootfs,
+            workdir: Some(workdir.clone()),
+            mounts: mounts
+                .iter()
+                .filter(|m| {
+                    let d = m.dst();
+                    d != GUEST_DIR
+                        && !run.without.iter().any(|w| {
+                            d == w
+                                || d.strip_prefix(w.as_str())
+                                    .is_some_and(|r| r.starts_with('/'))
+                        })
+                })
+                .map(TemplateMount::of)
+                .collect(),
+            env: env.clone(),
+            entrypoint: run.entrypoint,
+            command: run.command,
+            model_flag: run.model_flag,
+            seccomp,
+            no_network: *network == Network::None,
+            labels: labels
+                .iter()
+                .filter(|(k, _)| !run.own_labels.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            homes: Some(run.homes),
+            login: run.login,
+        })
+    }
+}
+
+impl HelperTemplate {
+    /// Helper `n`'s home on the host, if helpers get their own.
+    pub fn home_of(&self, n: u32) -> Option<PathBuf> {
+        self.homes.as_ref().map(|h| h.join(n.to_string()))
+    }
 }
 
 impl HelperPlanner for HelperTemplate {
+    fn prepare(&self, req: &HelperRequest) -> Result<(), String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let Some(home) = self.home_of(req.number) else {
+            return Ok(());
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&home)
+            .map_err(|e| format!("making {}: {e}", home.display()))?;
+        for c in &self.login {
+            // A login the director does not have yet is no reason to refuse the helper.
+            let Ok(bytes) = std::fs::read(&c.src) else {
+                continue;
+            };
+            let dst = home.join(&c.rel);
+            // What a stopped helper left in its home is not followed: no link on the way.
+            let mut at = home.clone();
+            for part in c.rel.components() {
+                at.push(part);
+                if crate::fsutil::is_symlink(&at) {
+                    return Err(format!("{} is a link; not written through", at.display()));
+                }
+            }
+            if let Some(dir) = dst.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| format!("making {}: {e}", dir.display()))?;
+            }
+            crate::fsutil::atomic_write(&dst, &bytes, crate::fsutil::MODE_SECRET)
+                .map_err(|e| format!("{}: {e}", dst.display()))?;
+        }
+        Ok(())
+    }
+
     fn plan(&self, req: &HelperRequest) -> Result<HelperPlan, String> {
         let user = match self.user {
             TemplateUser::KeepId { pin } => UserMapping::KeepId { pin },
@@ -444,16 +658,23 @@ impl HelperPlanner for HelperTemplate {
                 mounts: self
                     .mounts
                     .iter()
-                    .map(|m| Mount::Bind {
-                        src: m.src.clone(),
-                        dst: m.dst.clone(),
-                        read_only: m.read_only,
-                        relabel: false,
+                    .map(|m| match self.home_of(req.number) {
+                        Some(home) if !m.mask && m.dst == HELPER_HOME => Mount::Bind {
+                            src: home,
+                            dst: m.dst.clone(),
+                            read_only: false,
+                            relabel: m.relabel,
+                        },
+                        _ => m.mount(),
                     })
                     .collect(),
-                network: Network::Default,
+                network: if self.no_network {
+                    Network::None
+                } else {
+                    Network::Default
+                },
                 env: self.env.clone(),
-                labels: BTreeMap::new(),
+                labels: self.labels.clone(),
                 entrypoint: self.entrypoint.clone(),
                 command,
             },
@@ -756,6 +977,145 @@ mod tests {
             rt.run_command(&plan.spec, None, Some(Path::new("/tmp/e")))
                 .to_string()
         );
+    }
+
+    /// The director's planned run, every field of it, made a helper's: the same run
+    /// but for the hub's name, labels, mode and socket directory, its own home, no
+    /// comms mailbox, no rig-mount label, and its own command.
+    #[test]
+    fn a_helper_template_is_the_director_s_plan() {
+        let director = RunSpec {
+            name: "kanibako-app".into(),
+            image: "localhost/rig:1".into(),
+            mode: RunMode::Foreground { tty: true },
+            network: Network::None,
+            user: UserMapping::KeepId { pin: true },
+            confined: Some(Confinement {
+                seccomp: Some("/c/s.json".into()),
+            }),
+            workdir: "/home/agent/workspace".into(),
+            mounts: vec![
+                Mount::Bind {
+                    src: "/d/boxes/app/shell".into(),
+                    dst: "/home/agent".into(),
+                    read_only: false,
+                    relabel: true,
+                },
+                Mount::Bind {
+                    src: "/p/app".into(),
+                    dst: "/home/agent/workspace".into(),
+                    read_only: false,
+                    relabel: true,
+                },
+                Mount::Mask {
+                    dst: "/home/agent/workspace/vault/ro".into(),
+                },
+                Mount::Bind {
+                    src: "/d/comms/mailbox/app".into(),
+                    dst: "/home/agent/comms/mailbox/app".into(),
+                    read_only: false,
+                    relabel: true,
+                },
+                Mount::Bind {
+                    src: "/run/user/1/kanibako/b/ab/m/director".into(),
+                    dst: GUEST_DIR.into(),
+                    read_only: true,
+                    relabel: false,
+                },
+            ],
+            env: BTreeMap::from([("KANIBAKO_NAME".into(), "app".into())]),
+            labels: BTreeMap::from([
+                ("io.kanibako.data".into(), "d0d0".into()),
+                ("io.kanibako.rootfs".into(), "img".into()),
+            ]),
+            entrypoint: Some("tmux".into()),
+            command: vec!["new-session".into()],
+        };
+        let t = HelperTemplate::from_spec(
+            &director,
+            None,
+            HelperRun {
+                entrypoint: Some("/home/agent/.local/bin/claude".into()),
+                command: Vec::new(),
+                model_flag: Some("--model".into()),
+                homes: "/d/boxes/app/helpers".into(),
+                login: Vec::new(),
+                without: vec!["/home/agent/comms/mailbox".into()],
+                own_labels: vec!["io.kanibako.rootfs".into()],
+            },
+        )
+        .unwrap();
+        // it travels through hub.json unchanged
+        let t: HelperTemplate = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        let req = request();
+        let helper = complete(t.plan(&req).unwrap(), &req).spec;
+        let mut expected = director.clone();
+        expected.name = "kanibako-app-helper-2".into();
+        expected.mode = RunMode::Detached;
+        expected.mounts[0] = Mount::Bind {
+            src: "/d/boxes/app/helpers/2".into(),
+            dst: "/home/agent".into(),
+            read_only: false,
+            relabel: true,
+        };
+        expected.mounts.remove(3);
+        expected.mounts[3] = Mount::Bind {
+            src: req.member_dir.clone(),
+            dst: GUEST_DIR.into(),
+            read_only: true,
+            relabel: false,
+        };
+        expected.env.insert("KANIBAKO_HELPER".into(), "2".into());
+        expected.labels.remove("io.kanibako.rootfs");
+        expected.labels.extend(req.labels.clone());
+        expected.entrypoint = Some("/home/agent/.local/bin/claude".into());
+        expected.command = vec!["--model".into(), "sonnet".into()];
+        assert_eq!(helper, expected);
+        assert!(
+            HelperTemplate::from_spec(
+                &RunSpec {
+                    user: UserMapping::Image,
+                    ..director
+                },
+                None,
+                HelperRun::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_helper_s_home_gets_the_director_s_login_and_follows_no_link() {
+        let d = tempfile::tempdir().unwrap();
+        let login = d.path().join("director/.claude/.credentials.json");
+        std::fs::create_dir_all(login.parent().unwrap()).unwrap();
+        std::fs::write(&login, "{\"token\":1}").unwrap();
+        let mut t = template();
+        t.homes = Some(d.path().join("helpers"));
+        t.login = vec![
+            TemplateCopy {
+                src: login.clone(),
+                rel: ".claude/.credentials.json".into(),
+            },
+            TemplateCopy {
+                src: d.path().join("director/.claude.json"),
+                rel: ".claude.json".into(),
+            },
+        ];
+        let req = request();
+        t.prepare(&req).unwrap();
+        let copy = d.path().join("helpers/2/.claude/.credentials.json");
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "{\"token\":1}");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
+        assert!(!d.path().join("helpers/2/.claude.json").exists());
+        // a stopped helper planted a link in its home: not written through
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::remove_dir_all(d.path().join("helpers/2/.claude")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.path().join("helpers/2/.claude")).unwrap();
+        assert!(t.prepare(&req).is_err());
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
     }
 
     #[test]

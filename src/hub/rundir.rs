@@ -124,6 +124,31 @@ pub fn for_box(host: &HostEnv, hash: &str) -> Result<PathBuf, RundirError> {
     Ok(rt)
 }
 
+/// The runtime directory of box `hash` if one exists where [`for_box`] would make it
+/// (a private directory of ours), without making anything: for `stop` and `ps`.
+pub fn find_for(host: &HostEnv, hash: &str) -> Option<PathBuf> {
+    let short = &hash[..hash.len().min(16)];
+    let tmp = host
+        .var(TMPDIR)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let xdg = host
+        .var(vars::XDG_RUNTIME_DIR)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg
+        .into_iter()
+        .chain([PathBuf::from(format!("/run/user/{}", host.uid))])
+        .find(|p| usable_base(p, host.uid))
+        .map(|b| b.join("kanibako"))
+        .unwrap_or_else(|| tmp.join(format!("kanibako-{}", host.uid)));
+    let rt = base.join("b").join(short);
+    fs::symlink_metadata(&rt)
+        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == host.uid && m.mode() & 0o077 == 0)
+        .then_some(rt)
+}
+
 pub fn members_dir(rt: &Path) -> PathBuf {
     rt.join("m")
 }

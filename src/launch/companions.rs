@@ -2,53 +2,87 @@
 //! its run. Each adds its mounts (and environment) to the planned run, and prepares its
 //! host side under the box's lock just before the run starts.
 //!
-//! Today that is the comms mailbox (`system.path.comms`, shared with every box, each
-//! with its own mailbox in it). The helper hub and the egress proxy join here the same
-//! way; a companion that must be told when a session ends gets that step where
-//! [`super::run`] says so.
+//! Today that is the comms mailbox (`system.path.comms`, with a mailbox per named box
+//! in it; a box mounts only its own, never the directory: spec §0b defect 6) and the
+//! helper hub ([`super::helpers`]). The egress proxy joins here the same way; a
+//! companion that must be told when a session ends is told by [`Companions::end`],
+//! where [`super::run`] returns from either kind of run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::boxes::{BoxIdentity, BoxName};
 use crate::output;
 use crate::paths::Paths;
+use crate::runtime::Runtime;
 use crate::runtime::spec::{Mount, RunSpec};
 
-use super::plan::GUEST_HOME;
+use super::facts::Known;
+use super::helpers::Hub;
 use super::prep;
 
+/// Where a box sees its own mailbox: upstream's place in its `~/comms`.
+pub const COMMS_GUEST: &str = "/home/agent/comms/mailbox";
+
 pub struct Companions {
-    /// The comms mailbox directory, and this box's name in it.
+    /// The comms directory, and this box's name in it (its mailbox).
     comms: PathBuf,
     name: Option<String>,
+    hub: Option<Hub>,
 }
 
 impl Companions {
-    /// The companions of box `b`.
+    /// The companions of box `b`, without a hub.
     pub fn for_box(paths: &Paths, b: &BoxIdentity) -> Self {
         Self {
             comms: paths.comms.clone(),
             name: b.name.as_ref().map(BoxName::to_string),
+            hub: None,
         }
     }
 
-    /// Their mounts, after everything else the run mounts.
+    /// The companions of this launch: the hub too, unless helpers are off.
+    pub fn for_launch(k: &Known<'_>, rt: &Runtime) -> Self {
+        Self {
+            hub: Hub::for_launch(k, rt),
+            ..Self::for_box(&k.cx.paths, k.b())
+        }
+    }
+
+    /// Their mounts, after everything else the run mounts: the box's own mailbox (a
+    /// standalone box has none), the hub's member directory.
     pub fn add_to(&self, mut spec: RunSpec) -> RunSpec {
-        spec.mounts.push(Mount::Bind {
-            src: self.comms.clone(),
-            dst: format!("{GUEST_HOME}/comms"),
-            read_only: false,
-            relabel: true,
-        });
+        if let Some(n) = &self.name {
+            spec.mounts.push(Mount::Bind {
+                src: self.comms.join("mailbox").join(n),
+                dst: format!("{COMMS_GUEST}/{n}"),
+                read_only: false,
+                relabel: true,
+            });
+        }
+        if let Some(h) = &self.hub {
+            spec.mounts.push(h.mount());
+        }
         spec
     }
 
-    /// Their host side, under the box's lock, before the run. The mailbox is shared
-    /// with every box: what is wrong there is theirs to fix, not a reason to stop.
-    pub fn start(&self) {
+    /// Their host side, under the box's lock, before the run of `spec` (on `rootfs`).
+    /// The comms directory is shared with every box: what is wrong there is not a
+    /// reason to stop.
+    pub fn start(&self, spec: &RunSpec, rootfs: Option<&Path>) {
         if let Err(e) = prep::comms(&self.comms, self.name.as_deref()) {
             output::warn(format_args!("{}: {e}", self.comms.display()));
         }
+        if let Some(h) = &self.hub {
+            h.start(spec, rootfs);
+        }
+    }
+
+    /// The session's run returned (`result`, passed on).
+    pub fn end<T>(&self, result: T) -> T {
+        if let Some(h) = &self.hub {
+            h.end();
+        }
+        result
     }
 }
 
@@ -60,8 +94,25 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
+    fn spec_without() -> RunSpec {
+        RunSpec {
+            name: "kanibako-app".into(),
+            image: "i".into(),
+            mode: RunMode::Detached,
+            network: Network::Default,
+            user: UserMapping::Image,
+            confined: None,
+            workdir: String::new(),
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            entrypoint: None,
+            command: Vec::new(),
+        }
+    }
+
     #[test]
-    fn the_mailbox_is_mounted_last_and_made_on_start() {
+    fn only_the_box_s_own_mailbox_is_mounted_last_and_made_on_start() {
         let t = tempfile::tempdir().unwrap();
         let b = BoxIdentity::default_mode(
             BoxName::parse("app").unwrap(),
@@ -72,32 +123,38 @@ mod tests {
         let c = Companions {
             comms: t.path().join("comms"),
             name: b.name.as_ref().map(BoxName::to_string),
+            hub: None,
         };
         let spec = RunSpec {
-            name: "kanibako-app".into(),
-            image: "i".into(),
-            mode: RunMode::Detached,
-            network: Network::Default,
-            user: UserMapping::Image,
-            confined: None,
-            workdir: String::new(),
             mounts: vec![Mount::Mask { dst: "/x".into() }],
-            env: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            entrypoint: None,
-            command: Vec::new(),
+            ..spec_without()
         };
         let spec = c.add_to(spec);
         assert_eq!(
             spec.mounts.last(),
             Some(&Mount::Bind {
-                src: t.path().join("comms"),
-                dst: "/home/agent/comms".into(),
+                src: t.path().join("comms/mailbox/app"),
+                dst: "/home/agent/comms/mailbox/app".into(),
                 read_only: false,
                 relabel: true,
             })
         );
-        c.start();
-        assert!(t.path().join("comms").is_dir());
+        assert_eq!(
+            spec.mounts
+                .iter()
+                .filter(|m| m.dst().starts_with("/home/agent/comms"))
+                .count(),
+            1,
+            "never the whole comms directory"
+        );
+        c.start(&spec, None);
+        assert!(t.path().join("comms/mailbox/app").is_dir());
+        assert!(
+            t.path().join("comms/broadcast.log").is_file(),
+            "the layout the Python tool keeps"
+        );
+        // a standalone box has no mailbox, so nothing of comms
+        let solo = Companions { name: None, ..c };
+        assert!(solo.add_to(spec_without()).mounts.is_empty());
     }
 }

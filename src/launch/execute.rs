@@ -71,6 +71,7 @@ pub fn join(
         env::log(env);
         return Ok(Exit::Success);
     }
+    super::helpers::revive(cx, b);
     let status = rt.exec_attached(&name, input, env_file.as_deref(), &command)?;
     drop(file);
     Ok(code(status))

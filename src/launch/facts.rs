@@ -18,7 +18,8 @@ use super::{env, mounts};
 use crate::agents::Install;
 use crate::boxes::BoxIdentity;
 use crate::context::Context;
-use crate::runtime::spec::{RunMode, UserMapping};
+use crate::output;
+use crate::runtime::spec::{BOX_UID, RunMode, UserMapping};
 use crate::runtime::{Runtime, seccomp};
 use crate::settings::keys::Level;
 use crate::settings::stack::Stack;
@@ -181,4 +182,16 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         mounted,
         tweakcc,
     })
+}
+
+/// The in-box user for this engine and invoking user (see [`UserMapping`]).
+pub fn user_mapping(cx: &Context, rt: &Runtime) -> UserMapping {
+    if rt.engine.cannot_map_root(cx.host.uid) {
+        output::warn(format_args!(
+            "{} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
+            rt.engine.kind.name()
+        ));
+        output::hint("run kanibako as your own user (in the docker group), or use podman");
+    }
+    rt.user_mapping(cx.host.uid, cx.host.gid, &cx.paths.cache)
 }

@@ -16,9 +16,8 @@
 //!    prepared ([`home`], [`auth`], [`prep`], [`seeds`]), the companions started, and the
 //!    run — in the foreground ([`execute::foreground`]) or in tmux ([`persistent`]).
 //!
-//! Per-box companions (the helper hub, the egress proxy) plug in at [`companions`]:
-//! they add to the planned run and start beside it; one that must hear of the session's
-//! end is told where `run` returns from either kind of run.
+//! Per-box companions (the helper hub, [`helpers`]; the egress proxy) plug in at
+//! [`companions`]: they add to the planned run, start beside it, hear of its end.
 //!
 //! Nothing on the way asks the engine more than it must: no `podman info`, no image
 //! pre-checks (a missing image is learnt from the run).
@@ -32,6 +31,7 @@ pub mod decide;
 pub mod env;
 pub mod execute;
 pub mod facts;
+pub mod helpers;
 pub mod home;
 pub mod image;
 pub mod lock;
@@ -51,9 +51,8 @@ use anyhow::Result;
 use crate::agents::NO_AGENTS_MESSAGE;
 use crate::context::Context;
 use crate::error::Exit;
-use crate::output;
 use crate::runtime::Runtime;
-use crate::runtime::spec::{BOX_UID, RunSpec, UserMapping};
+use crate::runtime::spec::RunSpec;
 use companions::Companions;
 use decide::{Action, decide};
 use execute::Planned;
@@ -93,7 +92,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         mounted,
         tweakcc: _held,
     } = facts::gather(&k, &rt)?;
-    let companions = Companions::for_box(&cx.paths, b);
+    let companions = Companions::for_launch(&k, &rt);
     let spec = companions.add_to(plan::plan(&inputs));
     mounts::check_paths(&spec)?;
     if dry_run {
@@ -106,24 +105,26 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
     home::prepare(cx, b, &k.target, k.chosen.new, &spec, &k.levels)?;
-    companions.start();
+    companions.start(&spec, mounted.as_ref().map(|m| m.dir.as_path()));
     let run = Planned {
         spec,
         image: k.image.clone(),
         image_named_in: k.image_named_in.clone(),
         mounted,
     };
-    // A companion that is told when the session ends is told after either of these.
-    if k.persistent() {
+    // Either kind of run; the companions hear of its end.
+    let ran = if k.persistent() {
         let may_retry = k.target.agent().is_some() && !k.launch.new_session() && !k.chosen.new;
         let in_box = k.in_box();
         let replan = |new_session: bool| -> Result<RunSpec> {
             (inputs.entrypoint, inputs.command) = in_box.command(new_session)?;
             Ok(companions.add_to(plan::plan(&inputs)))
         };
-        return persistent::launch(cx, &rt, b, run, lock, may_retry, replan);
-    }
-    execute::foreground(cx, &rt, &k.launch, b, run, lock, seen.asked)
+        persistent::launch(cx, &rt, b, run, lock, may_retry, replan)
+    } else {
+        execute::foreground(cx, &rt, &k.launch, b, run, lock, seen.asked)
+    };
+    companions.end(ran)
 }
 
 /// The first stages: the request checked, the box chosen (registered if new), what
@@ -150,7 +151,7 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
         cx,
         image: image::resolve(cx, &rt, &levels, &settings.image.value, l.dry_run)?,
         image_named_in,
-        user: user_mapping(cx, &rt),
+        user: facts::user_mapping(cx, &rt),
         settings,
         cli_env,
         launch: l,
@@ -159,16 +160,4 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
         levels,
     };
     Ok(Some((k, rt)))
-}
-
-/// The in-box user for this engine and invoking user (see [`UserMapping`]).
-fn user_mapping(cx: &Context, rt: &Runtime) -> UserMapping {
-    if rt.engine.cannot_map_root(cx.host.uid) {
-        output::warn(format_args!(
-            "{} cannot map the box's user to root: the box runs as uid {BOX_UID}, can write only where uid {BOX_UID} may, and what it writes belongs to uid {BOX_UID}",
-            rt.engine.kind.name()
-        ));
-        output::hint("run kanibako as your own user (in the docker group), or use podman");
-    }
-    rt.user_mapping(cx.host.uid, cx.host.gid, &cx.paths.cache)
 }

@@ -254,6 +254,8 @@ pub fn reattach(
         println!("{}", attach_invocation(rt, &name, cx.host.stdin_tty));
         return Ok(Exit::Success);
     }
+    // A hub that was killed comes back with its box's session.
+    super::helpers::revive(cx, b);
     if !cx.host.stdin_tty {
         background_note(b, &name);
         return Ok(Exit::Success);

@@ -39,6 +39,8 @@ pub struct Launch {
     /// `--share-images` (true) or `--no-share-images` (false): the host's image store,
     /// read-only, in the box; `None`: `box.share_images` decides.
     pub share_images: Option<bool>,
+    /// `--no-helpers` (false); `None`: `allow_helpers` decides.
+    pub helpers: Option<bool>,
     pub session: Session,
 }
 
@@ -156,6 +158,7 @@ mod tests {
             dry_run: false,
             persistent: None,
             share_images: None,
+            helpers: None,
             session: Session::Start {
                 flags: SessionFlags {
                     new_session,

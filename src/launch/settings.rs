@@ -42,6 +42,8 @@ pub struct LaunchSettings {
     pub image: Setting<String>,
     /// `--share-images` / `--no-share-images`, else `box.share_images`.
     pub share_images: Setting<bool>,
+    /// The helper hub: `--no-helpers`, else `allow_helpers`.
+    pub helpers: Setting<bool>,
     /// A detached tmux session (true) or a foreground run: `--persistent` /
     /// `--ephemeral`, else `persistence` (`auto`: tmux on the host). `None` for `shell`,
     /// which always runs in the foreground.
@@ -140,6 +142,9 @@ impl LaunchSettings {
             ("--share-images", "--no-share-images"),
             || levels.bool_setting("box.share_images"),
         )?;
+        let helpers = pair(l.helpers, ("--helpers", "--no-helpers"), || {
+            levels.bool_setting("allow_helpers")
+        })?;
         let (persistence, agent) = match &l.session {
             Session::Start {
                 flags,
@@ -179,6 +184,7 @@ impl LaunchSettings {
         Ok(Self {
             image,
             share_images,
+            helpers,
             persistence,
             agent,
         })
@@ -201,6 +207,7 @@ impl LaunchSettings {
                 self.share_images.value,
                 &self.share_images.origin,
             ),
+            line("allow_helpers", self.helpers.value, &self.helpers.origin),
         ];
         if let Some(p) = &self.persistence {
             let v = if p.value { "persistent" } else { "ephemeral" };
@@ -264,6 +271,7 @@ mod tests {
             dry_run: true,
             persistent: None,
             share_images: None,
+            helpers: None,
             session: Session::Start {
                 flags,
                 cont: false,
@@ -452,12 +460,14 @@ mod tests {
     fn verbose_lines_name_every_setting_and_its_origin() {
         let mut l = start(SessionFlags::default());
         l.share_images = Some(false);
+        l.helpers = Some(false);
         let lines = resolve(&l, &levels("crab:\n  model: ''\n", "")).lines();
         assert_eq!(
             lines,
             [
                 format!("box.image = {DEFAULT_IMAGE} (default)"),
                 "box.share_images = false (flag --no-share-images)".to_owned(),
+                "allow_helpers = false (flag --no-helpers)".to_owned(),
                 "persistence = ephemeral (default)".to_owned(),
                 "model = (none) (box: /b/project.yaml)".to_owned(),
                 "access = permissive (default)".to_owned(),

@@ -465,8 +465,12 @@ fn the_engine_is_not_asked_unless_a_container_may_exist() {
     let (e, p) = env_with_claude();
     e.run(&p, &["create"]).ok();
     e.run(&p, &["shell", "--", "true"]).ok();
+    // The launch asks nothing; the box's helper hub, a process of its own, looks for
+    // its director (by the inspect format only it uses).
     assert!(
-        !e.podman_log().contains("container inspect"),
+        !e.podman_log()
+            .lines()
+            .any(|l| l.contains("container inspect") && !l.contains("{{.Id}}|{{.Name}}")),
         "{}",
         e.podman_log()
     );
@@ -734,4 +738,187 @@ fn strip_ulimits(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Issue 12: a launch mounts the director's hub directory read-only at /run/kanibako
+/// and only its own mailbox of `$DATA/comms`; the hub it starts beside an ephemeral
+/// run ends with it (its runtime directory goes). `--no-helpers` and
+/// `allow_helpers: false` mean no hub and no mount.
+#[test]
+fn a_launch_mounts_its_hub_and_only_its_own_mailbox() {
+    let (mut e, p) = env_with_claude();
+    let xdg = e.dir("xdg");
+    e.set("XDG_RUNTIME_DIR", &xdg);
+    e.run(&p, &["create"]).ok();
+    let hash = kanibako::boxes::project_hash(&p);
+    let rt = xdg.join("kanibako/b").join(&hash[..16]);
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(
+        run.contains(&format!(
+            "-v {}:/run/kanibako:ro,nosuid,nodev ",
+            rt.join("m/director").display()
+        )),
+        "{run}"
+    );
+    let data = e.data();
+    assert!(
+        run.contains(&format!(
+            "-v {}:/home/agent/comms/mailbox/app:z,nosuid,nodev ",
+            data.join("comms/mailbox/app").display()
+        )),
+        "{run}"
+    );
+    assert!(
+        !run.contains(&format!("{}:", data.join("comms").display())),
+        "never the whole comms directory: {run}"
+    );
+    assert!(
+        data.join("comms/broadcast.log").is_file(),
+        "the Python layout is kept"
+    );
+    // the hub ran (its log says so) and ended with the session
+    let log = fs::read_to_string(
+        e.home
+            .join(format!(".local/state/kanibako/hub/{}.log", &hash[..16])),
+    )
+    .unwrap_or_default();
+    assert!(
+        log.contains("\"stop_requested\"") && log.contains("\"hub_stopped\""),
+        "{log}"
+    );
+    assert!(
+        !rt.join("hub.json").exists(),
+        "the hub took its runtime directory"
+    );
+
+    // helpers off: no hub, no mount
+    fs::remove_file(e.root_file("podman.log")).unwrap();
+    e.run(&p, &["shell", "--no-helpers", "--", "true"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(!run.contains("/run/kanibako"), "{run}");
+    assert!(
+        !e.podman_log().contains("role=helper"),
+        "{}",
+        e.podman_log()
+    );
+    e.run(&p, &["box", "config", "allow_helpers=false"]).ok();
+    let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    assert!(!r.stdout.contains("/run/kanibako"), "{r:?}");
+    e.run(&p, &["box", "config", "allow_helpers=true"]).ok();
+    let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    assert!(r.stdout.contains(":/run/kanibako:ro"), "{r:?}");
+    assert!(!rt.join("m").exists(), "a dry run makes nothing");
+}
+
+/// Issue 12: a box's hub (as a persistent session leaves it running); `stop` ends it
+/// (and so its helpers) before the box's container, and looks for leftover helpers of
+/// this box only. `ps` and `box info` show a box's helpers and hub from the one
+/// listing; a helper is never taken for its box's container.
+#[test]
+fn stop_ends_the_hub_and_ps_and_info_show_the_helpers() {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut e, p) = env_with_claude();
+    let xdg = e.dir("xdg");
+    e.set("XDG_RUNTIME_DIR", &xdg);
+    e.run(&p, &["create"]).ok();
+    let hash = kanibako::boxes::project_hash(&p);
+    let rt = xdg.join("kanibako/b").join(&hash[..16]);
+    fs::create_dir_all(&rt).unwrap();
+    for d in [xdg.join("kanibako"), xdg.join("kanibako/b"), rt.clone()] {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let cfg = serde_json::json!({
+        "box_hash": hash, "box_name": "app", "director": "kanibako-app",
+        "runtime_dir": rt, "message_log": e.root_file("messages.jsonl"),
+        "hub_log": e.root_file("hub.log"),
+        "engine": {"program": e.bin.join("podman"), "kind": "podman"},
+    });
+    let cfg_path = rt.join("hub.json");
+    fs::write(&cfg_path, cfg.to_string()).unwrap();
+    fs::set_permissions(&cfg_path, fs::Permissions::from_mode(0o600)).unwrap();
+    e.run(&p, &["_hub", "--config", cfg_path.to_str().unwrap()])
+        .ok();
+    let lock = fs::read_to_string(rt.join("hub.lock")).unwrap();
+    assert!(lock.contains("pid "), "the hub outlives the launch: {lock}");
+    let pid: i32 = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let id = kanibako::paths::data_id(&e.data());
+    let box_labels =
+        format!(r#""io.kanibako.box":"app","io.kanibako.hash":"{hash}","io.kanibako.data":"{id}""#);
+    e.set_ps(&format!(
+        r#"[{{"Names":["kanibako-app-helper-2"],"State":"running","Image":"img","Labels":{{{box_labels},"io.kanibako.role":"helper","io.kanibako.helper":"2","io.kanibako.model":"sonnet"}}}},
+        {{"Names":["kanibako-app"],"State":"running","Image":"img","Labels":{{{box_labels}}}}},
+        {{"Names":["kanibako-other-helper-1"],"State":"running","Image":"img","Labels":{{"io.kanibako.box":"other","io.kanibako.hash":"bb","io.kanibako.data":"{id}","io.kanibako.role":"helper","io.kanibako.helper":"1"}}}}]"#
+    ));
+    let r = e.run(&p, &["ps"]).ok();
+    assert!(
+        r.stdout.contains("(kanibako-app)") || r.stdout.contains("app "),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("helpers 2; hub running (pid {pid})")),
+        "{r:?}"
+    );
+    assert!(
+        !r.stdout.contains("kanibako-other-helper-1"),
+        "a helper is no box: {r:?}"
+    );
+    let v = e.run(&p, &["ps", "--json"]).ok().json();
+    let app = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "app")
+        .unwrap();
+    assert_eq!(app["container"], "kanibako-app", "{v}");
+    assert_eq!(app["team"]["helpers"], serde_json::json!([2]), "{v}");
+    assert_eq!(app["team"]["hub"], "running", "{v}");
+    assert_eq!(app["team"]["hub_pid"], pid, "{v}");
+    let r = e.run(&p, &["box", "info"]).ok();
+    assert!(
+        r.stdout.contains("Helpers:      2 (running, sonnet)"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("Hub:          hub running (pid {pid})")),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("running (kanibako-app:"), "{r:?}");
+
+    fs::remove_file(e.root_file("podman.log")).unwrap();
+    let r = e.run(&p, &["stop"]).ok();
+    assert!(
+        r.stdout.contains("Stopped the helper hub of kanibako-app"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("Stopped kanibako-app"), "{r:?}");
+    assert!(!rt.exists(), "the hub took its runtime directory");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            s.contains(") Z")
+        }
+    );
+    let log = e.podman_log();
+    assert!(!log.contains("stop -t 10 kanibako-app-helper"), "{log}");
+    assert!(!log.contains("kanibako-other"), "{log}");
+    // with no hub, `stop` looks for this box's helpers itself, by label
+    let r = e.run(&p, &["stop"]).ok();
+    assert!(!r.stdout.contains("helper hub"), "{r:?}");
+    assert!(
+        e.podman_log().contains(&format!(
+            "ps -a -q --no-trunc --filter label=io.kanibako.hash={hash} --filter label=io.kanibako.role=helper"
+        )),
+        "{}",
+        e.podman_log()
+    );
 }

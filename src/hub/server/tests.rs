@@ -28,6 +28,10 @@ fn template() -> HelperTemplate {
         command: vec!["sleep".into(), "60".into()],
         model_flag: None,
         seccomp: None,
+        no_network: false,
+        labels: BTreeMap::new(),
+        homes: None,
+        login: Vec::new(),
     }
 }
 
