@@ -143,15 +143,22 @@ fn print_rows(
     empty: &str,
 ) -> Result<()> {
     if json {
-        // The rows as they are, with a box's `team` added where it has one.
-        let mut out = Vec::with_capacity(rows.len());
-        for (i, r) in rows.iter().enumerate() {
-            let mut v = serde_json::to_value(r.json())?;
-            if let (Some(obj), Some(Some(t))) = (v.as_object_mut(), teams.get(i)) {
-                obj.insert("team".into(), serde_json::to_value(t)?);
-            }
-            out.push(v);
+        // The rows as they are, with a box's `team` last where it has one.
+        #[derive(serde::Serialize)]
+        struct WithTeam<'a, R> {
+            #[serde(flatten)]
+            row: R,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            team: Option<&'a Team>,
         }
+        let out: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| WithTeam {
+                row: r.json(),
+                team: teams.get(i).and_then(Option::as_ref),
+            })
+            .collect();
         crate::json_output::print_list("boxes", &out);
     } else {
         // One write for the whole table: a thousand rows are a thousand writes to a
@@ -177,7 +184,8 @@ fn table(rows: &[Row], teams: &[Option<Team>], quiet: bool, empty: &str) -> Stri
             None => format!("({})", r.container.as_deref().unwrap_or("-")),
         };
         let team = |i: usize| teams.get(i)?.as_ref().map(Team::text);
-        let (plain, members): (Vec<(usize, &Row)>, Vec<(usize, &Row)>) = rows
+        type Numbered<'a> = Vec<(usize, &'a Row)>;
+        let (plain, members): (Numbered<'_>, Numbered<'_>) = rows
             .iter()
             .enumerate()
             .partition(|(_, r)| r.workset.is_none());

@@ -872,7 +872,7 @@ fn stop_ends_the_hub_and_ps_and_info_show_the_helpers() {
         "a helper is no box: {r:?}"
     );
     let v = e.run(&p, &["ps", "--json"]).ok().json();
-    let app = v
+    let app = v["boxes"]
         .as_array()
         .unwrap()
         .iter()
