@@ -309,13 +309,18 @@ pub fn is_helper(labels: &std::collections::BTreeMap<String, String>) -> bool {
     labels.get(hub::labels::ROLE).map(String::as_str) == Some(hub::labels::ROLE_HELPER)
 }
 
-/// What `stop` says of a box's hub and helpers (nothing when there were none).
+/// What `stop` says of a box's hub and helpers (nothing when there were none): on
+/// stderr, as status, so stdout keeps upstream's one `Stopped <container>` line that
+/// scripts read.
 pub fn report(name: &str, e: Ended) {
     if matches!(e.hub, Some(hub::Stopped::Clean | hub::Stopped::Killed)) {
-        println!("Stopped the helper hub of {name}");
+        output::say(format_args!("Stopped the helper hub of {name}"));
     }
     if e.removed > 0 {
-        println!("Removed {} helper container(s) of {name}", e.removed);
+        output::say(format_args!(
+            "Removed {} helper container(s) of {name}",
+            e.removed
+        ));
     }
 }
 
