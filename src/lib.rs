@@ -75,6 +75,7 @@ pub mod fstree;
 pub mod fsutil;
 #[cfg(test)]
 mod fuzzing;
+pub mod hardening;
 pub mod host;
 pub mod hub;
 pub mod init;

@@ -12,6 +12,8 @@ mod config;
 mod crab;
 #[path = "cli/diagnose.rs"]
 mod diagnose;
+#[path = "cli/hardening.rs"]
+mod hardening;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/newcomer.rs"]

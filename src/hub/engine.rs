@@ -436,6 +436,7 @@ impl HelperPlanner for HelperTemplate {
                 // A helper is a box: confined like one, with the same filter.
                 confined: Some(Confinement {
                     seccomp: self.seccomp.clone(),
+                    ..Confinement::default()
                 }),
                 workdir: self
                     .workdir
