@@ -65,6 +65,11 @@ impl Context {
     /// that agent's profile too), most specific first.
     pub fn stack(&self, b: Option<&BoxIdentity>, crab: Option<&str>) -> Result<Stack> {
         let mut sources = Vec::new();
+        // A standalone box's own file lies in its workspace: it may tighten the box's
+        // hardening, never loosen it.
+        let box_in_reach = b.is_some_and(|b| {
+            b.mode == Mode::Standalone || b.project_file().starts_with(&b.workspace)
+        });
         if let Some(b) = b {
             let doc = b.load_project()?;
             sources.push(Source {
@@ -99,7 +104,10 @@ impl Context {
             doc: self.config.clone(),
             env_file: Some(self.paths.system_env_file()),
         });
-        Ok(Stack { sources })
+        Ok(Stack {
+            sources,
+            box_in_reach,
+        })
     }
 
     fn crab_source(&self, id: &str) -> Result<Source> {

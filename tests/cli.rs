@@ -12,6 +12,8 @@ mod config;
 mod crab;
 #[path = "cli/diagnose.rs"]
 mod diagnose;
+#[path = "cli/hardening.rs"]
+mod hardening;
 #[path = "cli/json.rs"]
 mod json;
 #[path = "cli/lifecycle.rs"]

@@ -1586,6 +1586,8 @@ mod diagnose;
 #[path = "e2e/installed.rs"]
 mod installed;
 
+#[path = "e2e/escape.rs"]
+mod escape;
 #[path = "e2e/helpers.rs"]
 mod helpers;
 

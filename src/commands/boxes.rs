@@ -492,6 +492,20 @@ fn credentials_state(b: &BoxIdentity) -> String {
     format!("{} ago ({})", age(ago), crate::clock::utc(at))
 }
 
+/// A box's settings levels as its launch reads them: with its crab's (`box.crab`, else
+/// the agent installed), so `box info` shows the policy a launch would use.
+fn info_levels(cx: &Context, b: &BoxIdentity) -> Result<crate::settings::stack::Stack> {
+    let levels = cx.stack(Some(b), None)?;
+    let crab = match levels.crab_id()? {
+        Some(id) => Some(id),
+        None => crate::agents::detect_any(&cx.host).map(|(a, _)| a.id().to_owned()),
+    };
+    match crab {
+        Some(id) => cx.add_crab(levels, &id),
+        None => Ok(levels),
+    }
+}
+
 pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
     let b = match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
         Resolution::Found(b) => b,
@@ -528,6 +542,8 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
     }
     // The image a launch would use today: the same settings stack the launch reads.
     fields.push(("Image", cx.stack(Some(&b), None)?.image()?));
+    // The hardening and network policy in force, each part with where it comes from.
+    fields.extend(crate::hardening::Policy::resolve(&info_levels(cx, &b)?)?.info_lines());
     fields.push((
         "Auth",
         if b.group_auth {

@@ -269,7 +269,10 @@ fn set(cx: &Context, s: &mut Scope, key: &str, value: &str) -> Result<Exit> {
     let k = s.parse_key(key)?;
     s.check_level(&k)?;
     let typed = keys::typed_value(&k, value).map_err(key_error)?;
-    if s.in_workspace && crate::settings::stack::ignored_in_workspace(&k, value) {
+    if s.in_workspace
+        && (crate::settings::stack::ignored_in_workspace(&k, value)
+            || s.stack.would_loosen_from_reach(&k, value)?)
+    {
         bail!(
             UserError::new(format!(
                 "{} is not stored in {}: a standalone box's own settings file lies in its workspace, where a repository or the box can write, so a launch ignores it there",
@@ -623,6 +626,7 @@ pub fn workset_config(cx: &Context, wa: &WorksetConfigArgs) -> Result<Exit> {
         )
     };
     let stack = Stack {
+        box_in_reach: false,
         sources: vec![
             crate::settings::stack::Source {
                 level: Level::Workset,

@@ -480,6 +480,10 @@ pub struct HelperTemplate {
     /// a helper is confined exactly like its box.
     #[serde(default)]
     pub seccomp: Option<PathBuf>,
+    /// The director's bounds (`box.pids_limit`, `box.memory`, `box.cpus`,
+    /// `box.cap_add`): a helper may do no more than its box.
+    #[serde(default)]
+    pub limits: crate::runtime::spec::Limits,
     /// `--network=none`, as the director.
     #[serde(default)]
     pub no_network: bool,
@@ -541,8 +545,8 @@ impl HelperTemplate {
             UserMapping::User { uid, gid } => TemplateUser::User { uid, gid },
             UserMapping::Image => return Err("a run as the image's own user has no helpers".into()),
         };
-        let seccomp = match confined {
-            Some(Confinement { seccomp }) => seccomp.clone(),
+        let (seccomp, limits) = match confined {
+            Some(Confinement { seccomp, limits }) => (seccomp.clone(), limits.clone()),
             None => return Err("an unconfined run has no helpers".into()),
         };
         Ok(Self {
@@ -568,6 +572,7 @@ impl HelperTemplate {
             command: run.command,
             model_flag: run.model_flag,
             seccomp,
+            limits,
             no_network: *network == Network::None,
             labels: labels
                 .iter()
@@ -650,6 +655,7 @@ impl HelperPlanner for HelperTemplate {
                 // A helper is a box: confined like one, with the same filter.
                 confined: Some(Confinement {
                     seccomp: self.seccomp.clone(),
+                    limits: self.limits.clone(),
                 }),
                 workdir: self
                     .workdir
@@ -990,8 +996,15 @@ mod tests {
             mode: RunMode::Foreground { tty: true },
             network: Network::None,
             user: UserMapping::KeepId { pin: true },
+            // a helper may do no more than its box: the same bounds come along
             confined: Some(Confinement {
                 seccomp: Some("/c/s.json".into()),
+                limits: crate::runtime::spec::Limits {
+                    pids: Some(64),
+                    memory: Some("2g".into()),
+                    cpus: Some("1.5".into()),
+                    cap_add: vec!["NET_RAW".into()],
+                },
             }),
             workdir: "/home/agent/workspace".into(),
             mounts: vec![

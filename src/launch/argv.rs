@@ -174,6 +174,8 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
         version: "0.1.0".into(),
         data_id: "d0d0d0d0d0d0".into(),
         seccomp,
+        limits: Default::default(),
+        network: Default::default(),
     }
 }
 

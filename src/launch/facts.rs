@@ -138,6 +138,10 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
     };
     let crab_id = target.crab_id();
     let (entrypoint, command) = k.in_box().command(false)?;
+    let hardening = crate::hardening::Policy::resolve(levels)?;
+    for w in hardening.warnings(rt.engine.kind) {
+        crate::output::warn(w);
+    }
     let inputs = PlanInputs {
         identity: b.clone(),
         image: k.image.clone(),
@@ -176,6 +180,8 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
         seccomp: matches!(k.user, UserMapping::SplitMap { host_uid: 0, .. })
             .then(|| seccomp::setid_profile(&cx.paths.cache, dry_run))
             .transpose()?,
+        limits: hardening.limits(),
+        network: hardening.run_network(),
     };
     Ok(Gathered {
         inputs,

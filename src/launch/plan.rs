@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::boxes::BoxIdentity;
 use crate::runtime::labels;
-use crate::runtime::spec::{Confinement, Mount, Network, RunMode, RunSpec, UserMapping};
+use crate::runtime::spec::{Confinement, Limits, Mount, Network, RunMode, RunSpec, UserMapping};
 
 pub const GUEST_HOME: &str = "/home/agent";
 pub const GUEST_WORKSPACE: &str = "/home/agent/workspace";
@@ -109,6 +109,10 @@ pub struct PlanInputs {
     /// The set-id filter, where the agent's writes land as host root
     /// ([`crate::runtime::seccomp`]).
     pub seccomp: Option<PathBuf>,
+    /// The box's limits and added capabilities (`box.pids_limit`, …, `box.cap_add`).
+    pub limits: Limits,
+    /// `box.network`.
+    pub network: Network,
 }
 
 fn bind(src: PathBuf, dst: &str, read_only: bool) -> Mount {
@@ -240,10 +244,11 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         name: b.container_name(),
         image: i.image.clone(),
         mode: i.mode,
-        network: Network::Default,
+        network: i.network,
         user: i.user.clone(),
         confined: Some(Confinement {
             seccomp: i.seccomp.clone(),
+            limits: i.limits.clone(),
         }),
         workdir: GUEST_WORKSPACE.into(),
         mounts,
@@ -289,6 +294,8 @@ mod tests {
             version: "0.1.0".into(),
             data_id: "d0d0d0d0d0d0".into(),
             seccomp: None,
+            limits: Default::default(),
+            network: Default::default(),
         }
     }
 

@@ -227,6 +227,7 @@ mod tests {
             env_file: None,
         };
         let levels = Stack {
+            box_in_reach: false,
             sources: vec![
                 source(Level::Box, "system:\n  path:\n    seeded:\n      off: ''\n"),
                 source(
@@ -263,6 +264,7 @@ mod tests {
         assert!(seeds.iter().any(|s| s.name == "off"), "{seeds:?}");
         // shares are the same entries under their own kind
         let shares = Stack {
+            box_in_reach: false,
             sources: vec![source(
                 Level::Box,
                 "box:\n  path:\n    share_ro:\n      ref: /srv/ref:~/ref\n",

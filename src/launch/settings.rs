@@ -247,6 +247,7 @@ mod tests {
     fn levels(boxed: &str, system: &str) -> Stack {
         let doc = |p: &str, t: &str| Document::parse(Path::new(p), t).unwrap();
         Stack {
+            box_in_reach: false,
             sources: vec![
                 Source {
                     level: Level::Box,

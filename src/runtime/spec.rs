@@ -47,10 +47,61 @@ pub enum Network {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Confinement {
     pub seccomp: Option<PathBuf>,
+    pub limits: Limits,
 }
 
-/// The most processes a confined container may hold (a fork bomb stops there).
+/// The most processes a confined container may hold (a fork bomb stops there) unless
+/// `box.pids_limit` says otherwise.
 pub const PIDS_LIMIT: u32 = 4096;
+
+/// The bounds a confined container runs within (`box.pids_limit`, `box.memory`,
+/// `box.cpus`, `box.cap_add`), as already checked and canonical text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// `None`: unlimited.
+    pub pids: Option<u32>,
+    /// In the engines' size syntax (`4g`); `None`: no limit.
+    pub memory: Option<String>,
+    /// A decimal number of CPUs; `None`: no limit.
+    pub cpus: Option<String>,
+    /// Capabilities given back after every one is dropped (names without `CAP_`).
+    pub cap_add: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pids: Some(PIDS_LIMIT),
+            memory: None,
+            cpus: None,
+            cap_add: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    /// The flags after `--cap-drop=ALL`, in a fixed order.
+    fn push_args(&self, a: &mut Vec<OsString>) {
+        for cap in &self.cap_add {
+            a.push(format!("--cap-add={cap}").into());
+        }
+        a.push(
+            match self.pids {
+                Some(n) => format!("--pids-limit={n}"),
+                // both engines read -1 as no limit (0 is podman's "its default")
+                None => "--pids-limit=-1".to_owned(),
+            }
+            .into(),
+        );
+        if let Some(m) = &self.memory {
+            a.push(format!("--memory={m}").into());
+        }
+        if let Some(c) = &self.cpus {
+            a.push(format!("--cpus={c}").into());
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mount {
@@ -186,7 +237,7 @@ impl RunSpec {
                 s.push(profile);
                 a.push(s);
             }
-            a.push(format!("--pids-limit={PIDS_LIMIT}").into());
+            c.limits.push_args(&mut a);
         }
         self.user.push_args(&mut a);
         let nosuid = self.confined.is_some() && kind.binds_take_nosuid();
@@ -420,6 +471,7 @@ mod tests {
         let mut s = spec(UserMapping::User { uid: 1, gid: 1 }, RunMode::Detached);
         s.confined = Some(Confinement {
             seccomp: Some("/c/f.json".into()),
+            ..Confinement::default()
         });
         for kind in [EngineKind::Podman, EngineKind::Docker] {
             let out = render(&s, &engine(kind, false), None);
@@ -448,6 +500,45 @@ mod tests {
         let out = render(&job, &engine(EngineKind::Podman, false), None);
         assert!(
             !out.contains("--cap-drop") && !out.contains("nosuid"),
+            "{out}"
+        );
+    }
+
+    /// Issue 13: the box's limits and added capabilities follow `--cap-drop=ALL`, the
+    /// same for both engines; no limit means no flag (pids: -1, both engines' "none").
+    #[test]
+    fn limits_and_added_capabilities_render_for_both_engines() {
+        let mut s = spec(UserMapping::User { uid: 1, gid: 1 }, RunMode::Detached);
+        s.confined = Some(Confinement {
+            seccomp: None,
+            limits: Limits {
+                pids: Some(64),
+                memory: Some("4g".into()),
+                cpus: Some("1.5".into()),
+                cap_add: vec!["NET_RAW".into(), "SYS_PTRACE".into()],
+            },
+        });
+        for kind in [EngineKind::Podman, EngineKind::Docker] {
+            let out = render(&s, &engine(kind, false), None);
+            assert!(
+                out.contains(
+                    "--cap-drop=ALL --security-opt=no-new-privileges --cap-add=NET_RAW \
+                     --cap-add=SYS_PTRACE --pids-limit=64 --memory=4g --cpus=1.5 --user"
+                ),
+                "{kind:?}: {out}"
+            );
+        }
+        s.confined = Some(Confinement {
+            seccomp: None,
+            limits: Limits {
+                pids: None,
+                ..Limits::default()
+            },
+        });
+        let out = render(&s, &engine(EngineKind::Podman, true), None);
+        assert!(out.contains("--pids-limit=-1 --user"), "{out}");
+        assert!(
+            !out.contains("--memory") && !out.contains("--cpus"),
             "{out}"
         );
     }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::value;
 use crate::document::Item;
 
 /// The levels, most specific first: the order in which a value is looked for.
@@ -41,6 +42,8 @@ pub enum Kind {
     /// An expression (`~`, `$VAR`, `@key`) naming a host path.
     Path,
     Choice(&'static [&'static str]),
+    /// A hardening or network value, checked by its [`value::Type`].
+    Typed(value::Type),
 }
 
 impl Kind {
@@ -50,12 +53,20 @@ impl Kind {
             Kind::Str => "a string".into(),
             Kind::Path => "a path expression".into(),
             Kind::Choice(c) => format!("one of {}", c.join(", ")),
+            Kind::Typed(t) => t.describe().into(),
         }
     }
 }
 
 const BCS: &[Level] = &[Level::Box, Level::Workset, Level::System];
 const ALL: &[Level] = &[Level::Box, Level::Workset, Level::Crab, Level::System];
+
+/// The process limit of a box when no level sets one.
+pub const DEFAULT_PIDS_LIMIT: &str = "4096";
+
+/// The egress rules before any level adds or removes one: the agent's own hosts and
+/// the package registries (`egress::preset::DEFAULT_ALLOW`).
+pub const DEFAULT_ALLOW: &str = "@claude, @npm, @pypi, @crates, @github";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct KeyDef {
@@ -109,6 +120,66 @@ pub static KEYS: &[KeyDef] = &[
         read_only: false,
         python_default: None,
         doc: "mount the host's image store read-only into the box",
+    },
+    KeyDef {
+        name: "box.pids_limit",
+        kind: Kind::Typed(value::Type::PidsLimit),
+        default: Some(DEFAULT_PIDS_LIMIT),
+        levels: ALL,
+        path: &["box", "pids_limit"],
+        read_only: false,
+        python_default: None,
+        doc: "the most processes a box may hold (a fork bomb stops there), or unlimited",
+    },
+    KeyDef {
+        name: "box.memory",
+        kind: Kind::Typed(value::Type::Size),
+        default: None,
+        levels: ALL,
+        path: &["box", "memory"],
+        read_only: false,
+        python_default: None,
+        doc: "the box's memory limit, as 512m or 4g (unset: none)",
+    },
+    KeyDef {
+        name: "box.cpus",
+        kind: Kind::Typed(value::Type::Cpus),
+        default: None,
+        levels: ALL,
+        path: &["box", "cpus"],
+        read_only: false,
+        python_default: None,
+        doc: "how many CPUs the box may use, as 2 or 1.5 (unset: all)",
+    },
+    KeyDef {
+        name: "box.cap_add",
+        kind: Kind::Typed(value::Type::Caps),
+        default: None,
+        levels: ALL,
+        path: &["box", "cap_add"],
+        read_only: false,
+        python_default: None,
+        doc: "Linux capabilities the box gets back (every one is dropped otherwise)",
+    },
+    KeyDef {
+        name: "box.network",
+        kind: Kind::Choice(value::NETWORK_MODES),
+        default: Some("full"),
+        levels: ALL,
+        path: &["box", "network"],
+        read_only: false,
+        python_default: None,
+        doc: "full: the engine's network; none: no network at all (--network=none)",
+    },
+    KeyDef {
+        name: "box.allow",
+        kind: Kind::Typed(value::Type::Allow),
+        default: Some(DEFAULT_ALLOW),
+        levels: ALL,
+        path: &["box", "allow"],
+        read_only: false,
+        python_default: None,
+        doc: "egress rules (host, *.domain, host:port, @preset; -entry removes), each level adding to the outer ones",
     },
     KeyDef {
         name: "persistence",
@@ -521,6 +592,19 @@ pub fn typed_value(key: &KeyRef, raw: &str) -> Result<Item, KeyError> {
                 .map(Item::Bool)
                 .ok_or_else(|| bad(k.kind.describe())),
             Kind::Choice(c) if !raw.is_empty() && !c.contains(&raw) => Err(bad(k.kind.describe())),
+            Kind::Typed(t) => {
+                let canonical = t.check(raw).map_err(bad)?;
+                Ok(if t.is_list() {
+                    Item::List(
+                        value::items(&canonical)
+                            .into_iter()
+                            .map(Into::into)
+                            .collect(),
+                    )
+                } else {
+                    canonical.as_str().into()
+                })
+            }
             _ => Ok(raw.into()),
         },
         KeyRef::Share { .. }
@@ -591,6 +675,35 @@ mod tests {
         let s = parse("system.path.share_rw.cache", false).unwrap();
         assert!(typed_value(&s, "nocolon").is_err());
         assert!(typed_value(&s, "cache:~/.cache").is_ok());
+    }
+
+    #[test]
+    fn hardening_values_are_typed_and_stored_canonical() {
+        let k = parse("box.cap_add", false).unwrap();
+        assert_eq!(
+            typed_value(&k, "net_raw,CAP_MKNOD").unwrap(),
+            Item::List(vec!["NET_RAW".into(), "MKNOD".into()])
+        );
+        let e = typed_value(&k, "NET_RAWR").unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid value for box.cap_add: 'NET_RAWR'"),
+            "{e}"
+        );
+        let k = parse("box.memory", false).unwrap();
+        assert_eq!(typed_value(&k, "4096m").unwrap(), Item::Str("4g".into()));
+        assert!(typed_value(&k, "lots").is_err());
+        let k = parse("box.pids_limit", false).unwrap();
+        assert_eq!(typed_value(&k, "64").unwrap(), Item::Str("64".into()));
+        assert!(typed_value(&k, "0").is_err());
+        let k = parse("box.network", false).unwrap();
+        assert!(typed_value(&k, "allowlist").is_err());
+        assert!(typed_value(&k, "none").is_ok());
+        let k = parse("box.allow", false).unwrap();
+        assert!(typed_value(&k, "*.com").is_err());
+        assert_eq!(
+            DEFAULT_ALLOW,
+            crate::egress::preset::DEFAULT_ALLOW.join(", ")
+        );
     }
 
     #[test]

@@ -75,6 +75,10 @@ impl Resolved {
 pub struct Stack {
     /// Most specific first.
     pub sources: Vec<Source>,
+    /// The box level's file lies within the box's reach (a standalone box's own
+    /// `project.yaml`, in its workspace): it may tighten the [`HARDENING`] keys, never
+    /// loosen them.
+    pub box_in_reach: bool,
 }
 
 impl Stack {
@@ -123,6 +127,15 @@ impl Stack {
         let path = key.doc_path();
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         let value = match key {
+            // A list-typed key reads as its items joined, and a scalar there as a list
+            // written on one line.
+            KeyRef::Known(KeyDef {
+                kind: keys::Kind::Typed(t),
+                ..
+            }) if t.is_list() => match src.doc.get_list(&path)? {
+                Some(items) => Some(items.join(", ")),
+                None => src.doc.get_str(&path)?,
+            },
             // A known key holds one value: a list or a mapping there is an error that
             // names the file and line, never a value made of its items.
             KeyRef::Known(_) => src.doc.get_str(&path)?,
@@ -150,7 +163,21 @@ impl Stack {
     /// The value in force for `key` and where it came from; `default` overrides the
     /// key's own built-in default (an agent's model, say).
     pub fn resolve_with(&self, key: &KeyRef, default: Option<&str>) -> Result<Resolved> {
-        for src in &self.sources {
+        if let KeyRef::Known(def) = key
+            && HARDENING.contains(&def.name)
+        {
+            return self.resolve_hardening(def);
+        }
+        self.resolve_in(&self.sources, key, default)
+    }
+
+    fn resolve_in(
+        &self,
+        sources: &[Source],
+        key: &KeyRef,
+        default: Option<&str>,
+    ) -> Result<Resolved> {
+        for src in sources {
             if let Some(v) = self.at(src.level, key)? {
                 let file = match key {
                     KeyRef::Env(_) => src
@@ -180,6 +207,130 @@ impl Stack {
 
     pub fn resolve(&self, key: &KeyRef) -> Result<Resolved> {
         self.resolve_with(key, None)
+    }
+
+    /// The sources outside the box's reach (all but a box level within it).
+    fn outer_sources(&self) -> Vec<Source> {
+        self.sources
+            .iter()
+            .filter(|s| !(self.box_in_reach && s.level == Level::Box))
+            .cloned()
+            .collect()
+    }
+
+    /// A hardening key: a layered list is every level's entries, outermost first, after
+    /// the default; any other the most specific level's value. Either way a box level
+    /// within the box's reach counts only where it tightens.
+    fn resolve_hardening(&self, def: &'static KeyDef) -> Result<Resolved> {
+        let key = KeyRef::Known(def);
+        if matches!(def.kind, keys::Kind::Typed(t) if t.layered()) {
+            let layers = self.layers(def)?;
+            let entries: Vec<String> = layers.iter().map(|(_, e)| e.join(", ")).collect();
+            return Ok(Resolved {
+                value: Some(entries.join(", ")),
+                origin: layers.last().map(|(o, _)| o.clone()),
+            });
+        }
+        let all = self.resolve_in(&self.sources, &key, None)?;
+        if self.loosened_from_reach(def, &all)? {
+            return self.resolve_in(&self.outer_sources(), &key, None);
+        }
+        Ok(all)
+    }
+
+    /// A layered key's entries: the default's, then each level's, outermost first,
+    /// with where they came from. A box level within the box's reach keeps only its
+    /// removals (`-entry`).
+    pub fn layers(&self, def: &'static KeyDef) -> Result<Vec<(Origin, Vec<String>)>> {
+        let key = KeyRef::Known(def);
+        let mut out: Vec<(Origin, Vec<String>)> = Vec::new();
+        if let Some(d) = def.default {
+            out.push((
+                Origin::Default,
+                super::value::items(d).into_iter().map(Into::into).collect(),
+            ));
+        }
+        for src in self.sources.iter().rev() {
+            let Some(v) = self.at(src.level, &key)? else {
+                continue;
+            };
+            let confined = self.box_in_reach && src.level == Level::Box;
+            let kept: Vec<String> = super::value::items(&v)
+                .into_iter()
+                .filter(|e| !confined || e.starts_with('-'))
+                .map(Into::into)
+                .collect();
+            if !kept.is_empty() {
+                let origin = Origin::Level {
+                    level: src.level,
+                    file: src.doc.path().to_owned(),
+                };
+                out.push((origin, kept));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `r` (the value over every level) comes from a box level within the
+    /// box's reach and gives the box more than the levels outside it do.
+    fn loosened_from_reach(&self, def: &'static KeyDef, r: &Resolved) -> Result<bool> {
+        let from_box = matches!(
+            &r.origin,
+            Some(Origin::Level {
+                level: Level::Box,
+                ..
+            })
+        );
+        if !self.box_in_reach || !from_box {
+            return Ok(false);
+        }
+        let outer = self.resolve_in(&self.outer_sources(), &KeyRef::Known(def), None)?;
+        Ok(looser(
+            def,
+            r.value.as_deref().unwrap_or(""),
+            outer.value.as_deref().unwrap_or(""),
+        ))
+    }
+
+    /// The hardening keys whose value at a box level within the box's reach is
+    /// ignored because it would loosen the box: each key's name and the file, for one
+    /// warning line each at launch.
+    pub fn loosening_ignored(&self) -> Result<Vec<(&'static str, PathBuf)>> {
+        let Some(src) = self.source(Level::Box).filter(|_| self.box_in_reach) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for name in HARDENING {
+            let def = keys::find(name).expect("a built-in key");
+            let key = KeyRef::Known(def);
+            let Some(v) = self.at(Level::Box, &key)? else {
+                continue;
+            };
+            let ignored = match def.kind {
+                keys::Kind::Typed(t) if t.layered() => looser(def, &v, ""),
+                _ => self.loosened_from_reach(def, &self.resolve_in(&self.sources, &key, None)?)?,
+            };
+            if ignored {
+                out.push((def.name, src.doc.path().to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether storing `value` for `key` at a box level within the box's reach would
+    /// be ignored at launch because it loosens the box (`box config` refuses it).
+    pub fn would_loosen_from_reach(&self, key: &KeyRef, value: &str) -> Result<bool> {
+        let KeyRef::Known(def) = key else {
+            return Ok(false);
+        };
+        if !self.box_in_reach || !HARDENING.contains(&def.name) {
+            return Ok(false);
+        }
+        if matches!(def.kind, keys::Kind::Typed(t) if t.layered()) {
+            return Ok(looser(def, value, ""));
+        }
+        let outer = self.resolve_in(&self.outer_sources(), key, None)?;
+        Ok(looser(def, value, outer.value.as_deref().unwrap_or("")))
     }
 
     /// A known key by name (a typo here is a bug, not user input).
@@ -388,6 +539,29 @@ pub fn confine(mut doc: Document) -> Document {
     doc
 }
 
+/// The keys that bound what a box may do (processes, memory, CPUs, capabilities,
+/// network). A level within the box's reach may tighten them, never loosen them.
+pub const HARDENING: &[&str] = &[
+    "box.pids_limit",
+    "box.memory",
+    "box.cpus",
+    "box.cap_add",
+    "box.network",
+    "box.allow",
+];
+
+/// Whether hardening value `inner` gives a box more than `outer`.
+fn looser(def: &KeyDef, inner: &str, outer: &str) -> bool {
+    match def.kind {
+        keys::Kind::Typed(t) => super::value::looser(t, inner, outer),
+        // `box.network`; empty is the default, full
+        _ => {
+            let or_full = |v: &str| if v.is_empty() { "full" } else { v }.to_owned();
+            super::value::network_looser(&or_full(inner), &or_full(outer))
+        }
+    }
+}
+
 /// Whether `value` turns `def` off (a box may always see less).
 fn narrows(def: &KeyDef, value: &str) -> bool {
     def.kind == keys::Kind::Bool && crate::document::parse_bool(value) == Some(false)
@@ -438,6 +612,7 @@ mod tests {
 
     fn stack(b: &str, w: &str, c: &str, s: &str) -> Stack {
         Stack {
+            box_in_reach: false,
             sources: vec![
                 Source {
                     level: Level::Box,

@@ -28,6 +28,7 @@ fn template() -> HelperTemplate {
         command: vec!["sleep".into(), "60".into()],
         model_flag: None,
         seccomp: None,
+        limits: Default::default(),
         no_network: false,
         labels: BTreeMap::new(),
         homes: None,

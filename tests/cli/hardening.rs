@@ -1,0 +1,209 @@
+//! Issue 13: the hardening and network keys (`box.pids_limit`, `box.memory`,
+//! `box.cpus`, `box.cap_add`, `box.network`, `box.allow`) at every level, typed, with
+//! origins, planned into the run, shown by `box info`; and a standalone box's own file
+//! may tighten them but never loosen them.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::Env;
+
+fn env() -> Env {
+    let e = Env::new();
+    e.fake_podman();
+    e.script("claude", "exit 0\n");
+    e
+}
+
+/// The `run` line of a dry run (with its warnings).
+fn dry_run(e: &Env, p: &Path) -> (String, String) {
+    let r = e.run(p, &["shell", "--dry-run", "--", "true"]).ok();
+    let run = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(" run "))
+        .unwrap_or_else(|| panic!("no run line: {r:?}"))
+        .to_owned();
+    (run, r.stderr)
+}
+
+#[test]
+fn hardening_keys_at_every_level_reach_the_run_with_their_origins() {
+    let e = env();
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    let (run, _) = dry_run(&e, &p);
+    assert!(
+        run.contains("--cap-drop=ALL --security-opt=no-new-privileges")
+            && run.contains("--pids-limit=4096")
+            && !run.contains("--memory")
+            && !run.contains("--network"),
+        "the defaults: {run}"
+    );
+    e.run(&p, &["system", "config", "box.memory=4096m"]).ok();
+    e.run(&p, &["system", "config", "box.pids_limit=512"]).ok();
+    e.run(&p, &["crab", "config", "claude", "box.cpus=1.5"])
+        .ok();
+    e.run(&p, &["box", "config", "box.cap_add=net_raw,CAP_SYS_PTRACE"])
+        .ok();
+    e.run(&p, &["box", "config", "box.pids_limit=64"]).ok();
+    e.run(&p, &["box", "config", "box.network=none"]).ok();
+    // a crab's level counts for its agent's sessions
+    let r = e.run(&p, &["start", "--dry-run"]).ok();
+    let run = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(" run "))
+        .unwrap()
+        .to_owned();
+    for flag in [
+        "--network=none",
+        "--cap-add=NET_RAW --cap-add=SYS_PTRACE --pids-limit=64 --memory=4g --cpus=1.5",
+    ] {
+        assert!(run.contains(flag), "{flag}: {run}");
+    }
+    let r = e
+        .run(&p, &["box", "config", "--effective", "--show-origin"])
+        .ok();
+    for line in [
+        "box.pids_limit = 64\t# box: ",
+        "box.memory = 4g\t# system: ",
+        "box.cpus = 1.5\t# crab: ",
+        "box.cap_add = NET_RAW, SYS_PTRACE\t# box: ",
+        "box.network = none\t# box: ",
+    ] {
+        assert!(r.stdout.contains(line), "{line}: {}", r.stdout);
+    }
+    let r = e.run(&p, &["box", "info"]).ok();
+    for line in [
+        "Capabilities: all dropped but NET_RAW, SYS_PTRACE (box: ",
+        "Processes:    64 (box: ",
+        "Memory:       4g (system: ",
+        "CPUs:         1.5 (crab: ",
+        "Network:      none (box: ",
+        "Allow:        @claude @npm @pypi @crates @github (default) = 16 rules",
+    ] {
+        assert!(r.stdout.contains(line), "{line}: {}", r.stdout);
+    }
+    // bad values are refused with one line saying what is expected
+    for kv in [
+        "box.memory=lots",
+        "box.pids_limit=0",
+        "box.cpus=-1",
+        "box.cap_add=ALL",
+        "box.cap_add=NET_RAWR",
+        "box.network=allowlist",
+        "box.allow=*.com",
+    ] {
+        let r = e.run(&p, &["system", "config", kv]).fails();
+        let key = kv.split('=').next().unwrap();
+        assert!(
+            r.stderr
+                .contains(&format!("Error: invalid value for {key}: ")),
+            "{kv}: {r:?}"
+        );
+    }
+    // a hand-edited bad value fails the launch naming the file
+    let cfg = e.home.join(".config/kanibako.yaml");
+    let text = fs::read_to_string(&cfg).unwrap().replace("4g", "lots");
+    fs::write(&cfg, text).unwrap();
+    let r = e.run(&p, &["shell", "--dry-run"]).fails();
+    assert!(
+        r.stderr
+            .contains("invalid value for box.memory: 'lots' (system: "),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_standalone_box_s_own_file_may_tighten_but_never_loosen() {
+    let e = env();
+    let p = e.dir("p/solo");
+    e.run(&p, &["create", "--standalone"]).ok();
+    e.run(&p, &["system", "config", "box.memory=2g"]).ok();
+    e.run(&p, &["system", "config", "box.network=none"]).ok();
+    let file = p.join(".kanibako/project.yaml");
+    let before = fs::read_to_string(&file).unwrap();
+    for kv in [
+        "box.pids_limit=100000",
+        "box.pids_limit=unlimited",
+        "box.memory=8g",
+        "box.memory=",
+        "box.cap_add=NET_RAW",
+        "box.network=full",
+        "box.allow=evil.test",
+    ] {
+        let r = e.run(&p, &["box", "config", kv]).fails();
+        let key = kv.split('=').next().unwrap();
+        assert!(
+            r.stderr
+                .contains(&format!("Error: {key} is not stored in ")),
+            "{kv}: {r:?}"
+        );
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), before, "nothing stored");
+    // written by hand (or by a cloned repository, or the box itself): ignored, one
+    // warning line per key naming the file
+    fs::write(
+        &file,
+        format!(
+            "{before}box:\n  pids_limit: unlimited\n  memory: 8g\n  cap_add: [SYS_ADMIN]\n  network: full\n  allow: [evil.test]\n"
+        ),
+    )
+    .unwrap();
+    let (run, warnings) = dry_run(&e, &p);
+    assert!(
+        run.contains("--network=none")
+            && run.contains("--pids-limit=4096 --memory=2g")
+            && !run.contains("--cap-add"),
+        "{run}"
+    );
+    for key in [
+        "box.pids_limit",
+        "box.memory",
+        "box.cap_add",
+        "box.network",
+        "box.allow",
+    ] {
+        let lines: Vec<&str> = warnings
+            .lines()
+            .filter(|l| l.starts_with(&format!("Warning: ignoring {key} in ")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{key}: {warnings}");
+        assert!(lines[0].contains("/.kanibako/project.yaml: "), "{warnings}");
+    }
+    let r = e.run(&p, &["box", "info"]).ok();
+    assert!(
+        r.stdout.contains("Processes:    4096 (default)")
+            && r.stdout.contains("Memory:       2g (system: ")
+            && r.stdout.contains("Network:      none (system: "),
+        "{}",
+        r.stdout
+    );
+    // tightening from there is obeyed, and stored by `box config`
+    fs::write(&file, &before).unwrap();
+    for kv in [
+        "box.pids_limit=64",
+        "box.memory=1g",
+        "box.cpus=0.5",
+        "box.allow=-@github",
+    ] {
+        e.run(&p, &["box", "config", kv]).ok();
+    }
+    let (run, warnings) = dry_run(&e, &p);
+    assert!(
+        run.contains("--pids-limit=64 --memory=1g --cpus=0.5"),
+        "{run}"
+    );
+    assert!(!warnings.contains("Warning: ignoring"), "{warnings}");
+    // a default-mode box's own file lies outside its reach: it may loosen
+    let q = e.dir("p/app");
+    e.run(&q, &["create"]).ok();
+    e.run(&q, &["box", "config", "box.cap_add=NET_RAW"]).ok();
+    e.run(&q, &["box", "config", "box.network=full"]).ok();
+    let (run, _) = dry_run(&e, &q);
+    assert!(
+        run.contains("--cap-add=NET_RAW") && !run.contains("--network=none"),
+        "{run}"
+    );
+}
