@@ -203,7 +203,7 @@ fn still_in_session(rt: &Runtime, name: &str) -> bool {
 
 /// Attach to the session, retrying while the container settles. Returns the attach's
 /// exit code, or `None` if the container is gone.
-fn attach(rt: &Runtime, name: &str, tty: bool) -> Result<Option<i32>> {
+fn attach(rt: &Runtime, b: &BoxIdentity, name: &str, tty: bool) -> Result<Option<i32>> {
     for attempt in 1..=ATTACH_TRIES {
         let status = rt.exec_attached(name, input(tty), None, &attach_command())?;
         let code = exit_code(status);
@@ -212,6 +212,13 @@ fn attach(rt: &Runtime, name: &str, tty: bool) -> Result<Option<i32>> {
         }
         if !rt.is_running(name) {
             return Ok(None);
+        }
+        if agent_record(b) != AgentRecord::None {
+            // The session had started (its wrapper ran the agent), so this was no
+            // container still settling: the session ended under the attach, as a
+            // `stop` ends it while the container is on its way out. Trying again
+            // would only meet the engine's "no such container".
+            return Ok(Some(code));
         }
         if attempt < ATTACH_TRIES {
             output::warn(format_args!(
@@ -261,7 +268,7 @@ pub fn reattach(
         return Ok(Exit::Success);
     }
     auth::refresh(cx, b);
-    let code = attach(rt, &name, true)?;
+    let code = attach(rt, b, &name, true)?;
     auth::write_back(cx, b);
     // A session that ended leaves a stopped container: clear it, and pass on how the
     // agent ended (the attach's own status says only that the session closed).
@@ -337,7 +344,7 @@ pub fn launch(
             up = rt.is_running(&spec.name);
         }
         let attached = if up && cx.host.stdin_tty {
-            let code = attach(rt, &spec.name, true)?;
+            let code = attach(rt, b, &spec.name, true)?;
             // Left or ended: either way the box may hold a newer token than the host.
             auth::write_back(cx, b);
             code
