@@ -76,6 +76,7 @@ pub mod fstree;
 pub mod fsutil;
 #[cfg(test)]
 mod fuzzing;
+pub mod hex;
 pub mod host;
 pub mod hub;
 pub mod init;

@@ -32,7 +32,7 @@ pub enum PathsError {
 }
 
 /// The XDG base directories, before the global config is read.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bases {
     /// The invoking user (what owns the directories kanibako may trust).
     pub uid: u32,
@@ -87,11 +87,12 @@ impl Bases {
 pub fn data_id(data: &Path) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(data.as_os_str().as_encoded_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest[..6])
 }
 
-/// Every host location kanibako uses, resolved.
-#[derive(Clone, Debug)]
+/// Every host location kanibako uses, resolved (serialised for a process the host
+/// starts with them, such as a box's hub).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Paths {
     pub bases: Bases,
     pub config_file: PathBuf,

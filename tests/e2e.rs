@@ -1583,6 +1583,8 @@ fn docker_box_keeps_the_projects_vault_files_and_git_status() {
 
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
+#[path = "e2e/installed.rs"]
+mod installed;
 
 /// Issue 10 (low): a standalone box's read-only vault share, which lies in its
 /// workspace, cannot be written through the workspace; it reads as the share.

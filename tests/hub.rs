@@ -386,6 +386,14 @@ fn a_hub_that_is_not_there_is_reported_after_a_short_wait() {
         r.stderr.contains("hint: the box's hub is not running"),
         "{r:?}"
     );
+    // `crab fork` says it upstream's way
+    let r = e.run(&home, &["crab", "fork", "exp"]).fails();
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("Error: fork requires a running kanibako session with helpers enabled.\n"),
+        "{r:?}"
+    );
 }
 
 // ---------------------------------------------------------------- real engines
@@ -804,4 +812,220 @@ fn rootless_podman_hub() {
 #[test]
 fn docker_hub() {
     real_hub(Flavour::Docker);
+}
+
+/// The host's locations as the kanibako of `env` resolves them (no `system.path` set in
+/// the test's global config: the defaults under its HOME).
+fn env_paths(env: &Env) -> kanibako::paths::Paths {
+    let home = env.home.to_str().unwrap().to_owned();
+    let runtime = std::env::var("XDG_RUNTIME_DIR").ok();
+    let mut vars = vec![("HOME", home.as_str())];
+    if let Some(r) = &runtime {
+        vars.push(("XDG_RUNTIME_DIR", r.as_str()));
+    }
+    let host = kanibako::host::HostEnv::for_test(&env.home, &vars);
+    let mut bases = kanibako::paths::Bases::from_host(&host).unwrap();
+    bases.uid = env.uid();
+    kanibako::paths::Paths::resolve(&host, bases, &Default::default()).unwrap()
+}
+
+/// `crab fork` from inside a running box: the hub (started as the launch will start
+/// it, with the box's paths in its config) copies the box next to its project, and the
+/// host then sees, lists and runs the new box, whose home is its own (defect 9); the
+/// Python tool reads its metadata as its own too.
+fn real_fork(flavour: Flavour) {
+    let Some(mut r) = real(flavour) else { return };
+    let program = r.program.clone();
+    r.env.set("KANIBAKO_DOCKER_CMD", &program);
+    let tag = format!(
+        "{}{}",
+        std::process::id(),
+        format!("{flavour:?}").to_lowercase()
+    );
+    let name = format!("fk{tag}");
+    let ws = r.env.dir(&format!("p/{name}"));
+    let fork_ws = ws.with_file_name(format!("{name}.exp"));
+    let fork_name = format!("{name}.exp");
+    let director = format!("kanibako-{name}");
+    let mut cleanup = Cleanup {
+        real: &r,
+        names: vec![director.clone()],
+        hub_rt: Vec::new(),
+        mounted: false,
+    };
+    let kb_in = |dir: &Path, args: &[&str]| r.env.run(dir, args);
+    kb_in(&ws, &["create", "-i", &r.image]).ok();
+    // the source's home holds something before the fork
+    kb_in(&ws, &["shell", "--", "sh", "-c", "echo source > ~/memory"]).ok();
+
+    let paths = env_paths(&r.env);
+    let src = match kanibako::boxes::resolve::resolve(&paths, &ws, None).unwrap() {
+        kanibako::boxes::resolve::Resolution::Found(b) => b,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        std::fs::read_to_string(src.shell.join("memory")).unwrap(),
+        "source\n"
+    );
+    let rootfs = (flavour == Flavour::RootfulPodman).then(|| {
+        cleanup.mounted = true;
+        PathBuf::from(r.engine(&["image", "mount", &r.image]).ok().stdout.trim())
+    });
+    let rt = r.env.root_file("rt");
+    let logs = r.env.root_file("logs");
+    for d in [&rt, &logs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let exe = match r.env.root_file("kanibako") {
+        copy if copy.exists() => copy,
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_kanibako")),
+    };
+    let fork_cfg = kanibako::hub::config::ForkConfig::for_box(&paths, &src);
+    let cfg = serde_json::json!({
+        "box_hash": src.hash,
+        "box_name": name,
+        "director": director,
+        "runtime_dir": rt,
+        "message_log": logs.join("helper-messages.jsonl"),
+        "hub_log": logs.join("hub.log"),
+        "engine": {"program": r.program, "kind": if flavour == Flavour::Docker {"docker"} else {"podman"},
+                   "rootless": flavour == Flavour::RootlessPodman},
+        "director_timeout_ms": 60000,
+        "fork": fork_cfg,
+    });
+    let cfg_path = rt.join("hub.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    r.env.chown_all(&r.env.root_file(""));
+    cleanup.hub_rt.push(rt.clone());
+    r.kb(&["_hub", "--config", cfg_path.to_str().unwrap()]).ok();
+    let member = rt.join("m/director");
+    let box_labels = [
+        ("io.kanibako.box", name.as_str()),
+        ("io.kanibako.hash", src.hash.as_str()),
+    ];
+    r.run_box(&director, &box_labels, &member, &exe, rootfs.as_deref());
+    let inbox = |args: &[&str]| -> support::Run {
+        let mut a = vec!["exec", director.as_str(), "/usr/local/bin/kanibako"];
+        a.extend_from_slice(args);
+        r.engine(&a)
+    };
+
+    // from inside the box: upstream's three lines
+    let t = Instant::now();
+    let out = inbox(&["crab", "fork", "exp"]).ok();
+    eprintln!("{flavour:?}: crab fork took {} ms", t.elapsed().as_millis());
+    assert_eq!(
+        out.stdout,
+        format!(
+            "Forked to: {}\nProject name: {fork_name}\nOpen a new terminal and run kanibako in that directory.\n",
+            fork_ws.display()
+        )
+    );
+    let out = inbox(&["crab", "fork", "exp"]).fails();
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        format!("Error: destination already exists: {}", fork_ws.display()),
+        "{out:?}"
+    );
+    assert_eq!(out.code, 1);
+    let out = inbox(&["crab", "fork", "a.b"]).fails();
+    assert!(
+        out.stderr.starts_with("Error: invalid fork name"),
+        "{out:?}"
+    );
+    let out = inbox(&["crab", "helper", "log"]).ok();
+    assert!(
+        out.stdout.contains(&format!("[fork] {fork_name}")),
+        "{out:?}"
+    );
+
+    // the host sees the new box and runs it; its home is a copy of the source's
+    let info = r.kb(&["box", "info", &fork_name]).ok().stdout;
+    let fork_shell = paths.boxes.join(&fork_name).join("shell");
+    assert!(
+        info.contains(&format!("Name:         {fork_name}")),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("Project:      {}", fork_ws.display())),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("Shell:        {}", fork_shell.display())),
+        "{info}"
+    );
+    let list = r.kb(&["list"]).ok().stdout;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&fork_name) && l.ends_with(fork_ws.to_str().unwrap())),
+        "{list}"
+    );
+    let out = kb_in(
+        &fork_ws,
+        &[
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "cat ~/memory; echo fork > ~/memory",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout, "source\n", "{out:?}");
+    kb_in(&fork_ws, &["shell", "--", "true"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(fork_shell.join("memory")).unwrap(),
+        "fork\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(src.shell.join("memory")).unwrap(),
+        "source\n",
+        "the source's home is not the fork's (defect 9)"
+    );
+
+    // the Python tool reads the fork's metadata as the fork's own
+    match std::env::var("KANIBAKO_TEST_PYTHON") {
+        Ok(py) => {
+            let out = Command::new(&py)
+                .env_clear()
+                .env("HOME", &r.env.home)
+                .env("PATH", "/usr/bin:/bin")
+                .current_dir(&fork_ws)
+                .args(["box", "info"])
+                .output()
+                .unwrap();
+            let info = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{out:?}");
+            assert!(
+                info.contains(&format!("Name:         {fork_name}")),
+                "{info}"
+            );
+            assert!(
+                info.contains(&format!("Shell:        {}", fork_shell.display())),
+                "its own home, not the source's: {info}"
+            );
+        }
+        Err(_) => assert!(
+            std::env::var("KANIBAKO_TEST_REQUIRE_PYTHON").is_err(),
+            "KANIBAKO_TEST_PYTHON must point at the Python tool's `kanibako` in CI"
+        ),
+    }
+    drop(cleanup);
+}
+
+#[test]
+fn rootful_podman_crab_fork() {
+    real_fork(Flavour::RootfulPodman);
+}
+
+#[test]
+fn rootless_podman_crab_fork() {
+    real_fork(Flavour::RootlessPodman);
+}
+
+#[test]
+fn docker_crab_fork() {
+    real_fork(Flavour::Docker);
 }

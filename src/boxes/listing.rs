@@ -15,8 +15,7 @@ use serde::Serialize;
 
 use super::error::BoxError;
 use super::registry::Registry;
-use super::resolve::registered;
-use super::{BoxIdentity, BoxName, PROJECT_FILE};
+use super::{BoxIdentity, BoxName, PROJECT_FILE, ProjectSettings};
 use crate::document::Document;
 use crate::paths::Paths;
 use crate::runtime::containers::ContainerSummary;
@@ -211,9 +210,12 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
     let mut out = Vec::new();
     let mut claimed = BTreeSet::new();
     for (name, path) in &registry.projects {
-        let identity = BoxName::from_registry(name)
-            .map(|n| registered(paths, n, path.clone()))
-            .transpose()?;
+        // What a row needs of a box (its metadata directory, hash and container names)
+        // follows from its name and path: its project.yaml is not read, so listing
+        // 1,000 boxes opens one file, not 1,001.
+        let identity = BoxName::from_registry(name).map(|n| {
+            BoxIdentity::default_mode(n, path.clone(), &paths.boxes, ProjectSettings::default())
+        });
         let active = match (&identity, activity) {
             (Some(b), Some(a)) => a.of(b),
             _ => None,
@@ -267,7 +269,7 @@ pub fn rows(paths: &Paths, activity: Option<&Activity>) -> Result<Vec<Row>, BoxE
             workset: None,
         });
     }
-    for (ws_name, root) in super::worksets::registered(paths)? {
+    for (ws_name, root) in super::worksets::registered_with(paths, &registry)? {
         let Ok(ws) = super::worksets::Workset::load(&ws_name, &root) else {
             continue;
         };

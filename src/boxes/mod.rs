@@ -8,7 +8,9 @@
 
 pub mod address;
 pub mod create;
+pub mod duplicate;
 pub mod error;
+pub mod fork;
 pub mod home;
 pub mod listing;
 pub mod name;
@@ -110,7 +112,7 @@ impl Vault {
 /// Lowercase hex sha256 of the project path, as upstream computes it.
 pub fn project_hash(path: &Path) -> String {
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest)
 }
 
 /// Upstream's container name for a standalone box: the path without its leading `/`,
@@ -128,6 +130,65 @@ pub fn ronin_escape(path: &Path) -> String {
 /// settings, the env file, the lock, the container marker) is reached through this
 /// very directory, whatever the box or a repository puts at its path afterwards.
 /// Equal to any other: it says how the directory is reached, not which box it is.
+/// Which version of a file: its device, inode, size and change time. Every write of a
+/// settings file replaces it (a new inode), so an equal stamp means the same content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` itself (a link's own, never its target's).
+    pub fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size() as i64,
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// The stamp of `name` in the open directory `dir` (not following a link).
+    pub fn at(dir: BorrowedFd<'_>, name: &str) -> Option<Self> {
+        use nix::fcntl::AtFlags;
+        let st = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        Some(Self {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        })
+    }
+}
+
+/// A box's `project.yaml` as read when the box was found, and the file's stamp
+/// before that read (taken first, so a file replaced meanwhile never matches it): a
+/// launch reads the file once. Equal to any other, like [`HeldDir`]: it is not part
+/// of which box this is.
+#[derive(Clone, Debug, Default)]
+pub struct ReadProject(Option<Arc<(FileStamp, Document)>>);
+
+impl PartialEq for ReadProject {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReadProject {}
+
+impl ReadProject {
+    /// The kept document, if the file is still the version `now` says.
+    fn get(&self, now: Option<FileStamp>) -> Option<Document> {
+        let (stamp, doc) = self.0.as_deref()?;
+        (now == Some(*stamp)).then(|| doc.clone())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct HeldDir(Option<Arc<OwnedFd>>);
 
@@ -186,6 +247,8 @@ pub struct BoxIdentity {
     pub workset: Option<(String, PathBuf)>,
     /// A standalone box's metadata directory as it was found (open, no link followed).
     pub held: HeldDir,
+    /// Its `project.yaml` as read when it was found.
+    pub project: ReadProject,
 }
 
 /// The host-side record that a standalone box was made with distinct auth (its
@@ -259,6 +322,7 @@ impl BoxIdentity {
             workspace,
             workset: None,
             held: HeldDir::default(),
+            project: ReadProject::default(),
         }
     }
 
@@ -292,6 +356,7 @@ impl BoxIdentity {
             workspace,
             workset: Some((workset.to_owned(), root.to_owned())),
             held: HeldDir::default(),
+            project: ReadProject::default(),
         }
     }
 
@@ -320,6 +385,7 @@ impl BoxIdentity {
             workspace,
             workset: None,
             held: HeldDir::default(),
+            project: ReadProject::default(),
         }
     }
 
@@ -387,12 +453,30 @@ impl BoxIdentity {
             .unwrap_or_else(|| self.metadata.join(name))
     }
 
-    /// The box's own settings (`project.yaml`), read through the held directory.
+    /// The box's own settings (`project.yaml`), read through the held directory; the
+    /// copy read when the box was found, if the file has not changed since.
     pub fn load_project(&self) -> Result<Document, DocError> {
+        if let Some(doc) = self.project.get(self.project_stamp()) {
+            return Ok(doc);
+        }
         match self.held.fd() {
             Some(fd) => Document::load_at(fd, Path::new(PROJECT_FILE), &self.project_file()),
             None => Document::load(&self.project_file()),
         }
+    }
+
+    /// What identifies the current version of `project.yaml`, where there is one.
+    pub fn project_stamp(&self) -> Option<FileStamp> {
+        match self.held.fd() {
+            Some(fd) => FileStamp::at(fd, PROJECT_FILE),
+            None => FileStamp::of(&self.project_file()),
+        }
+    }
+
+    /// Keep `doc`, read from `project.yaml` when it was `stamp`, for [`Self::load_project`].
+    pub fn with_project(mut self, stamp: Option<FileStamp>, doc: &Document) -> Self {
+        self.project = ReadProject(stamp.map(|s| Arc::new((s, doc.clone()))));
+        self
     }
 
     /// The box's env file.
@@ -417,6 +501,31 @@ impl BoxIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_yaml_read_when_found_is_reused_until_the_file_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let b = BoxIdentity::default_mode(
+            BoxName::parse("app").unwrap(),
+            t.path().join("p"),
+            t.path(),
+            ProjectSettings::default(),
+        );
+        std::fs::create_dir_all(&b.metadata).unwrap();
+        let file = b.project_file();
+        fsutil::atomic_write(&file, b"model: opus\n", fsutil::MODE_CONFIG).unwrap();
+        // What resolution read (a different text, so its use shows) for this version.
+        let seen = Document::parse(&file, "model: kept\n").unwrap();
+        let b = b.with_project(FileStamp::of(&file), &seen);
+        let model = |b: &BoxIdentity| b.load_project().unwrap().get_str(&["model"]).unwrap();
+        assert_eq!(model(&b).as_deref(), Some("kept"));
+        // Any write replaces the file: read afresh.
+        fsutil::atomic_write(&file, b"model: opus\n", fsutil::MODE_CONFIG).unwrap();
+        assert_eq!(model(&b).as_deref(), Some("opus"));
+        // Gone: read (and found empty), never the kept copy.
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(model(&b), None);
+    }
 
     fn name(s: &str) -> BoxName {
         BoxName::parse(s).unwrap()

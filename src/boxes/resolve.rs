@@ -50,14 +50,14 @@ pub fn registered(
     name: BoxName,
     workspace: PathBuf,
 ) -> Result<BoxIdentity, BoxError> {
-    let doc = Document::load(&paths.boxes.join(name.as_str()).join(PROJECT_FILE))?;
+    let file = paths.boxes.join(name.as_str()).join(PROJECT_FILE);
+    let stamp = super::FileStamp::of(&file);
+    let doc = Document::load(&file)?;
     let settings = ProjectSettings::read(&doc)?;
-    Ok(BoxIdentity::default_mode(
-        name,
-        workspace,
-        &paths.boxes,
-        settings,
-    ))
+    Ok(
+        BoxIdentity::default_mode(name, workspace, &paths.boxes, settings)
+            .with_project(stamp, &doc),
+    )
 }
 
 /// A standalone marker at `dir`: `.kanibako/project.yaml` (or, robust layout,
@@ -99,6 +99,7 @@ fn marker_at(dir: &Path) -> Result<Option<Marker>, BoxError> {
             Err(_) => continue,
         };
         let shown = meta_path.join(PROJECT_FILE);
+        let stamp = super::FileStamp::at(fd.as_fd(), PROJECT_FILE);
         let doc = Document::load_at(fd.as_fd(), Path::new(PROJECT_FILE), &shown)?;
         if doc.is_empty() {
             continue;
@@ -112,7 +113,8 @@ fn marker_at(dir: &Path) -> Result<Option<Marker>, BoxError> {
             context: format!("reading {}", meta_path.display()),
             source: std::io::Error::from_raw_os_error(e as i32),
         })?;
-        let mut identity = BoxIdentity::standalone(dir.to_owned(), settings);
+        let mut identity =
+            BoxIdentity::standalone(dir.to_owned(), settings).with_project(stamp, &doc);
         identity.held = HeldDir::new(fd);
         return Ok(Some(Marker {
             identity,
@@ -170,7 +172,7 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
     {
         // Inside a workset, a bare word may name one of its members.
         if let Ok(here) = cwd.canonicalize() {
-            for (_, root) in super::worksets::registered(paths)? {
+            for (_, root) in super::worksets::registered_with(paths, &registry)? {
                 let root = root.canonicalize().unwrap_or(root);
                 let ws_dir = root.join("workspaces").join(t);
                 if here.starts_with(&root) && ws_dir.is_dir() {
@@ -211,7 +213,7 @@ pub fn resolve(paths: &Paths, cwd: &Path, target: Option<&str>) -> Result<Resolu
 
 /// Resolve an existing, canonical directory.
 pub fn resolve_dir(paths: &Paths, registry: &Registry, dir: &Path) -> Result<Resolution, BoxError> {
-    if let Some(member) = super::worksets::member_at(paths, dir)? {
+    if let Some(member) = super::worksets::member_at(paths, registry, dir)? {
         return Ok(Resolution::Found(member));
     }
     let deepest = registry

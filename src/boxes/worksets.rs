@@ -35,15 +35,22 @@ pub struct Workset {
 /// Every registered workset: name → root. The union of both registries (a workset the
 /// Python tool recorded in only one of them is still found).
 pub fn registered(paths: &Paths) -> Result<BTreeMap<String, PathBuf>, BoxError> {
+    registered_with(paths, &Registry::load(&paths.names_file())?)
+}
+
+/// [`registered`], with `names.yaml` already loaded (a listing reads it once).
+pub fn registered_with(
+    paths: &Paths,
+    names: &Registry,
+) -> Result<BTreeMap<String, PathBuf>, BoxError> {
     let hints = Document::load(&paths.ws_hints)?;
     let mut all: BTreeMap<String, PathBuf> = hints
         .get_string_map(&["worksets"])?
         .into_iter()
         .map(|(k, v)| (k, PathBuf::from(v)))
         .collect();
-    let names = Registry::load(&paths.names_file())?;
-    for (k, v) in names.worksets {
-        all.entry(k).or_insert(v);
+    for (k, v) in &names.worksets {
+        all.entry(k.clone()).or_insert_with(|| v.clone());
     }
     Ok(all)
 }
@@ -140,8 +147,9 @@ impl Workset {
             workset: self.name.clone(),
             project: name.to_owned(),
         })?;
-        let metadata = self.root.join("boxes").join(name);
-        let doc = Document::load(&metadata.join(PROJECT_FILE))?;
+        let file = self.root.join("boxes").join(name).join(PROJECT_FILE);
+        let stamp = super::FileStamp::of(&file);
+        let doc = Document::load(&file)?;
         let settings = ProjectSettings::read(&doc)?;
         let mut b = BoxIdentity::workset_member(
             &self.name,
@@ -156,7 +164,7 @@ impl Workset {
         if let Some(dir) = self.in_place_workspace(name) {
             b.workspace = dir;
         }
-        Ok(b)
+        Ok(b.with_project(stamp, &doc))
     }
 
     /// Where member `name` works when it joined in place (`box migrate --to workset
@@ -180,15 +188,21 @@ impl Workset {
     }
 }
 
-/// The workset member `dir` is in, if `dir` is inside a registered workset root.
-pub fn member_at(paths: &Paths, dir: &Path) -> Result<Option<BoxIdentity>, BoxError> {
-    for (name, root) in registered(paths)? {
-        let root = root.canonicalize().unwrap_or(root);
+/// The workset member `dir` is in, if `dir` is inside a registered workset root
+/// (`names` is the loaded `names.yaml`: a launch reads it once).
+pub fn member_at(
+    paths: &Paths,
+    names: &Registry,
+    dir: &Path,
+) -> Result<Option<BoxIdentity>, BoxError> {
+    let sets = registered_with(paths, names)?;
+    for (name, root) in &sets {
+        let root = root.canonicalize().unwrap_or_else(|_| root.clone());
         let Ok(rel) = dir.strip_prefix(&root) else {
             continue;
         };
         let mut parts = rel.components();
-        let ws = Workset::load(&name, &root)?;
+        let ws = Workset::load(name, &root)?;
         match (parts.next(), parts.next()) {
             (Some(first), Some(project)) if first.as_os_str() == "workspaces" => {
                 let p = project.as_os_str().to_string_lossy().into_owned();
@@ -209,8 +223,8 @@ pub fn member_at(paths: &Paths, dir: &Path) -> Result<Option<BoxIdentity>, BoxEr
         }
     }
     // A member that joined in place works in its own directory, outside the root.
-    for (name, root) in registered(paths)? {
-        let Ok(ws) = Workset::load(&name, &root) else {
+    for (name, root) in &sets {
+        let Ok(ws) = Workset::load(name, root) else {
             continue;
         };
         for m in &ws.members {

@@ -28,8 +28,8 @@ pub enum CrabCommand {
         #[command(subcommand)]
         command: Option<HelperCommand>,
     },
-    /// Inside a box: make a new box from this one.
-    #[command(hide = true)]
+    /// Inside a box: fork it into a new box, `<project>.<NAME>`, with its own copy of
+    /// the project, home and vault.
     Fork(ForkArgs),
 }
 

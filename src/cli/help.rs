@@ -129,6 +129,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "kanibako crab helper broadcast 'stop and report'",
     ),
     (&["crab", "helper", "log"], "kanibako crab helper log -f"),
+    (&["crab", "fork"], "kanibako crab fork exp   (inside a box)"),
     (&["system"], "kanibako system info --json"),
     (&["system", "info"], "kanibako system info --json"),
     (

@@ -80,12 +80,23 @@ fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> 
     if json {
         let rows: Vec<_> = rows.iter().map(Row::json).collect();
         crate::json_output::print_list("boxes", &rows);
-    } else if quiet {
+    } else {
+        // One write for the whole table: a thousand rows are a thousand writes to a
+        // pipe otherwise (stdout flushes each line).
+        print!("{}", table(rows, quiet, empty));
+    }
+    Ok(())
+}
+
+fn table(rows: &[Row], quiet: bool, empty: &str) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    if quiet {
         for r in rows {
-            println!("{}", r.name);
+            let _ = writeln!(s, "{}", r.name);
         }
     } else if rows.is_empty() {
-        println!("{empty}");
+        let _ = writeln!(s, "{empty}");
     } else {
         let path = |r: &Row| match &r.path {
             Some(p) => p.display().to_string(),
@@ -95,24 +106,24 @@ fn print_rows(rows: &[Row], quiet: bool, json: bool, empty: &str) -> Result<()> 
         let (plain, members): (Vec<&Row>, Vec<&Row>) =
             rows.iter().partition(|r| r.workset.is_none());
         if !plain.is_empty() {
-            println!("{:<18} {:<10} PATH", "NAME", "STATUS");
+            let _ = writeln!(s, "{:<18} {:<10} PATH", "NAME", "STATUS");
         }
         for r in plain {
-            println!("{:<18} {:<10} {}", r.name, r.status_text(), path(r));
+            let _ = writeln!(s, "{:<18} {:<10} {}", r.name, r.status_text(), path(r));
         }
         let mut current: Option<&str> = None;
         for r in members {
             let (ws, root) = r.workset.as_ref().expect("a member row");
             if current != Some(ws.as_str()) {
                 current = Some(ws);
-                println!();
-                println!("Workset: {ws} ({})", root.display());
-                println!("  {:<18} {:<10} SOURCE", "NAME", "STATUS");
+                let _ = writeln!(s);
+                let _ = writeln!(s, "Workset: {ws} ({})", root.display());
+                let _ = writeln!(s, "  {:<18} {:<10} SOURCE", "NAME", "STATUS");
             }
-            println!("  {:<18} {:<10} {}", r.name, r.status_text(), path(r));
+            let _ = writeln!(s, "  {:<18} {:<10} {}", r.name, r.status_text(), path(r));
         }
     }
-    Ok(())
+    s
 }
 
 fn show(cx: &Context, filter: Filter, quiet: bool, json: bool) -> Result<Exit> {

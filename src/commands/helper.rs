@@ -326,16 +326,19 @@ fn ping(host: &HostEnv, count: Option<u32>) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// A fork copies the whole project: it may take much longer than other requests.
+const FORK_TIMEOUT: Duration = Duration::from_secs(3600);
+
 pub fn fork(host: &HostEnv, a: &ForkArgs) -> Result<Exit> {
+    // Upstream's words when there is no hub to ask (not in a box, or helpers off).
+    let no_hub = || -> anyhow::Error {
+        UserError::new("fork requires a running kanibako session with helpers enabled.")
+            .hint("run it from the agent's shell inside a box whose helpers are on")
+            .into()
+    };
     let path = match client::socket_path(host) {
         Ok(p) => p,
-        Err(ClientError::NotInBox(_)) => {
-            return Err(UserError::new(
-                "fork requires a running kanibako session with helpers enabled.",
-            )
-            .hint("run it from the agent's shell inside a box")
-            .into());
-        }
+        Err(ClientError::NotInBox(_)) => return Err(no_hub()),
         Err(e) => return Err(user_error(e)),
     };
     let Some(name) = ForkName::parse(a.name.trim()) else {
@@ -346,7 +349,17 @@ pub fn fork(host: &HostEnv, a: &ForkArgs) -> Result<Exit> {
         .hint("use letters, digits, '_' and '-'")
         .into());
     };
-    let mut c = Client::connect(&path, client::CONNECT_PATIENCE).map_err(user_error)?;
+    let mut c = match Client::connect(&path, client::CONNECT_PATIENCE) {
+        Ok(c) => c,
+        Err(ClientError::Connect { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Err(no_hub());
+        }
+        Err(e) => return Err(user_error(e)),
+    };
+    c.set_reply_timeout(Some(FORK_TIMEOUT))
+        .map_err(user_error)?;
     let r: ForkResult = client::result(c.request(Op::Fork { name }).map_err(user_error)?);
     println!("Forked to: {}", r.path);
     println!("Project name: {}", r.name);

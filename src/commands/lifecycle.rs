@@ -3,7 +3,7 @@
 //! [`crate::boxes::transfer`] (what goes where) and [`crate::boxes::relocation`]
 //! (doing it so a stop leaves the source whole).
 //!
-//! Every change ends the same way ([`carry`]): under the registry lock, the trees are
+//! Every change ends the same way ([`duplicate::carry`]): under the registry lock, the trees are
 //! moved or copied, the new place's `project.yaml` is rewritten for it (the Python tool
 //! mounts what it records), and `names.yaml` is written last. Any failure before that
 //! puts the trees back, so the box is either where it was or wholly where it goes.
@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result};
 
 use crate::boxes::address;
 use crate::boxes::create::{self, choose_name, is_home};
+use crate::boxes::duplicate::{self, settings_of};
 use crate::boxes::error::BoxError;
 use crate::boxes::registry::Registry;
 use crate::boxes::relocation::{self, How};
@@ -22,7 +23,6 @@ use crate::boxes::transfer;
 use crate::boxes::{BoxIdentity, BoxName, Layout, Mode, ProjectSettings, distinct_auth_record};
 use crate::cli::boxes::{DuplicateArgs, MigrateArgs, MigrateTo, MoveArgs, PurgeArgs};
 use crate::context::Context;
-use crate::document::Document;
 use crate::error::{Exit, UserError};
 use crate::fsutil::{self, FileLock};
 use crate::launch::persistent;
@@ -39,16 +39,6 @@ pub fn the_box(cx: &Context, word: Option<&str>) -> Result<BoxIdentity> {
         ))
         .hint("`kanibako create` makes it a box")
         .into()),
-    }
-}
-
-/// The settings `b` lives by, to build its identity somewhere else.
-fn settings_of(b: &BoxIdentity) -> ProjectSettings {
-    ProjectSettings {
-        mode: Some(b.mode),
-        layout: Some(b.layout),
-        enable_vault: b.vault.is_some(),
-        group_auth: b.group_auth,
     }
 }
 
@@ -115,51 +105,13 @@ fn declined() -> Result<Exit> {
     Ok(Exit::Declined)
 }
 
-/// One change of place or mode, as [`carry`] performs it.
-struct Change<'a> {
-    from: &'a BoxIdentity,
-    to: &'a BoxIdentity,
-    workspace: transfer::Workspace,
-    how: How,
-    /// Work on the new trees before the registry is written (a duplicate drops what is
-    /// not its own; a workset records its new member).
-    prepare: &'a dyn Fn() -> Result<()>,
-    /// The registry edit; `Ok(false)`: none. Runs first, on the loaded registry, so a
-    /// name taken meanwhile stops the change before any file moves.
-    edit: &'a dyn Fn(&mut Registry) -> Result<bool>,
-}
+type Change<'a> = duplicate::Change<'a, anyhow::Error>;
 
-/// Carry out `c` (see the module note). Returns sources a move could not remove.
+/// Carry out `c` ([`duplicate::carry`]), stopped by Ctrl-C; a moved source a container's
+/// files keep in place is removed through the engine.
 fn carry(cx: &Context, c: &Change<'_>) -> Result<()> {
-    let plan = transfer::plan(c.from, c.to, c.workspace);
-    let original = std::fs::read(c.from.project_file()).ok();
     let _guard = interrupt::Guard::install();
-    let _lock = fsutil::lock_exclusive(&cx.paths.names_lock())?;
-    let mut reg = Registry::load(&cx.paths.names_file())?;
-    let changed = (c.edit)(&mut reg)?;
-    for t in &plan {
-        if let Some(p) = t.to.parent() {
-            relocation::clear_temporaries(p);
-        }
-    }
-    let mut applied = relocation::apply(&plan, c.how, &interrupt::check)?;
-    let result = (|| -> Result<()> {
-        interrupt::check()?;
-        rewrite_record(cx, c.to)?;
-        (c.prepare)()?;
-        if changed {
-            reg.save()?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        applied.undo();
-        if let (Some(text), How::Move) = (&original, c.how) {
-            let _ = fsutil::atomic_write(&c.from.project_file(), text, fsutil::MODE_CONFIG);
-        }
-        return Err(e);
-    }
-    for left in applied.finish(c.how) {
+    for left in duplicate::carry(&cx.paths, c, &interrupt::check)? {
         if let Err(e) = remove_with_engine(cx, &left) {
             output::warn(format_args!(
                 "{} was copied but could not be removed: {e:#}",
@@ -172,10 +124,7 @@ fn carry(cx: &Context, c: &Change<'_>) -> Result<()> {
 
 /// `b`'s `project.yaml` rewritten for where it now is (kept keys stay).
 fn rewrite_record(cx: &Context, b: &BoxIdentity) -> Result<()> {
-    let mut doc = Document::load(&b.project_file())?;
-    crate::relocate::rebase(&mut doc, &cx.paths, b)?;
-    doc.save()?;
-    Ok(())
+    Ok(duplicate::rewrite_record(&cx.paths, b)?)
 }
 
 /// Remove a tree; files a rootless container's sub-uids own go through the engine's
@@ -210,11 +159,7 @@ fn move_auth_record(cx: &Context, from: &BoxIdentity, to: &BoxIdentity) {
 }
 
 fn write_auth_record(cx: &Context, b: &BoxIdentity) -> Result<()> {
-    if b.mode == Mode::Standalone && !b.group_auth {
-        let record = distinct_auth_record(&cx.paths, &b.hash);
-        fsutil::atomic_write(&record, b"", fsutil::MODE_CONFIG)?;
-    }
-    Ok(())
+    Ok(duplicate::write_auth_record(&cx.paths, b)?)
 }
 
 fn destination(cx: &Context, word: &str) -> Result<PathBuf> {
@@ -895,55 +840,6 @@ fn leave_workset(
     Ok(Exit::Success)
 }
 
-/// Which agent login files the duplicate keeps: a box that shares the host's login
-/// gets it from the host at its first launch, and one made with --distinct-auth logs
-/// in on its own; only a copy of a box with its own login carries that login on.
-fn keeps_login(src: &BoxIdentity, distinct_auth: bool) -> bool {
-    !src.group_auth && !distinct_auth
-}
-
-/// Drop from a duplicate what is the source's alone: its session lock and container
-/// marker, its helpers' state, and (see [`keeps_login`]) its agent logins.
-fn strip_duplicate(b: &BoxIdentity, logins: bool) -> Result<()> {
-    let mut drop: Vec<PathBuf> = vec![
-        b.lock_file(),
-        b.container_marker(),
-        b.metadata.join("helpers"),
-    ];
-    if !logins {
-        for agent in crate::agents::all() {
-            if let Some(c) = agent.credentials() {
-                drop.push(b.shell.join(c.dir).join(c.file));
-            }
-        }
-    }
-    for p in drop {
-        relocation::remove_tree(&p).with_context(|| format!("removing {}", p.display()))?;
-    }
-    Ok(())
-}
-
-/// What in a fresh copy of `src`'s project directory is `src`'s own tree (metadata,
-/// home, vault) but none of `to`'s: a copy into another mode drops it, so the new box
-/// is not also a box of the source's mode (a `.kanibako/` left in a default-mode copy).
-fn leftovers(src: &BoxIdentity, to: &BoxIdentity) -> Vec<PathBuf> {
-    let own: Vec<PathBuf> = [Some(to.metadata.clone()), Some(to.shell.clone())]
-        .into_iter()
-        .chain([transfer::vault_dir(to)])
-        .flatten()
-        .collect();
-    [Some(src.metadata.clone()), Some(src.shell.clone())]
-        .into_iter()
-        .chain([transfer::vault_dir(src)])
-        .flatten()
-        .filter_map(|t| {
-            let rel = t.strip_prefix(&src.workspace).ok()?;
-            (!rel.as_os_str().is_empty()).then(|| to.workspace.join(rel))
-        })
-        .filter(|p| !own.iter().any(|o| p.starts_with(o) || o.starts_with(p)))
-        .collect()
-}
-
 pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
     let src = the_box(cx, Some(&a.source_path))?;
     if src.mode == Mode::Workset {
@@ -1075,16 +971,16 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
     if made_dir {
         std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     }
-    let logins = keeps_login(&src, a.distinct_auth);
+    let logins = duplicate::keeps_login(&src, a.distinct_auth);
     let name = to.name.clone().filter(|_| want == Mode::Default);
     let stale = if a.bare {
         Vec::new()
     } else {
-        leftovers(&src, &to)
+        duplicate::leftovers(&src, &to)
     };
     let joined = std::cell::Cell::new(false);
     let prepare = || -> Result<()> {
-        strip_duplicate(&to, logins)?;
+        duplicate::strip(&to, logins)?;
         for p in &stale {
             relocation::remove_tree(p).with_context(|| format!("removing {}", p.display()))?;
         }
@@ -1314,35 +1210,4 @@ fn purge_all(cx: &Context, force: bool) -> Result<Exit> {
         .into());
     }
     Ok(Exit::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(group_auth: bool) -> BoxIdentity {
-        BoxIdentity::default_mode(
-            BoxName::parse("a").unwrap(),
-            "/p/a".into(),
-            Path::new("/d/boxes"),
-            ProjectSettings {
-                group_auth,
-                ..ProjectSettings::default()
-            },
-        )
-    }
-
-    #[test]
-    fn a_duplicate_carries_a_login_only_between_boxes_with_their_own() {
-        assert!(keeps_login(&b(false), false));
-        assert!(
-            !keeps_login(&b(true), false),
-            "the host's login comes at launch"
-        );
-        assert!(
-            !keeps_login(&b(false), true),
-            "--distinct-auth logs in anew"
-        );
-        assert!(!keeps_login(&b(true), true));
-    }
 }

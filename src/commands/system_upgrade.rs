@@ -250,8 +250,8 @@ pub fn upgrade(host: &HostEnv, exec: &dyn Executor, a: &UpgradeArgs) -> Result<E
     }
     crate::output::say("Pulling latest changes...");
     git.out(&["pull", "--ff-only", "--quiet"])?;
-    let install = Invocation::new("cargo")
-        .args(["install", "--locked", "--path"])
+    let install = static_build(host, Invocation::new("cargo").args(["install", "--locked"]))
+        .arg("--path")
         .arg(&repo);
     crate::output::say(format_args!("+ {install}"));
     let status = exec.status(&install).map_err(|e| {
@@ -314,6 +314,27 @@ pub fn is_checkout(dir: &Path) -> bool {
                 .map(str::trim)
                 .any(|l| l.replace(' ', "") == "name=\"kanibako\"")
         })
+}
+
+/// On glibc Linux, `cargo install` links kanibako statically, as the quick start does:
+/// the same file is mounted into every box as its `kanibako` (the helper and egress
+/// client), and a static one runs in any rig, even one without a C library. An
+/// explicit `--target` keeps the flag off build scripts and proc macros, which cannot
+/// be linked statically.
+fn static_build(host: &HostEnv, inv: Invocation) -> Invocation {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return inv;
+    }
+    let mut flags = host.var_str("RUSTFLAGS").unwrap_or_default().to_owned();
+    if !flags.is_empty() {
+        flags.push(' ');
+    }
+    flags.push_str("-C target-feature=+crt-static");
+    let mut inv = inv
+        .arg("--target")
+        .arg(format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
+    inv.env.push(("RUSTFLAGS".into(), flags.into()));
+    inv
 }
 
 #[cfg(test)]

@@ -206,6 +206,11 @@ impl Client {
         }
     }
 
+    /// How long to wait for a reply from now on (`None`: as long as the hub lives).
+    pub fn set_reply_timeout(&mut self, t: Option<Duration>) -> Result<(), ClientError> {
+        Ok(self.stream.set_read_timeout(t)?)
+    }
+
     pub fn request(&mut self, op: Op) -> Result<Value, ClientError> {
         self.request_with(op, &mut |_| {})
     }

@@ -89,6 +89,31 @@ pub struct HubConfig {
     /// How long to wait for the director's container to be running.
     #[serde(default = "default_director_timeout")]
     pub director_timeout_ms: u64,
+    /// Where the box lives on the host, for `crab fork`; without it `fork` is refused
+    /// as unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkConfig>,
+}
+
+/// What the hub needs to fork its box: the host's resolved locations (data, boxes,
+/// `names.yaml`, …) and the box's project directory. The hub finds the box there again
+/// at each fork and checks it is still this box (by its hash); nothing of it comes
+/// from a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkConfig {
+    pub paths: crate::paths::Paths,
+    pub workspace: PathBuf,
+}
+
+impl ForkConfig {
+    /// For box `b` under `paths` (what the launch writes).
+    pub fn for_box(paths: &crate::paths::Paths, b: &crate::boxes::BoxIdentity) -> Self {
+        Self {
+            paths: paths.clone(),
+            workspace: b.workspace.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +159,17 @@ impl HubConfig {
             }
         }
         self.engine.info()?;
+        if let Some(f) = &self.fork {
+            for (what, p) in [
+                ("fork.workspace", &f.workspace),
+                ("fork.paths.data", &f.paths.data),
+                ("fork.paths.boxes", &f.paths.boxes),
+            ] {
+                if !p.is_absolute() {
+                    return Err(format!("{what} must be an absolute path"));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -196,6 +232,7 @@ pub fn sample(rt: &Path) -> HubConfig {
         helper: None,
         peer_check: true,
         director_timeout_ms: 60_000,
+        fork: None,
     }
 }
 

@@ -20,6 +20,8 @@ pub const DEFAULT_CONNECTIONS_PER_MEMBER: usize = 8;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_CONSECUTIVE_ERRORS: u32 = 16;
 pub const DEFAULT_FOLLOW_QUEUE: usize = 256;
+/// Forks one hub makes in its life: each copies the whole project on the host.
+pub const DEFAULT_MAX_FORKS: u32 = 4;
 /// The message log rotates at this size (one older file is kept, as upstream does).
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 1024 * 1024;
 
@@ -47,6 +49,8 @@ pub struct Limits {
     /// Log entries queued for one follower before the oldest are dropped.
     pub follow_queue: usize,
     pub log_max_bytes: u64,
+    /// `crab fork`s one hub makes (a restarted worker starts again from 0).
+    pub max_forks: u32,
 }
 
 impl Default for Limits {
@@ -64,6 +68,7 @@ impl Default for Limits {
             max_consecutive_errors: DEFAULT_MAX_CONSECUTIVE_ERRORS,
             follow_queue: DEFAULT_FOLLOW_QUEUE,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            max_forks: DEFAULT_MAX_FORKS,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod budget;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod fork;
 pub mod frame;
 pub mod limits;
 pub mod log;

@@ -105,25 +105,9 @@ impl Model {
     }
 }
 
-/// The name of a fork: one plain box name without dots (upstream refuses `.`, `/`, `\`),
-/// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct ForkName(String);
-
-impl ForkName {
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut b = s.bytes();
-        let ok = s.len() <= 64
-            && b.next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
-        ok.then(|| Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+/// The name of a fork, checked by the domain's rule (upstream's, narrowed to what a
+/// box name may hold).
+pub use crate::boxes::fork::ForkName;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Request {

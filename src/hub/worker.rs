@@ -136,7 +136,10 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
             )
         }),
     );
-    let hub = match Hub::start(cfg.clone(), engine.clone(), services(&cfg), None, log) {
+    let forker = cfg.fork.clone().map(|f| {
+        Arc::new(super::fork::BoxForker::new(f, &cfg.box_hash)) as Arc<dyn super::server::Forker>
+    });
+    let hub = match Hub::start(cfg.clone(), engine.clone(), services(&cfg), forker, log) {
         Ok(h) => h,
         Err(e) => {
             crate::output::say(format!("kanibako _hub: {e}"));

@@ -429,10 +429,7 @@ impl Runtime {
                 m.len(),
                 m.mtime_nsec() + m.mtime() * 1_000_000_000
             );
-            Sha256::digest(id.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            crate::hex::encode(&Sha256::digest(id.as_bytes()))
         });
         let file = id.map(|id| cache.join("engine-version").join(&id[..16]));
         if let Some(v) = file

@@ -21,7 +21,7 @@ pub fn lock_path(state: &Path, file: &Path) -> PathBuf {
         .unwrap_or_else(|| parent.map(Path::to_path_buf).unwrap_or_default());
     let full = dir.join(file.file_name().unwrap_or_default());
     let hash = Sha256::digest(full.as_os_str().as_encoded_bytes());
-    let name: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let name = crate::hex::encode(&hash[..16]);
     state.join("locks").join(format!("settings-{name}.lock"))
 }
 

@@ -97,7 +97,7 @@ pub fn canonical_json(v: &Value) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(bytes)
 }
 
 /// The cache key: 16 hex digits of

@@ -293,7 +293,10 @@ fn upgrade_pulls_a_checkout_and_installs_it_and_refuses_local_changes() {
     let cargo_log = e.root_file("cargo.log");
     e.script(
         "cargo",
-        &format!("echo \"$*\" >> '{}'\n", cargo_log.display()),
+        &format!(
+            "echo \"$* [RUSTFLAGS=$RUSTFLAGS]\" >> '{}'\n",
+            cargo_log.display()
+        ),
     );
     let (kb, _git) = checkout(&e);
     let src = kb.to_str().unwrap();
@@ -320,7 +323,17 @@ fn upgrade_pulls_a_checkout_and_installs_it_and_refuses_local_changes() {
     assert_eq!(fs::read_to_string(kb.join("NEWS")).unwrap(), "two\n");
     assert_eq!(
         fs::read_to_string(&cargo_log).unwrap().trim(),
-        format!("install --locked --path {src}")
+        // On glibc Linux the installed kanibako is linked statically (it is the
+        // client mounted into every box, so it must run in any rig).
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            format!(
+                "install --locked --target {}-unknown-linux-gnu --path {src} \
+                 [RUSTFLAGS=-C target-feature=+crt-static]",
+                std::env::consts::ARCH
+            )
+        } else {
+            format!("install --locked --path {src} [RUSTFLAGS=]")
+        }
     );
     let r = e.run(&e.home, &["system", "upgrade", "--source", src]).ok();
     assert!(r.stdout.contains("Up to date."), "{r:?}");

@@ -526,8 +526,21 @@ impl Hub {
                 "this box's hub cannot fork it",
             ));
         };
-        let _held = lock(&self.mutate);
-        let r = f.fork(name).map_err(|m| refusal(ErrorCode::Internal, m))?;
+        let mut made = lock(&self.forks);
+        let max = self.cfg.limits.max_forks;
+        if *made >= max {
+            return Err(refusal(
+                ErrorCode::BudgetExhausted,
+                format!("this box's hub has made its {max} fork(s); no more this session"),
+            ));
+        }
+        let r = f.fork(name).inspect_err(|(code, message)| {
+            self.log.event(
+                "fork_failed",
+                json!({"name": name.as_str(), "code": code.as_str(), "error": message}),
+            );
+        })?;
+        *made += 1;
         self.control(
             "fork",
             json!({"name": name.as_str(), "path": r.path, "new_name": r.name}),

@@ -69,9 +69,10 @@ pub struct Accepted {
     pub cred: Option<PeerCred>,
 }
 
-/// Makes a new box from this one (`crab fork`); provided by the launch.
+/// Makes a new box from this one (`crab fork`): [`super::fork::BoxForker`] when the
+/// host gave the hub the box's paths.
 pub trait Forker: Send + Sync {
-    fn fork(&self, name: &ForkName) -> Result<ForkResult, String>;
+    fn fork(&self, name: &ForkName) -> Result<ForkResult, Refusal>;
 }
 
 struct Listener {
@@ -111,6 +112,9 @@ pub struct Hub {
     /// Held across every engine mutation (spawn, stop, cleanup, respawn), so budget
     /// checks and the actions they allow cannot interleave.
     mutate: Mutex<SpawnWindow>,
+    /// Forks made so far; held across a fork, so forks run one at a time without
+    /// holding up helper spawns and stops meanwhile.
+    forks: Mutex<u32>,
     shutdown: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
@@ -169,6 +173,7 @@ impl Hub {
             messages: Mutex::new(messages),
             followers: Mutex::new(Vec::new()),
             mutate: Mutex::new(window),
+            forks: Mutex::new(0),
             shutdown: AtomicBool::new(false),
             wake_tx,
             wake_rx,

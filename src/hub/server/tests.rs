@@ -671,3 +671,140 @@ impl Hub {
         self.wake();
     }
 }
+
+/// A hub that may fork a real box (`myapp` under a temporary data directory).
+fn start_forking() -> (TestHub, crate::boxes::BoxIdentity) {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, b) = crate::boxes::fork::fixture(dir.path());
+    let engine = Arc::new(FakeEngine::default());
+    engine.add(
+        "kanibako-app",
+        true,
+        &[(box_labels::HASH, &b.hash), (box_labels::BOX, "myapp")],
+    );
+    let rt = dir.path().join("rt");
+    let mut cfg = crate::hub::config::sample(&rt);
+    cfg.limits = Limits {
+        max_forks: 2,
+        ..fast()
+    };
+    cfg.helper = Some(template());
+    cfg.box_hash = b.hash.clone();
+    cfg.fork = Some(crate::hub::config::ForkConfig::for_box(&paths, &b));
+    let forker = crate::hub::fork::BoxForker::new(cfg.fork.clone().unwrap(), &b.hash);
+    let hub = Hub::start(
+        cfg,
+        engine.clone(),
+        vec![Arc::new(Control)],
+        Some(Arc::new(forker)),
+        HubLog::none(),
+    )
+    .unwrap();
+    let h = hub.clone();
+    std::thread::spawn(move || h.accept_loop());
+    (
+        TestHub {
+            hub,
+            engine,
+            _dir: dir,
+            rt,
+        },
+        b,
+    )
+}
+
+#[test]
+fn the_director_forks_its_box_into_one_with_its_own_home() {
+    let (t, src) = start_forking();
+    let mut d = Conn::open(&t, Member::Director);
+    let r = d.call(json!({"op": "hello"}));
+    assert!(
+        r["result"]["features"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("fork")),
+        "{r}"
+    );
+    std::fs::write(src.shell.join("memory"), "of the source").unwrap();
+    let r = d.call(json!({"op": "fork", "name": " exp "}));
+    let dest = src.workspace.with_file_name("myapp.exp");
+    assert_eq!(
+        r["result"],
+        json!({"path": dest.to_str().unwrap(), "name": "myapp.exp"}),
+        "{r}"
+    );
+    // defect 9: the fork's home is a copy
+    let paths = &t.hub.cfg.fork.as_ref().unwrap().paths;
+    let fork_home = paths.boxes.join("myapp.exp/shell");
+    assert_eq!(
+        std::fs::read_to_string(fork_home.join("memory")).unwrap(),
+        "of the source"
+    );
+    std::fs::write(fork_home.join("memory"), "of the fork").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(src.shell.join("memory")).unwrap(),
+        "of the source"
+    );
+    // the message log has upstream's entry
+    let log = std::fs::read_to_string(&t.hub.cfg.message_log).unwrap();
+    let entry: Value = serde_json::from_str(
+        log.lines()
+            .find(|l| l.contains("\"fork\""))
+            .unwrap_or_else(|| panic!("{log}")),
+    )
+    .unwrap();
+    assert_eq!(entry["type"], "control");
+    assert_eq!(entry["event"], "fork");
+    assert_eq!(entry["name"], "exp");
+    assert_eq!(entry["path"], dest.to_str().unwrap());
+    assert_eq!(entry["new_name"], "myapp.exp");
+    assert!(entry["ts"].as_str().unwrap().ends_with("+00:00"), "{entry}");
+    // a fork is costly: the hub makes only so many
+    assert_eq!(code(&d.call(json!({"op": "fork", "name": "two"}))), "ok");
+    let r = d.call(json!({"op": "fork", "name": "three"}));
+    assert_eq!(code(&r), "budget_exhausted", "{r}");
+    assert!(!src.workspace.with_file_name("myapp.three").exists());
+}
+
+#[test]
+fn a_fork_is_refused_for_bad_names_taken_places_helpers_and_hubs_without_it() {
+    let (t, src) = start_forking();
+    let mut d = Conn::open(&t, Member::Director);
+    for bad in ["a.b", "../escape", "a/b", "a\\b", "", "  ", "-x", ".."] {
+        let r = d.call(json!({"op": "fork", "name": bad}));
+        assert_eq!(code(&r), "bad_request", "{bad:?}: {r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no slashes or dots"),
+            "{r}"
+        );
+    }
+    // a request names no path: extra fields are refused, not used
+    let r = d.call(json!({"op": "fork", "name": "x", "path": "/etc"}));
+    assert_eq!(code(&r), "bad_request", "{r}");
+    // the destination exists (a directory the user made, or an earlier fork)
+    let dest = src.workspace.with_file_name("myapp.taken");
+    std::fs::create_dir(&dest).unwrap();
+    let r = d.call(json!({"op": "fork", "name": "taken"}));
+    assert_eq!(code(&r), "conflict", "{r}");
+    assert_eq!(
+        r["error"]["message"],
+        format!("destination already exists: {}", dest.display())
+    );
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "left alone");
+    // helpers may not fork the box
+    assert_eq!(code(&spawn(&mut d)), "ok");
+    let mut h1 = Conn::open(&t, Member::Helper(1));
+    let r = h1.call(json!({"op": "fork", "name": "byhelper"}));
+    assert_eq!(code(&r), "forbidden", "{r}");
+    assert!(!src.workspace.with_file_name("myapp.byhelper").exists());
+    let log = std::fs::read_to_string(&t.hub.cfg.message_log).unwrap();
+    assert!(!log.contains("\"fork\""), "refusals are not forks: {log}");
+    // a hub the host gave no box paths cannot fork
+    let plain = start(fast());
+    let mut d = Conn::open(&plain, Member::Director);
+    let r = d.call(json!({"op": "fork", "name": "exp"}));
+    assert_eq!(code(&r), "unavailable", "{r}");
+}
