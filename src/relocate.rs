@@ -34,12 +34,9 @@ pub fn rebase(doc: &mut Document, paths: &Paths, b: &BoxIdentity) -> Result<(), 
             (dir.join("ro"), dir.join("rw"))
         }
     };
-    let (global, local) = match b.mode {
-        Mode::Standalone => (Item::from(""), Item::from("")),
-        _ => (
-            s(&paths.data.join("shared/global")),
-            s(&paths.data.join("shared")),
-        ),
+    let (global, local) = match b.shared_dirs(&paths.data, "shared") {
+        None => (Item::from(""), Item::from("")),
+        Some(d) => (s(&d.global), s(&d.local)),
     };
     for (key, value) in [
         ("workspace", s(&b.workspace)),

@@ -1637,3 +1637,65 @@ fn rootless_podman_standalone_share_ro_is_not_writable() {
 fn podman_standalone_share_ro_is_not_writable() {
     standalone_share_ro_is_not_writable(Flavour::RootfulPodman);
 }
+
+/// Issue 14: a `shared` agent resource is one host copy the box writes through
+/// (`resource.todos/=shared`), and a workset member's crab cache comes from its
+/// workset's `shared/` (spec §9.6), on a real engine.
+fn shared_resources_and_workset_caches(flavour: Flavour) {
+    let Some((e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("w{tag}");
+    e.run(
+        &e.home,
+        &["workset", "create", &format!("ws/{name}"), "-i", &image],
+    )
+    .ok();
+    let src = e.dir(&format!("src{tag}"));
+    e.run(&src, &["workset", "connect", &name, "--name", "member"])
+        .ok();
+    let root = e.home.join(format!("ws/{name}"));
+    let member = root.join("workspaces/member");
+    e.run(
+        &e.home,
+        &["crab", "config", "claude", "shared.pip=.cache/pip"],
+    )
+    .ok();
+    let cache = root.join("shared/claude/pip");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("from-workset"), "ws\n").unwrap();
+    e.chown_all(&root.join("shared"));
+    e.run(&member, &["box", "config", "resource.todos/=shared"])
+        .ok();
+    e.script(
+        "claude",
+        &format!(
+            "{FAKE_AUTH}cat ~/.cache/pip/from-workset > /home/agent/workspace/seen; echo from-box > ~/.claude/todos/marker\n"
+        ),
+    );
+    e.run(&member, &["start", "--ephemeral"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(member.join("seen")).unwrap(),
+        "ws\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.data().join("shared/global/claude/todos/marker")).unwrap(),
+        "from-box\n"
+    );
+}
+
+#[test]
+fn podman_shared_resources_and_workset_caches() {
+    shared_resources_and_workset_caches(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_shared_resources_and_workset_caches() {
+    shared_resources_and_workset_caches(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_shared_resources_and_workset_caches() {
+    shared_resources_and_workset_caches(Flavour::RootlessPodman);
+}

@@ -183,12 +183,10 @@ fn project_document(
         super::Layout::Robust if b.mode == Mode::Default => b.metadata.join("vault"),
         _ => b.workspace.join("vault"),
     };
-    let (global, local) = match b.mode {
-        Mode::Standalone => (String::new(), String::new()),
-        _ => (
-            s(&paths.data.join("shared/global")),
-            s(&paths.data.join("shared")),
-        ),
+    // As upstream records them (the Python tool mounts from the recorded ones).
+    let (global, local) = match b.shared_dirs(&paths.data, "shared") {
+        None => (String::new(), String::new()),
+        Some(d) => (s(&d.global), s(&d.local)),
     };
     for (key, value) in [
         ("workspace", s(&b.workspace)),

@@ -217,6 +217,16 @@ impl HeldDir {
     }
 }
 
+/// A box's shared-cache directories: `global` (`$DATA/shared/global`, every box's
+/// `shared.*` caches and shared resources) and `local` (the crab's caches, under
+/// `<crab>/`): `$DATA/shared` for a default-mode box, `<workset root>/shared` for a
+/// workset member, as upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedDirs {
+    pub global: PathBuf,
+    pub local: PathBuf,
+}
+
 /// Everything kanibako knows about one box.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoxIdentity {
@@ -420,6 +430,20 @@ impl BoxIdentity {
 
     pub fn project_file(&self) -> PathBuf {
         self.metadata.join(PROJECT_FILE)
+    }
+
+    /// Where this box's shared caches live (spec upstream-cli-and-data §9.6), with
+    /// `shared` the directory name (`paths.shared`): none for a standalone box.
+    pub fn shared_dirs(&self, data: &Path, shared: &str) -> Option<SharedDirs> {
+        let local = match (&self.mode, &self.workset) {
+            (Mode::Standalone, _) => return None,
+            (Mode::Workset, Some((_, root))) => root.join(shared),
+            _ => data.join(shared),
+        };
+        Some(SharedDirs {
+            global: data.join(shared).join("global"),
+            local,
+        })
     }
 
     /// A file in the metadata directory, through the held directory where there is one.

@@ -20,7 +20,8 @@ pub enum CrabCommand {
     /// Check the host's agent login and refresh a box's copy of it.
     Reauth(ReauthArgs),
     /// Check each agent: installed, its version, the host login and its file mode.
-    Diagnose,
+    /// Every `[!!]` line is followed by the command that fixes it; exit 1 if any.
+    Diagnose(super::system::JsonArgs),
     /// Inside a box: spawn, list, stop and message helper containers through the
     /// box's hub.
     Helper {

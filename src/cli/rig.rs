@@ -26,8 +26,9 @@ pub enum RigCommand {
     Export(ExportArgs),
     /// Load an extended rig from a bundle file.
     Import(ImportArgs),
-    /// Check the engine and the configured rig.
-    Diagnose,
+    /// Check the engine, its limits, the configured rig and the local kanibako images.
+    /// Every `[!!]` line is followed by the command that fixes it; exit 1 if any.
+    Diagnose(super::system::JsonArgs),
     /// Upstream's deprecated `rig create`: says what replaces it (`rig prep` for
     /// `--template`, else `rig extend`), then does that.
     #[command(hide = true)]

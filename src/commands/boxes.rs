@@ -12,7 +12,7 @@ use crate::boxes::error::BoxError;
 use crate::boxes::listing::{self, Activity, Row, Status};
 use crate::boxes::registry::Registry;
 use crate::boxes::resolve::{self, Resolution};
-use crate::boxes::{BoxIdentity, BoxName, Mode};
+use crate::boxes::{BoxIdentity, BoxName};
 use crate::cli::{CreateArgs, InfoArgs, ListArgs, PsArgs, RmArgs};
 use crate::context::Context;
 use crate::error::{Exit, UserError};
@@ -533,12 +533,10 @@ pub fn info(cx: &Context, a: &InfoArgs) -> Result<Exit> {
         }
         None => fields.push(("Vault", "disabled".into())),
     }
-    if b.mode != Mode::Standalone {
-        fields.push((
-            "Shared",
-            cx.paths.data.join("shared/global").display().to_string(),
-        ));
-        fields.push(("Local", cx.paths.data.join("shared").display().to_string()));
+    // Where the launch mounts shared caches from (a member's crab caches: its workset's).
+    if let Some(d) = crate::launch::mounts::shared_dirs(cx, &cx.stack(Some(&b), None)?, &b)? {
+        fields.push(("Shared", d.global.display().to_string()));
+        fields.push(("Local", d.local.display().to_string()));
     }
     // The image a launch would use today: the same settings stack the launch reads.
     fields.push(("Image", cx.stack(Some(&b), None)?.image()?));

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use crate::agents::{self, Agent, Install, profile};
 use crate::cli::crab::{CrabCommand, CrabInfoArgs, CrabListArgs, ReauthArgs};
+use crate::cli::system::JsonArgs;
 use crate::context::Context;
+use crate::diagnose::{Check, Report, checks};
 use crate::document::Document;
 use crate::error::{Exit, UserError};
 use crate::launch::auth::{self, Status};
@@ -23,7 +25,7 @@ pub fn dispatch(cx: &Context, command: Option<CrabCommand>) -> Result<Exit> {
         Some(CrabCommand::Info(a)) => info(cx, &a),
         Some(CrabCommand::Config(a)) => super::config::crab_config(cx, &a),
         Some(CrabCommand::Reauth(a)) => reauth(cx, &a),
-        Some(CrabCommand::Diagnose) => diagnose(cx),
+        Some(CrabCommand::Diagnose(a)) => diagnose(cx, &a),
         Some(CrabCommand::Helper { command }) => super::helper::helper(&cx.host, command),
         Some(CrabCommand::Fork(a)) => super::helper::fork(&cx.host, &a),
     }
@@ -263,71 +265,63 @@ fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
     }
 }
 
-fn diagnose(cx: &Context) -> Result<Exit> {
-    println!("Crab (Agent) Diagnostics");
-    println!("{}", "=".repeat(40));
-    println!();
-    let mut problems = 0;
+fn diagnose(cx: &Context, a: &JsonArgs) -> Result<Exit> {
+    let q = |p: &Path| crate::process::shell_quote(&p.to_string_lossy());
+    let mut out = Vec::new();
     for agent in agents::all() {
         let name = agent.display_name();
         let Some(install) = agent.detect(&cx.host) else {
-            println!("[--] {name}: not installed");
+            out.push(Check::skipped("agent", name, "not installed"));
             continue;
         };
-        match version(cx, &install) {
-            Some(v) => println!("[ok] {name}: {} ({v})", install.binary.display()),
-            None => {
-                problems += 1;
-                println!(
-                    "[!!] {name}: {} does not answer --version",
-                    install.binary.display()
-                );
-            }
-        }
-        let Some(spec) = agent.credentials() else {
-            continue;
-        };
-        let file = cx.paths.home().join(spec.dir).join(spec.file);
-        match std::fs::symlink_metadata(&file) {
-            Err(_) => println!("[--] {name}: no login on file ({})", file.display()),
-            Ok(m) if m.file_type().is_symlink() => {
-                problems += 1;
-                println!(
-                    "[!!] {name}: {} is a symbolic link; kanibako will not write through it",
-                    file.display()
-                );
-            }
-            Ok(m) => {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = m.permissions().mode() & 0o777;
-                if mode & 0o077 == 0 {
-                    println!("[ok] {name}: login file {} is {mode:o}", file.display());
-                } else {
-                    problems += 1;
-                    println!(
-                        "[!!] {name}: login file {} is {mode:o}, readable by others (fix: chmod 600 {})",
-                        file.display(),
+        out.push(match version(cx, &install) {
+            Some(v) => Check::ok("agent", name, format!("{} ({v})", install.binary.display())),
+            None => Check::fix(
+                "agent",
+                name,
+                format!("{} does not answer --version", install.binary.display()),
+                format!("{} --version", q(&install.binary)),
+            ),
+        });
+        let login = format!("{} login", agent.id());
+        let label = format!("{name} login file");
+        if let Some(spec) = agent.credentials() {
+            let file = cx.paths.home().join(spec.dir).join(spec.file);
+            out.push(match std::fs::symlink_metadata(&file) {
+                Err(_) => Check::skipped(
+                    "login_file",
+                    label,
+                    format!("no login on file ({})", file.display()),
+                ),
+                Ok(m) if m.file_type().is_symlink() => Check::fix(
+                    "login_file",
+                    label,
+                    format!(
+                        "{} is a symbolic link; kanibako will not write through it",
                         file.display()
-                    );
+                    ),
+                    format!("rm {} && {}", q(&file), login),
+                ),
+                Ok(m) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    let c = checks::credential(&file, m.permissions().mode());
+                    Check {
+                        id: "login_file",
+                        label,
+                        ..c
+                    }
                 }
-            }
+            });
         }
-        match auth::status(cx.exec.as_ref(), &install, cx.paths.home()) {
-            Status::LoggedIn => println!("[ok] {name}: logged in on the host"),
-            Status::LoggedOut => {
-                problems += 1;
-                println!(
-                    "[!!] {name}: not logged in on the host (fix: {} auth login)",
-                    agent.id()
-                );
-            }
-            Status::Unknown => println!("[--] {name}: login state unknown"),
-        }
+        let label = format!("{name} host login");
+        out.push(
+            match auth::status(cx.exec.as_ref(), &install, cx.paths.home()) {
+                Status::LoggedIn => Check::ok("login", label, "logged in on the host"),
+                Status::LoggedOut => Check::fix("login", label, "not logged in on the host", login),
+                Status::Unknown => Check::skipped("login", label, "login state unknown"),
+            },
+        );
     }
-    println!();
-    Ok(if problems == 0 {
-        Exit::Success
-    } else {
-        Exit::Code(1)
-    })
+    let report = Report::new("Crab (Agent) Diagnostics", out);
+    Ok(super::system::emit(&cx.host, &report, a.json))
 }

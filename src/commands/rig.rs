@@ -7,7 +7,9 @@ use crate::cli::rig::{
     AddArgs, BootstrapArgs, CreateArgs, ExportArgs, ExtendArgs, ImportArgs, PrepArgs, RebuildArgs,
     RigCommand, RigListArgs, RigNameArgs, RigRmArgs,
 };
+use crate::cli::system::JsonArgs;
 use crate::context::Context;
+use crate::diagnose::{Check, Report, checks, probe};
 use crate::error::{Exit, UserError};
 use crate::output;
 use crate::prompt;
@@ -27,7 +29,7 @@ pub fn dispatch(cx: &Context, command: Option<RigCommand>) -> Result<Exit> {
         Some(RigCommand::Extend(a)) => extend(cx, &a),
         Some(RigCommand::Export(a)) => export(cx, &a),
         Some(RigCommand::Import(a)) => import(cx, &a),
-        Some(RigCommand::Diagnose) => diagnose(cx),
+        Some(RigCommand::Diagnose(a)) => diagnose(cx, &a),
         Some(RigCommand::Create(a)) => create(cx, a),
         Some(RigCommand::Rebuild(a)) => rebuild(cx, a),
     }
@@ -729,51 +731,61 @@ fn import(cx: &Context, a: &ImportArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn diagnose(cx: &Context) -> Result<Exit> {
-    let rt = match cx.runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            println!("[!!] container runtime: {e}");
-            return Ok(Exit::Code(1));
+/// The engine, its limits, the configured rig and the local kanibako images, as one
+/// report like upstream's "Rig (Image) Diagnostics".
+fn diagnose(cx: &Context, a: &JsonArgs) -> Result<Exit> {
+    let (engine, rt) = probe::engine(cx);
+    let mut out = vec![checks::engine(
+        &engine,
+        probe::package_manager(&cx.host),
+        cx.host.uid == 0,
+    )];
+    let answers = probe::answers(&engine);
+    let rt = rt.filter(|_| answers);
+    if let Some(rt) = &rt {
+        let rootful_podman = rt.engine.kind == crate::runtime::EngineKind::Podman
+            && !rt.engine.rootless
+            && !rt.engine.remote;
+        let conf = crate::runtime::limits::Probe::new(
+            cx.host
+                .var(crate::host::vars::CONTAINERS_CONF)
+                .map(Into::into),
+            cx.host.home(),
+        )
+        .conf_file();
+        let limits = rootful_podman.then(|| rt.limits()).flatten();
+        out.push(checks::host_limits(limits.map(|(h, d)| (h, d)), &conf));
+    }
+    out.extend(checks::rig(
+        probe::rig(cx, rt.as_ref(), answers)
+            .as_ref()
+            .map_err(String::as_str),
+    ));
+    out.push(match &rt {
+        None => Check::skipped("images", "Local images", "no container runtime to ask"),
+        Some(rt) => {
+            let local = local_images(rt)?;
+            let ours: Vec<&String> = local
+                .iter()
+                .filter(|i| i.contains("kanibako") && i.contains(':'))
+                .collect();
+            let list = ours
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Check::ok(
+                "images",
+                "Local images",
+                match ours.len() {
+                    0 => "no kanibako images".to_owned(),
+                    n => format!("{n} kanibako image(s): {list}"),
+                },
+            )
         }
-    };
-    match rt.version() {
-        Ok(v) => println!(
-            "[ok] {} {}.{}.{} at {}",
-            rt.engine.kind.name(),
-            v.0,
-            v.1,
-            v.2,
-            rt.engine.program.display()
-        ),
-        Err(e) => println!("[!!] {}: {e}", rt.engine.kind.name()),
-    }
-    if let Some(line) = rt.limits_report() {
-        println!("{line}");
-    }
-    let configured = cx.stack(None, None)?.image()?;
-    let rigs = Rigs::load(&cx.paths.rigs_file())?;
-    let local = local_images(&rt)?;
-    let r = rig::resolve(&configured, &rigs, &templates(cx), &configured, &|i| {
-        local.has(i)
     });
-    if r.present {
-        println!("[ok] configured rig {configured} ({}) is prepped", r.image);
-    } else {
-        println!(
-            "[!!] configured rig {configured} ({}) is not prepped: `kanibako rig prep {configured}`, or `kanibako rig bootstrap`",
-            r.image
-        );
-    }
-    let ours: Vec<&String> = local
-        .iter()
-        .filter(|i| i.contains("kanibako") && i.contains(':'))
-        .collect();
-    println!("[ok] {} local kanibako image(s)", ours.len());
-    for i in ours {
-        println!("     {i}");
-    }
-    Ok(Exit::Success)
+    let report = Report::new("Rig (Image) Diagnostics", out);
+    Ok(super::system::emit(&cx.host, &report, a.json))
 }
 
 /// A name kanibako can turn into its own image name.

@@ -60,7 +60,8 @@ pub fn box_diagnose(cx: &Context, a: &BoxDiagnoseArgs) -> Result<Exit> {
     box_diagnose_on(&cx.host, cx.exec.clone(), a)
 }
 
-fn emit(host: &HostEnv, report: &Report, json: bool) -> Exit {
+/// A report on stdout, as text or JSON, and its exit status (every diagnose command's).
+pub(crate) fn emit(host: &HostEnv, report: &Report, json: bool) -> Exit {
     if json {
         println!("{}", report.json());
     } else {

@@ -12,7 +12,7 @@ use super::target::Target;
 use super::{plan, seeds};
 use crate::agents::Install;
 use crate::agents::resources::{self, Resource, Scope};
-use crate::boxes::{BoxIdentity, Mode};
+use crate::boxes::{BoxIdentity, Mode, SharedDirs};
 use crate::context::Context;
 use crate::error::UserError;
 use crate::fsutil;
@@ -72,6 +72,13 @@ pub fn agent(target: &Target, patched: Option<&Install>) -> Vec<Mount> {
         .collect()
 }
 
+/// The box's shared-cache directories under the `paths.shared` in force (none for a
+/// standalone box); `box info` shows the same.
+pub fn shared_dirs(cx: &Context, levels: &Stack, b: &BoxIdentity) -> Result<Option<SharedDirs>> {
+    let name = levels.known("paths.shared")?;
+    Ok(b.shared_dirs(&cx.paths.data, name.get().unwrap_or("shared")))
+}
+
 /// The shared caches in force that exist: global ones (`shared:`) and the crab's own.
 /// A standalone box gets none.
 pub fn shared(
@@ -81,22 +88,18 @@ pub fn shared(
     crab_id: &str,
 ) -> Result<Vec<(PathBuf, String)>> {
     let mut shared = Vec::new();
-    if b.mode == Mode::Standalone {
+    let Some(dirs) = shared_dirs(cx, levels, b)? else {
         return Ok(shared);
-    }
-    let shared_dir = cx
-        .paths
-        .data
-        .join(levels.known("paths.shared")?.get().unwrap_or("shared"));
-    let global_shared = shared_dir.join("global");
+    };
     for (name, rel) in levels.shared()? {
-        let src = global_shared.join(&name);
+        let src = dirs.global.join(&name);
         if src.is_dir() {
             shared.push((src, rel));
         }
     }
+    // The crab's own caches: the workset's for a member, as upstream.
     for (name, rel) in levels.crab_shared()? {
-        let src = shared_dir.join(crab_id).join(&name);
+        let src = dirs.local.join(crab_id).join(&name);
         if src.is_dir() {
             shared.push((src, rel));
         }
@@ -116,14 +119,10 @@ pub fn resources(
     let Some((agent, _)) = target.agent() else {
         return Ok(Default::default());
     };
-    if b.mode == Mode::Standalone {
+    let Some(dirs) = shared_dirs(cx, levels, b)? else {
         return Ok(Default::default());
-    }
-    let global = cx
-        .paths
-        .data
-        .join(levels.known("paths.shared")?.get().unwrap_or("shared"))
-        .join("global");
+    };
+    let global = dirs.global;
     let mut err = None;
     let (found, warnings) = resources::in_force(
         agent.resources(),

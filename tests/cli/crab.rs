@@ -111,14 +111,25 @@ fn list_info_and_diagnose() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stdout.contains("[ok] Claude Code: "), "{r:?}");
     assert!(
-        r.stdout
-            .contains("is 644, readable by others (fix: chmod 600"),
+        r.stdout.contains(&format!(
+            "is mode 0644: others can read the login\n     fix: chmod 600 {}\n",
+            host_creds(&e).display()
+        )),
         "{r:?}"
+    );
+    let j = e.run(&p, &["crab", "diagnose", "--json"]).json();
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["checks"][1]["id"], "login_file");
+    assert_eq!(
+        j["checks"][1]["fix"],
+        format!("chmod 600 {}", host_creds(&e).display())
     );
     fs::set_permissions(host_creds(&e), fs::Permissions::from_mode(0o600)).unwrap();
     let r = e.run(&p, &["crab", "diagnose"]).ok();
     assert!(
-        r.stdout.contains("[ok] Claude Code: logged in on the host"),
+        r.stdout
+            .contains("[ok] Claude Code host login: logged in on the host"),
         "{r:?}"
     );
 }

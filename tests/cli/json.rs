@@ -113,6 +113,8 @@ fn every_json_document_is_an_object_with_the_schema_version_first() {
     let mut all: Vec<&[&str]> = COMMANDS.iter().map(|(_, a)| *a).collect();
     all.push(&["system", "diagnose", "--json"]);
     all.push(&["box", "diagnose", "demo", "--json"]);
+    all.push(&["rig", "diagnose", "--json"]);
+    all.push(&["crab", "diagnose", "--json"]);
     for args in all {
         let r = e.run(&e.home, args);
         assert!(

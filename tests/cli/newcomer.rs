@@ -79,10 +79,12 @@ fn rootful_podman_gets_ulimits_the_host_allows_unless_configured() {
         // and `rig diagnose` says the same
         let r = run_limited(&e, &p, &["rig", "diagnose"]);
         assert!(
-            r.stdout.contains("[!!] limits: default_ulimits in ")
-                && r.stdout.contains("nofile=4096:4096"),
+            r.stdout.contains("[!!] Host limits: default_ulimits in ")
+                && r.stdout
+                    .contains("     fix: put `default_ulimits = [\"nofile=4096:4096\""),
             "{r:?}"
         );
+        assert_eq!(r.code, 1, "something to fix: {r:?}");
     }
 }
 

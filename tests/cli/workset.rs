@@ -409,3 +409,57 @@ fn create_standalone_is_recorded_as_upstream_records_it() {
     let info = py(&e.home, &["workset", "info", "solo"]);
     assert!(info.contains("  - one  ("), "{info}");
 }
+
+/// A member's crab caches come from `<workset root>/shared`, a default box's from
+/// `$DATA/shared` (spec §9.6), and `box info` shows the directory the launch mounts —
+/// the same line as the Python tool's.
+#[test]
+fn a_members_crab_caches_live_in_its_workset() {
+    let e = env();
+    e.run(&e.home, &["workset", "create", "ws/team"]).ok();
+    let src = e.dir("p/one");
+    e.run(&src, &["workset", "connect", "team"]).ok();
+    let plain = e.dir("p/plain");
+    e.run(&plain, &["create"]).ok();
+    e.run(
+        &e.home,
+        &["crab", "config", "claude", "shared.pip=.cache/pip"],
+    )
+    .ok();
+    let ws_cache = e.home.join("ws/team/shared/claude/pip");
+    let data_cache = e.data().join("shared/claude/pip");
+    fs::create_dir_all(&ws_cache).unwrap();
+    fs::create_dir_all(&data_cache).unwrap();
+    let member = e.home.join("ws/team/workspaces/one");
+    let r = e.run(&member, &["start", "--dry-run"]).ok();
+    assert!(
+        r.stdout
+            .contains(&format!("{}:/home/agent/.cache/pip:", ws_cache.display())),
+        "{r:?}"
+    );
+    let r = e.run(&plain, &["start", "--dry-run"]).ok();
+    assert!(
+        r.stdout
+            .contains(&format!("{}:/home/agent/.cache/pip:", data_cache.display())),
+        "{r:?}"
+    );
+    let local = format!(
+        "  Local:        {}\n",
+        e.home.join("ws/team/shared").display()
+    );
+    let info = e.run(&e.home, &["box", "info", "team/one"]).ok().stdout;
+    assert!(info.contains(&local), "{info}");
+    let info = e.run(&plain, &["box", "info"]).ok().stdout;
+    assert!(
+        info.contains(&format!(
+            "  Local:        {}\n",
+            e.data().join("shared").display()
+        )),
+        "{info}"
+    );
+    let Some(py) = crate::archive::python(&e) else {
+        return;
+    };
+    let theirs = py(&member, &["box", "info"]);
+    assert!(theirs.contains(&local), "{theirs}");
+}
