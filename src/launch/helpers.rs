@@ -308,10 +308,13 @@ pub fn is_helper(labels: &std::collections::BTreeMap<String, String>) -> bool {
     labels.get(hub::labels::ROLE).map(String::as_str) == Some(hub::labels::ROLE_HELPER)
 }
 
-/// What `stop` says of a box's hub and helpers (nothing when there were none).
+/// What `stop` says of a box's hub and helpers: nothing when its hub ended them (as
+/// upstream's `stop` prints only the container), a warning when it had to be killed.
 pub fn report(name: &str, e: Ended) {
-    if matches!(e.hub, Some(hub::Stopped::Clean | hub::Stopped::Killed)) {
-        println!("Stopped the helper hub of {name}");
+    if e.hub == Some(hub::Stopped::Killed) {
+        output::warn(format_args!(
+            "the helper hub of {name} did not end in time and was killed"
+        ));
     }
     if e.removed > 0 {
         println!("Removed {} helper container(s) of {name}", e.removed);
