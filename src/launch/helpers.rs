@@ -233,9 +233,13 @@ impl Hub {
         match handle.join() {
             Ok(Ok(s)) => tracing::debug!("helper hub: {s:?}"),
             Ok(Err(e)) => {
+                self.leave_nothing();
                 return output::warn(format_args!("the helper hub did not start: {e}"));
             }
-            Err(_) => return output::warn("the helper hub did not start"),
+            Err(_) => {
+                self.leave_nothing();
+                return output::warn("the helper hub did not start");
+            }
         }
         if !self.persistent {
             end_hub(
@@ -245,6 +249,21 @@ impl Hub {
                 &self.cfg.box_hash,
                 false,
             );
+        }
+    }
+}
+
+impl Hub {
+    /// After a start that failed (the session is over): its config (which holds the
+    /// box's environment) and the directories it made, unless a hub runs there after all.
+    fn leave_nothing(&self) {
+        let rt = &self.cfg.runtime_dir;
+        if !matches!(hub::status(rt), hub::HubStatus::NotRunning) {
+            return;
+        }
+        let _ = std::fs::remove_file(rt.join(hub::rundir::CONFIG));
+        for d in [self.member.clone(), rt.join("m"), rt.clone()] {
+            let _ = std::fs::remove_dir(d);
         }
     }
 }
