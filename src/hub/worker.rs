@@ -61,15 +61,85 @@ impl Ended {
     }
 }
 
-/// Wait for the director to run, then for it to exit.
+/// How long a director that exited may take to be replaced by a new container of the
+/// same name (a persistent session restarted as a new conversation) before the hub ends.
+pub const SUCCESSOR_GRACE: Duration = Duration::from_secs(3);
+
+/// Wait for the director to run, then for it to exit; a director replaced at once by a
+/// new container of the box under its name is watched on.
 pub fn watch_director(engine: &dyn HubEngine, cfg: &HubConfig, log: &HubLog) -> Ended {
     let deadline = Instant::now() + Duration::from_millis(cfg.director_timeout_ms);
+    let mut id = match first_director(engine, cfg, log, deadline) {
+        Ok(id) => id,
+        Err(ended) => return ended,
+    };
+    loop {
+        if let Some(ended) = until_exit(engine, &id, log) {
+            return ended;
+        }
+        match successor(engine, cfg, &id) {
+            Some(Ok(next)) => {
+                log.event("director_replaced", json!({"id": next}));
+                id = next;
+            }
+            Some(Err(ended)) => return ended,
+            None => return Ended::DirectorExited,
+        }
+    }
+}
+
+/// A new running container of this box under the director's name, within the grace.
+fn successor(engine: &dyn HubEngine, cfg: &HubConfig, old: &str) -> Option<Result<String, Ended>> {
+    let until = Instant::now() + SUCCESSOR_GRACE;
+    while Instant::now() < until {
+        match engine.inspect(&cfg.director) {
+            Ok(Some(c)) if c.id == old && c.running => return None,
+            Ok(Some(c)) if c.id != old => {
+                let hash = c.labels.get(box_labels::HASH).map(String::as_str);
+                if hash != Some(cfg.box_hash.as_str()) || c.labels.contains_key(labels::ROLE) {
+                    return Some(Err(Ended::NotOurs(cfg.director.clone())));
+                }
+                if c.running {
+                    return Some(Ok(c.id));
+                }
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The director's exit: `None` once it exited.
+fn until_exit(engine: &dyn HubEngine, id: &str, log: &HubLog) -> Option<Ended> {
+    loop {
+        match engine.wait(id, Duration::from_secs(60)) {
+            Ok(true) => return None,
+            Ok(false) => {}
+            Err(e) => {
+                log.event("engine_error", json!({"during": "wait", "error": e.0}));
+                std::thread::sleep(Duration::from_secs(1));
+                if !matches!(engine.inspect(id), Ok(Some(c)) if c.running) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The first director container to run, by the deadline.
+fn first_director(
+    engine: &dyn HubEngine,
+    cfg: &HubConfig,
+    log: &HubLog,
+    deadline: Instant,
+) -> Result<String, Ended> {
     let id = loop {
         match engine.inspect(&cfg.director) {
             Ok(Some(c)) => {
                 let hash = c.labels.get(box_labels::HASH).map(String::as_str);
                 if hash != Some(cfg.box_hash.as_str()) || c.labels.contains_key(labels::ROLE) {
-                    return Ended::NotOurs(cfg.director.clone());
+                    return Err(Ended::NotOurs(cfg.director.clone()));
                 }
                 if c.running {
                     break c.id;
@@ -79,24 +149,12 @@ pub fn watch_director(engine: &dyn HubEngine, cfg: &HubConfig, log: &HubLog) -> 
             Err(e) => log.event("engine_error", json!({"during": "director", "error": e.0})),
         }
         if Instant::now() >= deadline {
-            return Ended::NeverStarted;
+            return Err(Ended::NeverStarted);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     log.event("director_running", json!({"id": id}));
-    loop {
-        match engine.wait(&id, Duration::from_secs(60)) {
-            Ok(true) => return Ended::DirectorExited,
-            Ok(false) => {}
-            Err(e) => {
-                log.event("engine_error", json!({"during": "wait", "error": e.0}));
-                std::thread::sleep(Duration::from_secs(1));
-                if !matches!(engine.inspect(&id), Ok(Some(c)) if c.running) {
-                    return Ended::DirectorExited;
-                }
-            }
-        }
-    }
+    Ok(id)
 }
 
 /// What every member's directory serves, one socket each. This is where another
@@ -179,4 +237,44 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
     let ended = rx.recv().unwrap_or(Ended::Signal("lost".into()));
     hub.teardown(&ended.reason());
     EXIT_DONE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::engine::fake::FakeEngine;
+
+    const HASH: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A persistent session restarted as a new conversation replaces the director
+    /// under its name: the hub watches the new one instead of ending.
+    #[test]
+    fn a_replaced_director_is_watched_on_and_a_foreign_one_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = crate::hub::config::sample(d.path());
+        cfg.box_hash = HASH.into();
+        let log_path = d.path().join("hub.log");
+        let log = HubLog::open(&log_path, 1 << 20, false);
+        let e = FakeEngine::default();
+        let first = e.add(&cfg.director, true, &[(box_labels::HASH, HASH)]);
+        std::thread::scope(|s| {
+            let watch = s.spawn(|| watch_director(&e, &cfg, &log));
+            std::thread::sleep(Duration::from_millis(300));
+            e.stop(&first).unwrap();
+            e.director_exits();
+            std::thread::sleep(Duration::from_millis(300));
+            e.remove(&first).unwrap();
+            e.add(&cfg.director, true, &[(box_labels::HASH, HASH)]);
+            assert_eq!(watch.join().unwrap(), Ended::DirectorExited);
+        });
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert!(text.contains("director_replaced"), "{text}");
+
+        let e = FakeEngine::default();
+        let first = e.add(&cfg.director, true, &[(box_labels::HASH, HASH)]);
+        e.director_exits();
+        e.remove(&first).unwrap();
+        e.add(&cfg.director, true, &[(box_labels::HASH, "another")]);
+        assert!(matches!(watch_director(&e, &cfg, &log), Ended::NotOurs(_)));
+    }
 }

@@ -234,9 +234,13 @@ impl Hub {
         match handle.join() {
             Ok(Ok(s)) => tracing::debug!("helper hub: {s:?}"),
             Ok(Err(e)) => {
+                self.leave_nothing();
                 return output::warn(format_args!("the helper hub did not start: {e}"));
             }
-            Err(_) => return output::warn("the helper hub did not start"),
+            Err(_) => {
+                self.leave_nothing();
+                return output::warn("the helper hub did not start");
+            }
         }
         if !self.persistent {
             end_hub(
@@ -246,6 +250,21 @@ impl Hub {
                 &self.cfg.box_hash,
                 false,
             );
+        }
+    }
+}
+
+impl Hub {
+    /// After a start that failed (the session is over): its config (which holds the
+    /// box's environment) and the directories it made, unless a hub runs there after all.
+    fn leave_nothing(&self) {
+        let rt = &self.cfg.runtime_dir;
+        if !matches!(hub::status(rt), hub::HubStatus::NotRunning) {
+            return;
+        }
+        let _ = std::fs::remove_file(rt.join(hub::rundir::CONFIG));
+        for d in [self.member.clone(), rt.join("m"), rt.clone()] {
+            let _ = std::fs::remove_dir(d);
         }
     }
 }
@@ -309,12 +328,13 @@ pub fn is_helper(labels: &std::collections::BTreeMap<String, String>) -> bool {
     labels.get(hub::labels::ROLE).map(String::as_str) == Some(hub::labels::ROLE_HELPER)
 }
 
-/// What `stop` says of a box's hub and helpers (nothing when there were none): on
-/// stderr, as status, so stdout keeps upstream's one `Stopped <container>` line that
-/// scripts read.
+/// What `stop` says of a box's hub and helpers: nothing when its hub ended them (as
+/// upstream's `stop` prints only the container), a warning when it had to be killed.
 pub fn report(name: &str, e: Ended) {
-    if matches!(e.hub, Some(hub::Stopped::Clean | hub::Stopped::Killed)) {
-        output::say(format_args!("Stopped the helper hub of {name}"));
+    if e.hub == Some(hub::Stopped::Killed) {
+        output::warn(format_args!(
+            "the helper hub of {name} did not end in time and was killed"
+        ));
     }
     if e.removed > 0 {
         output::say(format_args!(

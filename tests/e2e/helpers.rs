@@ -259,6 +259,105 @@ fn team_of_helpers(flavour: Flavour) {
     drop(t);
 }
 
+/// A persistent session's hub outlives `start` (run without a terminal, it leaves the
+/// session in the background); its helper runs the agent; `stop` ends it all, and a
+/// director that goes takes its hub and helpers with it.
+fn persistent_hub(flavour: Flavour) {
+    let Some((mut e, image)) = session_env(flavour) else {
+        return;
+    };
+    let xdg = e.dir("xdg");
+    std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    e.set("XDG_RUNTIME_DIR", &xdg);
+    e.script(
+        "claude",
+        &format!(
+            "{}echo \"agent-ready $*\"; exec sleep 300\n",
+            super::FAKE_AUTH
+        ),
+    );
+    let program = PathBuf::from(which(if flavour == Flavour::Docker {
+        "docker"
+    } else {
+        "podman"
+    }));
+    let name = format!("hp{}", tag(flavour));
+    let p = e.dir(&format!("p/{name}"));
+    let lib = p.join(".kblib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(LIBGCC, lib.join("libgcc_s.so.1")).unwrap();
+    e.chown_all(&e.home.join("p"));
+    e.chown_all(&xdg);
+    e.run(&p, &["create", "-i", &image]).ok();
+    let director = format!("kanibako-{name}");
+    let helper = format!("{director}-helper-1");
+    let hash = kanibako::boxes::project_hash(&p);
+    let rt = xdg.join("kanibako/b").join(&hash[..16]);
+    let t = Team {
+        e: &e,
+        program,
+        containers: vec![director.clone(), helper.clone()],
+        sessions: Vec::new(),
+        hubs: vec![rt.clone()],
+    };
+    for round in 0..2 {
+        e.run(&p, &["start", "--persistent"]).ok();
+        wait_until("the box to run", Duration::from_secs(60), || {
+            t.running(&director)
+        });
+        let hub = record(&rt, "pid ").unwrap();
+        assert!(alive(hub), "the hub outlives start");
+        let out = t.inbox(&director, &["spawn"]).ok();
+        assert!(out.stdout.starts_with("Spawned helper 1\n"), "{out:?}");
+        wait_until("the helper to run", Duration::from_secs(30), || {
+            t.running(&helper)
+        });
+        let top = t.engine(&["top", &helper]).ok();
+        assert!(
+            top.stdout.contains("sleep 300"),
+            "the helper runs the agent: {top:?}"
+        );
+        if round == 0 {
+            let r = e.run(&p, &["stop"]).ok();
+            assert_eq!(r.stdout.trim(), format!("Stopped {director}"), "{r:?}");
+        } else {
+            // the director goes by itself: its hub removes the helper and ends
+            let mut rm = vec!["rm", "-f"];
+            if flavour != Flavour::Docker {
+                rm.extend(["-t", "0"]);
+            }
+            rm.push(&director);
+            t.engine(&rm).ok();
+        }
+        wait_until("the hub to exit", Duration::from_secs(30), || !alive(hub));
+        assert!(!t.running(&helper) && !t.running(&director));
+        let filter = format!("label=io.kanibako.hash={hash}");
+        wait_until("no container of the box", Duration::from_secs(10), || {
+            t.engine(&["ps", "-a", "-q", "--filter", &filter])
+                .stdout
+                .trim()
+                .is_empty()
+        });
+        assert!(!rt.exists(), "its runtime directory is gone");
+    }
+    drop(t);
+}
+
+#[test]
+fn rootful_podman_persistent_hub() {
+    persistent_hub(Flavour::RootfulPodman);
+}
+
+#[test]
+fn rootless_podman_persistent_hub() {
+    persistent_hub(Flavour::RootlessPodman);
+}
+
+#[test]
+fn docker_persistent_hub() {
+    persistent_hub(Flavour::Docker);
+}
+
 #[test]
 fn rootful_podman_team_of_helpers() {
     team_of_helpers(Flavour::RootfulPodman);
