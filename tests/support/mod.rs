@@ -53,6 +53,12 @@ impl Env {
         }
     }
 
+    /// The same environment running another kanibako binary (an installed one).
+    pub fn with_exe(mut self, exe: &Path) -> Self {
+        self.exe = exe.to_owned();
+        self
+    }
+
     /// An environment whose kanibako runs as `name` (an existing account), with the
     /// system PATH so real engines are found.
     pub fn as_user(name: &str) -> Self {
