@@ -330,6 +330,13 @@ impl Runtime {
         self
     }
 
+    /// A spinner labelled `label` for a wait the engine shows nothing of (a run whose
+    /// output is captured), when progress is on; it goes when dropped.
+    pub fn spinner(&self, label: &str) -> Option<crate::progress::Spinner> {
+        self.progress
+            .then(|| crate::progress::Spinner::start(label))
+    }
+
     /// Run `inv`, the engine's output streamed to our terminal, or, with progress on,
     /// under a spinner labelled `label` and shown only if the command fails.
     fn status_with_progress(&self, inv: &Invocation, label: &str) -> io::Result<ExitStatus> {
@@ -620,6 +627,8 @@ mod tests {
             assert_eq!(rt.build("img", "base", &file, t.path()).unwrap(), 3);
             assert!(!rt.pull("img"), "progress={progress}");
             assert_eq!(rec.calls().len(), 2, "one engine call each");
+            // a wait of ours (the tweakcc patch) gets a spinner only with progress on
+            assert_eq!(rt.spinner("patching").is_some(), progress);
         }
     }
 }

@@ -338,9 +338,12 @@ fn patch_in(
     let spec = patch_spec(&work, &home, image, &name.to_string_lossy(), user);
     let env_file =
         crate::envfile::temporary(&spec.env).map_err(|e| format!("writing the env file: {e}"))?;
-    let out = rt
-        .run_captured(&spec, None, Some(&env_file))
-        .map_err(|e| e.to_string())?;
+    // Once per agent version and config, but long (a container, a Bun binary
+    // rewritten): shown as a spinner on a terminal.
+    let spinner = rt.spinner("Patching the agent with tweakcc (once per version)");
+    let out = rt.run_captured(&spec, None, Some(&env_file));
+    drop(spinner);
+    let out = out.map_err(|e| e.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
