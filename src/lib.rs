@@ -141,6 +141,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     logging::init(&host, cli.verbose);
+    output::colour(diagnose::style::wanted(&host, host.stderr_tty));
     // The hidden plumbing run inside a box (`egress-*`, `crab helper`, `crab fork`) or as
     // a box's host process (`_hub`) needs none of the start-up work.
     let result = match cli.command {

@@ -15,6 +15,22 @@ pub struct Styles {
     colour: bool,
 }
 
+/// Whether text for a stream (a terminal: `tty`) is coloured: when it is a terminal
+/// that can show it, or when `CLICOLOR_FORCE` asks; `NO_COLOR` wins over both.
+pub fn wanted(host: &HostEnv, tty: bool) -> bool {
+    let set = |k: &str| host.var_str(k).is_some_and(|v| !v.is_empty());
+    if set(crate::host::vars::NO_COLOR) {
+        false
+    } else if host
+        .var_str(crate::host::vars::CLICOLOR_FORCE)
+        .is_some_and(|v| !v.is_empty() && v != "0")
+    {
+        true
+    } else {
+        tty && host.var_str(crate::host::vars::TERM) != Some("dumb")
+    }
+}
+
 impl Styles {
     pub fn plain() -> Self {
         Self { colour: false }
@@ -27,18 +43,9 @@ impl Styles {
     /// For text going to stdout: colour when it is a terminal that can show it, or
     /// when `CLICOLOR_FORCE` asks; `NO_COLOR` wins over both.
     pub fn for_stdout(host: &HostEnv) -> Self {
-        let set = |k: &str| host.var_str(k).is_some_and(|v| !v.is_empty());
-        let colour = if set(crate::host::vars::NO_COLOR) {
-            false
-        } else if host
-            .var_str(crate::host::vars::CLICOLOR_FORCE)
-            .is_some_and(|v| !v.is_empty() && v != "0")
-        {
-            true
-        } else {
-            host.stdout_tty && host.var_str(crate::host::vars::TERM) != Some("dumb")
-        };
-        Self { colour }
+        Self {
+            colour: wanted(host, host.stdout_tty),
+        }
     }
 
     fn paint(&self, style: Style, text: &str) -> String {

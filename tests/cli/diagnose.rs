@@ -395,6 +395,36 @@ fn colour_only_when_forced_or_on_a_terminal_and_never_with_no_color() {
     assert!(!no.stdout.contains('\u{1b}'), "NO_COLOR wins: {no:?}");
 }
 
+#[test]
+fn error_and_hint_prefixes_are_coloured_only_when_forced_and_never_with_no_color() {
+    let mut e = env();
+    let plain = e.run(&e.home, &["box", "info", "nosuchbox"]).fails();
+    assert!(plain.stderr.starts_with("Error: "), "{plain:?}");
+    assert!(!plain.stderr.contains('\u{1b}'), "a pipe gets no colour");
+    e.set("CLICOLOR_FORCE", "1");
+    // (not `.fails()`: that looks for a plain `Error:` line)
+    let forced = e.run(&e.home, &["box", "info", "nosuchbox"]);
+    assert_eq!(forced.code, 1, "{forced:?}");
+    assert!(
+        forced
+            .stderr
+            .starts_with("\u{1b}[1m\u{1b}[31mError:\u{1b}[0m "),
+        "{forced:?}"
+    );
+    // the message itself stays as it was, so it can still be searched for
+    assert_eq!(
+        forced
+            .stderr
+            .replace("\u{1b}[1m\u{1b}[31m", "")
+            .replace("\u{1b}[36m", "")
+            .replace("\u{1b}[0m", ""),
+        plain.stderr
+    );
+    e.set("NO_COLOR", "1");
+    let no = e.run(&e.home, &["box", "info", "nosuchbox"]).fails();
+    assert_eq!(no.stderr, plain.stderr, "NO_COLOR wins");
+}
+
 /// What kanibako's completion script would get for `words` (the last one is being
 /// completed), in bash's protocol.
 fn complete(e: &Env, words: &[&str]) -> Vec<String> {
