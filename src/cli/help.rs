@@ -235,6 +235,29 @@ mod tests {
         }
     }
 
+    /// Every visible command's help, as users read it, in one reviewable snapshot: a
+    /// flag, wording or example that changes shows in review.
+    #[test]
+    fn the_help_of_every_command_matches_its_snapshot() {
+        let mut cmd = decorate(crate::cli::Cli::command()).term_width(100);
+        cmd.build();
+        let mut paths = Vec::new();
+        visible_paths(&cmd, Vec::new(), &mut paths);
+        let mut all = format!("=== kanibako\n{}", cmd.render_help());
+        for p in &paths {
+            let mut sub = &mut cmd;
+            for word in p {
+                sub = sub.find_subcommand_mut(word).unwrap();
+            }
+            all.push_str(&format!(
+                "\n=== kanibako {}\n{}",
+                p.join(" "),
+                sub.render_help()
+            ));
+        }
+        insta::assert_snapshot!("help", all);
+    }
+
     #[test]
     fn help_shows_the_epilogue_and_a_command_its_example() {
         let mut cmd = decorate(crate::cli::Cli::command());
