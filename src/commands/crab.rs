@@ -77,9 +77,16 @@ fn profiles(cx: &Context) -> Result<Vec<Profile>> {
         .collect()
 }
 
+/// The host login of an installed agent (`None`: not installed).
+fn login_state(cx: &Context, agent: &dyn Agent, install: Option<&Install>) -> Option<&'static str> {
+    install.map(|i| auth::login_state(cx, agent, i))
+}
+
 /// `<agent> --version`'s first line; an agent that does not answer in time has none.
-fn version(cx: &Context, install: &Install) -> Option<String> {
-    let inv = Invocation::new(&install.binary).arg("--version");
+fn version(cx: &Context, agent: &dyn Agent, install: &Install) -> Option<String> {
+    let inv = Invocation::new(&install.binary)
+        .args(agent.version_args())
+        .current_dir(cx.paths.home());
     let out = cx.exec.output_within(&inv, Duration::from_secs(5)).ok()??;
     let text = String::from_utf8_lossy(&out.stdout);
     out.status
@@ -101,7 +108,8 @@ fn list(cx: &Context, a: &CrabListArgs) -> Result<Exit> {
                 "agent": true,
                 "installed": install.is_some(),
                 "binary": install.as_ref().map(|i| i.binary.display().to_string()),
-                "version": install.as_ref().and_then(|i| version(cx, i)),
+                "version": install.as_ref().and_then(|i| version(cx, agent.as_ref(), i)),
+                "login": login_state(cx, agent.as_ref(), install.as_ref()),
                 "profile": profile.is_some(),
                 "shell": profile.and_then(|p| p.shell.clone()),
                 "model": profile.and_then(|p| p.model().map(str::to_owned)),
@@ -244,8 +252,8 @@ fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
         return Err(
             UserError::new(format!("{name} is not installed on this host"))
                 .hint(format!(
-                    "install it, then log in: {} auth login",
-                    agent.id()
+                    "install it, then log in: {}",
+                    auth::login_hint(agent.as_ref())
                 ))
                 .into(),
         );
@@ -274,7 +282,7 @@ fn diagnose(cx: &Context) -> Result<Exit> {
             println!("[--] {name}: not installed");
             continue;
         };
-        match version(cx, &install) {
+        match version(cx, agent.as_ref(), &install) {
             Some(v) => println!("[ok] {name}: {} ({v})", install.binary.display()),
             None => {
                 problems += 1;
@@ -312,13 +320,13 @@ fn diagnose(cx: &Context) -> Result<Exit> {
                 }
             }
         }
-        match auth::status(cx.exec.as_ref(), &install, cx.paths.home()) {
+        match auth::status(cx.exec.as_ref(), agent.as_ref(), &install, cx.paths.home()) {
             Status::LoggedIn => println!("[ok] {name}: logged in on the host"),
             Status::LoggedOut => {
                 problems += 1;
                 println!(
-                    "[!!] {name}: not logged in on the host (fix: {} auth login)",
-                    agent.id()
+                    "[!!] {name}: not logged in on the host (fix: {})",
+                    auth::login_hint(agent.as_ref())
                 );
             }
             Status::Unknown => println!("[--] {name}: login state unknown"),

@@ -453,6 +453,7 @@ impl HelperPlanner for HelperTemplate {
                     .collect(),
                 network: Network::Default,
                 env: self.env.clone(),
+                pass_env: Vec::new(),
                 labels: BTreeMap::new(),
                 entrypoint: self.entrypoint.clone(),
                 command,

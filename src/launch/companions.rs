@@ -83,6 +83,7 @@ mod tests {
             workdir: String::new(),
             mounts: vec![Mount::Mask { dst: "/x".into() }],
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
             labels: BTreeMap::new(),
             entrypoint: None,
             command: Vec::new(),

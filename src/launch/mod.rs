@@ -48,7 +48,6 @@ pub mod target;
 
 use anyhow::Result;
 
-use crate::agents::NO_AGENTS_MESSAGE;
 use crate::context::Context;
 use crate::error::Exit;
 use crate::output;
@@ -133,7 +132,7 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
     let cli_env = request::parse_env_items(&l.env, |k| cx.host.var_str(k).map(str::to_owned))?;
     let installed = target::installed(&cx.host, &l);
     if matches!(installed, Installed::Missing) {
-        println!("{NO_AGENTS_MESSAGE}");
+        println!("{}", crate::agents::no_agents_message());
         return Ok(None);
     }
     let chosen = target::choose_box(cx, &l)?;
