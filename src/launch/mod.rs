@@ -104,7 +104,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     if let Some(rootfs) = &leftover {
         persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
-    home::prepare(cx, b, &k.target, k.chosen.new, &spec, &k.levels)?;
+    home::prepare(&k, &spec)?;
     companions.start();
     let run = Planned {
         spec,

@@ -21,6 +21,11 @@ pub enum Session {
         autonomous: bool,
         model: Option<String>,
         args: Vec<String>,
+        /// `--crab NAME`: the agent for this run, over `box.crab`.
+        crab: Option<String>,
+        /// `--no-auto-auth` not given: a missing host login may be started at a
+        /// terminal.
+        auto_auth: bool,
     },
     /// `shell`: a shell, or the exact command after `--`.
     Shell { command: Vec<OsString> },
@@ -52,6 +57,25 @@ impl Launch {
     /// --entrypoint`): such a launch joins a running container instead of refusing it.
     pub fn shell_like(&self) -> bool {
         matches!(self.session, Session::Shell { .. }) || self.entrypoint.is_some()
+    }
+
+    /// The agent `--crab` chose for this run.
+    pub fn crab(&self) -> Option<&str> {
+        match &self.session {
+            Session::Start { crab, .. } => crab.as_deref(),
+            Session::Shell { .. } => None,
+        }
+    }
+
+    /// Whether a missing host login may be started (not `--no-auto-auth`).
+    pub fn may_log_in(&self) -> bool {
+        matches!(
+            self.session,
+            Session::Start {
+                auto_auth: true,
+                ..
+            }
+        )
     }
 
     /// Whether `-N` was given.
@@ -165,6 +189,8 @@ mod tests {
                 autonomous: false,
                 model: model.map(str::to_owned),
                 args: Vec::new(),
+                crab: None,
+                auto_auth: true,
             },
         }
     }
