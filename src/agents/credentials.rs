@@ -537,6 +537,70 @@ mod tests {
         assert!(!should_replace(&SPEC, &forever, &old));
     }
 
+    /// A JWT whose payload is `{"exp": exp}` (no signature needed to order tokens).
+    fn jwt(exp: i64) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let payload = format!(r#"{{"exp":{exp}}}"#);
+        let mut enc = String::new();
+        for chunk in payload.as_bytes().chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                enc.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        format!("eyJhbGciOiJub25lIn0.{enc}.sig")
+    }
+
+    /// Codex keeps its expiry inside the access token (a JWT's `exp`, seconds): the
+    /// later one wins, and a box's is written back only as a refresh of the host's
+    /// account within Codex's access-token lifetime.
+    #[test]
+    fn a_codex_login_orders_and_vets_by_the_jwt_expiry() {
+        const CODEX: CredentialSpec = super::super::codex::CREDENTIALS;
+        let now = now_ms();
+        let secs = |ms: i64| ms / 1000;
+        assert_eq!(jwt_exp(&jwt(1_234)), Some(1_234));
+        assert_eq!(jwt_exp("not-a-jwt"), None);
+        assert_eq!(jwt_exp("a.!!!.c"), None);
+        let tokens = |access: String, account: &str| {
+            json!({"OPENAI_API_KEY": null, "tokens": {"access_token": access,
+                "refresh_token": "r", "id_token": "i", "account_id": account}})
+        };
+        let host = side(tokens(jwt(secs(now + HOUR)), "acct"), 900);
+        let boxed = side(tokens(jwt(secs(now + 240 * HOUR)), "acct"), 100);
+        assert!(
+            should_replace(&CODEX, &boxed, &host),
+            "later expiry, older file"
+        );
+        assert!(!should_replace(&CODEX, &host, &boxed));
+        let ok = accept_refresh(&CODEX, &boxed.json, &host.json, now).unwrap();
+        assert_eq!(ok["refresh_token"], "r");
+        let other = tokens(jwt(secs(now + 240 * HOUR)), "someone-else");
+        assert!(
+            accept_refresh(&CODEX, &other, &host.json, now)
+                .unwrap_err()
+                .contains("another account")
+        );
+        let too_far = tokens(jwt(secs(now + 20 * 24 * HOUR)), "acct");
+        assert!(accept_refresh(&CODEX, &too_far, &host.json, now).is_err());
+        let no_exp = tokens("opaque".into(), "acct");
+        assert_eq!(
+            accept_refresh(&CODEX, &no_exp, &host.json, now).unwrap_err(),
+            "it has no expiry"
+        );
+        // only `tokens` moves: the host's API key stays the host's
+        let merged = merge_oauth(
+            &CODEX,
+            &json!({"OPENAI_API_KEY": "sk-host", "tokens": {}}),
+            &boxed.json,
+        );
+        assert_eq!(merged["OPENAI_API_KEY"], "sk-host");
+        assert!(holds_token(&CODEX, &boxed.json));
+    }
+
     #[test]
     fn merging_moves_only_the_token() {
         let host = json!({"claudeAiOauth": {"accessToken": "h"}, "hostOnly": true});

@@ -281,3 +281,22 @@ fn start_help_says_how_each_agent_continues() {
     assert!(r.stdout.contains("--no-auto-auth"), "{r:?}");
     assert!(r.stdout.contains("Codex: resume; Goose"), "{r:?}");
 }
+
+#[test]
+fn each_agent_has_its_own_crab_profile_and_model() {
+    let (e, p) = env_with_agents();
+    e.run(&p, &["crab", "config", "codex", "model=o3"]).ok();
+    e.run(&p, &["crab", "config", "goose", "model=gpt-4o"]).ok();
+    e.run(&p, &["start", "--crab", "codex"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(run.ends_with(" --model o3"), "{run}");
+    e.run(&p, &["start", "--crab", "goose"]).ok();
+    let env = fs::read_to_string(e.root_file("run.env")).unwrap();
+    assert!(env.contains("GOOSE_MODEL=gpt-4o\n"), "{env}");
+    // Claude Code's default model is not Codex's
+    e.run(&p, &["crab", "config", "codex", "--reset", "model"])
+        .ok();
+    e.run(&p, &["start", "--crab", "codex"]).ok();
+    let run = e.last_call("run").unwrap();
+    assert!(!run.contains("--model"), "{run}");
+}
