@@ -97,11 +97,18 @@ impl Launch {
             given.push("--entrypoint");
         }
         if let Session::Start {
-            flags, model, args, ..
+            flags,
+            model,
+            args,
+            crab,
+            ..
         } = &self.session
         {
             if flags.new_session || flags.resume {
                 given.push("-N/-R");
+            }
+            if crab.is_some() {
+                given.push("--crab");
             }
             if model.is_some() {
                 given.push("-M");
@@ -205,6 +212,13 @@ mod tests {
         let mut l = start(None, false);
         l.env.push("A=1".into());
         assert_eq!(l.reattach_ignores().as_deref(), Some("-e"));
+        let mut l = start(None, false);
+        if let Session::Start { crab, .. } = &mut l.session {
+            *crab = Some("codex".into());
+        }
+        assert_eq!(l.reattach_ignores().as_deref(), Some("--crab"));
+        assert_eq!(l.crab(), Some("codex"));
+        assert!(l.may_log_in());
     }
 
     #[test]
