@@ -359,6 +359,16 @@ impl Credentials<'_> {
         Ok(Some(Opened { dir, side }))
     }
 
+    /// Neither side has the token file (nor anything in its place): there is nothing
+    /// to read, write or lock. An agent the user does not log in with then costs a
+    /// launch two `stat`s, not the lock. Anything there, a link included, takes the
+    /// careful path.
+    fn absent(&self) -> bool {
+        let rel = Path::new(self.spec.dir).join(self.spec.file);
+        std::fs::symlink_metadata(self.host_home.join(&rel)).is_err()
+            && std::fs::symlink_metadata(self.box_home.join(&rel)).is_err()
+    }
+
     fn locked<T>(&self, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         let _lock = fsutil::lock_exclusive(&self.lock)
             .map_err(|e| format!("locking {}: {e}", self.lock.display()))?;
@@ -374,6 +384,9 @@ impl Credentials<'_> {
     /// listed keys of the host's; distinct auth: empty, the box logs in itself), then a
     /// group-auth box gets the host's newer token.
     pub fn before_session(&self, group_auth: bool) -> Outcome {
+        if self.spec.account_file.is_none() && self.absent() {
+            return Outcome::Unchanged;
+        }
         let run = || -> Result<Outcome, String> {
             self.ensure_account(group_auth)?;
             if group_auth {
@@ -408,6 +421,9 @@ impl Credentials<'_> {
 
     /// Before a re-attach: the host's newer token into the box.
     pub fn refresh(&self) -> Outcome {
+        if self.absent() {
+            return Outcome::Unchanged;
+        }
         self.locked(|| self.refresh_locked())
             .unwrap_or_else(Outcome::Skipped)
     }
@@ -430,6 +446,9 @@ impl Credentials<'_> {
     /// the host's ([`accept_refresh`]), keeping the host's other keys and its previous
     /// file as a 0600 backup; the host file stays 0600.
     pub fn write_back(&self) -> Outcome {
+        if self.absent() {
+            return Outcome::Unchanged;
+        }
         let run = || -> Result<Outcome, String> {
             let Some(boxed) = self.open_box(false)?.and_then(|b| b.side) else {
                 return Ok(Outcome::Unchanged);
@@ -599,6 +618,27 @@ mod tests {
         );
         assert_eq!(merged["OPENAI_API_KEY"], "sk-host");
         assert!(holds_token(&CODEX, &boxed.json));
+    }
+
+    /// An agent whose login neither side has is not locked for, nor given a
+    /// directory in the box; a link in its token file's place still takes the careful
+    /// path (and is reported).
+    #[test]
+    fn a_login_neither_side_has_costs_no_lock() {
+        const CODEX: CredentialSpec = super::super::codex::CREDENTIALS;
+        let h = homes();
+        let c = Credentials {
+            spec: &CODEX,
+            ..h.creds()
+        };
+        assert_eq!(c.before_session(true), Outcome::Unchanged);
+        assert_eq!(c.refresh(), Outcome::Unchanged);
+        assert_eq!(c.write_back(), Outcome::Unchanged);
+        assert!(!h.lock.exists(), "no lock taken");
+        assert!(!h.boxed.join(".codex").exists(), "nothing made in the box");
+        std::fs::create_dir_all(h.boxed.join(".codex")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", h.boxed.join(".codex/auth.json")).unwrap();
+        assert!(matches!(c.write_back(), Outcome::Skipped(_)));
     }
 
     #[test]
