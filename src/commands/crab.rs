@@ -292,6 +292,23 @@ fn diagnose(cx: &Context) -> Result<Exit> {
                 );
             }
         }
+        let set: Vec<&str> = agent
+            .passed_env()
+            .iter()
+            .copied()
+            .filter(|n| cx.host.var(n).is_some_and(|v| !v.is_empty()))
+            .collect();
+        if !set.is_empty() {
+            println!(
+                "[ok] {name}: passed to its boxes by name: {}",
+                set.join(", ")
+            );
+        } else if agent.credentials().is_none() {
+            println!(
+                "[--] {name}: none of its variables is set ({})",
+                agent.passed_env().join(", ")
+            );
+        }
         let Some(spec) = agent.credentials() else {
             continue;
         };

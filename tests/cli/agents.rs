@@ -300,3 +300,17 @@ fn each_agent_has_its_own_crab_profile_and_model() {
     let run = e.last_call("run").unwrap();
     assert!(!run.contains("--model"), "{run}");
 }
+
+#[test]
+fn crab_diagnose_names_the_keys_passed_never_their_values() {
+    let (mut e, p) = env_with_agents();
+    e.set("ANTHROPIC_API_KEY", "sk-ant-hidden");
+    let r = e.run(&p, &["crab", "diagnose"]);
+    assert!(
+        r.stdout
+            .contains("[ok] Goose: passed to its boxes by name: ANTHROPIC_API_KEY"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("[ok] Codex CLI: "), "{r:?}");
+    assert!(!r.stdout.contains("sk-ant-hidden"), "{r:?}");
+}
