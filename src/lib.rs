@@ -14,7 +14,7 @@
 //! | [`settings`] | the settings expression language (`~`, `$VAR`, `@key`) |
 //! | [`init`] | first-run initialisation and legacy-layout migrations |
 //! | [`boxes`] | box identity, names, `names.yaml`, resolution (workset members too: [`boxes::worksets`]), creation, listing, the no-follow home; addressing (`NAME`, `WORKSET/NAME`, PATH), and moving or copying a box's trees ([`boxes::transfer`] plans, [`boxes::relocation`] does) |
-//! | [`agents`] | agents (Claude Code): detection on the host, mounts, arguments, login files, crab profiles |
+//! | [`agents`] | agents (Claude Code, Codex CLI, Goose) behind one trait: detection on the host, mounts, arguments, login files and commands, crab profiles |
 //! | [`launch`] | `start`/`shell` as a pipeline of stages: request, target, settings, image, state, a pure decide, facts, the pure plan, companions, home, lock, execute |
 //! | [`rig`] | rigs: name resolution, `rigs.yaml`, local images, building templates, the rig built from host programs |
 //! | [`workset`] | worksets: making, joining and removing them (reading them is [`boxes::worksets`]) |

@@ -4,6 +4,8 @@
 // they print (a skip) is for the test log, not a user.
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
+#[path = "cli/agents.rs"]
+mod agents;
 #[path = "cli/archive.rs"]
 mod archive;
 #[path = "cli/config.rs"]

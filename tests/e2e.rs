@@ -1699,3 +1699,206 @@ fn docker_shared_resources_and_workset_caches() {
 fn rootless_podman_shared_resources_and_workset_caches() {
     shared_resources_and_workset_caches(Flavour::RootlessPodman);
 }
+
+/// Unpadded base64url, for the fake Codex's JWTs.
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An access token as Codex keeps it: a JWT expiring `secs_ahead` from now.
+fn codex_jwt(secs_ahead: u64) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + secs_ahead;
+    format!(
+        "{}.{}.sig",
+        b64url(br#"{"alg":"none"}"#),
+        b64url(format!(r#"{{"exp":{exp}}}"#).as_bytes())
+    )
+}
+
+/// Codex in a box, ephemeral then persistent: its own arguments, its API key passed
+/// by name, and its login (`~/.codex/auth.json`, only `tokens`) refreshed in the box
+/// and written back to the host at 0600 when each session ends.
+fn codex_sessions(flavour: Flavour) {
+    let Some((mut e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("cx{tag}");
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let host_auth = e.home.join(".codex/auth.json");
+    std::fs::create_dir_all(host_auth.parent().unwrap()).unwrap();
+    let host_token = codex_jwt(3600);
+    std::fs::write(
+        &host_auth,
+        format!(
+            r#"{{"OPENAI_API_KEY": null, "tokens": {{"id_token": "i", "access_token": "{host_token}", "refresh_token": "r-host", "account_id": "acct"}}, "last_refresh": "2026-12-01T00:00:00Z", "hostOnly": 1}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&host_auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+    e.chown_all(&e.home.join(".codex"));
+    let key = format!("sk-{tag}");
+    e.set("OPENAI_API_KEY", &key);
+    // in the box: record the arguments and the key, refresh the token (ten days ahead)
+    let renewed = codex_jwt(10 * 24 * 3600);
+    let agent = |tail: &str| {
+        format!(
+            "echo \"$*\" > /home/agent/workspace/agent-args\n\
+             echo \"$OPENAI_API_KEY\" > /home/agent/workspace/agent-key\n\
+             printf '%s' '{{\"tokens\": {{\"id_token\": \"i2\", \"access_token\": \"{renewed}\", \"refresh_token\": \"r-box\", \"account_id\": \"acct\"}}}}' > ~/.codex/auth.json\n{tail}"
+        )
+    };
+    e.script("codex", &agent(""));
+
+    let r = e
+        .run(&p, &["start", "--ephemeral", "--crab", "codex", "-M", "o3"])
+        .ok();
+    assert!(r.stderr.contains("Using host Codex CLI"), "{r:?}");
+    let args = std::fs::read_to_string(p.join("agent-args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        "--dangerously-bypass-approvals-and-sandbox --model o3"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.join("agent-key")).unwrap().trim(),
+        key,
+        "the key reached the box by name"
+    );
+    let host: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&host_auth).unwrap()).unwrap();
+    assert_eq!(host["tokens"]["access_token"], renewed, "{host}");
+    assert_eq!(host["tokens"]["refresh_token"], "r-box", "{host}");
+    assert_eq!(host["hostOnly"], 1, "the host's other keys stay: {host}");
+    let box_auth = e
+        .data()
+        .join(format!("boxes/{name}/shell/.codex/auth.json"));
+    for f in [&host_auth, &box_auth] {
+        let m = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600, "{}", f.display());
+    }
+    assert!(host_auth.with_file_name("auth.json.bak").is_file());
+
+    // persistent: a session to continue, a detach writes the login back again (a
+    // terminal of its own: the other tests of this flavour share `tag`)
+    e.run(
+        &p,
+        &[
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p ~/.codex/sessions/2026/12/03 && echo '{}' > ~/.codex/sessions/2026/12/03/rollout-1.jsonl",
+        ],
+    )
+    .ok();
+    let renewed_again = codex_jwt(11 * 24 * 3600);
+    e.script(
+        "codex",
+        &format!(
+            "printf '%s' '{{\"tokens\": {{\"id_token\": \"i3\", \"access_token\": \"{renewed_again}\", \"refresh_token\": \"r-box2\", \"account_id\": \"acct\"}}}}' > ~/.codex/auth.json\n\
+             echo \"agent-ready $*\"; exec sleep 300\n"
+        ),
+    );
+    let term = Terminal::new(&name);
+    term.open(
+        "one",
+        &e.shell_line(&p, &["start", "--persistent", "--crab", "codex"]),
+    );
+    term.wait_for(
+        "one",
+        "agent-ready resume --last --dangerously-bypass-approvals-and-sandbox",
+    );
+    term.keys("one", &["C-b", "d"]);
+    term.wait_for("one", "EXIT-one=0");
+    let host: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&host_auth).unwrap()).unwrap();
+    assert_eq!(host["tokens"]["access_token"], renewed_again, "{host}");
+    let r = e.run(&p, &["stop"]).ok();
+    assert_eq!(r.stdout.trim(), format!("Stopped kanibako-{name}"));
+}
+
+/// Goose in a box, ephemeral then persistent: `session`, its mode and model in the
+/// environment, a provider key passed by name, `--resume` once it has a session.
+fn goose_sessions(flavour: Flavour) {
+    let Some((mut e, image)) = session_env(flavour) else {
+        return;
+    };
+    let tag = tag(flavour);
+    let name = format!("gs{tag}");
+    let p = e.dir(&format!("p/{name}"));
+    e.run(&p, &["create", "-i", &image]).ok();
+    let key = format!("sk-ant-{tag}");
+    e.set("ANTHROPIC_API_KEY", &key);
+    e.script(
+        "goose",
+        "echo \"$*|$GOOSE_MODE|$GOOSE_MODEL|$GOOSE_DISABLE_KEYRING|$ANTHROPIC_API_KEY\" > /home/agent/workspace/agent-args\n\
+         mkdir -p ~/.local/share/goose/sessions && : > ~/.local/share/goose/sessions/sessions.db\n",
+    );
+    e.run(
+        &p,
+        &["start", "--ephemeral", "--crab", "goose", "-M", "claude-x"],
+    )
+    .ok();
+    let args = std::fs::read_to_string(p.join("agent-args")).unwrap();
+    assert_eq!(args.trim(), format!("session|auto|claude-x|1|{key}"));
+    e.script(
+        "goose",
+        "echo \"agent-ready $*|$GOOSE_MODE|\"; exec sleep 300\n",
+    );
+    let term = Terminal::new(&name);
+    term.open(
+        "one",
+        &e.shell_line(&p, &["start", "--persistent", "--crab", "goose", "-S"]),
+    );
+    term.wait_for("one", "agent-ready session --resume||");
+    term.keys("one", &["C-b", "d"]);
+    term.wait_for("one", "EXIT-one=0");
+    let r = e.run(&p, &["stop"]).ok();
+    assert_eq!(r.stdout.trim(), format!("Stopped kanibako-{name}"));
+}
+
+#[test]
+fn podman_codex_sessions() {
+    codex_sessions(Flavour::RootfulPodman);
+}
+
+#[test]
+fn podman_goose_sessions() {
+    goose_sessions(Flavour::RootfulPodman);
+}
+
+#[test]
+fn docker_codex_sessions() {
+    codex_sessions(Flavour::Docker);
+}
+
+#[test]
+fn docker_goose_sessions() {
+    goose_sessions(Flavour::Docker);
+}
+
+#[test]
+fn rootless_podman_codex_sessions() {
+    codex_sessions(Flavour::RootlessPodman);
+}
+
+#[test]
+fn rootless_podman_goose_sessions() {
+    goose_sessions(Flavour::RootlessPodman);
+}

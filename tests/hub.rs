@@ -571,6 +571,7 @@ impl Real {
             ],
             network: Default::default(),
             env: Default::default(),
+            pass_env: Vec::new(),
             labels: labels
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

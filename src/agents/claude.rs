@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::credentials::CredentialSpec;
+use super::credentials::{CredentialSpec, ExpiryFormat};
 use super::resources::{Mapping, Scope};
-use super::{Agent, Install, SessionFlags};
+use super::{Agent, Install, LoginAnswer, LoginCommands, SessionFlags};
 use crate::host::HostEnv;
 use crate::runtime::spec::Mount;
 
@@ -54,7 +54,11 @@ pub const CREDENTIALS: CredentialSpec = CredentialSpec {
     file: ".credentials.json",
     oauth_key: "claudeAiOauth",
     expiry_key: "expiresAt",
-    account_file: ".claude.json",
+    expiry_format: ExpiryFormat::Millis,
+    access_field: "accessToken",
+    refresh_field: "refreshToken",
+    max_refresh_lifetime_ms: 24 * 3600 * 1000,
+    account_file: Some(".claude.json"),
     account_keys: &["oauthAccount", "installMethod"],
     token_fields: &[
         "accessToken",
@@ -97,6 +101,27 @@ pub fn install_root(binary: &Path) -> Option<PathBuf> {
         .map(|i| names[..=i].iter().collect())
 }
 
+/// `claude auth status --json` answers `{"loggedIn": …}`.
+pub fn parse_status(ok: bool, stdout: &[u8]) -> LoginAnswer {
+    if !ok {
+        return LoginAnswer::Unknown;
+    }
+    match serde_json::from_slice::<serde_json::Value>(stdout)
+        .ok()
+        .and_then(|v| v.get("loggedIn").and_then(serde_json::Value::as_bool))
+    {
+        Some(true) => LoginAnswer::LoggedIn,
+        Some(false) => LoginAnswer::LoggedOut,
+        None => LoginAnswer::Unknown,
+    }
+}
+
+const LOGIN: LoginCommands = LoginCommands {
+    status: &["auth", "status", "--json"],
+    login: &["auth", "login"],
+    read: parse_status,
+};
+
 impl Agent for Claude {
     fn id(&self) -> &'static str {
         "claude"
@@ -136,8 +161,8 @@ impl Agent for Claude {
     }
 
     /// The mounted binary by its full path: rigs need not put `~/.local/bin` on `PATH`.
-    fn entrypoint(&self) -> &'static str {
-        "/home/agent/.local/bin/claude"
+    fn entrypoint(&self, _install: &Install) -> String {
+        "/home/agent/.local/bin/claude".to_owned()
     }
 
     fn args(&self, flags: SessionFlags, extra: &[String], model: Option<&str>) -> Vec<String> {
@@ -181,6 +206,18 @@ impl Agent for Claude {
 
     fn credentials(&self) -> Option<&'static CredentialSpec> {
         Some(&CREDENTIALS)
+    }
+
+    fn login_commands(&self) -> Option<&'static LoginCommands> {
+        Some(&LOGIN)
+    }
+
+    fn has_conversation(&self, home: &Path, workdir: &str) -> bool {
+        has_conversation(home, workdir)
+    }
+
+    fn session_note(&self) -> &'static str {
+        "-C: --continue (the default in a box with a conversation); -R: --resume (its picker); -N: neither"
     }
 }
 
@@ -296,6 +333,35 @@ mod tests {
             args(existing, &[], Some("")),
             "--dangerously-skip-permissions --continue"
         );
+    }
+
+    /// Every combination of the session switches, with and without a model.
+    #[test]
+    fn argv_for_every_switch_combination() {
+        let mut rows = Vec::new();
+        for secure in [false, true] {
+            for new_box in [false, true] {
+                for (conv, new_session, resume) in [
+                    ("continue", false, false),
+                    ("-N", true, false),
+                    ("-R", false, true),
+                ] {
+                    for model in [None, Some("opus"), Some("")] {
+                        let f = SessionFlags {
+                            secure,
+                            resume,
+                            new_session,
+                            new_box,
+                        };
+                        rows.push(format!(
+                            "secure={secure} new_box={new_box} {conv} model={model:?}: {}",
+                            args(f, &[], model)
+                        ));
+                    }
+                }
+            }
+        }
+        insta::assert_snapshot!(rows.join("\n"));
     }
 
     #[test]

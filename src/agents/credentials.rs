@@ -32,17 +32,35 @@ pub struct CredentialSpec {
     pub file: &'static str,
     /// The object holding the token (`claudeAiOauth`).
     pub oauth_key: &'static str,
-    /// The field inside it with the expiry in milliseconds since the epoch.
+    /// The field inside it that says when the token expires, read as `expiry_format`
+    /// says.
     pub expiry_key: &'static str,
+    pub expiry_format: ExpiryFormat,
+    /// The fields of the OAuth object holding the access token and the refresh token.
+    pub access_field: &'static str,
+    pub refresh_field: &'static str,
+    /// How far ahead a refreshed access token of this agent may expire to be written
+    /// back to the host, in ms (an agent's access tokens live hours or days).
+    pub max_refresh_lifetime_ms: i64,
     /// The account file beside the config directory (`.claude.json`), of which a new box
-    /// gets the keys in `account_keys`.
-    pub account_file: &'static str,
+    /// gets the keys in `account_keys`; `None`: the agent keeps no such file.
+    pub account_file: Option<&'static str>,
     pub account_keys: &'static [&'static str],
     /// The fields of the OAuth object a write-back keeps (any other is dropped).
     pub token_fields: &'static [&'static str],
     /// Fields naming the account a token belongs to: a box's token must carry the
     /// host's values (where the host's has them) to be written back.
     pub account_fields: &'static [&'static str],
+}
+
+/// How a token's expiry is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiryFormat {
+    /// A number: milliseconds since the epoch (Claude Code's `expiresAt`).
+    Millis,
+    /// A JWT whose payload's `exp` claim is seconds since the epoch (Codex's
+    /// `access_token`).
+    JwtExp,
 }
 
 /// A token file read from one side, with what decides which side is newer.
@@ -57,9 +75,6 @@ pub struct Side {
 /// box could write one to make its token win every comparison from then on).
 const MAX_CREDIBLE_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// How far ahead a refreshed access token may expire to be written back to the host.
-const MAX_REFRESH_LIFETIME_MS: i64 = 24 * 3600 * 1000;
-
 /// The suffix of the host's previous token file, kept on each write-back.
 pub const BACKUP_SUFFIX: &str = ".bak";
 
@@ -71,8 +86,53 @@ fn now_ms() -> i64 {
 
 /// The expiry inside a token file, if it has a credible one.
 fn expiry(spec: &CredentialSpec, v: &Value) -> Option<i64> {
-    let e = v.get(spec.oauth_key)?.get(spec.expiry_key)?.as_i64()?;
+    let e = token_expiry(spec, v.get(spec.oauth_key)?)?;
     (e <= now_ms().saturating_add(MAX_CREDIBLE_LIFETIME_MS)).then_some(e)
+}
+
+/// The expiry (ms since the epoch) written in one OAuth object, as its spec reads it.
+fn token_expiry(spec: &CredentialSpec, token: &Value) -> Option<i64> {
+    let field = token.get(spec.expiry_key)?;
+    match spec.expiry_format {
+        ExpiryFormat::Millis => field.as_i64(),
+        ExpiryFormat::JwtExp => jwt_exp(field.as_str()?)?.checked_mul(1000),
+    }
+}
+
+/// The `exp` claim (seconds) of a JWT, read without checking its signature: it only
+/// orders two tokens of the same login, and a box's is still vetted by
+/// [`accept_refresh`].
+pub fn jwt_exp(jwt: &str) -> Option<i64> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64url(payload)?;
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_i64()
+}
+
+/// Unpadded (or padded) base64url, as JWTs use it.
+fn base64url(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().take_while(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// Whether a token file holds a usable login: a refresh token, or an access token
@@ -82,7 +142,7 @@ pub fn holds_token(spec: &CredentialSpec, v: &Value) -> bool {
         return false;
     };
     token
-        .get("refreshToken")
+        .get(spec.refresh_field)
         .and_then(Value::as_str)
         .is_some_and(|t| !t.is_empty())
         || expiry(spec, v).is_some_and(|e| e > now_ms())
@@ -125,18 +185,19 @@ pub fn accept_refresh(
         .and_then(Value::as_object)
         .ok_or("it is not an object")?;
     if token
-        .get("accessToken")
+        .get(spec.access_field)
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
     {
         return Err("it has no access token".into());
     }
-    let expires = token
-        .get(spec.expiry_key)
-        .and_then(Value::as_i64)
-        .ok_or("it has no expiry")?;
-    if expires <= now || expires > now.saturating_add(MAX_REFRESH_LIFETIME_MS) {
-        return Err("its expiry is not that of a refreshed access token (within 24 hours)".into());
+    let token_value = Value::Object(token.clone());
+    let expires = token_expiry(spec, &token_value).ok_or("it has no expiry")?;
+    if expires <= now || expires > now.saturating_add(spec.max_refresh_lifetime_ms) {
+        return Err(format!(
+            "its expiry is not that of a refreshed access token (within {} hours)",
+            spec.max_refresh_lifetime_ms / 3_600_000
+        ));
     }
     for field in spec.account_fields {
         if let Some(want) = host_token.get(*field)
@@ -298,6 +359,16 @@ impl Credentials<'_> {
         Ok(Some(Opened { dir, side }))
     }
 
+    /// Neither side has the token file (nor anything in its place): there is nothing
+    /// to read, write or lock. An agent the user does not log in with then costs a
+    /// launch two `stat`s, not the lock. Anything there, a link included, takes the
+    /// careful path.
+    fn absent(&self) -> bool {
+        let rel = Path::new(self.spec.dir).join(self.spec.file);
+        std::fs::symlink_metadata(self.host_home.join(&rel)).is_err()
+            && std::fs::symlink_metadata(self.box_home.join(&rel)).is_err()
+    }
+
     fn locked<T>(&self, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         let _lock = fsutil::lock_exclusive(&self.lock)
             .map_err(|e| format!("locking {}: {e}", self.lock.display()))?;
@@ -313,6 +384,9 @@ impl Credentials<'_> {
     /// listed keys of the host's; distinct auth: empty, the box logs in itself), then a
     /// group-auth box gets the host's newer token.
     pub fn before_session(&self, group_auth: bool) -> Outcome {
+        if self.spec.account_file.is_none() && self.absent() {
+            return Outcome::Unchanged;
+        }
         let run = || -> Result<Outcome, String> {
             self.ensure_account(group_auth)?;
             if group_auth {
@@ -327,13 +401,16 @@ impl Credentials<'_> {
     /// The account file, only if the box has none: the host's (possibly large) account
     /// file is read only then.
     fn ensure_account(&self, group_auth: bool) -> Result<(), String> {
+        let Some(account_file) = self.spec.account_file else {
+            return Ok(());
+        };
         let home = SafeDir::open(&self.box_home).map_err(|e| e.to_string())?;
-        let name = OsStr::new(self.spec.account_file);
+        let name = OsStr::new(account_file);
         if home.kind(name).is_some() {
             return Ok(());
         }
         let host = group_auth
-            .then(|| std::fs::read(self.host_home.join(self.spec.account_file)).ok())
+            .then(|| std::fs::read(self.host_home.join(account_file)).ok())
             .flatten()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         let content = host.map_or_else(Vec::new, |h| render(&filtered_account(self.spec, &h)));
@@ -344,6 +421,9 @@ impl Credentials<'_> {
 
     /// Before a re-attach: the host's newer token into the box.
     pub fn refresh(&self) -> Outcome {
+        if self.absent() {
+            return Outcome::Unchanged;
+        }
         self.locked(|| self.refresh_locked())
             .unwrap_or_else(Outcome::Skipped)
     }
@@ -366,6 +446,9 @@ impl Credentials<'_> {
     /// the host's ([`accept_refresh`]), keeping the host's other keys and its previous
     /// file as a 0600 backup; the host file stays 0600.
     pub fn write_back(&self) -> Outcome {
+        if self.absent() {
+            return Outcome::Unchanged;
+        }
         let run = || -> Result<Outcome, String> {
             let Some(boxed) = self.open_box(false)?.and_then(|b| b.side) else {
                 return Ok(Outcome::Unchanged);
@@ -423,7 +506,10 @@ impl Credentials<'_> {
         if let Some(dir) = home.open_dir(Path::new(self.spec.dir))? {
             dir.remove(OsStr::new(self.spec.file))?;
         }
-        home.remove(OsStr::new(self.spec.account_file))
+        match self.spec.account_file {
+            Some(f) => home.remove(OsStr::new(f)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -468,6 +554,91 @@ mod tests {
         // an expiry decades away is not believed: it cannot make a box's token win
         let forever = side(token("planted", Some(i64::MAX)), 1_000_000);
         assert!(!should_replace(&SPEC, &forever, &old));
+    }
+
+    /// A JWT whose payload is `{"exp": exp}` (no signature needed to order tokens).
+    fn jwt(exp: i64) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let payload = format!(r#"{{"exp":{exp}}}"#);
+        let mut enc = String::new();
+        for chunk in payload.as_bytes().chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                enc.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        format!("eyJhbGciOiJub25lIn0.{enc}.sig")
+    }
+
+    /// Codex keeps its expiry inside the access token (a JWT's `exp`, seconds): the
+    /// later one wins, and a box's is written back only as a refresh of the host's
+    /// account within Codex's access-token lifetime.
+    #[test]
+    fn a_codex_login_orders_and_vets_by_the_jwt_expiry() {
+        const CODEX: CredentialSpec = super::super::codex::CREDENTIALS;
+        let now = now_ms();
+        let secs = |ms: i64| ms / 1000;
+        assert_eq!(jwt_exp(&jwt(1_234)), Some(1_234));
+        assert_eq!(jwt_exp("not-a-jwt"), None);
+        assert_eq!(jwt_exp("a.!!!.c"), None);
+        let tokens = |access: String, account: &str| {
+            json!({"OPENAI_API_KEY": null, "tokens": {"access_token": access,
+                "refresh_token": "r", "id_token": "i", "account_id": account}})
+        };
+        let host = side(tokens(jwt(secs(now + HOUR)), "acct"), 900);
+        let boxed = side(tokens(jwt(secs(now + 240 * HOUR)), "acct"), 100);
+        assert!(
+            should_replace(&CODEX, &boxed, &host),
+            "later expiry, older file"
+        );
+        assert!(!should_replace(&CODEX, &host, &boxed));
+        let ok = accept_refresh(&CODEX, &boxed.json, &host.json, now).unwrap();
+        assert_eq!(ok["refresh_token"], "r");
+        let other = tokens(jwt(secs(now + 240 * HOUR)), "someone-else");
+        assert!(
+            accept_refresh(&CODEX, &other, &host.json, now)
+                .unwrap_err()
+                .contains("another account")
+        );
+        let too_far = tokens(jwt(secs(now + 20 * 24 * HOUR)), "acct");
+        assert!(accept_refresh(&CODEX, &too_far, &host.json, now).is_err());
+        let no_exp = tokens("opaque".into(), "acct");
+        assert_eq!(
+            accept_refresh(&CODEX, &no_exp, &host.json, now).unwrap_err(),
+            "it has no expiry"
+        );
+        // only `tokens` moves: the host's API key stays the host's
+        let merged = merge_oauth(
+            &CODEX,
+            &json!({"OPENAI_API_KEY": "sk-host", "tokens": {}}),
+            &boxed.json,
+        );
+        assert_eq!(merged["OPENAI_API_KEY"], "sk-host");
+        assert!(holds_token(&CODEX, &boxed.json));
+    }
+
+    /// An agent whose login neither side has is not locked for, nor given a
+    /// directory in the box; a link in its token file's place still takes the careful
+    /// path (and is reported).
+    #[test]
+    fn a_login_neither_side_has_costs_no_lock() {
+        const CODEX: CredentialSpec = super::super::codex::CREDENTIALS;
+        let h = homes();
+        let c = Credentials {
+            spec: &CODEX,
+            ..h.creds()
+        };
+        assert_eq!(c.before_session(true), Outcome::Unchanged);
+        assert_eq!(c.refresh(), Outcome::Unchanged);
+        assert_eq!(c.write_back(), Outcome::Unchanged);
+        assert!(!h.lock.exists(), "no lock taken");
+        assert!(!h.boxed.join(".codex").exists(), "nothing made in the box");
+        std::fs::create_dir_all(h.boxed.join(".codex")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", h.boxed.join(".codex/auth.json")).unwrap();
+        assert!(matches!(c.write_back(), Outcome::Skipped(_)));
     }
 
     #[test]

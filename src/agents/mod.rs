@@ -1,13 +1,17 @@
 //! Agents (upstream "targets"): what runs in a box on `start`, how it is found on the
-//! host, mounted in, and called. Claude Code is the first; the trait keeps room for
-//! Codex, Goose and others.
+//! host, mounted in, called, logged in and continued. Everything a launch needs of an
+//! agent is a method of [`Agent`]; the launch never asks which agent it is. Claude
+//! Code, OpenAI's Codex CLI and Block's Goose are its implementations, listed once in
+//! [`all`]: another agent is one more module and one more line there.
 
 pub mod claude;
+pub mod codex;
 pub mod credentials;
+pub mod goose;
 pub mod profile;
 pub mod resources;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::host::HostEnv;
 use crate::runtime::spec::Mount;
@@ -35,6 +39,25 @@ pub struct SessionFlags {
     pub new_box: bool,
 }
 
+/// What the host agent says about its login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginAnswer {
+    LoggedIn,
+    LoggedOut,
+    /// No answer, an error or output we do not understand: not a reason to stop.
+    Unknown,
+}
+
+/// How the host's agent is asked about its login and made to log in.
+pub struct LoginCommands {
+    /// Arguments of the status question (`auth status --json`).
+    pub status: &'static [&'static str],
+    /// Arguments of the interactive login (`auth login`).
+    pub login: &'static [&'static str],
+    /// Reads the status answer: whether the command succeeded, and its stdout.
+    pub read: fn(bool, &[u8]) -> LoginAnswer,
+}
+
 pub trait Agent {
     /// Id used in config (`box.crab`) and for the crab file name.
     fn id(&self) -> &'static str;
@@ -43,8 +66,9 @@ pub trait Agent {
     fn detect(&self, host: &HostEnv) -> Option<Install>;
     /// Read-only mounts that make the host's install available in the box.
     fn mounts(&self, install: &Install) -> Vec<Mount>;
-    /// The command the container runs.
-    fn entrypoint(&self) -> &'static str;
+    /// The command the container runs, for this install (an npm install runs its
+    /// package's own launcher where the mounts put it).
+    fn entrypoint(&self, install: &Install) -> String;
     /// Arguments: session flags, then `extra` (crab `run_args` and the user's `--`
     /// arguments), then the model.
     fn args(&self, flags: SessionFlags, extra: &[String], model: Option<&str>) -> Vec<String>;
@@ -65,11 +89,69 @@ pub trait Agent {
     fn credentials(&self) -> Option<&'static credentials::CredentialSpec> {
         None
     }
+    /// How the host's agent reports and starts a login; `None`: it has no such
+    /// commands (its keys come from the environment).
+    fn login_commands(&self) -> Option<&'static LoginCommands> {
+        None
+    }
+    /// Host environment variables (API keys, provider choice) the box gets when they
+    /// are set on the host: passed by name (`-e NAME`), so no value is written on a
+    /// command line or into a file.
+    fn passed_env(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Environment that follows from this run's switches (an agent whose autonomy or
+    /// model is chosen by a variable), below every level the user sets.
+    fn session_env(&self, _flags: SessionFlags, _model: Option<&str>) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Whether the box's home holds a conversation of this agent to continue in
+    /// `workdir`; without one the agent starts a new one (continuing would fail).
+    fn has_conversation(&self, _home: &Path, _workdir: &str) -> bool {
+        false
+    }
+    /// The arguments that make the binary print its version.
+    fn version_args(&self) -> &'static [&'static str] {
+        &["--version"]
+    }
+    /// How `-C`, `-R` and `-N` map onto this agent, for `--help` and the README.
+    fn session_note(&self) -> &'static str;
 }
 
-/// Every agent kanibako knows, in detection order.
+/// Every agent kanibako knows, in detection order: the one line a new agent adds.
 pub fn all() -> Vec<Box<dyn Agent>> {
-    vec![Box::new(claude::Claude)]
+    vec![
+        Box::new(claude::Claude),
+        Box::new(codex::Codex),
+        Box::new(goose::Goose),
+    ]
+}
+
+/// Whether `home` has a regular file whose name ends in `suffix` somewhere below
+/// `rel`, within `depth` directory levels, no link followed (the home is writable from
+/// inside the box).
+pub fn has_file_below(home: &Path, rel: &str, suffix: &str, depth: usize) -> bool {
+    fn walk(dir: &Path, suffix: &str, depth: usize) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let Ok(t) = e.file_type() else { return false };
+            if t.is_file() {
+                e.file_name().to_string_lossy().ends_with(suffix)
+            } else {
+                t.is_dir() && depth > 0 && walk(&e.path(), suffix, depth - 1)
+            }
+        })
+    }
+    let mut at = home.to_owned();
+    for part in Path::new(rel).components() {
+        at.push(part);
+        if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+            return false;
+        }
+    }
+    walk(&at, suffix, depth)
 }
 
 /// The id that means "no agent: run the rig's own entrypoint".
@@ -93,7 +175,13 @@ pub fn detect_any(host: &HostEnv) -> Option<(Box<dyn Agent>, Install)> {
 }
 
 /// The lines `start` prints when no agent is installed (it then exits 0, as upstream).
-pub const NO_AGENTS_MESSAGE: &str = "No agents detected.
-
-  Install an agent:  Claude Code (`claude` on your PATH)
-  Plain sandbox:     kanibako shell";
+pub fn no_agents_message() -> String {
+    let names: Vec<String> = all()
+        .iter()
+        .map(|a| format!("{} (`{}`)", a.display_name(), a.id()))
+        .collect();
+    format!(
+        "No agents detected.\n\n  Install an agent:  {} on your PATH\n  Plain sandbox:     kanibako shell",
+        names.join(", ")
+    )
+}

@@ -83,7 +83,11 @@ mod tests {
     fn credentials_are_named_below_the_top() {
         assert_eq!(
             credential_paths(),
-            ["shell/.claude/.credentials.json", "env"]
+            [
+                "shell/.claude/.credentials.json",
+                "shell/.codex/auth.json",
+                "env"
+            ]
         );
         assert!(exclusions(true).iter().all(|p| !p.contains("credentials")));
         assert!(exclusions(false).contains(&".kanibako.lock".to_owned()));

@@ -53,7 +53,8 @@ pub struct StartArgs {
     /// Continue the last conversation (the default for existing boxes).
     #[arg(short = 'C', long = "continue", id = "cont")]
     pub cont: bool,
-    /// Pick a conversation to resume.
+    /// Pick a conversation to resume (Claude Code: --resume; Codex: resume; Goose has
+    /// no picker: its last session is resumed, as with -C).
     #[arg(short = 'R', long)]
     pub resume: bool,
     /// Let the agent act without asking (the default).
@@ -69,6 +70,15 @@ pub struct StartArgs {
     /// when tmux is installed on the host); `start` again re-attaches, `stop` ends it.
     #[arg(long, conflicts_with = "ephemeral")]
     pub persistent: bool,
+    /// The agent for this run: claude, codex, goose or no_agent (default: box.crab,
+    /// else whichever is installed).
+    #[arg(long, value_name = "NAME")]
+    pub crab: Option<String>,
+    /// Never start the agent's login: a host that is not logged in is reported, and
+    /// the launch stops (a login is otherwise started only when the host's is missing
+    /// or expired, and only at a terminal).
+    #[arg(long)]
+    pub no_auto_auth: bool,
     #[command(flatten)]
     pub launch: LaunchArgs,
     /// Arguments for the agent, after `--`.

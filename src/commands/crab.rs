@@ -79,9 +79,16 @@ fn profiles(cx: &Context) -> Result<Vec<Profile>> {
         .collect()
 }
 
+/// The host login of an installed agent (`None`: not installed).
+fn login_state(cx: &Context, agent: &dyn Agent, install: Option<&Install>) -> Option<&'static str> {
+    install.map(|i| auth::login_state(cx, agent, i))
+}
+
 /// `<agent> --version`'s first line; an agent that does not answer in time has none.
-fn version(cx: &Context, install: &Install) -> Option<String> {
-    let inv = Invocation::new(&install.binary).arg("--version");
+fn version(cx: &Context, agent: &dyn Agent, install: &Install) -> Option<String> {
+    let inv = Invocation::new(&install.binary)
+        .args(agent.version_args())
+        .current_dir(cx.paths.home());
     let out = cx.exec.output_within(&inv, Duration::from_secs(5)).ok()??;
     let text = String::from_utf8_lossy(&out.stdout);
     out.status
@@ -103,7 +110,8 @@ fn list(cx: &Context, a: &CrabListArgs) -> Result<Exit> {
                 "agent": true,
                 "installed": install.is_some(),
                 "binary": install.as_ref().map(|i| i.binary.display().to_string()),
-                "version": install.as_ref().and_then(|i| version(cx, i)),
+                "version": install.as_ref().and_then(|i| version(cx, agent.as_ref(), i)),
+                "login": login_state(cx, agent.as_ref(), install.as_ref()),
                 "profile": profile.is_some(),
                 "shell": profile.and_then(|p| p.shell.clone()),
                 "model": profile.and_then(|p| p.model().map(str::to_owned)),
@@ -246,8 +254,8 @@ fn reauth(cx: &Context, a: &ReauthArgs) -> Result<Exit> {
         return Err(
             UserError::new(format!("{name} is not installed on this host"))
                 .hint(format!(
-                    "install it, then log in: {} auth login",
-                    agent.id()
+                    "install it, then log in: {}",
+                    auth::login_hint(agent.as_ref())
                 ))
                 .into(),
         );
@@ -274,7 +282,7 @@ fn diagnose(cx: &Context, a: &JsonArgs) -> Result<Exit> {
             out.push(Check::skipped("agent", name, "not installed"));
             continue;
         };
-        out.push(match version(cx, &install) {
+        out.push(match version(cx, agent.as_ref(), &install) {
             Some(v) => Check::ok("agent", name, format!("{} ({v})", install.binary.display())),
             None => Check::fix(
                 "agent",
@@ -283,7 +291,31 @@ fn diagnose(cx: &Context, a: &JsonArgs) -> Result<Exit> {
                 format!("{} --version", q(&install.binary)),
             ),
         });
-        let login = format!("{} login", agent.id());
+        // The agent's API-key variables that reach its boxes by name (never their values).
+        let set: Vec<&str> = agent
+            .passed_env()
+            .iter()
+            .copied()
+            .filter(|n| cx.host.var(n).is_some_and(|v| !v.is_empty()))
+            .collect();
+        let label = format!("{name} variables");
+        if !set.is_empty() {
+            out.push(Check::ok(
+                "variables",
+                label,
+                format!("passed to its boxes by name: {}", set.join(", ")),
+            ));
+        } else if agent.credentials().is_none() {
+            out.push(Check::skipped(
+                "variables",
+                label,
+                format!(
+                    "none of its variables is set ({})",
+                    agent.passed_env().join(", ")
+                ),
+            ));
+        }
+        let login = auth::login_hint(agent.as_ref());
         let label = format!("{name} login file");
         if let Some(spec) = agent.credentials() {
             let file = cx.paths.home().join(spec.dir).join(spec.file);
@@ -315,7 +347,7 @@ fn diagnose(cx: &Context, a: &JsonArgs) -> Result<Exit> {
         }
         let label = format!("{name} host login");
         out.push(
-            match auth::status(cx.exec.as_ref(), &install, cx.paths.home()) {
+            match auth::status(cx.exec.as_ref(), agent.as_ref(), &install, cx.paths.home()) {
                 Status::LoggedIn => Check::ok("login", label, "logged in on the host"),
                 Status::LoggedOut => Check::fix("login", label, "not logged in on the host", login),
                 Status::Unknown => Check::skipped("login", label, "login state unknown"),

@@ -90,6 +90,8 @@ pub fn start(cx: &Context, a: StartArgs) -> Result<Exit> {
                 autonomous: a.autonomous,
                 model: a.model,
                 args: a.args,
+                crab: a.crab,
+                auto_auth: !a.no_auto_auth,
             },
         ),
     )

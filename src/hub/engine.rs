@@ -480,6 +480,10 @@ pub struct HelperTemplate {
     /// a helper is confined exactly like its box.
     #[serde(default)]
     pub seccomp: Option<PathBuf>,
+    /// Variables the director's run passes by name (`-e NAME`, an API key): the hub's
+    /// engine call passes the same names, their values from its own environment.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// The director's bounds (`box.pids_limit`, `box.memory`, `box.cpus`,
     /// `box.cap_add`): a helper may do no more than its box.
     #[serde(default)]
@@ -533,6 +537,7 @@ impl HelperTemplate {
             workdir,
             mounts,
             env,
+            pass_env,
             labels,
             entrypoint: _,
             command: _,
@@ -568,6 +573,7 @@ impl HelperTemplate {
                 .map(TemplateMount::of)
                 .collect(),
             env: env.clone(),
+            pass_env: pass_env.clone(),
             entrypoint: run.entrypoint,
             command: run.command,
             model_flag: run.model_flag,
@@ -680,6 +686,7 @@ impl HelperPlanner for HelperTemplate {
                     Network::Default
                 },
                 env: self.env.clone(),
+                pass_env: self.pass_env.clone(),
                 labels: self.labels.clone(),
                 entrypoint: self.entrypoint.clone(),
                 command,
@@ -993,6 +1000,8 @@ mod tests {
         let director = RunSpec {
             name: "kanibako-app".into(),
             image: "localhost/rig:1".into(),
+            // an API key the director gets by name, a helper gets by name too
+            pass_env: vec!["OPENAI_API_KEY".into()],
             mode: RunMode::Foreground { tty: true },
             network: Network::None,
             user: UserMapping::KeepId { pin: true },

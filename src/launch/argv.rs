@@ -169,6 +169,7 @@ fn inputs(mode: RunMode, user: UserMapping) -> PlanInputs {
             ("HOME".into(), "/home/agent".into()),
             ("TOKEN".into(), "never-on-argv".into()),
         ]),
+        pass_env: Vec::new(),
         entrypoint: Some("/home/agent/.local/bin/claude".into()),
         command: vec!["--continue".into(), "--model".into(), "opus".into()],
         version: "0.1.0".into(),

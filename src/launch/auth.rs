@@ -106,38 +106,34 @@ pub fn forget(cx: &Context, b: &BoxIdentity) {
 }
 
 /// What the host agent says about its login.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Status {
-    LoggedIn,
-    LoggedOut,
-    /// No answer, an error or output we do not understand: not a reason to stop.
-    Unknown,
-}
-
-/// Read `claude auth status --json` output.
-pub fn parse_status(ok: bool, stdout: &[u8]) -> Status {
-    if !ok {
-        return Status::Unknown;
-    }
-    match serde_json::from_slice::<serde_json::Value>(stdout)
-        .ok()
-        .and_then(|v| v.get("loggedIn").and_then(serde_json::Value::as_bool))
-    {
-        Some(true) => Status::LoggedIn,
-        Some(false) => Status::LoggedOut,
-        None => Status::Unknown,
-    }
-}
+pub use crate::agents::LoginAnswer as Status;
 
 /// The host agent's answer, run from the host home: its working directory would be
-/// ours, the untrusted project, whose files the agent reads as settings.
-pub fn status(exec: &dyn Executor, install: &Install, home: &std::path::Path) -> Status {
+/// ours, the untrusted project, whose files the agent reads as settings. An agent
+/// with no status command answers [`Status::Unknown`].
+pub fn status(
+    exec: &dyn Executor,
+    agent: &dyn Agent,
+    install: &Install,
+    home: &std::path::Path,
+) -> Status {
+    let Some(login) = agent.login_commands() else {
+        return Status::Unknown;
+    };
     let inv = Invocation::new(&install.binary)
-        .args(["auth", "status", "--json"])
+        .args(login.status)
         .current_dir(home);
     match exec.output_within(&inv, STATUS_LIMIT) {
-        Ok(Some(o)) => parse_status(o.status.success(), &o.stdout),
+        Ok(Some(o)) => (login.read)(o.status.success(), &o.stdout),
         _ => Status::Unknown,
+    }
+}
+
+/// The command that logs the host's agent in, as the user would type it.
+pub fn login_hint(agent: &dyn Agent) -> String {
+    match agent.login_commands() {
+        Some(l) => format!("{} {}", agent.id(), l.login.join(" ")),
+        None => format!("configure {} on the host", agent.display_name()),
     }
 }
 
@@ -157,32 +153,66 @@ fn host_has_token(cx: &Context, agent: &dyn Agent) -> bool {
     crate::agents::credentials::holds_token(spec, &v)
 }
 
+/// The host's login state of `agent`, for `crab list --json`: `logged_in` (a token on
+/// file, or the agent says so), `api_key` (one of its key variables is set),
+/// `logged_out`, or `unknown`.
+pub fn login_state(cx: &Context, agent: &dyn Agent, install: &Install) -> &'static str {
+    if agent.credentials().is_some() && host_has_token(cx, agent) {
+        return "logged_in";
+    }
+    if agent
+        .passed_env()
+        .iter()
+        .any(|n| n.ends_with("_API_KEY") && cx.host.var(n).is_some_and(|v| !v.is_empty()))
+    {
+        return "api_key";
+    }
+    match status(cx.exec.as_ref(), agent, install, cx.paths.home()) {
+        Status::LoggedIn => "logged_in",
+        Status::LoggedOut => "logged_out",
+        Status::Unknown => "unknown",
+    }
+}
+
 /// Before an agent launch in a group-auth box: the host must be logged in, or the
 /// box would start logged out. At a terminal, run the agent's login; without one, fail
 /// with what to do.
 pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Result<()> {
-    if agent.credentials().is_none() {
+    check_with(cx, agent, install, true)
+}
+
+/// [`check`], where `may_log_in` false (`start --no-auto-auth`) never starts a login:
+/// a missing login is then reported at once. A login is only ever started when the
+/// host's is missing or expired, and only at a terminal (fixing upstream defect 16,
+/// an OAuth login started on every launch).
+pub fn check_with(
+    cx: &Context,
+    agent: &dyn Agent,
+    install: &Install,
+    may_log_in: bool,
+) -> anyhow::Result<()> {
+    let (Some(_), Some(login)) = (agent.credentials(), agent.login_commands()) else {
         return Ok(());
-    }
+    };
     // A token on file means logged in, without starting the agent (hundreds of ms).
     if host_has_token(cx, agent) {
         return Ok(());
     }
     let exec = cx.exec.as_ref();
-    if status(exec, install, cx.paths.home()) != Status::LoggedOut {
+    if status(exec, agent, install, cx.paths.home()) != Status::LoggedOut {
         return Ok(());
     }
-    if cx.host.stdin_tty {
+    if may_log_in && cx.host.stdin_tty {
         output::say(format_args!(
-            "{} is not authenticated. Running '{} auth login'...",
+            "{} is not authenticated. Running '{}'...",
             agent.display_name(),
-            agent.id()
+            login_hint(agent)
         ));
-        let login = Invocation::new(&install.binary)
-            .args(["auth", "login"])
+        let run = Invocation::new(&install.binary)
+            .args(login.login)
             .current_dir(cx.paths.home());
-        let _ = exec.foreground(&login);
-        if status(exec, install, cx.paths.home()) != Status::LoggedOut {
+        let _ = exec.foreground(&run);
+        if status(exec, agent, install, cx.paths.home()) != Status::LoggedOut {
             return Ok(());
         }
     }
@@ -191,8 +221,8 @@ pub fn check(cx: &Context, agent: &dyn Agent, install: &Install) -> anyhow::Resu
         agent.display_name()
     ))
     .hint(format!(
-        "log in: {} auth login (or kanibako crab reauth)",
-        agent.id()
+        "log in: {} (or kanibako crab reauth)",
+        login_hint(agent)
     ))
     .hint("skip the agent: kanibako shell")
     .into())
@@ -211,7 +241,12 @@ mod tests {
             binary: "/h/.local/bin/claude".into(),
             install_dir: None,
         };
-        status(&exec, &install, std::path::Path::new("/h"));
+        status(
+            &exec,
+            &crate::agents::claude::Claude,
+            &install,
+            std::path::Path::new("/h"),
+        );
         assert_eq!(
             exec.calls()[0].cwd.as_deref(),
             Some(std::path::Path::new("/h"))
@@ -220,6 +255,7 @@ mod tests {
 
     #[test]
     fn status_answers() {
+        use crate::agents::claude::parse_status;
         assert_eq!(
             parse_status(true, br#"{"loggedIn": true}"#),
             Status::LoggedIn

@@ -31,7 +31,7 @@ impl InBox<'_> {
     pub fn command(&self, new_session: bool) -> Result<Command> {
         let l = self.launch;
         Ok(match (&l.session, self.target, &self.settings.agent) {
-            (Session::Start { args, .. }, Target::Agent(agent, _), Some(s)) => {
+            (Session::Start { args, .. }, Target::Agent(agent, install), Some(s)) => {
                 let mut extra = self.levels.run_args()?;
                 extra.extend(args.iter().cloned());
                 let flags = SessionFlags {
@@ -42,7 +42,7 @@ impl InBox<'_> {
                 };
                 let args = agent.args(flags, &extra, s.model.value.as_deref());
                 (
-                    Some(agent.entrypoint().to_owned()),
+                    Some(agent.entrypoint(install)),
                     args.into_iter().map(OsString::from).collect(),
                 )
             }

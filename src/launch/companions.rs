@@ -102,6 +102,7 @@ mod tests {
             network: Network::Default,
             user: UserMapping::Image,
             confined: None,
+            pass_env: Vec::new(),
             workdir: String::new(),
             mounts: Vec::new(),
             env: BTreeMap::new(),

@@ -18,17 +18,20 @@ pub fn assemble(
     image: BTreeMap<String, String>,
     cli: BTreeMap<String, String>,
     target: &Target,
+    session: Vec<(String, String)>,
     b: &BoxIdentity,
 ) -> Result<BTreeMap<String, String>> {
     let [system, crab, workset, boxed] = levels.env_layers()?;
-    let defaults = match target.agent() {
-        Some((a, _)) => a
-            .env_defaults()
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        None => Vec::new(),
-    };
+    // What this run's switches choose comes first among the defaults: a level that
+    // sets the same variable still wins.
+    let mut defaults = session;
+    if let Some((a, _)) = target.agent() {
+        defaults.extend(
+            a.env_defaults()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+    }
     let layers = EnvLayers {
         image,
         system,
@@ -42,6 +45,23 @@ pub fn assemble(
         &layers,
         b.name.as_ref().map(BoxName::as_str),
     ))
+}
+
+/// The agent's variables set on the host and not already given the box: passed by
+/// name only.
+pub fn passed(
+    target: &Target,
+    host: &crate::host::HostEnv,
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    target.agent().map_or_else(Vec::new, |(a, _)| {
+        a.passed_env()
+            .iter()
+            .filter(|n| !env.contains_key(**n))
+            .filter(|n| host.var(n).is_some_and(|v| !v.is_empty()))
+            .map(|n| (*n).to_owned())
+            .collect()
+    })
 }
 
 /// Names whose values are known to say nothing secret: shown at `-v`. Every other

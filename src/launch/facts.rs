@@ -66,10 +66,9 @@ impl Known<'_> {
             settings: &self.settings,
             // A box made by `create` or `shell` is new to the agent too.
             new_box: self.chosen.new
-                || !crate::agents::claude::has_conversation(
-                    &self.b().shell,
-                    super::plan::GUEST_WORKSPACE,
-                ),
+                || !self.target.agent().is_some_and(|(a, _)| {
+                    a.has_conversation(&self.b().shell, super::plan::GUEST_WORKSPACE)
+                }),
         }
     }
 }
@@ -111,7 +110,18 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
             &cx.paths.cache,
         )?;
     }
-    let env = env::assemble(levels, image_env, k.cli_env.clone(), target, b)?;
+    let session = match (target.agent(), &k.settings.agent) {
+        (Some((a, _)), Some(s)) => a.session_env(
+            crate::agents::SessionFlags {
+                secure: s.secure.value,
+                ..Default::default()
+            },
+            s.model.value.as_deref(),
+        ),
+        _ => Vec::new(),
+    };
+    let env = env::assemble(levels, image_env, k.cli_env.clone(), target, session, b)?;
+    let pass_env = env::passed(target, &cx.host, &env);
     let vault_present = mounts::vault(b, k.chosen.new);
     // tweakcc: the agent's binary swapped for its patched copy, held for the session.
     let tweakcc = match target.agent() {
@@ -173,6 +183,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
             .then(|| mounts::image_store(rt, &cx.paths.state, dry_run))
             .flatten(),
         env,
+        pass_env,
         entrypoint,
         command,
         version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -95,8 +95,8 @@ pub fn helper_command(k: &Known<'_>) -> (Option<String>, Option<String>) {
     if let Some(e) = &k.launch.entrypoint {
         return (Some(e.clone()), None);
     }
-    if let Some((agent, _)) = k.target.agent() {
-        return (Some(agent.entrypoint().to_owned()), model_flag(agent));
+    if let Some((agent, install)) = k.target.agent() {
+        return (Some(agent.entrypoint(install)), model_flag(agent));
     }
     let shell = k.in_box().command(false).ok().and_then(|(e, _)| e);
     (shell.or_else(|| Some("/bin/bash".into())), None)
@@ -122,10 +122,8 @@ fn login(b: &BoxIdentity) -> Vec<TemplateCopy> {
         .into_iter()
         .filter_map(|a| a.credentials())
         .flat_map(|c| {
-            [
-                PathBuf::from(c.dir).join(c.file),
-                PathBuf::from(c.account_file),
-            ]
+            std::iter::once(PathBuf::from(c.dir).join(c.file))
+                .chain(c.account_file.map(PathBuf::from))
         })
         .map(|rel| TemplateCopy {
             src: b.shell.join(&rel),

@@ -14,26 +14,20 @@ use super::target::Target;
 use super::{auth, prep, seeds};
 use crate::agents::Agent;
 use crate::boxes::home::SafeDir;
-use crate::boxes::{BoxIdentity, Mode, create};
+use crate::boxes::{Mode, create};
 use crate::context::Context;
 use crate::output;
 use crate::runtime::spec::{Mount, RunSpec};
-use crate::settings::stack::Stack;
 
 /// Host-side preparation of the home, under the session lock.
-pub fn prepare(
-    cx: &Context,
-    b: &BoxIdentity,
-    target: &Target,
-    new: bool,
-    spec: &RunSpec,
-    levels: &Stack,
-) -> Result<()> {
+pub fn prepare(k: &super::facts::Known<'_>, spec: &RunSpec) -> Result<()> {
+    let (cx, b, target, new, levels) = (k.cx, k.b(), &k.target, k.chosen.new, &k.levels);
+    let may_log_in = k.launch.may_log_in();
     if let Some((agent, install)) = target.agent()
         && auth::shares_login(cx, b)
     {
         // A box sharing the host's login would start logged out.
-        auth::check(cx, agent, install)?;
+        auth::check_with(cx, agent, install, may_log_in)?;
     }
     let crab_id = target.crab_id();
     if std::fs::symlink_metadata(&b.shell).is_err() {

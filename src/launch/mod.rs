@@ -48,7 +48,6 @@ pub mod target;
 
 use anyhow::Result;
 
-use crate::agents::NO_AGENTS_MESSAGE;
 use crate::context::Context;
 use crate::error::Exit;
 use crate::runtime::Runtime;
@@ -104,7 +103,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     if let Some(rootfs) = &leftover {
         persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
-    home::prepare(cx, b, &k.target, k.chosen.new, &spec, &k.levels)?;
+    home::prepare(&k, &spec)?;
     companions.start(&spec, mounted.as_ref().map(|m| m.dir.as_path()));
     let run = Planned {
         spec,
@@ -134,7 +133,7 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
     let cli_env = request::parse_env_items(&l.env, |k| cx.host.var_str(k).map(str::to_owned))?;
     let installed = target::installed(&cx.host, &l);
     if matches!(installed, Installed::Missing) {
-        println!("{NO_AGENTS_MESSAGE}");
+        println!("{}", crate::agents::no_agents_message());
         return Ok(None);
     }
     let chosen = target::choose_box(cx, &l)?;

@@ -101,6 +101,8 @@ pub struct PlanInputs {
     /// [`SHARED_IMAGES`]), and its storage.conf.
     pub image_store: Option<(Vec<(PathBuf, String)>, PathBuf)>,
     pub env: BTreeMap<String, String>,
+    /// Host variables the agent takes by name ([`crate::agents::Agent::passed_env`]).
+    pub pass_env: Vec<String>,
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
     pub version: String,
@@ -253,6 +255,7 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         workdir: GUEST_WORKSPACE.into(),
         mounts,
         env: i.env.clone(),
+        pass_env: i.pass_env.clone(),
         labels,
         entrypoint,
         command,
@@ -289,6 +292,7 @@ mod tests {
             shares: vec![("/srv/ref".into(), "ref".into(), true)],
             image_store: None,
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
             entrypoint: None,
             command: Vec::new(),
             version: "0.1.0".into(),

@@ -21,6 +21,11 @@ pub enum Session {
         autonomous: bool,
         model: Option<String>,
         args: Vec<String>,
+        /// `--crab NAME`: the agent for this run, over `box.crab`.
+        crab: Option<String>,
+        /// `--no-auto-auth` not given: a missing host login may be started at a
+        /// terminal.
+        auto_auth: bool,
     },
     /// `shell`: a shell, or the exact command after `--`.
     Shell { command: Vec<OsString> },
@@ -56,6 +61,25 @@ impl Launch {
         matches!(self.session, Session::Shell { .. }) || self.entrypoint.is_some()
     }
 
+    /// The agent `--crab` chose for this run.
+    pub fn crab(&self) -> Option<&str> {
+        match &self.session {
+            Session::Start { crab, .. } => crab.as_deref(),
+            Session::Shell { .. } => None,
+        }
+    }
+
+    /// Whether a missing host login may be started (not `--no-auto-auth`).
+    pub fn may_log_in(&self) -> bool {
+        matches!(
+            self.session,
+            Session::Start {
+                auto_auth: true,
+                ..
+            }
+        )
+    }
+
     /// Whether `-N` was given.
     pub fn new_session(&self) -> bool {
         matches!(&self.session, Session::Start { flags, .. } if flags.new_session)
@@ -75,11 +99,18 @@ impl Launch {
             given.push("--entrypoint");
         }
         if let Session::Start {
-            flags, model, args, ..
+            flags,
+            model,
+            args,
+            crab,
+            ..
         } = &self.session
         {
             if flags.new_session || flags.resume {
                 given.push("-N/-R");
+            }
+            if crab.is_some() {
+                given.push("--crab");
             }
             if model.is_some() {
                 given.push("-M");
@@ -168,6 +199,8 @@ mod tests {
                 autonomous: false,
                 model: model.map(str::to_owned),
                 args: Vec::new(),
+                crab: None,
+                auto_auth: true,
             },
         }
     }
@@ -182,6 +215,13 @@ mod tests {
         let mut l = start(None, false);
         l.env.push("A=1".into());
         assert_eq!(l.reattach_ignores().as_deref(), Some("-e"));
+        let mut l = start(None, false);
+        if let Session::Start { crab, .. } = &mut l.session {
+            *crab = Some("codex".into());
+        }
+        assert_eq!(l.reattach_ignores().as_deref(), Some("--crab"));
+        assert_eq!(l.crab(), Some("codex"));
+        assert!(l.may_log_in());
     }
 
     #[test]

@@ -160,7 +160,10 @@ impl LaunchSettings {
                     Some(agent) => Some(AgentSettings {
                         model: match model {
                             Some(m) => Setting::flag(Some(m.clone()), "-M"),
-                            None => levels.str_setting("model", agent.default_model())?,
+                            // An agent without a default model of its own gets none
+                            // (not Claude Code's, the key's built-in default).
+                            None => levels
+                                .str_setting("model", Some(agent.default_model().unwrap_or("")))?,
                         },
                         secure: secure(flags, *autonomous, levels)?,
                         conversation: conversation(flags, *cont, levels)?,
@@ -279,6 +282,8 @@ mod tests {
                 autonomous: false,
                 model: None,
                 args: Vec::new(),
+                crab: None,
+                auto_auth: true,
             },
         }
     }

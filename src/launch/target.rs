@@ -146,19 +146,23 @@ pub fn choose_target(
     installed: Installed,
 ) -> Result<(Target, Stack)> {
     let pre = cx.stack(Some(b), None)?;
+    let (chosen, source) = match l.crab() {
+        Some(id) => (Some(id.to_owned()), "--crab"),
+        None => (pre.crab_id()?, "box.crab"),
+    };
     let target = match installed {
         Installed::NotNeeded | Installed::Missing => Target::Plain,
-        Installed::Found(found, found_install) => match pre.crab_id()? {
+        Installed::Found(found, found_install) => match chosen {
             Some(id) if id == NO_AGENT => Target::NoAgent,
             Some(id) => {
                 let agent = agents::by_id(&id).ok_or_else(|| {
                     UserError::new(format!(
-                        "unknown agent '{id}' (box.crab); available: {}",
+                        "unknown agent '{id}' ({source}); available: {}",
                         agents::known_ids().join(", ")
                     ))
-                    .hint(
-                        "set box.crab to one of those, or remove it to use whichever is installed",
-                    )
+                    .hint(format!(
+                        "set {source} to one of those, or leave it out to use whichever is installed"
+                    ))
                 })?;
                 let install = agent.detect(&cx.host).ok_or_else(|| {
                     UserError::new(format!(

@@ -142,6 +142,10 @@ pub struct RunSpec {
     /// none leaks into the engine process's own environment, where `HOME` or `PATH`
     /// would change how the engine itself behaves).
     pub env: BTreeMap<String, String>,
+    /// Variables the box takes from the engine's own environment (`-e NAME`, no
+    /// value): an agent's API key set on the host reaches it without being written
+    /// on a command line or into a file.
+    pub pass_env: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub entrypoint: Option<String>,
     pub command: Vec<OsString>,
@@ -188,6 +192,7 @@ impl RunSpec {
             workdir: String::new(),
             mounts: Vec::new(),
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
             labels: BTreeMap::from([
                 (labels::ROLE.to_owned(), role.to_owned()),
                 (
@@ -275,6 +280,10 @@ impl RunSpec {
             a.push("--env-file".into());
             a.push(f.into());
         }
+        for name in &self.pass_env {
+            a.push("-e".into());
+            a.push(name.into());
+        }
         for (k, v) in &self.labels {
             a.push("--label".into());
             a.push(format!("{k}={v}").into());
@@ -355,6 +364,7 @@ mod tests {
                 ("ZED".into(), "secret".into()),
                 ("ALPHA".into(), "1".into()),
             ]),
+            pass_env: Vec::new(),
             labels: BTreeMap::from([("io.kanibako.box".into(), "app".into())]),
             entrypoint: Some("claude".into()),
             command: vec!["--continue".into()],

@@ -28,6 +28,7 @@ fn template() -> HelperTemplate {
         command: vec!["sleep".into(), "60".into()],
         model_flag: None,
         seccomp: None,
+        pass_env: Vec::new(),
         limits: Default::default(),
         no_network: false,
         labels: BTreeMap::new(),
