@@ -318,9 +318,15 @@ fn bootstrap(cx: &Context, a: &BootstrapArgs) -> Result<Exit> {
         plan.items.len(),
         bytes as f64 / 1e6
     ));
+    // The import and the check are the long waits, and print nothing of their own: a
+    // spinner on a terminal, the plain status lines elsewhere.
+    let spinner = rt.spinner(&format!("Importing {image}"));
     rt.import(&tar, &bootstrap::changes(&a.name), &image)?;
+    drop(spinner);
     output::say("Checking it runs...");
+    let spinner = rt.spinner("Running the new rig once");
     let checked = rt.run_captured(&bootstrap::check_spec(&a.name, &image), None, None);
+    drop(spinner);
     let failure = match &checked {
         Ok(out) if out.status.success() => None,
         Ok(out) => Some(
