@@ -53,6 +53,20 @@ impl Context {
         paths
             .ensure_base_dirs()
             .context("creating kanibako's directories")?;
+        // A box move or copy that a crash cut short is put right before anything reads
+        // the registry (one stat when there is none).
+        match crate::boxes::intent::recover_locked(&paths) {
+            Ok(None) => {}
+            Ok(Some(crate::boxes::intent::Recovered::Undone)) => crate::output::note(
+                "a box move or copy was cut short earlier; it is undone (the box is where it was)",
+            ),
+            Ok(Some(crate::boxes::intent::Recovered::Finished)) => crate::output::note(
+                "a box move or copy was cut short after it took effect; it is finished",
+            ),
+            Err(e) => crate::output::warn(format_args!(
+                "a box move or copy cut short earlier could not be put right: {e}"
+            )),
+        }
         Ok(Self {
             host,
             paths,

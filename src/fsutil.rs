@@ -20,6 +20,8 @@ pub const MAX_READ: u64 = 16 << 20;
 pub const MODE_CONFIG: u32 = 0o644;
 /// Mode for anything holding a secret: credentials, env files.
 pub const MODE_SECRET: u32 = 0o600;
+/// A record only kanibako reads (a change under way).
+pub const MODE_PRIVATE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {

@@ -72,6 +72,7 @@ pub mod document;
 pub mod egress;
 pub mod envfile;
 pub mod error;
+pub mod fault;
 pub mod fstree;
 pub mod fsutil;
 #[cfg(test)]

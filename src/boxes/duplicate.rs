@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::error::BoxError;
+use super::intent::{self, Intent};
 use super::registry::Registry;
 use super::relocation::{self, How};
 use super::transfer;
@@ -59,6 +60,8 @@ pub fn carry<E: From<io::Error> + From<DocError>>(
     let plan = transfer::plan(c.from, c.to, c.workspace);
     let original = std::fs::read(c.from.project_file()).ok();
     let _lock = fsutil::lock_exclusive(&paths.names_lock())?;
+    // A change a crash cut short is put right first (it may be this very box's).
+    intent::recover_held(paths)?;
     let mut reg = Registry::load(&paths.names_file())?;
     let changed = (c.edit)(&mut reg)?;
     for t in &plan {
@@ -66,13 +69,29 @@ pub fn carry<E: From<io::Error> + From<DocError>>(
             relocation::clear_temporaries(p);
         }
     }
-    let mut applied = relocation::apply(&plan, c.how, check)?;
+    let record = original
+        .as_ref()
+        .and_then(|t| String::from_utf8(t.clone()).ok())
+        .map(|t| (c.from.project_file(), t));
+    let mut intent = Intent::begin(paths, &plan, c.how, record)?;
+    crate::fault::point("carry.begun");
+    let mut applied = match relocation::apply(&plan, c.how, check) {
+        Ok(a) => a,
+        Err(e) => {
+            intent.end();
+            return Err(e.into());
+        }
+    };
     let result = (|| -> Result<(), E> {
         check()?;
         rewrite_record(paths, c.to)?;
         (c.prepare)()?;
+        crate::fault::point("carry.prepared");
         if changed {
+            let text = reg.prepare_text()?;
+            intent.registering(&text)?;
             reg.save()?;
+            crate::fault::point("carry.registered");
         }
         Ok(())
     })();
@@ -81,9 +100,16 @@ pub fn carry<E: From<io::Error> + From<DocError>>(
         if let (Some(text), How::Move) = (&original, c.how) {
             let _ = fsutil::atomic_write(&c.from.project_file(), text, fsutil::MODE_CONFIG);
         }
+        intent.end();
         return Err(e);
     }
-    Ok(applied.finish(c.how))
+    // Past the commit point: a failure to note it only means a crash from here on is
+    // recognised by the registry instead (or, registering nothing, undone).
+    let _ = intent.committed();
+    crate::fault::point("carry.committed");
+    let left = applied.finish(c.how);
+    intent.end();
+    Ok(left)
 }
 
 /// `b`'s `project.yaml` rewritten for where it now is (kept keys stay).

@@ -12,6 +12,7 @@ pub mod duplicate;
 pub mod error;
 pub mod fork;
 pub mod home;
+pub mod intent;
 pub mod listing;
 pub mod name;
 pub mod registry;

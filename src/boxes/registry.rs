@@ -81,6 +81,12 @@ impl Registry {
     /// Write both sections sorted by name (as the Python tool does), keeping any other
     /// top-level keys.
     pub fn save(&mut self) -> Result<(), DocError> {
+        self.prepare_text()?;
+        self.doc.save()
+    }
+
+    /// The text [`Registry::save`] writes, with the sections set for it.
+    pub fn prepare_text(&mut self) -> Result<String, DocError> {
         for (section, map) in [
             (Section::Projects, &self.projects),
             (Section::Worksets, &self.worksets),
@@ -91,7 +97,7 @@ impl Registry {
                 .collect();
             self.doc.set(&[section.key()], Item::Map(m))?;
         }
-        self.doc.save()
+        Ok(self.doc.to_yaml())
     }
 
     /// Load, let `change` edit, and save — all under the registry lock. `change` returns

@@ -81,11 +81,12 @@ pub fn apply(
     check: &dyn Fn() -> io::Result<()>,
 ) -> io::Result<Applied> {
     let mut applied = Applied::default();
-    for t in plan {
+    for (i, t) in plan.iter().enumerate() {
         if let Err(e) = one(t, how, check, &mut applied) {
             applied.undo();
             return Err(e);
         }
+        crate::fault::point(&format!("carry.transfer.{i}"));
     }
     Ok(applied)
 }

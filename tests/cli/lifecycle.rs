@@ -959,3 +959,131 @@ fn a_standalone_box_duplicates_to_default_mode() {
     );
     assert!(p.join(".kanibako/shell/note").is_file());
 }
+
+/// Every way a crash can leave a box: after each step of a move or a duplicate
+/// (`KANIBAKO_CRASH_AT`, debug builds: an abort, so no undo of ours runs).
+const CRASH_POINTS: [&str; 7] = [
+    "carry.begun",
+    "carry.transfer.0",
+    "carry.transfer.1",
+    "carry.transfer.2",
+    "carry.prepared",
+    "carry.registered",
+    "carry.committed",
+];
+
+/// No temporary sibling or change record left anywhere under `dir`.
+fn nothing_half_made(e: &Env, dir: &Path) {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            out.push(p.clone());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(dir, &mut all);
+    let left: Vec<_> = all
+        .iter()
+        .filter(|p| p.to_string_lossy().contains(".kanibako-tmp-"))
+        .collect();
+    assert!(left.is_empty(), "a temporary is left: {left:?}");
+    assert!(!e.data().join(".kanibako-change.json").exists());
+}
+
+/// Issue 15: a crash at any point of `box move` leaves one whole box: the next command
+/// undoes a change that had not been committed (the box is where it was, its home and
+/// files intact) and finishes one that had (the box is wholly at its new place).
+#[test]
+fn a_crash_at_any_point_of_a_move_leaves_the_box_whole_in_one_place() {
+    let mut crashes = 0;
+    for point in CRASH_POINTS {
+        let mut e = env();
+        let p = lived_in(&e, &[]);
+        let dest = e.home.join("q/moved");
+        e.set("KANIBAKO_CRASH_AT", point);
+        let crashed = e.run(&e.home, &["box", "move", "app", "q/moved", "--force"]);
+        e.unset("KANIBAKO_CRASH_AT");
+        crashes += usize::from(crashed.code == -1);
+        // the next command, whatever it is, puts it right first
+        let list = e.run(&e.home, &["list"]).ok();
+        let at = if e.names_yaml().contains(&format!("app: {}", dest.display())) {
+            dest.clone()
+        } else {
+            assert!(e.names_yaml().contains(&format!("app: {}", p.display())));
+            assert!(
+                !dest.exists(),
+                "{point}: undone, nothing at the destination"
+            );
+            p.clone()
+        };
+        assert!(
+            crashed.code != 0 || at == dest,
+            "{point}: {crashed:?} {list:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(at.join("src.txt")).unwrap(),
+            "code\n",
+            "{point}"
+        );
+        assert_eq!(fs::read_to_string(at.join("vault/rw/data")).unwrap(), "v\n");
+        assert_eq!(
+            fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+            "hi\n"
+        );
+        let record = meta(&e, "app").join("project.yaml");
+        assert_eq!(
+            recorded(&record, "workspace"),
+            at.display().to_string(),
+            "{point}: the record names where the box is"
+        );
+        let info = e.run(&at, &["box", "info"]).ok().stdout;
+        assert!(info.contains("Name:         app"), "{point}: {info}");
+        nothing_half_made(&e, &e.home);
+    }
+    // a move of a default box is one tree (the project, its vault inside): every
+    // other point is passed, and the process died there
+    assert_eq!(crashes, 5);
+}
+
+/// The same for `box duplicate`: the source is never touched, and the copy is either
+/// wholly there and registered or not there at all.
+#[test]
+fn a_crash_at_any_point_of_a_duplicate_leaves_the_source_and_a_whole_copy_or_none() {
+    let mut crashes = 0;
+    for point in CRASH_POINTS {
+        let mut e = env();
+        let p = lived_in(&e, &[]);
+        let q = e.home.join("q/copy");
+        e.set("KANIBAKO_CRASH_AT", point);
+        let crashed = e.run(&e.home, &["box", "duplicate", "app", "q/copy", "--force"]);
+        e.unset("KANIBAKO_CRASH_AT");
+        crashes += usize::from(crashed.code == -1);
+        e.run(&e.home, &["list"]).ok();
+        assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+        assert_eq!(
+            fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+            "hi\n"
+        );
+        assert!(e.names_yaml().contains(&format!("app: {}", p.display())));
+        if e.names_yaml().contains("copy:") {
+            assert_eq!(fs::read_to_string(q.join("src.txt")).unwrap(), "code\n");
+            assert_eq!(
+                fs::read_to_string(meta(&e, "copy").join("shell/note")).unwrap(),
+                "hi\n",
+                "{point}"
+            );
+        } else {
+            assert!(!q.exists(), "{point}: no half copy of the project");
+            assert!(
+                !meta(&e, "copy").exists(),
+                "{point}: no half copy of the data"
+            );
+        }
+        nothing_half_made(&e, &e.home);
+    }
+    // the project and the box's data are two trees
+    assert_eq!(crashes, 6);
+}

@@ -1,0 +1,197 @@
+//! The record of a change of place under way ([`super::duplicate::carry`]: `box move`,
+//! `migrate`, `duplicate`, the hub's fork), so that a crash midway — a kill, a power
+//! cut, not only a Ctrl-C, which `carry` undoes itself — is put right by the next
+//! command: undone while the change had not reached its commit point, finished once it
+//! had. The commit point is `names.yaml` holding the new registry (or, for a change that
+//! registers nothing, the record saying so): before it the source box is the box, after
+//! it the new one is.
+//!
+//! The record lives at `$DATA/.kanibako-change.json` and is only read, written and acted
+//! on under the registry lock, which every change holds throughout.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::relocation::{self, How};
+use super::transfer::Transfer;
+use crate::fsutil;
+use crate::paths::Paths;
+
+const FILE: &str = ".kanibako-change.json";
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    version: u32,
+    /// `move` (the trees leave their place) or `copy`.
+    how: String,
+    /// Each tree and where it goes; every destination was absent when this was written.
+    transfers: Vec<(PathBuf, PathBuf)>,
+    /// The source's `project.yaml` and its text before the change (a move rewrites it
+    /// where it lands; undone, the tree comes back with the old text restored).
+    record: Option<(PathBuf, String)>,
+    /// The sha256 of the `names.yaml` the change writes: that file holding it means the
+    /// change was committed.
+    names_after: Option<String>,
+    /// Set after the commit when the change registers nothing.
+    committed: bool,
+}
+
+fn path(paths: &Paths) -> PathBuf {
+    paths.data.join(FILE)
+}
+
+fn sha(bytes: &[u8]) -> String {
+    crate::hex::encode(&Sha256::digest(bytes))
+}
+
+fn save(paths: &Paths, r: &Record) -> io::Result<()> {
+    let text = serde_json::to_vec(r).map_err(io::Error::other)?;
+    fsutil::atomic_write(&path(paths), &text, fsutil::MODE_PRIVATE).map_err(io::Error::other)
+}
+
+/// A change about to start. Every destination must be absent now: what recovery
+/// removes is only ever what the change made.
+pub struct Intent<'a> {
+    paths: &'a Paths,
+    record: Record,
+}
+
+impl<'a> Intent<'a> {
+    /// Write the record of `plan` before any tree moves. `record` is the source's
+    /// `project.yaml` and its text now (for a move).
+    pub fn begin(
+        paths: &'a Paths,
+        plan: &[Transfer],
+        how: How,
+        record: Option<(PathBuf, String)>,
+    ) -> io::Result<Self> {
+        for t in plan {
+            if std::fs::symlink_metadata(&t.to).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("destination already exists: {}", t.to.display()),
+                ));
+            }
+        }
+        let record = Record {
+            version: 1,
+            how: match how {
+                How::Move => "move",
+                How::Copy => "copy",
+            }
+            .into(),
+            transfers: plan
+                .iter()
+                .map(|t| (t.from.clone(), t.to.clone()))
+                .collect(),
+            record,
+            names_after: None,
+            committed: false,
+        };
+        save(paths, &record)?;
+        Ok(Self { paths, record })
+    }
+
+    /// The registry text the change is about to write: once `names.yaml` holds it, the
+    /// change is committed.
+    pub fn registering(&mut self, names_text: &str) -> io::Result<()> {
+        self.record.names_after = Some(sha(names_text.as_bytes()));
+        save(self.paths, &self.record)
+    }
+
+    /// Past the commit point (for a change that registers nothing, this is it).
+    pub fn committed(&mut self) -> io::Result<()> {
+        self.record.committed = true;
+        save(self.paths, &self.record)
+    }
+
+    /// The change is over (done, or undone by its own error path): no record.
+    pub fn end(self) {
+        let _ = std::fs::remove_file(path(self.paths));
+    }
+}
+
+/// What [`recover`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// The change had not committed: its trees are back where they were.
+    Undone,
+    /// It had: what it left of its sources is removed.
+    Finished,
+}
+
+/// Put right a change a crash interrupted, if a record of one is there. The caller
+/// holds the registry lock (or takes it: see [`recover_locked`]).
+fn recover(paths: &Paths) -> io::Result<Option<Recovered>> {
+    let file = path(paths);
+    let text = match std::fs::read(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Ok(r) = serde_json::from_slice::<Record>(&text) else {
+        // Not ours to act on: keep it for a person to look at, out of the way.
+        let _ = std::fs::rename(&file, file.with_extension("json.unreadable"));
+        return Ok(None);
+    };
+    let how = if r.how == "move" {
+        How::Move
+    } else {
+        How::Copy
+    };
+    let names_now = std::fs::read(paths.names_file()).ok().map(|b| sha(&b));
+    let committed = r.committed || (r.names_after.is_some() && r.names_after == names_now);
+    for (_, to) in &r.transfers {
+        if let Some(p) = to.parent() {
+            relocation::clear_temporaries(p);
+        }
+    }
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let done = if committed {
+        // A move across filesystems copies, then removes the source: finish that.
+        if how == How::Move {
+            for (from, to) in &r.transfers {
+                if exists(from) && exists(to) {
+                    relocation::remove_tree(from)?;
+                }
+            }
+        }
+        Recovered::Finished
+    } else {
+        for (from, to) in r.transfers.iter().rev() {
+            match (how, exists(from), exists(to)) {
+                // renamed away: rename it back
+                (How::Move, false, true) => std::fs::rename(to, from)?,
+                // a copy the change made (destinations were absent): remove it
+                (_, true, true) | (How::Copy, false, true) => relocation::remove_tree(to)?,
+                _ => {}
+            }
+        }
+        if let (How::Move, Some((file, text))) = (how, &r.record) {
+            fsutil::atomic_write(file, text.as_bytes(), fsutil::MODE_CONFIG)
+                .map_err(io::Error::other)?;
+        }
+        Recovered::Undone
+    };
+    std::fs::remove_file(&file)?;
+    Ok(Some(done))
+}
+
+/// [`recover`] under the registry lock, for any command to call first: one `stat`
+/// when there is nothing to do.
+pub fn recover_locked(paths: &Paths) -> io::Result<Option<Recovered>> {
+    if std::fs::symlink_metadata(path(paths)).is_err() {
+        return Ok(None);
+    }
+    let _lock = fsutil::lock_exclusive(&paths.names_lock()).map_err(io::Error::other)?;
+    recover(paths)
+}
+
+/// [`recover`] for a caller that already holds the registry lock.
+pub fn recover_held(paths: &Paths) -> io::Result<Option<Recovered>> {
+    recover(paths)
+}
