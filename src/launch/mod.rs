@@ -72,7 +72,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let held = (!dry_run && !k.launch.shell_like())
         .then(|| lock::session(b))
         .transpose()?;
-    let seen = state::gather(&rt, b, dry_run)?;
+    let seen = state::gather(&cx.host, &rt, b, dry_run, k.launch.shell_like())?;
     let leftover = match decide(&seen.existing, k.launch.shell_like(), k.persistent()) {
         Action::Run { leftover } => leftover,
         Action::Join => {

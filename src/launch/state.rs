@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::boxes::BoxIdentity;
 use crate::fsutil;
+use crate::host::HostEnv;
 use crate::runtime::Runtime;
 use crate::runtime::containers::ContainerState;
 
@@ -66,13 +67,32 @@ pub struct Seen {
 }
 
 /// The box's container; the engine is asked only where one may exist. A dry run
-/// changes nothing, not even a stale marker.
-pub fn gather(rt: &Runtime, b: &BoxIdentity, dry_run: bool) -> Result<Seen> {
+/// changes nothing, not even a stale marker. `joining` (a `shell`, which only needs to
+/// know the box runs): a launch's marker and the box's hub holding its lock say so
+/// without asking — the hub lives exactly as long as the box's container, and should
+/// the container have just gone, the `exec` fails with the engine's own words.
+pub fn gather(
+    host: &HostEnv,
+    rt: &Runtime,
+    b: &BoxIdentity,
+    dry_run: bool,
+    joining: bool,
+) -> Result<Seen> {
     let marker = b.container_marker();
-    let may_exist = marker.exists() || b.session_active() || fsutil::is_symlink(&marker);
+    let marked = marker.exists();
+    let may_exist = marked || b.session_active() || fsutil::is_symlink(&marker);
     if !may_exist {
         return Ok(Seen {
             existing: Existing::Absent,
+            asked: false,
+        });
+    }
+    if joining && marked && !dry_run && hub_holds_box(host, b) {
+        return Ok(Seen {
+            existing: Existing::Running {
+                owner: Owner::Ours,
+                rootfs: None,
+            },
             asked: false,
         });
     }
@@ -83,6 +103,20 @@ pub fn gather(rt: &Runtime, b: &BoxIdentity, dry_run: bool) -> Result<Seen> {
     Ok(Seen {
         existing,
         asked: true,
+    })
+}
+
+/// Whether the box's helper hub runs, and is not on its way out (it ends when the
+/// box's container does).
+fn hub_holds_box(host: &HostEnv, b: &BoxIdentity) -> bool {
+    crate::hub::rundir::find_for(host, &b.hash).is_some_and(|rt| {
+        matches!(
+            crate::hub::status(&rt),
+            crate::hub::HubStatus::Running {
+                stopping: false,
+                ..
+            }
+        )
     })
 }
 
