@@ -85,6 +85,7 @@ pub fn config(
         // A remote engine's container pids mean nothing on this host.
         peer_check: !engine.remote,
         director_timeout_ms: 60_000,
+        egress: None,
     }
 }
 
