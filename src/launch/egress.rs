@@ -85,7 +85,7 @@ pub fn for_launch(k: &super::facts::Known<'_>) -> Option<EgressConfig> {
 /// become the command.
 fn entry_script() -> String {
     format!(
-        "{IN_BOX_KANIBAKO} _egress forward --detach {DEFAULT_LISTEN} {} </dev/null >/dev/null 2>&1 || echo 'kanibako: the egress forwarder did not start: this box is offline' >&2; exec \"$@\"",
+        "{IN_BOX_KANIBAKO} egress-forward --detach {DEFAULT_LISTEN} {} </dev/null >/dev/null 2>&1 || echo 'kanibako: the egress forwarder did not start: this box is offline' >&2; exec \"$@\"",
         crate::egress::IN_BOX_SOCKET
     )
 }
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(s.command[0], "-c");
         let script = s.command[1].to_str().unwrap();
         assert!(
-            script.starts_with("/home/agent/.local/bin/kanibako _egress forward --detach 127.0.0.1:3128 /run/kanibako/egress.sock "),
+            script.starts_with("/home/agent/.local/bin/kanibako egress-forward --detach 127.0.0.1:3128 /run/kanibako/egress.sock "),
             "{script}"
         );
         assert!(script.ends_with("exec \"$@\""));

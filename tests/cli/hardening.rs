@@ -136,7 +136,7 @@ fn allowlist_runs_without_network_but_with_the_proxy_path() {
             ":/run/kanibako:ro",
             "HTTPS_PROXY HTTP_PROXY NODE_USE_ENV_PROXY NO_PROXY http_proxy https_proxy no_proxy",
             "--entrypoint /bin/sh",
-            "/home/agent/.local/bin/kanibako _egress forward --detach 127.0.0.1:3128 /run/kanibako/egress.sock",
+            "/home/agent/.local/bin/kanibako egress-forward --detach 127.0.0.1:3128 /run/kanibako/egress.sock",
         ] {
             assert!(run.contains(part), "{extra:?} {part}: {run}");
         }
@@ -245,4 +245,20 @@ fn a_standalone_box_s_own_file_may_tighten_but_never_loosen() {
         run.contains("--cap-add=NET_RAW") && !run.contains("--network=none"),
         "{run}"
     );
+}
+
+/// `box net log` reads the box's egress journal; a box that never ran under
+/// `allowlist` has none, which it says (and `--json` is an empty array).
+#[test]
+fn box_net_log_of_a_box_without_one() {
+    let e = env();
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    let r = e.run(&p, &["box", "net", "log"]).ok();
+    assert!(
+        r.stdout.contains("No network log for app") || r.stderr.contains("No network log for app"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["box", "net", "log", "app", "--json"]).ok();
+    assert_eq!(r.stdout.trim(), "[]");
 }

@@ -635,3 +635,126 @@ fn escape_network_none_blocks_dns() {
         })
     });
 }
+
+/// A loopback origin on the host that answers every request with one line; the box
+/// reaches it only as `allowed.test`, pinned to 127.0.0.1 by the host's
+/// `KANIBAKO_EGRESS_PIN` (the proxy refuses loopback for any other name or literal).
+fn loopback_origin() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let body = "hello from allowed.test\n";
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// `box.network: allowlist`: the box reaches an allowed name only through kanibako's
+/// proxy (CONNECT by the mounted client, and busybox wget's absolute-form GET through
+/// `http_proxy`), while a name without a rule and an IP literal are refused, direct
+/// TCP has no route, and `box net log` shows each decision.
+#[test]
+fn escape_allowlist_only_allowed_names_through_the_proxy() {
+    let port = loopback_origin();
+    probe(
+        "box.network allowlist: allowed name via proxy; others refused",
+        |f| {
+            let (mut e, p) = a_box(f, "allowlistproxy")?;
+            e.set("KANIBAKO_EGRESS_PIN", "allowed.test=127.0.0.1");
+            e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+            e.run(
+                &p,
+                &["box", "config", &format!("box.allow=allowed.test:{port}")],
+            )
+            .ok();
+            // the test rig lacks the libgcc_s the kanibako binary links
+            let lib = p.join(".kblib");
+            std::fs::create_dir_all(&lib).unwrap();
+            std::fs::copy(
+                "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                lib.join("libgcc_s.so.1"),
+            )
+            .unwrap();
+            e.chown_all(&lib);
+            let k = "/home/agent/.local/bin/kanibako";
+            let shell = |e: &Env, p: &Path, script: &str| {
+                e.run(
+                    p,
+                    &[
+                        "shell",
+                        "-e",
+                        "LD_LIBRARY_PATH=/home/agent/workspace/.kblib",
+                        "--",
+                        "sh",
+                        "-c",
+                        &format!("echo {IN_BOX}; {script}"),
+                    ],
+                )
+            };
+            let r = shell(
+                &e,
+                &p,
+                &format!(
+                    "printf 'GET / HTTP/1.0\\r\\nHost: allowed.test\\r\\n\\r\\n' | {k} egress-connect allowed.test {port}; echo connect-allowed=$?; \
+                 wget -q -O- http://allowed.test:{port}/ ; echo wget-allowed=$?; \
+                 {k} egress-connect forbidden.test 443 </dev/null; echo connect-forbidden=$?; \
+                 {k} egress-connect 1.1.1.1 443 </dev/null; echo connect-literal=$?; \
+                 {k} egress-connect localhost {port} </dev/null; echo connect-localhost=$?; \
+                 nc -w 3 1.1.1.1 80 </dev/null; echo direct=$?"
+                ),
+            );
+            let out = &r.stdout;
+            let log = e.run(&p, &["box", "net", "log", "--json"]);
+            let records: Vec<serde_json::Value> =
+                serde_json::from_str(&log.stdout).unwrap_or_default();
+            let decided = |host: &str, decision: &str| {
+                records
+                    .iter()
+                    .any(|r| r["host"] == host && r["decision"] == decision)
+            };
+            let table = e.run(&p, &["box", "net", "log"]);
+            let reached = out.matches("hello from allowed.test").count();
+            let ok = ran(&r)
+                && reached == 2
+                && out.contains("connect-allowed=0")
+                && out.contains("wget-allowed=0")
+                && !out.contains("connect-forbidden=0")
+                && !out.contains("connect-literal=0")
+                && !out.contains("connect-localhost=0")
+                && !out.contains("direct=0")
+                && decided("allowed.test", "allow")
+                && decided("forbidden.test", "deny")
+                && decided("1.1.1.1", "deny")
+                && decided("localhost", "deny")
+                && table.stdout.contains("forbidden.test:443");
+            let evidence = format!(
+                "reached {reached}/2; {}; {} log records",
+                out.lines()
+                    .filter(|l| l.contains('='))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                records.len()
+            );
+            Some(if ok {
+                Ok(evidence)
+            } else {
+                Err(format!(
+                    "{evidence}; stderr: {}; log: {}",
+                    said(&r),
+                    log.stdout.replace('\n', " ")
+                ))
+            })
+        },
+    );
+}
