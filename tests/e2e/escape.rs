@@ -758,3 +758,92 @@ fn escape_allowlist_only_allowed_names_through_the_proxy() {
         },
     );
 }
+
+/// Under `allowlist`, the proxy's death takes the box offline, never online: with the
+/// box's hub killed (supervisor and worker) mid-session, an allowed name that was
+/// reachable is no longer, and nothing else is either.
+#[test]
+fn escape_allowlist_fails_closed_when_the_proxy_dies() {
+    let port = loopback_origin();
+    probe("box.network allowlist: proxy killed, box offline", |f| {
+        let (mut e, p) = a_box(f, "allowlistfailclosed")?;
+        e.set("KANIBAKO_EGRESS_PIN", "allowed.test=127.0.0.1");
+        e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+        e.run(
+            &p,
+            &["box", "config", &format!("box.allow=allowed.test:{port}")],
+        )
+        .ok();
+        let lib = p.join(".kblib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::copy(
+            "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+            lib.join("libgcc_s.so.1"),
+        )
+        .unwrap();
+        e.chown_all(&lib);
+        let get = format!("wget -q -O- http://allowed.test:{port}/");
+        let script = format!(
+            "echo {IN_BOX}; {get}; echo before=$?; : > /home/agent/workspace/.ready; \
+             n=0; while [ ! -e /home/agent/workspace/.killed ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; \
+             {get}; echo after=$?; nc -w 3 1.1.1.1 80 </dev/null; echo direct=$?"
+        );
+        let child = e
+            .cmd(
+                &p,
+                &[
+                    "shell",
+                    "-e",
+                    "LD_LIBRARY_PATH=/home/agent/workspace/.kblib",
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !p.join(".ready").exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let info = e.run(&p, &["box", "info", "--json"]);
+        let hub = serde_json::from_str::<serde_json::Value>(&info.stdout)
+            .ok()
+            .and_then(|v| v["hub"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let pid = hub
+            .split("pid ")
+            .nth(1)
+            .and_then(|s| s.trim_end_matches(')').parse::<i32>().ok());
+        if let Some(pid) = pid {
+            // the supervisor; its worker goes with it
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        std::fs::write(p.join(".killed"), "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.contains('=')).collect();
+        let evidence = format!("hub {hub:?}; {}", lines.join(" "));
+        Some(
+            if pid.is_some()
+                && stdout.contains("before=0")
+                && stdout.contains("after=")
+                && !stdout.contains("after=0")
+                && !stdout.contains("direct=0")
+            {
+                Ok(evidence)
+            } else {
+                Err(format!(
+                    "{evidence}; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr).replace('\n', " ")
+                ))
+            },
+        )
+    });
+}
