@@ -44,6 +44,26 @@ pub enum BoxCommand {
     Purge(PurgeArgs),
     /// Check one box: its directories, lock, home and login files.
     Diagnose(super::system::BoxDiagnoseArgs),
+    /// The box's network: what it tried to reach under `box.network=allowlist`.
+    Net {
+        #[command(subcommand)]
+        command: NetCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// What the box tried to reach through its egress proxy, allowed or refused, and why.
+    Log(NetLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetLogArgs {
+    /// A box name or project directory (default: the current directory).
+    pub target: Option<String>,
+    /// Machine-readable output (a JSON array of the records).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

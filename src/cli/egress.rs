@@ -79,6 +79,9 @@ pub struct ForwardArgs {
     /// The proxy's socket, as mounted in the box.
     #[arg(default_value = "/run/kanibako/egress.sock")]
     pub socket: PathBuf,
+    /// Return once listening, forwarding on in the background.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]

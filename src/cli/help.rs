@@ -93,6 +93,8 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     ),
     (&["box", "purge"], "kanibako box purge ~/src/app"),
     (&["box", "diagnose"], "kanibako box diagnose app"),
+    (&["box", "net"], "kanibako box net log app"),
+    (&["box", "net", "log"], "kanibako box net log app --json"),
     (&["crab"], "kanibako crab list"),
     (&["crab", "list"], "kanibako crab list"),
     (&["crab", "info"], "kanibako crab info claude"),

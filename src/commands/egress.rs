@@ -123,7 +123,12 @@ fn reload_on_hup(proxy: Proxy, path: PathBuf) {
 fn forward_cmd(a: &ForwardArgs) -> Result<Exit> {
     egress::ignore_sigpipe();
     egress::raise_fd_limit();
-    forward::run(a.listen, &a.socket)
+    let run = if a.detach {
+        forward::run_detached
+    } else {
+        forward::run
+    };
+    run(a.listen, &a.socket)
         .with_context(|| format!("forwarding {} to {}", a.listen, a.socket.display()))?;
     Ok(Exit::Success)
 }

@@ -8,6 +8,7 @@ pub mod crab;
 pub mod egress;
 pub mod helper;
 pub mod lifecycle;
+pub mod net;
 pub mod rig;
 pub mod session;
 pub mod setup;
@@ -96,6 +97,9 @@ pub fn dispatch(cx: &Context, command: Command) -> Result<Exit> {
         Command::Box {
             command: Some(BoxCommand::Diagnose(a)),
         } => system::box_diagnose(cx, &a),
+        Command::Box {
+            command: Some(BoxCommand::Net { command }),
+        } => net::dispatch(cx, command),
         Command::Workset { command } => workset::dispatch(cx, command),
         Command::Rig { command } => rig::dispatch(cx, command),
         Command::Egress(c) => egress::run(c),

@@ -120,6 +120,27 @@ pub fn run(listen: SocketAddr, socket: &Path) -> io::Result<()> {
     Err(Forwarder::new(socket).serve(&listener))
 }
 
+/// Bind `listen`, then go on forwarding in a child of this process while this one
+/// returns: whoever starts it knows the port is open once it returns (a box's entry
+/// starts its command right after, and that command's first connection must not meet
+/// a closed port).
+#[allow(unsafe_code)]
+pub fn run_detached(listen: SocketAddr, socket: &Path) -> io::Result<()> {
+    use nix::unistd::{ForkResult, fork, setsid};
+    let listener = TcpListener::bind(listen)?;
+    // SAFETY: called from the single-threaded `_egress forward` command before any
+    // thread exists; the child only serves (threads start after the fork).
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Parent { .. } => Ok(()),
+        ForkResult::Child => {
+            let _ = setsid();
+            let e = Forwarder::new(socket).serve(&listener);
+            tracing::error!("egress-forward stopped: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

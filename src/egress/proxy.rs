@@ -149,6 +149,25 @@ impl Proxy {
         }
     }
 
+    /// Serve one connection on this thread (a host that accepts for the proxy itself,
+    /// the helper hub, after its own identity check): the same budget, decision and
+    /// journal as [`Proxy::serve`].
+    pub fn serve_here(&self, stream: UnixStream, member: &str) {
+        let s = &self.shared;
+        if s.active.fetch_add(1, Ordering::SeqCst) >= s.limits.max_tunnels {
+            s.active.fetch_sub(1, Ordering::SeqCst);
+            too_busy(s, stream, member);
+            return;
+        }
+        let guard = Active(self.shared.clone());
+        handle(&guard.0, stream, member);
+    }
+
+    /// The most connections open at once.
+    pub fn max_tunnels(&self) -> usize {
+        self.shared.limits.max_tunnels
+    }
+
     fn dispatch(&self, stream: UnixStream, member: &Arc<str>) {
         let s = &self.shared;
         if s.active.fetch_add(1, Ordering::SeqCst) >= s.limits.max_tunnels {

@@ -26,6 +26,8 @@ use crate::settings::value;
 pub enum NetworkMode {
     /// The engine's own network.
     Full,
+    /// No network of its own; out only through the host-side proxy, to `box.allow`.
+    Allowlist,
     /// No network at all: loopback only.
     None,
 }
@@ -34,6 +36,7 @@ impl NetworkMode {
     pub fn name(self) -> &'static str {
         match self {
             NetworkMode::Full => "full",
+            NetworkMode::Allowlist => "allowlist",
             NetworkMode::None => "none",
         }
     }
@@ -113,6 +116,7 @@ impl Policy {
         })?;
         let network = typed(levels, "box.network", |raw| match raw {
             "" | "full" => Ok(NetworkMode::Full),
+            "allowlist" => Ok(NetworkMode::Allowlist),
             "none" => Ok(NetworkMode::None),
             _ => Err(format!("one of {}", value::NETWORK_MODES.join(", "))),
         })?;
@@ -164,7 +168,8 @@ impl Policy {
     pub fn run_network(&self) -> Network {
         match self.network.value {
             NetworkMode::Full => Network::Default,
-            NetworkMode::None => Network::None,
+            // the proxy's socket is its only way out
+            NetworkMode::Allowlist | NetworkMode::None => Network::None,
         }
     }
 
@@ -382,6 +387,21 @@ mod tests {
         let p = Policy::resolve(&levels(loose, system, false)).unwrap();
         assert_eq!(p.limits().pids, None);
         assert_eq!(p.limits().cap_add, ["NET_RAW"]);
+    }
+
+    /// `allowlist` is tighter than `full` and looser than `none`: a box's own file
+    /// may choose it over `full`, but not over `none`.
+    #[test]
+    fn allowlist_sits_between_full_and_none() {
+        let own = "box:\n  network: allowlist\n";
+        let p = Policy::resolve(&levels(own, "", true)).unwrap();
+        assert_eq!(p.network.value, NetworkMode::Allowlist);
+        assert_eq!(p.run_network(), Network::None, "no network of its own");
+        assert!(p.ignored.is_empty());
+        let p = Policy::resolve(&levels(own, "box:\n  network: none\n", true)).unwrap();
+        assert_eq!(p.network.value, NetworkMode::None);
+        let warned: Vec<&str> = p.ignored.iter().map(|(k, _)| *k).collect();
+        assert_eq!(warned, ["box.network"]);
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct HubConfig {
     /// as unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<ForkConfig>,
+    /// The box's egress proxy (`box.network = allowlist`), served as `egress.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<super::egress::EgressConfig>,
 }
 
 /// What the hub needs to fork its box: the host's resolved locations (data, boxes,
@@ -160,6 +163,9 @@ impl HubConfig {
             }
         }
         self.engine.info()?;
+        if let Some(e) = &self.egress {
+            e.validate()?;
+        }
         if let Some(f) = &self.fork {
             for (what, p) in [
                 ("fork.workspace", &f.workspace),
@@ -234,6 +240,7 @@ pub fn sample(rt: &Path) -> HubConfig {
         peer_check: true,
         director_timeout_ms: 60_000,
         fork: None,
+        egress: None,
     }
 }
 

@@ -23,6 +23,7 @@
 pub mod budget;
 pub mod client;
 pub mod config;
+pub mod egress;
 pub mod engine;
 pub mod fork;
 pub mod frame;

@@ -160,8 +160,12 @@ fn first_director(
 /// What every member's directory serves, one socket each. This is where another
 /// per-member listener joins the hub (the egress proxy's `egress.sock`): same
 /// identity check, same lifetime, same log.
-pub fn services(_cfg: &HubConfig) -> Vec<Arc<dyn Service>> {
-    vec![Arc::new(Control)]
+pub fn services(cfg: &HubConfig) -> Result<Vec<Arc<dyn Service>>, String> {
+    let mut out: Vec<Arc<dyn Service>> = vec![Arc::new(Control)];
+    if let Some(e) = &cfg.egress {
+        out.push(Arc::new(super::egress::Egress(e.proxy()?)));
+    }
+    Ok(out)
 }
 
 /// Serve until the director goes or a stop signal comes; then tear down. Returns the
@@ -197,7 +201,14 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
     let forker = cfg.fork.clone().map(|f| {
         Arc::new(super::fork::BoxForker::new(f, &cfg.box_hash)) as Arc<dyn super::server::Forker>
     });
-    let hub = match Hub::start(cfg.clone(), engine.clone(), services(&cfg), forker, log) {
+    let services = match services(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log.event("fatal", json!({"error": e}));
+            return EXIT_FATAL;
+        }
+    };
+    let hub = match Hub::start(cfg.clone(), engine.clone(), services, forker, log) {
         Ok(h) => h,
         Err(e) => {
             crate::output::say(format!("kanibako _hub: {e}"));

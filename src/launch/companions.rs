@@ -28,6 +28,8 @@ pub struct Companions {
     comms: PathBuf,
     name: Option<String>,
     hub: Option<Hub>,
+    /// Under `box.network = allowlist`: the run gets the proxy's env and forwarder.
+    egress: bool,
 }
 
 impl Companions {
@@ -37,13 +39,16 @@ impl Companions {
             comms: paths.comms.clone(),
             name: b.name.as_ref().map(BoxName::to_string),
             hub: None,
+            egress: false,
         }
     }
 
     /// The companions of this launch: the hub too, unless helpers are off.
     pub fn for_launch(k: &Known<'_>, rt: &Runtime) -> Self {
+        let egress = super::egress::for_launch(k);
         Self {
-            hub: Hub::for_launch(k, rt),
+            egress: egress.is_some(),
+            hub: Hub::for_launch(k, rt, egress),
             ..Self::for_box(&k.cx.paths, k.b())
         }
     }
@@ -61,6 +66,9 @@ impl Companions {
         }
         if let Some(h) = &self.hub {
             spec.mounts.push(h.mount());
+        }
+        if self.egress {
+            spec = super::egress::add_to(spec);
         }
         spec
     }
@@ -125,6 +133,7 @@ mod tests {
             comms: t.path().join("comms"),
             name: b.name.as_ref().map(BoxName::to_string),
             hub: None,
+            egress: false,
         };
         let spec = RunSpec {
             mounts: vec![Mount::Mask { dst: "/x".into() }],

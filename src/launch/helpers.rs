@@ -37,6 +37,8 @@ pub struct Hub {
     kanibako: Option<PathBuf>,
     exec: std::sync::Arc<dyn crate::process::Executor>,
     starting: Mutex<Option<JoinHandle<Result<Started, HubError>>>>,
+    /// Helpers on: without, a hub that serves only the egress proxy refuses `spawn`.
+    helpers: bool,
 }
 
 /// The host user a box's user is on the host, when that is not us (the member
@@ -85,6 +87,7 @@ pub fn config(
         // A remote engine's container pids mean nothing on this host.
         peer_check: !engine.remote,
         director_timeout_ms: 60_000,
+        egress: None,
     }
 }
 
@@ -134,9 +137,15 @@ fn login(b: &BoxIdentity) -> Vec<TemplateCopy> {
 
 impl Hub {
     /// The hub of this launch, or `None` when helpers are off (`--no-helpers`,
-    /// `allow_helpers: false`) or the runtime directory cannot be had (a warning).
-    pub fn for_launch(k: &Known<'_>, rt: &Runtime) -> Option<Self> {
-        if !k.settings.helpers.value {
+    /// `allow_helpers: false`) and there is no `egress` proxy to serve, or the runtime
+    /// directory cannot be had (a warning).
+    pub fn for_launch(
+        k: &Known<'_>,
+        rt: &Runtime,
+        egress: Option<hub::egress::EgressConfig>,
+    ) -> Option<Self> {
+        let helpers = k.settings.helpers.value;
+        if !helpers && egress.is_none() {
             return None;
         }
         let (cx, b, dry_run) = (k.cx, k.b(), k.launch.dry_run);
@@ -157,7 +166,10 @@ impl Hub {
         let member = runtime_dir.join("m").join("director");
         let (entrypoint, model_flag) = helper_command(k);
         Some(Self {
-            cfg: config(cx, b, &rt.engine, &k.user, runtime_dir),
+            cfg: HubConfig {
+                egress,
+                ..config(cx, b, &rt.engine, &k.user, runtime_dir)
+            },
             run: HelperRun {
                 entrypoint,
                 command: Vec::new(),
@@ -173,6 +185,7 @@ impl Hub {
             kanibako: std::env::current_exe().ok(),
             exec: cx.exec.clone(),
             starting: Mutex::new(None),
+            helpers,
         })
     }
 
@@ -190,11 +203,13 @@ impl Hub {
     pub fn config_for(&self, spec: &RunSpec, rootfs: Option<&Path>) -> Result<HubConfig, String> {
         let mut cfg = self.cfg.clone();
         cfg.director = spec.name.clone();
-        cfg.helper = Some(HelperTemplate::from_spec(
-            spec,
-            rootfs.map(Path::to_owned),
-            self.run.clone(),
-        )?);
+        if self.helpers {
+            cfg.helper = Some(HelperTemplate::from_spec(
+                spec,
+                rootfs.map(Path::to_owned),
+                self.run.clone(),
+            )?);
+        }
         Ok(cfg)
     }
 

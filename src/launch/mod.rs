@@ -28,6 +28,7 @@ pub mod auth;
 pub mod command;
 pub mod companions;
 pub mod decide;
+pub mod egress;
 pub mod env;
 pub mod execute;
 pub mod facts;

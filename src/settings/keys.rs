@@ -169,7 +169,7 @@ pub static KEYS: &[KeyDef] = &[
         path: &["box", "network"],
         read_only: false,
         python_default: None,
-        doc: "full: the engine's network; none: no network at all (--network=none)",
+        doc: "full: the engine's network; allowlist: only box.allow, through kanibako's proxy; none: no network at all (--network=none)",
     },
     KeyDef {
         name: "box.allow",
@@ -696,8 +696,9 @@ mod tests {
         assert_eq!(typed_value(&k, "64").unwrap(), Item::Str("64".into()));
         assert!(typed_value(&k, "0").is_err());
         let k = parse("box.network", false).unwrap();
-        assert!(typed_value(&k, "allowlist").is_err());
+        assert!(typed_value(&k, "allowlist").is_ok());
         assert!(typed_value(&k, "none").is_ok());
+        assert!(typed_value(&k, "open").is_err());
         let k = parse("box.allow", false).unwrap();
         assert!(typed_value(&k, "*.com").is_err());
         assert_eq!(

@@ -284,7 +284,7 @@ fn limit_looser(inner: &str, outer: &str, parse: impl Fn(&str) -> Result<u64, St
 }
 
 /// `box.network`: how much network a box has, tightest first.
-pub const NETWORK_MODES: &[&str] = &["none", "full"];
+pub const NETWORK_MODES: &[&str] = &["none", "allowlist", "full"];
 
 /// Whether network mode `inner` is looser than `outer`.
 pub fn network_looser(inner: &str, outer: &str) -> bool {
@@ -385,5 +385,9 @@ mod tests {
         assert!(network_looser("full", "none"));
         assert!(!network_looser("none", "full"));
         assert!(!network_looser("full", "full"));
+        assert!(network_looser("full", "allowlist"));
+        assert!(network_looser("allowlist", "none"));
+        assert!(!network_looser("allowlist", "full"));
+        assert!(!network_looser("none", "allowlist"));
     }
 }

@@ -92,7 +92,7 @@ fn hardening_keys_at_every_level_reach_the_run_with_their_origins() {
         "box.cpus=-1",
         "box.cap_add=ALL",
         "box.cap_add=NET_RAWR",
-        "box.network=allowlist",
+        "box.network=open",
         "box.allow=*.com",
     ] {
         let r = e.run(&p, &["system", "config", kv]).fails();
@@ -112,6 +112,45 @@ fn hardening_keys_at_every_level_reach_the_run_with_their_origins() {
         r.stderr
             .contains("invalid value for box.memory: 'lots' (system: "),
         "{r:?}"
+    );
+}
+
+/// Under `allowlist` the box has no network of its own: `--network=none`, the hub's
+/// member directory (where `egress.sock` is) mounted, the proxy variables set, and the
+/// forwarder started by the entry before the command. A standalone box's own file may
+/// choose it (it is tighter than full), with or without helpers.
+#[test]
+fn allowlist_runs_without_network_but_with_the_proxy_path() {
+    let e = env();
+    let p = e.dir("p/solo");
+    e.run(&p, &["create", "--standalone"]).ok();
+    e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+    for extra in [&[][..], &["--no-helpers"][..]] {
+        let mut args = vec!["shell", "--dry-run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "true"]);
+        let r = e.run(&p, &args).ok();
+        let run = r.stdout.lines().find(|l| l.contains(" run ")).unwrap();
+        for part in [
+            "--network=none",
+            ":/run/kanibako:ro",
+            "HTTPS_PROXY HTTP_PROXY NODE_USE_ENV_PROXY NO_PROXY http_proxy https_proxy no_proxy",
+            "--entrypoint /bin/sh",
+            "/home/agent/.local/bin/kanibako egress-forward --detach 127.0.0.1:3128 /run/kanibako/egress.sock",
+        ] {
+            assert!(run.contains(part), "{extra:?} {part}: {run}");
+        }
+        assert!(
+            !r.stderr.contains("ignoring box.network"),
+            "{extra:?}: {}",
+            r.stderr
+        );
+    }
+    let r = e.run(&p, &["box", "info"]).ok();
+    assert!(
+        r.stdout.contains("Network:      allowlist (box: "),
+        "{}",
+        r.stdout
     );
 }
 
@@ -206,4 +245,20 @@ fn a_standalone_box_s_own_file_may_tighten_but_never_loosen() {
         run.contains("--cap-add=NET_RAW") && !run.contains("--network=none"),
         "{run}"
     );
+}
+
+/// `box net log` reads the box's egress journal; a box that never ran under
+/// `allowlist` has none, which it says (and `--json` is an empty array).
+#[test]
+fn box_net_log_of_a_box_without_one() {
+    let e = env();
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    let r = e.run(&p, &["box", "net", "log"]).ok();
+    assert!(
+        r.stdout.contains("No network log for app") || r.stderr.contains("No network log for app"),
+        "{r:?}"
+    );
+    let r = e.run(&p, &["box", "net", "log", "app", "--json"]).ok();
+    assert_eq!(r.stdout.trim(), "[]");
 }

@@ -635,3 +635,215 @@ fn escape_network_none_blocks_dns() {
         })
     });
 }
+
+/// A loopback origin on the host that answers every request with one line; the box
+/// reaches it only as `allowed.test`, pinned to 127.0.0.1 by the host's
+/// `KANIBAKO_EGRESS_PIN` (the proxy refuses loopback for any other name or literal).
+fn loopback_origin() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let body = "hello from allowed.test\n";
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// `box.network: allowlist`: the box reaches an allowed name only through kanibako's
+/// proxy (CONNECT by the mounted client, and busybox wget's absolute-form GET through
+/// `http_proxy`), while a name without a rule and an IP literal are refused, direct
+/// TCP has no route, and `box net log` shows each decision.
+#[test]
+fn escape_allowlist_only_allowed_names_through_the_proxy() {
+    let port = loopback_origin();
+    probe(
+        "box.network allowlist: allowed name via proxy; others refused",
+        |f| {
+            let (mut e, p) = a_box(f, "allowlistproxy")?;
+            e.set("KANIBAKO_EGRESS_PIN", "allowed.test=127.0.0.1");
+            e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+            e.run(
+                &p,
+                &["box", "config", &format!("box.allow=allowed.test:{port}")],
+            )
+            .ok();
+            // the test rig lacks the libgcc_s the kanibako binary links
+            let lib = p.join(".kblib");
+            std::fs::create_dir_all(&lib).unwrap();
+            std::fs::copy(
+                "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                lib.join("libgcc_s.so.1"),
+            )
+            .unwrap();
+            e.chown_all(&lib);
+            let k = "/home/agent/.local/bin/kanibako";
+            let shell = |e: &Env, p: &Path, script: &str| {
+                e.run(
+                    p,
+                    &[
+                        "shell",
+                        "-e",
+                        "LD_LIBRARY_PATH=/home/agent/workspace/.kblib",
+                        "--",
+                        "sh",
+                        "-c",
+                        &format!("echo {IN_BOX}; {script}"),
+                    ],
+                )
+            };
+            let r = shell(
+                &e,
+                &p,
+                &format!(
+                    "printf 'GET / HTTP/1.0\\r\\nHost: allowed.test\\r\\n\\r\\n' | {k} egress-connect allowed.test {port}; echo connect-allowed=$?; \
+                 wget -q -O- http://allowed.test:{port}/ ; echo wget-allowed=$?; \
+                 {k} egress-connect forbidden.test 443 </dev/null; echo connect-forbidden=$?; \
+                 {k} egress-connect 1.1.1.1 443 </dev/null; echo connect-literal=$?; \
+                 {k} egress-connect localhost {port} </dev/null; echo connect-localhost=$?; \
+                 nc -w 3 1.1.1.1 80 </dev/null; echo direct=$?"
+                ),
+            );
+            let out = &r.stdout;
+            let log = e.run(&p, &["box", "net", "log", "--json"]);
+            let records: Vec<serde_json::Value> =
+                serde_json::from_str(&log.stdout).unwrap_or_default();
+            let decided = |host: &str, decision: &str| {
+                records
+                    .iter()
+                    .any(|r| r["host"] == host && r["decision"] == decision)
+            };
+            let table = e.run(&p, &["box", "net", "log"]);
+            let reached = out.matches("hello from allowed.test").count();
+            let ok = ran(&r)
+                && reached == 2
+                && out.contains("connect-allowed=0")
+                && out.contains("wget-allowed=0")
+                && !out.contains("connect-forbidden=0")
+                && !out.contains("connect-literal=0")
+                && !out.contains("connect-localhost=0")
+                && !out.contains("direct=0")
+                && decided("allowed.test", "allow")
+                && decided("forbidden.test", "deny")
+                && decided("1.1.1.1", "deny")
+                && decided("localhost", "deny")
+                && table.stdout.contains("forbidden.test:443");
+            let evidence = format!(
+                "reached {reached}/2; {}; {} log records",
+                out.lines()
+                    .filter(|l| l.contains('='))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                records.len()
+            );
+            Some(if ok {
+                Ok(evidence)
+            } else {
+                Err(format!(
+                    "{evidence}; stderr: {}; log: {}",
+                    said(&r),
+                    log.stdout.replace('\n', " ")
+                ))
+            })
+        },
+    );
+}
+
+/// Under `allowlist`, the proxy's death takes the box offline, never online: with the
+/// box's hub killed (supervisor and worker) mid-session, an allowed name that was
+/// reachable is no longer, and nothing else is either.
+#[test]
+fn escape_allowlist_fails_closed_when_the_proxy_dies() {
+    let port = loopback_origin();
+    probe("box.network allowlist: proxy killed, box offline", |f| {
+        let (mut e, p) = a_box(f, "allowlistfailclosed")?;
+        e.set("KANIBAKO_EGRESS_PIN", "allowed.test=127.0.0.1");
+        e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+        e.run(
+            &p,
+            &["box", "config", &format!("box.allow=allowed.test:{port}")],
+        )
+        .ok();
+        let lib = p.join(".kblib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::copy(
+            "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+            lib.join("libgcc_s.so.1"),
+        )
+        .unwrap();
+        e.chown_all(&lib);
+        let get = format!("wget -q -O- http://allowed.test:{port}/");
+        let script = format!(
+            "echo {IN_BOX}; {get}; echo before=$?; : > /home/agent/workspace/.ready; \
+             n=0; while [ ! -e /home/agent/workspace/.killed ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; \
+             {get}; echo after=$?; nc -w 3 1.1.1.1 80 </dev/null; echo direct=$?"
+        );
+        let child = e
+            .cmd(
+                &p,
+                &[
+                    "shell",
+                    "-e",
+                    "LD_LIBRARY_PATH=/home/agent/workspace/.kblib",
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !p.join(".ready").exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let info = e.run(&p, &["box", "info", "--json"]);
+        let hub = serde_json::from_str::<serde_json::Value>(&info.stdout)
+            .ok()
+            .and_then(|v| v["hub"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let pid = hub
+            .split("pid ")
+            .nth(1)
+            .and_then(|s| s.trim_end_matches(')').parse::<i32>().ok());
+        if let Some(pid) = pid {
+            // the supervisor; its worker goes with it
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        std::fs::write(p.join(".killed"), "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.contains('=')).collect();
+        let evidence = format!("hub {hub:?}; {}", lines.join(" "));
+        Some(
+            if pid.is_some()
+                && stdout.contains("before=0")
+                && stdout.contains("after=")
+                && !stdout.contains("after=0")
+                && !stdout.contains("direct=0")
+            {
+                Ok(evidence)
+            } else {
+                Err(format!(
+                    "{evidence}; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr).replace('\n', " ")
+                ))
+            },
+        )
+    });
+}
