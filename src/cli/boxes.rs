@@ -61,7 +61,7 @@ pub enum NetCommand {
 pub struct NetLogArgs {
     /// A box name or project directory (default: the current directory).
     pub target: Option<String>,
-    /// Machine-readable output (a JSON array of the records).
+    /// Machine-readable output (the records, in the one JSON envelope).
     #[arg(long)]
     pub json: bool,
 }

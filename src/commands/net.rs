@@ -57,7 +57,7 @@ fn log(cx: &Context, a: &NetLogArgs) -> Result<Exit> {
     let records = journal::read(&path)
         .with_context(|| format!("reading the egress log {}", path.display()))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        crate::json_output::print_list("records", &records);
         return Ok(Exit::Success);
     }
     if records.is_empty() {

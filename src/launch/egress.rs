@@ -168,6 +168,7 @@ mod tests {
             workdir: String::new(),
             mounts: Vec::new(),
             env: BTreeMap::from([("HTTPS_PROXY".into(), "http://mine:1".into())]),
+            pass_env: Vec::new(),
             labels: BTreeMap::new(),
             entrypoint: Some("claude".into()),
             command: vec!["--resume".into()],

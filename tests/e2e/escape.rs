@@ -717,7 +717,10 @@ fn escape_allowlist_only_allowed_names_through_the_proxy() {
             let out = &r.stdout;
             let log = e.run(&p, &["box", "net", "log", "--json"]);
             let records: Vec<serde_json::Value> =
-                serde_json::from_str(&log.stdout).unwrap_or_default();
+                serde_json::from_str::<serde_json::Value>(&log.stdout)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v["records"].clone()).ok())
+                    .unwrap_or_default();
             let decided = |host: &str, decision: &str| {
                 records
                     .iter()
