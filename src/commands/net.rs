@@ -4,11 +4,10 @@
 
 use anyhow::{Context as _, Result};
 
-use crate::boxes::resolve::Resolution;
 use crate::cli::boxes::{NetCommand, NetLogArgs};
 use crate::context::Context;
 use crate::egress::journal::{self, Record};
-use crate::error::{Exit, UserError};
+use crate::error::Exit;
 
 pub fn dispatch(cx: &Context, command: NetCommand) -> Result<Exit> {
     match command {
@@ -43,16 +42,7 @@ pub fn line(r: &Record) -> String {
 }
 
 fn log(cx: &Context, a: &NetLogArgs) -> Result<Exit> {
-    let b = match crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, a.target.as_deref())? {
-        Resolution::Found(b) => b,
-        Resolution::Unregistered(p) => {
-            return Err(
-                UserError::new(format!("No project data found for: {}", p.display()))
-                    .hint("this directory has not been used with kanibako yet")
-                    .into(),
-            );
-        }
-    };
+    let b = super::target::the_box(cx, a.target.as_deref())?;
     let path = crate::launch::egress::journal_path(&cx.paths.state, &b.hash);
     let records = journal::read(&path)
         .with_context(|| format!("reading the egress log {}", path.display()))?;
