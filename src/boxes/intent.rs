@@ -182,16 +182,76 @@ fn recover(paths: &Paths) -> io::Result<Option<Recovered>> {
 }
 
 /// [`recover`] under the registry lock, for any command to call first: one `stat`
-/// when there is nothing to do.
+/// when there is nothing to do. A lock held by another process means its change is
+/// still under way, not cut short: this command leaves it alone and never waits.
 pub fn recover_locked(paths: &Paths) -> io::Result<Option<Recovered>> {
     if std::fs::symlink_metadata(path(paths)).is_err() {
         return Ok(None);
     }
-    let _lock = fsutil::lock_exclusive(&paths.names_lock()).map_err(io::Error::other)?;
+    let Some(_lock) = fsutil::try_lock_exclusive(&paths.names_lock())? else {
+        return Ok(None);
+    };
     recover(paths)
 }
 
 /// [`recover`] for a caller that already holds the registry lock.
 pub fn recover_held(paths: &Paths) -> io::Result<Option<Recovered>> {
     recover(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Paths, Transfer) {
+        let t = tempfile::tempdir().unwrap();
+        let paths = crate::boxes::fork::fixture_paths(t.path());
+        std::fs::create_dir_all(&paths.data).unwrap();
+        let from = t.path().join("a");
+        std::fs::create_dir_all(&from).unwrap();
+        std::fs::write(from.join("f"), "x").unwrap();
+        let to = t.path().join("b");
+        (t, paths, Transfer { from, to })
+    }
+
+    #[test]
+    fn an_uncommitted_move_is_renamed_back() {
+        let (_t, paths, tr) = setup();
+        let intent = Intent::begin(&paths, std::slice::from_ref(&tr), How::Move, None).unwrap();
+        std::fs::rename(&tr.from, &tr.to).unwrap();
+        std::mem::forget(intent); // the process "died" here
+        assert_eq!(recover_locked(&paths).unwrap(), Some(Recovered::Undone));
+        assert_eq!(std::fs::read_to_string(tr.from.join("f")).unwrap(), "x");
+        assert!(!tr.to.exists());
+        assert!(!path(&paths).exists());
+        assert_eq!(recover_locked(&paths).unwrap(), None, "nothing left to do");
+    }
+
+    #[test]
+    fn a_committed_copy_stays_and_a_change_under_way_is_left_alone() {
+        let (_t, paths, tr) = setup();
+        let mut intent = Intent::begin(&paths, std::slice::from_ref(&tr), How::Copy, None).unwrap();
+        std::fs::create_dir_all(&tr.to).unwrap();
+        // another process holds the registry: its change is under way, not cut short
+        let held = fsutil::lock_exclusive(&paths.names_lock()).unwrap();
+        let other = std::thread::spawn({
+            let paths = paths.clone();
+            move || recover_locked(&paths).unwrap()
+        });
+        assert_eq!(other.join().unwrap(), None, "never waits, never acts");
+        assert!(path(&paths).exists());
+        drop(held);
+        intent.committed().unwrap();
+        std::mem::forget(intent);
+        assert_eq!(recover_locked(&paths).unwrap(), Some(Recovered::Finished));
+        assert!(tr.to.exists() && tr.from.exists());
+    }
+
+    #[test]
+    fn a_destination_already_there_is_never_recorded() {
+        let (_t, paths, tr) = setup();
+        std::fs::create_dir_all(&tr.to).unwrap();
+        assert!(Intent::begin(&paths, std::slice::from_ref(&tr), How::Copy, None).is_err());
+        assert!(!path(&paths).exists());
+    }
 }
