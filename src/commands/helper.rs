@@ -258,11 +258,22 @@ fn log(host: &HostEnv, a: &LogArgs) -> Result<Exit> {
         }
         return Ok(Exit::Success);
     }
+    // After the hub went away, the follower asks again for the last entries and
+    // prints those after the last one it printed (all of them when it had printed
+    // none: its first answer showed the log had nothing for it), so what came in
+    // between (a broadcast during a worker restart) is not lost.
+    const RESUME: u32 = 100;
     let mut last = a.last;
+    let mut printed: Option<Value> = None;
     loop {
         // A hub that does not come back within the connect patience ends the follow.
         let mut c = Client::connect(&path, client::CONNECT_PATIENCE).map_err(user_error)?;
-        match c.request_with(op(last), &mut print) {
+        let mut backlog = Vec::new();
+        let answered = c.request_with(op(last), &mut |e: Event| match e {
+            Event::Log { entry } => backlog.push(entry),
+            other => print(other),
+        });
+        match answered {
             Ok(_) => {}
             // caught by a worker restart on the way in: try again
             Err(ClientError::Closed | ClientError::Io(_)) => {
@@ -271,14 +282,30 @@ fn log(host: &HostEnv, a: &LogArgs) -> Result<Exit> {
             }
             Err(e) => return Err(user_error(e)),
         }
-        match c.events(&mut print) {
+        let after = backlog
+            .iter()
+            .rposition(|e| Some(e) == printed.as_ref())
+            .map_or(0, |i| i + 1);
+        for entry in backlog.drain(..).skip(after) {
+            printed = Some(entry.clone());
+            print(Event::Log { entry });
+        }
+        match c.events(&mut |e: Event| {
+            if let Event::Log { entry } = &e {
+                printed = Some(entry.clone());
+            }
+            print(e)
+        }) {
             Ok(()) | Err(ClientError::Closed | ClientError::Io(_)) => {}
             Err(e) => return Err(user_error(e)),
         }
-        // The hub went away (a worker restart, or the box is ending): follow on from
-        // now; what came in between is in the log.
         crate::output::say("(the helper hub went away; reconnecting)");
-        last = Some(0);
+        // `--last 0` with nothing printed since: the old entries were not wanted
+        last = if printed.is_none() && a.last == Some(0) {
+            Some(0)
+        } else {
+            Some(RESUME)
+        };
     }
 }
 
