@@ -678,12 +678,30 @@ fn an_interrupted_duplicate_leaves_the_source_and_nothing_else() {
     }
     let names = e.names_yaml();
     let before = tree(&p);
-    let r = crate::archive::interrupted(
-        &e,
-        &e.home,
-        &["box", "duplicate", "app", "q/copy", "--force"],
-        std::time::Duration::from_millis(400),
-    );
+    // Ctrl-C once the copy of the box's data is under way (its temporary sibling is
+    // there), not after a fixed time: on an idle machine the whole copy takes less.
+    let child = e
+        .cmd(&e.home, &["box", "duplicate", "app", "q/copy", "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let boxes = e.data().join("boxes");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline
+        && !fs::read_dir(&boxes).is_ok_and(|d| {
+            d.flatten().any(|x| {
+                x.file_name()
+                    .to_string_lossy()
+                    .starts_with(".kanibako-tmp-")
+            })
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let r = crate::support::Run::from(child.wait_with_output().unwrap());
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("interrupted"), "{r:?}");
     assert_eq!(e.names_yaml(), names, "no name registered");
