@@ -185,3 +185,36 @@ pub fn no_agents_message() -> String {
         names.join(", ")
     )
 }
+
+/// Each agent's argv for every combination of the session switches, with no model,
+/// `model` and an empty one, a row each (the agents' snapshot tests).
+#[cfg(test)]
+pub fn every_switch_combination(
+    model: &str,
+    render: impl Fn(SessionFlags, Option<&str>) -> String,
+) -> String {
+    let mut rows = Vec::new();
+    for secure in [false, true] {
+        for new_box in [false, true] {
+            for (conv, new_session, resume) in [
+                ("continue", false, false),
+                ("-N", true, false),
+                ("-R", false, true),
+            ] {
+                for model in [None, Some(model), Some("")] {
+                    let f = SessionFlags {
+                        secure,
+                        resume,
+                        new_session,
+                        new_box,
+                    };
+                    rows.push(format!(
+                        "secure={secure} new_box={new_box} {conv} model={model:?}: {}",
+                        render(f, model)
+                    ));
+                }
+            }
+        }
+    }
+    rows.join("\n")
+}
