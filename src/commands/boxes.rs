@@ -93,11 +93,7 @@ struct Team {
 
 impl Team {
     fn of(cx: &Context, hash: &str, helpers: Vec<u32>) -> Self {
-        let status = crate::hub::rundir::find_for(&cx.host, hash)
-            .map_or(crate::hub::HubStatus::NotRunning, |rt| {
-                crate::hub::status(&rt)
-            });
-        let (hub, hub_pid, hub_down) = match status {
+        let (hub, hub_pid, hub_down) = match crate::hub::status_of(&cx.host, hash) {
             crate::hub::HubStatus::Running { pid, .. } => ("running", Some(pid), None),
             crate::hub::HubStatus::Down(why) => ("down", None, Some(why)),
             crate::hub::HubStatus::NotRunning => ("none", None, None),

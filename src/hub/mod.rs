@@ -133,6 +133,11 @@ pub fn status(rt: &Path) -> HubStatus {
     }
 }
 
+/// The hub of box `hash`, found without making anything ([`rundir::find_for`]).
+pub fn status_of(host: &crate::host::HostEnv, hash: &str) -> HubStatus {
+    rundir::find_for(host, hash).map_or(HubStatus::NotRunning, |rt| status(&rt))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Started {
     Started { pid: i32 },

@@ -109,15 +109,13 @@ pub fn gather(
 /// Whether the box's helper hub runs, and is not on its way out (it ends when the
 /// box's container does).
 fn hub_holds_box(host: &HostEnv, b: &BoxIdentity) -> bool {
-    crate::hub::rundir::find_for(host, &b.hash).is_some_and(|rt| {
-        matches!(
-            crate::hub::status(&rt),
-            crate::hub::HubStatus::Running {
-                stopping: false,
-                ..
-            }
-        )
-    })
+    matches!(
+        crate::hub::status_of(host, &b.hash),
+        crate::hub::HubStatus::Running {
+            stopping: false,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]
