@@ -17,3 +17,12 @@ pub fn point(name: &str) {
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
+
+/// [`point`] `name.i` (a step of a loop), the name made only in debug builds.
+#[inline]
+pub fn point_at(name: &str, i: usize) {
+    #[cfg(debug_assertions)]
+    point(&format!("{name}.{i}"));
+    #[cfg(not(debug_assertions))]
+    let _ = (name, i);
+}

@@ -86,7 +86,7 @@ pub fn apply(
             applied.undo();
             return Err(e);
         }
-        crate::fault::point(&format!("carry.transfer.{i}"));
+        crate::fault::point_at("carry.transfer", i);
     }
     Ok(applied)
 }
