@@ -209,6 +209,12 @@ impl FileLock {
         &self.path
     }
 
+    /// The descriptor that holds the lock, for a forked child to close: its copy would
+    /// keep the lock held after this process is gone.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.file)
+    }
+
     /// Replace the lock file's content while holding the lock (truncating only now, so a
     /// contender that lost the race never wipes the winner's record).
     pub fn write_record(&mut self, record: &str) -> io::Result<()> {

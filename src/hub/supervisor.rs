@@ -290,6 +290,7 @@ fn spawn_worker(
     log: &HubLog,
     sigfd: SignalFd,
     me: Pid,
+    lock_fd: std::os::fd::RawFd,
 ) -> Result<(Worker, SignalFd), SupervisorError> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
     // SAFETY: the supervisor never starts a thread (`run` checked it has one; nothing
@@ -311,6 +312,10 @@ fn spawn_worker(
         nix::unistd::ForkResult::Child => {
             drop(sigfd);
             drop(r);
+            // The box's lock is the supervisor's alone: a worker holding a copy of it
+            // would keep a killed supervisor's hub looking alive (until the death signal
+            // reached the worker), and the next join would not start a new one.
+            let _ = nix::unistd::close(lock_fd);
             // Stop signals stay blocked: the worker's signal thread takes them.
             let _ = nix::sys::signal::sigprocmask(
                 SigmaskHow::SIG_SETMASK,
@@ -336,7 +341,7 @@ fn spawn_worker(
 
 /// The supervisor's loop; its exit code. A daemon's `ready` gets a byte once the
 /// record names it.
-fn supervise(cfg: &HubConfig, _lock: &FileLock, log: &HubLog, ready: Option<OwnedFd>) -> i32 {
+fn supervise(cfg: &HubConfig, lock: &FileLock, log: &HubLog, ready: Option<OwnedFd>) -> i32 {
     let daemon = ready.is_some();
     // Signals first: a stop that comes right after the caller learns our pid must be
     // read from the signalfd, not kill us with helpers left behind.
@@ -378,7 +383,7 @@ fn supervise(cfg: &HubConfig, _lock: &FileLock, log: &HubLog, ready: Option<Owne
     let code = loop {
         let now = Instant::now();
         if current.is_none() && stopping.is_none() && restart_at.is_some_and(|t| t <= now) {
-            match spawn_worker(cfg, log, sigfd, me) {
+            match spawn_worker(cfg, log, sigfd, me, lock.raw_fd()) {
                 Ok((w, fd)) => {
                     sigfd = fd;
                     generation += 1;
