@@ -114,7 +114,8 @@ pub fn status(rt: &Path) -> HubStatus {
     let lock = rt.join(rundir::LOCK);
     if crate::fsutil::is_locked(&lock) {
         let rec = supervisor::Record::parse(&std::fs::read_to_string(&lock).unwrap_or_default());
-        if let Some(pid) = rec.pid {
+        // Only a real process: 0 and negative numbers would signal whole groups.
+        if let Some(pid) = rec.pid.filter(|p| *p > 1) {
             return HubStatus::Running {
                 pid,
                 stopping: rec.state == "stopping",
