@@ -62,6 +62,7 @@
 pub mod agents;
 pub mod archive;
 pub mod boxes;
+pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod commands;
