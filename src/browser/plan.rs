@@ -111,6 +111,12 @@ pub fn sidecar(box_spec: &RunSpec, image: &str, dir: &Path, proxy: Option<&str>)
 /// endpoint (over any value of the user's: no other browser is reachable there).
 pub fn join(mut spec: RunSpec, sidecar: &str, endpoint: &str) -> RunSpec {
     spec.network = Network::Container(sidecar.to_owned());
+    // rootless podman: its user namespace too (the sidecar's has the box's mapping)
+    if spec.user == (UserMapping::KeepId { pin: true }) {
+        spec.user = UserMapping::Joined {
+            container: sidecar.to_owned(),
+        };
+    }
     spec.env
         .insert(ENDPOINT_VAR.to_owned(), endpoint.to_owned());
     spec
@@ -229,6 +235,13 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("--network=none"), "{out}");
+        assert!(
+            out.contains(" --userns=container:kanibako-app-browser --user 1000:1000 "),
+            "rootless podman: the sidecar's user namespace too: {out}"
+        );
+        let docker = box_spec(UserMapping::User { uid: 5, gid: 5 }, Network::None);
+        let j = join(docker, "s", "ws://x");
+        assert_eq!(j.user, UserMapping::User { uid: 5, gid: 5 });
     }
 
     #[test]
