@@ -56,7 +56,7 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// `image`: `box.browser_image`; `proxy`: see [`Browser::proxy`].
+    /// `image`: `box.browser_image`; `proxy`: the box's egress forwarder, if any.
     pub fn new(
         rt: &Runtime,
         image: &str,

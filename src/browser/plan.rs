@@ -38,8 +38,9 @@ pub fn sidecar_name(box_name: &str) -> String {
 }
 
 /// Chromium's switches: headless, no first-run or background traffic, DevTools on
-/// loopback only ([`DEVTOOLS_PORT`]), the profile in the mounted directory. `proxy`: the box's egress
-/// forwarder (`box.network=allowlist`), the only way out of the shared namespace.
+/// loopback only (on a port of the kernel's choosing), the profile in the mounted
+/// directory. `proxy`: the box's egress forwarder (`box.network=allowlist`), the only
+/// way out of the shared namespace.
 pub fn chromium_args(proxy: Option<&str>) -> Vec<OsString> {
     let mut a: Vec<String> = [
         "--headless",
