@@ -135,12 +135,20 @@ impl Browser {
         // an old endpoint.
         remove(&self.rt, &side.name, &dir);
         make_private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let env = crate::envfile::temporary(&side.env).map_err(|e| format!("env file: {e}"))?;
-        let out = self
-            .rt
-            .run_captured(&side, None, Some(&env))
-            .map_err(|e| e.to_string())?;
-        drop(env);
+        let ran = crate::envfile::temporary(&side.env)
+            .map_err(|e| format!("env file: {e}"))
+            .and_then(|env| {
+                self.rt
+                    .run_captured(&side, None, Some(&env))
+                    .map_err(|e| e.to_string())
+            });
+        let out = match ran {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         if !out.status.success() {
             let _ = std::fs::remove_dir_all(&dir);
             let err = String::from_utf8_lossy(&out.stderr);
