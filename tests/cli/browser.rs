@@ -32,7 +32,11 @@ fn env_with_browser() -> (Env, PathBuf) {
     for a in "$@"; do
       case "$a" in *:/browser:*)
         d=${{a%%:/browser:*}}; /bin/mkdir -p "$d/profile"
-        printf '41234\n/devtools/browser/{ID}\n' > "$d/profile/DevToolsActivePort" ;;
+        if [ -f '{r}/browser.link' ]; then
+          /bin/ln -s '{r}/browser.link' "$d/profile/DevToolsActivePort"
+        else
+          printf '41234\n/devtools/browser/{ID}\n' > "$d/profile/DevToolsActivePort"
+        fi ;;
       esac
     done ;;
 esac
@@ -217,4 +221,27 @@ fn stop_removes_a_persistent_box_s_sidecar() {
         "the box first: {log}"
     );
     assert!(!dir.exists());
+}
+
+/// The profile is the sidecar's to write: an endpoint file that is a link (to a host
+/// file the user can read) is never followed into the box's environment.
+#[test]
+fn an_endpoint_file_planted_as_a_link_is_not_followed() {
+    let (e, p) = env_with_browser();
+    e.run(&p, &["create"]).ok();
+    fs::write(
+        e.root_file("browser.link"),
+        "41234\n/devtools/browser/from-a-host-file\n",
+    )
+    .unwrap();
+    let r = e
+        .run(&p, &["shell", "--browser", "--", "sh", "-c", "true"])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("Warning: the browser sidecar did not start"),
+        "{r:?}"
+    );
+    assert!(!env_file(&e).contains("from-a-host-file"));
+    assert!(!e.last_call("run").unwrap().contains("--network=container:"));
 }
