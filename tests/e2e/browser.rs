@@ -38,6 +38,21 @@ while IFS= read -r -t 10 l <&3; do printf '%s\n' "$l"; case $l in '}'*) break ;;
 mv endpoint.tmp endpoint; mv version.tmp version
 for i in $(seq 600); do [ -e done ] && exit 0; sleep 0.1; done; exit 4"#;
 
+/// The box and its sidecar removed even when an assertion fails first.
+struct Cleanup<'a> {
+    e: &'a Env,
+    flavour: Flavour,
+    names: [String; 2],
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = engine(self.e, self.flavour, &["rm", "-f", n]);
+        }
+    }
+}
+
 fn wait_for(path: &Path, secs: u64) -> bool {
     let until = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < until {
@@ -65,6 +80,11 @@ fn the_box_alone_reaches_devtools(flavour: Flavour) {
     e.run(&p, &["create", "-i", &image]).ok();
     let container = format!("kanibako-br{}", tag(flavour));
     let sidecar = format!("{container}-browser");
+    let _cleanup = Cleanup {
+        e: &e,
+        flavour,
+        names: [container.clone(), sidecar.clone()],
+    };
 
     let child = e
         .cmd(&p, &["shell", "--browser", "--", "bash", "-c", IN_BOX])
