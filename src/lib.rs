@@ -24,6 +24,7 @@
 //! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache, a session's patched binary |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
+//! | [`browser`] | the `--browser` sidecar: its run planned from the box's ([`browser::plan`]), started beside the box, its DevTools endpoint read from its profile, removed with the box |
 //! | [`diagnose`] | health checks (`system diagnose`, `box diagnose`, `setup`): pure checks with their fix commands, a read-only probe, text/JSON reports, colour |
 //! | [`document`] | YAML documents on disk through a small typed API: the only `serde_yaml` user |
 //! | [`envfile`] | `KEY=VALUE` env files |
@@ -62,6 +63,7 @@
 pub mod agents;
 pub mod archive;
 pub mod boxes;
+pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod commands;

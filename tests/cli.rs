@@ -8,6 +8,8 @@
 mod agents;
 #[path = "cli/archive.rs"]
 mod archive;
+#[path = "cli/browser.rs"]
+mod browser;
 #[path = "cli/config.rs"]
 mod config;
 #[path = "cli/crab.rs"]

@@ -1581,6 +1581,8 @@ fn docker_box_keeps_the_projects_vault_files_and_git_status() {
     a_box_keeps_the_projects_vault_files_and_git_status(Flavour::Docker);
 }
 
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
 #[path = "e2e/installed.rs"]

@@ -40,6 +40,11 @@ pub struct LaunchArgs {
     /// `allow_helpers`).
     #[arg(long)]
     pub no_helpers: bool,
+    /// Start a headless Chromium beside the box for the session (`box.browser_image`)
+    /// and give the agent its DevTools endpoint as BROWSER_WS_ENDPOINT; the endpoint is
+    /// reachable from the box alone. A sidecar that does not start is a warning.
+    #[arg(long)]
+    pub browser: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -549,6 +549,10 @@ impl HelperTemplate {
             }
             UserMapping::User { uid, gid } => TemplateUser::User { uid, gid },
             UserMapping::Image => return Err("a run as the image's own user has no helpers".into()),
+            // (the hub is configured from the run before it joins a browser sidecar)
+            UserMapping::Joined { .. } => {
+                return Err("a run in another container's namespaces has no helpers".into());
+            }
         };
         let (seccomp, limits) = match confined {
             Some(Confinement { seccomp, limits }) => (seccomp.clone(), limits.clone()),

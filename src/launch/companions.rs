@@ -4,7 +4,8 @@
 //!
 //! Today that is the comms mailbox (`system.path.comms`, with a mailbox per named box
 //! in it; a box mounts only its own, never the directory: spec §0b defect 6) and the
-//! helper hub ([`super::helpers`]). The egress proxy joins here the same way; a
+//! helper hub ([`super::helpers`]). The egress proxy and the browser sidecar
+//! ([`crate::browser`], `--browser`) join here the same way; a
 //! companion that must be told when a session ends is told by [`Companions::end`],
 //! where [`super::run`] returns from either kind of run.
 
@@ -19,6 +20,7 @@ use crate::runtime::spec::{Mount, RunSpec};
 use super::facts::Known;
 use super::helpers::Hub;
 use super::prep;
+use crate::browser::Browser;
 
 /// Where a box sees its own mailbox: upstream's place in its `~/comms`.
 pub const COMMS_GUEST: &str = "/home/agent/comms/mailbox";
@@ -30,6 +32,7 @@ pub struct Companions {
     hub: Option<Hub>,
     /// Under `box.network = allowlist`: the run gets the proxy's env and forwarder.
     egress: bool,
+    browser: Option<Browser>,
 }
 
 impl Companions {
@@ -40,13 +43,20 @@ impl Companions {
             name: b.name.as_ref().map(BoxName::to_string),
             hub: None,
             egress: false,
+            browser: None,
         }
     }
 
     /// The companions of this launch: the hub too, unless helpers are off.
     pub fn for_launch(k: &Known<'_>, rt: &Runtime) -> Self {
         let egress = super::egress::for_launch(k);
+        let proxy = egress
+            .as_ref()
+            .map(|_| format!("http://{}", crate::egress::env::DEFAULT_LISTEN));
         Self {
+            browser: k.settings.browser.as_ref().map(|image| {
+                Browser::new(rt, &image.value, &k.cx.paths.state, proxy, k.persistent())
+            }),
             egress: egress.is_some(),
             hub: Hub::for_launch(k, rt, egress),
             ..Self::for_box(&k.cx.paths, k.b())
@@ -70,18 +80,35 @@ impl Companions {
         if self.egress {
             spec = super::egress::add_to(spec);
         }
+        match &self.browser {
+            Some(b) => b.add_to(spec),
+            None => spec,
+        }
+    }
+
+    /// `--dry-run`: the engine commands they issue before the run, and the run as it
+    /// would start beside them.
+    pub fn dry_run(&self, spec: RunSpec) -> RunSpec {
+        let Some(b) = &self.browser else { return spec };
+        let (sidecar, spec) = b.dry_run(spec);
+        println!("{sidecar}");
         spec
     }
 
-    /// Their host side, under the box's lock, before the run of `spec` (on `rootfs`).
+    /// Their host side, under the box's lock, before the run of `spec` (on `rootfs`),
+    /// and that run as it starts beside them (the browser sidecar's network).
     /// The comms directory is shared with every box: what is wrong there is not a
     /// reason to stop.
-    pub fn start(&self, spec: &RunSpec, rootfs: Option<&Path>) {
+    pub fn start(&self, spec: RunSpec, rootfs: Option<&Path>) -> RunSpec {
         if let Err(e) = prep::comms(&self.comms, self.name.as_deref()) {
             output::warn(format_args!("{}: {e}", self.comms.display()));
         }
         if let Some(h) = &self.hub {
-            h.start(spec, rootfs);
+            h.start(&spec, rootfs);
+        }
+        match &self.browser {
+            Some(b) => b.start(spec),
+            None => spec,
         }
     }
 
@@ -89,6 +116,9 @@ impl Companions {
     pub fn end<T>(&self, result: T) -> T {
         if let Some(h) = &self.hub {
             h.end();
+        }
+        if let Some(b) = &self.browser {
+            b.end();
         }
         result
     }
@@ -134,6 +164,7 @@ mod tests {
             name: b.name.as_ref().map(BoxName::to_string),
             hub: None,
             egress: false,
+            browser: None,
         };
         let spec = RunSpec {
             mounts: vec![Mount::Mask { dst: "/x".into() }],
@@ -157,7 +188,7 @@ mod tests {
             1,
             "never the whole comms directory"
         );
-        c.start(&spec, None);
+        let _ = c.start(spec.clone(), None);
         assert!(t.path().join("comms/mailbox/app").is_dir());
         assert!(
             t.path().join("comms/broadcast.log").is_file(),

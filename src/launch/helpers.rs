@@ -47,7 +47,9 @@ pub fn member_owner(user: &UserMapping, euid: u32) -> Option<Owner> {
     let (uid, gid) = match *user {
         UserMapping::User { uid, gid } => (uid, gid),
         UserMapping::SplitMap { host_uid, host_gid } => (host_uid, host_gid),
-        UserMapping::KeepId { .. } | UserMapping::Image => return None,
+        UserMapping::KeepId { .. } | UserMapping::Joined { .. } | UserMapping::Image => {
+            return None;
+        }
     };
     (uid != euid).then_some(Owner { uid, gid })
 }

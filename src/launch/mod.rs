@@ -96,6 +96,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let spec = companions.add_to(plan::plan(&inputs));
     mounts::check_paths(&spec)?;
     if dry_run {
+        let spec = companions.dry_run(spec);
         return execute::dry_run(&rt, &spec, &k, leftover.is_some());
     }
 
@@ -105,7 +106,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
     home::prepare(&k, &spec)?;
-    companions.start(&spec, mounted.as_ref().map(|m| m.dir.as_path()));
+    let spec = companions.start(spec, mounted.as_ref().map(|m| m.dir.as_path()));
     let run = Planned {
         spec,
         image: k.image.clone(),

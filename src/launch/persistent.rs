@@ -161,8 +161,15 @@ pub fn mount_claim(cx: &Context, name: &str) -> PathBuf {
 /// Remove a (stopped) container, and release the image it ran on if it was mounted
 /// (`rootfs`: its `io.kanibako.rootfs` label) and its claim is still there. Whether this
 /// call removed it (podman's `rm -f` also succeeds for a container already gone, but
-/// then names nothing).
+/// then names nothing). Its browser sidecar, if it had one, goes too.
 pub fn remove(cx: &Context, rt: &Runtime, name: &str, rootfs: Option<&str>) -> bool {
+    let named = remove_box(cx, rt, name, rootfs);
+    crate::browser::remove_for(rt, &cx.paths.state, name);
+    named
+}
+
+/// [`remove`], keeping a browser sidecar (a session started again joins it).
+fn remove_box(cx: &Context, rt: &Runtime, name: &str, rootfs: Option<&str>) -> bool {
     let image = rootfs.filter(|s| !s.is_empty() && *s != "<no value>");
     let Some(named) = rt.remove_container(name) else {
         return false;
@@ -364,7 +371,8 @@ pub fn launch(
         let agent = agent_record(b);
         let failed_fast = started.elapsed() < QUICK_FAILURE
             && matches!(agent, AgentRecord::Ended(code) if code != 0);
-        remove(cx, rt, &spec.name, split.then_some(image));
+        // (the sidecar goes at the session's end, with the companions)
+        remove_box(cx, rt, &spec.name, split.then_some(image));
         let _ = std::fs::remove_file(b.container_marker());
         let fresh = if may_retry && !retried && (logs.contains(NO_CONVERSATION) || failed_fast) {
             // Only a session that continued a conversation can start anew; any other

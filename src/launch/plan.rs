@@ -246,7 +246,7 @@ pub fn plan(i: &PlanInputs) -> RunSpec {
         name: b.container_name(),
         image: i.image.clone(),
         mode: i.mode,
-        network: i.network,
+        network: i.network.clone(),
         user: i.user.clone(),
         confined: Some(Confinement {
             seccomp: i.seccomp.clone(),

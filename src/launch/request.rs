@@ -46,6 +46,8 @@ pub struct Launch {
     pub share_images: Option<bool>,
     /// `--no-helpers` (false); `None`: `allow_helpers` decides.
     pub helpers: Option<bool>,
+    /// `--browser`: a Chromium sidecar for the session.
+    pub browser: bool,
     pub session: Session,
 }
 
@@ -97,6 +99,9 @@ impl Launch {
         }
         if self.entrypoint.is_some() {
             given.push("--entrypoint");
+        }
+        if self.browser {
+            given.push("--browser");
         }
         if let Session::Start {
             flags,
@@ -190,6 +195,7 @@ mod tests {
             persistent: None,
             share_images: None,
             helpers: None,
+            browser: false,
             session: Session::Start {
                 flags: SessionFlags {
                     new_session,

@@ -50,6 +50,8 @@ pub struct LaunchSettings {
     pub persistence: Option<Setting<bool>>,
     /// For an agent session only.
     pub agent: Option<AgentSettings>,
+    /// With `--browser`: the sidecar's image (`box.browser_image`).
+    pub browser: Option<Setting<String>>,
 }
 
 /// A yes/no pair of flags (`Some` when one was given), else the setting.
@@ -184,12 +186,25 @@ impl LaunchSettings {
                 None,
             ),
         };
+        let browser = if l.browser {
+            let r = levels.str_setting(
+                "box.browser_image",
+                Some(crate::settings::keys::DEFAULT_BROWSER_IMAGE),
+            )?;
+            Some(Setting {
+                value: r.value.unwrap_or_default(),
+                origin: r.origin,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             image,
             share_images,
             helpers,
             persistence,
             agent,
+            browser,
         })
     }
 
@@ -235,6 +250,9 @@ impl LaunchSettings {
             };
             out.push(line("start_mode", mode, &a.conversation.origin));
         }
+        if let Some(b) = &self.browser {
+            out.push(line("box.browser_image", &b.value, &b.origin));
+        }
         out
     }
 }
@@ -276,6 +294,7 @@ mod tests {
             persistent: None,
             share_images: None,
             helpers: None,
+            browser: false,
             session: Session::Start {
                 flags,
                 cont: false,

@@ -30,13 +30,17 @@ pub enum RunMode {
 }
 
 /// The network a run gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Network {
     /// The engine's default.
     #[default]
     Default,
     /// None at all (`--network=none`).
     None,
+    /// The network namespace of the running container named here
+    /// (`--network=container:NAME`): the box beside its browser sidecar, whose DevTools
+    /// listen on that namespace's loopback only.
+    Container(String),
 }
 
 /// What a box may do beyond its files: nothing. Every capability dropped (the rig's
@@ -231,8 +235,10 @@ impl RunSpec {
         // A PID 1 that forwards signals: without it `stop` waits 10 s for a shell that
         // ignores SIGTERM.
         a.push("--init".into());
-        if self.network == Network::None {
-            a.push("--network=none".into());
+        match &self.network {
+            Network::Default => {}
+            Network::None => a.push("--network=none".into()),
+            Network::Container(name) => a.push(format!("--network=container:{name}").into()),
         }
         if let Some(c) = &self.confined {
             a.push("--cap-drop=ALL".into());

@@ -133,7 +133,8 @@ impl Runtime {
     /// Before a run with a network: stop with the cause and the fix instead of
     /// slirp4netns's raw error.
     pub(super) fn check_tun(&self, spec: &RunSpec) -> Result<(), RuntimeError> {
-        if spec.network == Network::None {
+        // no network of its own: none at all, or another container's
+        if spec.network != Network::Default {
             return Ok(());
         }
         match self.tun_check() {

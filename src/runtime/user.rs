@@ -30,6 +30,12 @@ pub enum UserMapping {
     SplitMap { host_uid: u32, host_gid: u32 },
     /// A daemon without per-container user namespaces (docker): run as this uid:gid.
     User { uid: u32, gid: u32 },
+    /// Rootless podman beside a browser sidecar: the user namespace of the running
+    /// container named here (`--userns=container:NAME`), which keep-id made with the
+    /// same mapping, as the agent. Its network namespace is that container's too, and
+    /// a container may mount its `/sys` only in a network namespace its own user
+    /// namespace owns.
+    Joined { container: String },
     /// The image's own user, unmapped: for runs that change the image itself (`rig
     /// extend`, whose result is committed, so it cannot run on a throw-away overlay
     /// the way [`UserMapping::SplitMap`] does) or work on a scratch copy (tweakcc).
@@ -68,6 +74,11 @@ impl UserMapping {
             UserMapping::User { uid, gid } => {
                 out.push("--user".into());
                 out.push(format!("{uid}:{gid}").into());
+            }
+            UserMapping::Joined { container } => {
+                out.push(format!("--userns=container:{container}").into());
+                out.push("--user".into());
+                out.push(format!("{BOX_UID}:{BOX_GID}").into());
             }
             UserMapping::Image => {}
         }

@@ -90,6 +90,10 @@ pub const DEFAULT_MODEL: &str = "opus";
 /// The image a box runs on when nobody chose one.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/doctorjei/kanibako-oci:latest";
 
+/// The image of the browser sidecar (`start --browser`) when nobody chose one: a local
+/// name, built by `scripts/browser-image` from the host's Chromium (no registry).
+pub const DEFAULT_BROWSER_IMAGE: &str = "localhost/kanibako-browser:latest";
+
 pub static KEYS: &[KeyDef] = &[
     KeyDef {
         name: "box.image",
@@ -100,6 +104,16 @@ pub static KEYS: &[KeyDef] = &[
         read_only: false,
         python_default: Some((DEFAULT_IMAGE, Level::Box)),
         doc: "the rig (container image) boxes run on",
+    },
+    KeyDef {
+        name: "box.browser_image",
+        kind: Kind::Str,
+        default: Some(DEFAULT_BROWSER_IMAGE),
+        levels: BCS,
+        path: &["box", "browser_image"],
+        read_only: false,
+        python_default: None,
+        doc: "the image of the headless Chromium sidecar that `--browser` starts",
     },
     KeyDef {
         name: "box.crab",

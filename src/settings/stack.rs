@@ -508,9 +508,15 @@ impl Stack {
 }
 
 /// Settings that widen what a box sees or runs with: which image (and so which
-/// setuid binaries and entrypoint), which host agent's login, the host's image store.
+/// setuid binaries and entrypoint; the browser sidecar's too, which shares the box's
+/// network), which host agent's login, the host's image store.
 /// Never read from a file inside the box's workspace.
-pub const WIDENING: &[&str] = &["box.image", "box.crab", "box.share_images"];
+pub const WIDENING: &[&str] = &[
+    "box.image",
+    "box.browser_image",
+    "box.crab",
+    "box.share_images",
+];
 
 /// A settings file that lies inside a box's workspace (a standalone box's own
 /// `project.yaml`), which a cloned repository or the box itself can have written:
