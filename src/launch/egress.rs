@@ -1,13 +1,12 @@
 //! A launch under `box.network = allowlist`: the proxy's part of the hub's config
 //! (the rules from `box.allow`, where decisions are logged), and what the run gets —
 //! no network of its own (the plan already says `--network=none`), the proxy variables,
-//! and an entry that starts the in-box forwarder (the mounted kanibako, listening on
-//! 127.0.0.1:3128, relaying to `/run/kanibako/egress.sock`) before the command.
+//! and an entry that starts the in-box forwarder before the command
+//! ([`crate::egress::entry`], which the box's helpers get too).
 //!
 //! Fail closed by construction: without the hub, its socket or the forwarder, the box
 //! has loopback only.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::egress::env::{DEFAULT_LISTEN, proxy_env};
@@ -15,9 +14,6 @@ use crate::egress::policy::PolicySpec;
 use crate::hardening::{NetworkMode, Policy};
 use crate::hub::egress::EgressConfig;
 use crate::runtime::spec::RunSpec;
-
-/// The mounted kanibako, as the box sees it.
-const IN_BOX_KANIBAKO: &str = "/home/agent/.local/bin/kanibako";
 
 /// The host variable of test pins (`name=addr,…`): names answered with these
 /// addresses, which are then allowed even though private (a loopback test origin).
@@ -81,15 +77,6 @@ pub fn for_launch(k: &super::facts::Known<'_>) -> Option<EgressConfig> {
     section(&policy, &k.cx.paths.state, &k.b().hash, pins)
 }
 
-/// The entry's shell text: start the forwarder (it returns once listening), then
-/// become the command.
-fn entry_script() -> String {
-    format!(
-        "{IN_BOX_KANIBAKO} egress-forward --detach {DEFAULT_LISTEN} {} </dev/null >/dev/null 2>&1 || echo 'kanibako: the egress forwarder did not start: this box is offline' >&2; exec \"$@\"",
-        crate::egress::IN_BOX_SOCKET
-    )
-}
-
 /// `spec` as a box under `allowlist` runs it: the proxy variables set (over the user's
 /// own: no other proxy is reachable from the box), and the entry wrapped so the forwarder runs first. A run that uses
 /// the rig's own entrypoint runs its command (or `/bin/bash`) instead.
@@ -98,17 +85,9 @@ pub fn add_to(mut spec: RunSpec) -> RunSpec {
     for (k, v) in proxy_env(listen) {
         spec.env.insert(k.to_owned(), v);
     }
-    let mut command: Vec<OsString> = ["-c".into(), entry_script(), "kanibako-egress".into()]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-    match spec.entrypoint.take() {
-        Some(e) => command.push(e.into()),
-        None if spec.command.is_empty() => command.push("/bin/bash".into()),
-        None => {}
-    }
-    command.append(&mut spec.command);
-    spec.entrypoint = Some("/bin/sh".into());
+    let (entrypoint, command) =
+        crate::egress::entry::wrap(spec.entrypoint.take(), std::mem::take(&mut spec.command));
+    spec.entrypoint = Some(entrypoint);
     spec.command = command;
     spec
 }
@@ -119,6 +98,7 @@ mod tests {
     use crate::runtime::spec::{Network, RunMode, UserMapping};
     use crate::settings::stack::{Origin, Setting};
     use std::collections::BTreeMap;
+    use std::ffi::OsString;
 
     fn policy(mode: NetworkMode, rules: &[&str]) -> Policy {
         fn s<T>(value: T) -> Setting<T> {
