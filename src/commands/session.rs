@@ -37,6 +37,7 @@ fn launch(
             _ => None,
         },
         helpers: a.no_helpers.then_some(false),
+        learn: false,
         session,
     }
 }

@@ -46,6 +46,9 @@ pub struct Launch {
     pub share_images: Option<bool>,
     /// `--no-helpers` (false); `None`: `allow_helpers` decides.
     pub helpers: Option<bool>,
+    /// `box net learn`: the box runs under `allowlist` in learn mode (its proxy lets
+    /// out what no rule allows and logs it), in a new container of its own.
+    pub learn: bool,
     pub session: Session,
 }
 
@@ -190,6 +193,7 @@ mod tests {
             persistent: None,
             share_images: None,
             helpers: None,
+            learn: false,
             session: Session::Start {
                 flags: SessionFlags {
                     new_session,

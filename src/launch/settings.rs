@@ -276,6 +276,7 @@ mod tests {
             persistent: None,
             share_images: None,
             helpers: None,
+            learn: false,
             session: Session::Start {
                 flags,
                 cont: false,
