@@ -507,3 +507,65 @@ fn escape_allowlist_git_clone_over_https_works() {
         REPO_MARK,
     );
 }
+
+/// `box net learn` on a real engine (rootful podman): the session runs under allowlist
+/// although the box's `box.network` is `full`, and its proxy is in learn mode: a name
+/// without a rule and an IP literal get past the rules (no `no_rule`, no `ip_literal`)
+/// and are refused only for where they resolve (the origin is on loopback; offline,
+/// nothing resolves to a public address), so nothing is proposed and nothing written.
+#[test]
+fn box_net_learn_runs_the_session_in_learn_mode() {
+    let Some((mut e, p)) = a_box(Flavour::RootfulPodman, "learnmode") else {
+        return;
+    };
+    let o = origin();
+    let image = std::env::var("KANIBAKO_TEST_ESCAPE_IMAGE").unwrap_or(ESCAPE_IMAGE.into());
+    e.set("KANIBAKO_EGRESS_PIN", "allowed.test=127.0.0.1");
+    e.run(&p, &["box", "config", &format!("box.image={image}")])
+        .ok();
+    let script = format!(
+        "echo {IN_BOX}; env | grep -c '^HTTPS_PROXY='; \
+         curl -sS -m 10 https://allowed.test:{0}/hello.txt; \
+         curl -sS -m 10 --noproxy '' https://127.0.0.1:{0}/hello.txt; \
+         nc -w 3 {1} {0} </dev/null; echo direct=$?",
+        o.port,
+        // the host's own address: a box with a network of its own would reach it
+        host_addresses().first().map_or("192.0.2.1", String::as_str)
+    );
+    let r = e.run(
+        &p,
+        &["box", "net", "learn", "--force", "--", "sh", "-c", &script],
+    );
+    let log = e.run(&p, &["box", "net", "log"]).ok();
+    let row = |host: &str| {
+        log.stdout
+            .lines()
+            .find(|l| l.contains(&format!("{host}:{}", o.port)))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (named, literal) = (row("allowed.test"), row("127.0.0.1"));
+    assert!(ran(&r), "{r:?}");
+    assert!(r.stdout.lines().nth(1) == Some("1"), "the proxy env: {r:?}");
+    assert!(
+        r.stdout.contains("direct=1"),
+        "no network of its own: {r:?}"
+    );
+    assert!(
+        named.contains("deny") && named.contains("non_public"),
+        "{}",
+        log.stdout
+    );
+    assert!(
+        literal.contains("deny") && literal.contains("non_public"),
+        "{}",
+        log.stdout
+    );
+    assert!(
+        (r.stdout.clone() + &r.stderr).contains("Learnt nothing new"),
+        "{r:?}"
+    );
+    let allow = e.run(&p, &["box", "config", "box.allow"]);
+    assert!(!allow.stdout.contains("allowed.test"), "{allow:?}");
+    eprintln!("learn mode on rootful podman: {named} / {literal}");
+}
