@@ -456,16 +456,16 @@ fn rootful_podman_allowlist_helper_goes_out_through_the_proxy() {
     );
     let log = e.run(&p, &["box", "net", "log"]).ok();
     assert!(
-        log.stdout
-            .lines()
-            .any(|l| l.contains("  helper 1  ") && l.contains("allow") && l.contains("allowed.test")),
+        log.stdout.lines().any(|l| l.contains("  helper 1  ")
+            && l.contains("allow")
+            && l.contains("allowed.test")),
         "{}",
         log.stdout
     );
     assert!(
-        log.stdout
-            .lines()
-            .any(|l| l.contains("  helper 1  ") && l.contains("deny") && l.contains("forbidden.test")),
+        log.stdout.lines().any(|l| l.contains("  helper 1  ")
+            && l.contains("deny")
+            && l.contains("forbidden.test")),
         "{}",
         log.stdout
     );
