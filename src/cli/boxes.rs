@@ -55,6 +55,21 @@ pub enum BoxCommand {
 pub enum NetCommand {
     /// What the box tried to reach through its egress proxy, allowed or refused, and why.
     Log(NetLogArgs),
+    /// Run a session of the box in learn mode (under allowlist, letting out and logging
+    /// what no rule allows), then propose the box.allow entries it needed.
+    Learn(NetLearnArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetLearnArgs {
+    /// A box name or project directory (default: the current directory).
+    pub target: Option<String>,
+    /// Add the proposed entries to the box's box.allow without asking.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Learn from this command (after `--`, as `shell` runs it) instead of the agent.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

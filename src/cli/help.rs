@@ -95,6 +95,10 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["box", "diagnose"], "kanibako box diagnose app"),
     (&["box", "net"], "kanibako box net log app"),
     (&["box", "net", "log"], "kanibako box net log app --json"),
+    (
+        &["box", "net", "learn"],
+        "kanibako box net learn app -- npm install",
+    ),
     (&["crab"], "kanibako crab list"),
     (&["crab", "list"], "kanibako crab list"),
     (&["crab", "info"], "kanibako crab info claude"),

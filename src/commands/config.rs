@@ -455,7 +455,7 @@ fn effective(s: &Scope, show_origin: bool) -> Result<Exit> {
 }
 
 /// The crab a box's effective view includes: its `box.crab`, else the agent installed.
-fn crab_for(cx: &Context, b: &BoxIdentity) -> Result<Option<String>> {
+pub(crate) fn crab_for(cx: &Context, b: &BoxIdentity) -> Result<Option<String>> {
     let stack = cx.stack(Some(b), None)?;
     Ok(match stack.crab_id()? {
         Some(id) => Some(id),
@@ -487,9 +487,16 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
         )),
     };
     let b = crate::boxes::address::resolve(&cx.paths, &cx.host.cwd, target)?.require()?;
-    let crab = crab_for(cx, &b)?;
-    let stack = cx.stack(Some(&b), crab.as_deref())?;
-    let scope = Scope {
+    let scope = box_scope(cx, &b)?;
+    let local = a.local.then(|| local_key(key)).transpose()?;
+    run(cx, scope, local.as_deref().or(key), &a.config)
+}
+
+/// Box `b`'s own level.
+fn box_scope(cx: &Context, b: &BoxIdentity) -> Result<Scope> {
+    let crab = crab_for(cx, b)?;
+    let stack = cx.stack(Some(b), crab.as_deref())?;
+    Ok(Scope {
         level: Level::Box,
         label: format!("box '{}'", b.display_name()),
         doc: Document::load(&b.project_file())?,
@@ -497,9 +504,31 @@ pub fn box_config(cx: &Context, a: &BoxConfigArgs) -> Result<Exit> {
         stack,
         // A standalone box keeps its file in its workspace.
         in_workspace: b.project_file().starts_with(&b.workspace),
-    };
-    let local = a.local.then(|| local_key(key)).transpose()?;
-    run(cx, scope, local.as_deref().or(key), &a.config)
+    })
+}
+
+/// The list key `key` at box `b`'s own level, with `entries` added after what that
+/// level already has (`box net learn` writing `box.allow`), through the same checks
+/// and locked, atomic write as `box config KEY=VALUE`.
+pub(crate) fn add_to_box_list(
+    cx: &Context,
+    b: &BoxIdentity,
+    key: &str,
+    entries: &[String],
+) -> Result<Exit> {
+    let mut scope = box_scope(cx, b)?;
+    let k = scope.parse_key(key)?;
+    let have = scope.stack.at(Level::Box, &k)?.unwrap_or_default();
+    let mut items: Vec<String> = crate::settings::value::items(&have)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for e in entries {
+        if !items.contains(e) {
+            items.push(e.clone());
+        }
+    }
+    set(cx, &mut scope, key, &items.join(", "))
 }
 
 pub fn crab_config(cx: &Context, a: &NamedConfigArgs) -> Result<Exit> {

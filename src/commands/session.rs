@@ -38,6 +38,7 @@ fn launch(
         },
         helpers: a.no_helpers.then_some(false),
         browser: a.browser,
+        learn: false,
         session,
     }
 }

@@ -18,6 +18,7 @@
 //! | [`forward`] | the in-box forwarder (loopback TCP → mounted socket) |
 //! | [`client`] | a CONNECT client (self-test probe, ssh `ProxyCommand`) |
 //! | [`env`] | the proxy variables a box gets (pure) |
+//! | [`entry`] | the in-box entry: the forwarder, then the command (pure) |
 //! | [`selftest`] | the in-box start-up self-test |
 //!
 //! This module never starts containers or reads settings: the launch decides the mode
@@ -25,6 +26,7 @@
 
 pub mod addr;
 pub mod client;
+pub mod entry;
 pub mod env;
 pub mod forward;
 pub mod head;

@@ -491,6 +491,11 @@ pub struct HelperTemplate {
     /// `--network=none`, as the director.
     #[serde(default)]
     pub no_network: bool,
+    /// `box.network = allowlist`: the helper's command runs behind the in-box egress
+    /// forwarder, as the director's does (the proxy variables are in `env` already),
+    /// reaching the proxy through the `egress.sock` of its own member directory.
+    #[serde(default)]
+    pub egress: bool,
     /// Labels of the director's that its helpers carry too (the data directory's id).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -515,6 +520,8 @@ pub struct HelperRun {
     pub without: Vec<String>,
     /// Labels of the director's that are its own (the rig mount `stop` releases).
     pub own_labels: Vec<String>,
+    /// The box is under `box.network = allowlist` (see [`HelperTemplate::egress`]).
+    pub egress: bool,
 }
 
 impl HelperTemplate {
@@ -584,6 +591,7 @@ impl HelperTemplate {
             seccomp,
             limits,
             no_network: *network == Network::None,
+            egress: run.egress,
             labels: labels
                 .iter()
                 .filter(|(k, _)| !run.own_labels.contains(k))
@@ -656,6 +664,12 @@ impl HelperPlanner for HelperTemplate {
             command.push(flag.into());
             command.push(model.as_str().into());
         }
+        let (entrypoint, command) = if self.egress {
+            let (e, c) = crate::egress::entry::wrap(self.entrypoint.clone(), command);
+            (Some(e), c)
+        } else {
+            (self.entrypoint.clone(), command)
+        };
         Ok(HelperPlan {
             spec: RunSpec {
                 name: String::new(),
@@ -692,7 +706,7 @@ impl HelperPlanner for HelperTemplate {
                 env: self.env.clone(),
                 pass_env: self.pass_env.clone(),
                 labels: self.labels.clone(),
-                entrypoint: self.entrypoint.clone(),
+                entrypoint,
                 command,
             },
             rootfs: self.rootfs.clone(),
@@ -1068,6 +1082,7 @@ mod tests {
                 login: Vec::new(),
                 without: vec!["/home/agent/comms/mailbox".into()],
                 own_labels: vec!["io.kanibako.rootfs".into()],
+                egress: false,
             },
         )
         .unwrap();
@@ -1108,6 +1123,77 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_helper_of_an_allowlist_box_runs_behind_the_forwarder_of_its_own_socket() {
+        // the director's plan as the launch makes it under allowlist: no network, the
+        // proxy variables, its command behind the forwarder
+        let (entrypoint, command) =
+            crate::egress::entry::wrap(Some("claude".into()), vec!["--resume".into()]);
+        let director = RunSpec {
+            name: "kanibako-app".into(),
+            image: "localhost/rig:1".into(),
+            mode: RunMode::Foreground { tty: true },
+            network: Network::None,
+            user: UserMapping::User {
+                uid: 1000,
+                gid: 1000,
+            },
+            confined: Some(Confinement::default()),
+            workdir: "/home/agent/workspace".into(),
+            mounts: vec![Mount::Bind {
+                src: "/run/user/1/kanibako/b/ab/m/director".into(),
+                dst: GUEST_DIR.into(),
+                read_only: true,
+                relabel: false,
+            }],
+            env: crate::egress::env::proxy_env("127.0.0.1:3128".parse().unwrap())
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            pass_env: Vec::new(),
+            labels: BTreeMap::new(),
+            entrypoint: Some(entrypoint),
+            command,
+        };
+        let run = HelperRun {
+            entrypoint: Some("/home/agent/.local/bin/claude".into()),
+            model_flag: Some("--model".into()),
+            homes: "/d/boxes/app/helpers".into(),
+            egress: true,
+            ..Default::default()
+        };
+        let t = HelperTemplate::from_spec(&director, None, run).unwrap();
+        let t: HelperTemplate = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        let req = request();
+        let helper = complete(t.plan(&req).unwrap(), &req).spec;
+        assert_eq!(helper.network, Network::None, "no network of its own");
+        assert_eq!(helper.env["HTTPS_PROXY"], "http://127.0.0.1:3128");
+        let (e, c) = crate::egress::entry::wrap(
+            Some("/home/agent/.local/bin/claude".into()),
+            vec!["--model".into(), "sonnet".into()],
+        );
+        assert_eq!(
+            (helper.entrypoint.as_deref(), &helper.command),
+            (Some(e.as_str()), &c),
+            "its own command, behind the forwarder"
+        );
+        assert!(helper.mounts.contains(&Mount::Bind {
+            src: req.member_dir.clone(),
+            dst: GUEST_DIR.into(),
+            read_only: true,
+            relabel: false,
+        }));
+        assert!(
+            !helper
+                .mounts
+                .iter()
+                .any(|m| matches!(m, Mount::Bind { src, .. } if src.ends_with("m/director"))),
+            "never the director's socket"
+        );
+        // a template written before helpers had egress is a plain helper
+        assert!(!template().egress);
     }
 
     #[test]

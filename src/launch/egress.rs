@@ -1,13 +1,12 @@
 //! A launch under `box.network = allowlist`: the proxy's part of the hub's config
 //! (the rules from `box.allow`, where decisions are logged), and what the run gets —
 //! no network of its own (the plan already says `--network=none`), the proxy variables,
-//! and an entry that starts the in-box forwarder (the mounted kanibako, listening on
-//! 127.0.0.1:3128, relaying to `/run/kanibako/egress.sock`) before the command.
+//! and an entry that starts the in-box forwarder before the command
+//! ([`crate::egress::entry`], which the box's helpers get too).
 //!
 //! Fail closed by construction: without the hub, its socket or the forwarder, the box
 //! has loopback only.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::egress::env::{DEFAULT_LISTEN, proxy_env};
@@ -15,9 +14,6 @@ use crate::egress::policy::PolicySpec;
 use crate::hardening::{NetworkMode, Policy};
 use crate::hub::egress::EgressConfig;
 use crate::runtime::spec::RunSpec;
-
-/// The mounted kanibako, as the box sees it.
-const IN_BOX_KANIBAKO: &str = "/home/agent/.local/bin/kanibako";
 
 /// The host variable of test pins (`name=addr,…`): names answered with these
 /// addresses, which are then allowed even though private (a loopback test origin).
@@ -31,13 +27,41 @@ pub fn journal_path(state: &Path, hash: &str) -> PathBuf {
         .join(format!("{}.jsonl", &hash[..hash.len().min(16)]))
 }
 
+/// The flag a learn session's network mode comes from.
+pub const LEARN: &str = "box net learn";
+
+/// The box's hardening policy for this launch: as its settings say, except that a
+/// learn session runs under `allowlist` whatever `box.network` is (learning what a
+/// box reaches is the way to its allow list).
+pub fn policy(k: &super::facts::Known<'_>) -> anyhow::Result<Policy> {
+    let mut policy = Policy::resolve(&k.levels)?;
+    if k.launch.learn {
+        policy.network = crate::settings::stack::Setting::flag(NetworkMode::Allowlist, LEARN);
+    }
+    Ok(policy)
+}
+
+/// A learn session runs in a container of its own: a running one was started without
+/// learn mode, so what it reaches would not be learnt.
+pub fn refuse_running(b: &crate::boxes::BoxIdentity) -> crate::error::UserError {
+    crate::error::UserError::new(format!(
+        "box {} is running, and not in learn mode",
+        b.display_name()
+    ))
+    .hint(format!(
+        "stop it first (kanibako stop {}), then learn",
+        b.display_name()
+    ))
+}
+
 /// The proxy's config for a box under `policy`, or `None` when it is not `allowlist`.
-/// `pins` is [`PIN_VAR`]'s value.
+/// `pins` is [`PIN_VAR`]'s value; `learn`: what no rule allows is let out and logged.
 pub fn section(
     policy: &Policy,
     state: &Path,
     hash: &str,
     pins: Option<&str>,
+    learn: bool,
 ) -> Option<EgressConfig> {
     if policy.network.value != NetworkMode::Allowlist {
         return None;
@@ -66,7 +90,7 @@ pub fn section(
             allow: policy.allow_rules.clone(),
             allow_private,
             deny: Vec::new(),
-            learn: false,
+            learn,
         },
         journal: journal_path(state, hash),
         pins,
@@ -76,17 +100,14 @@ pub fn section(
 /// The proxy's config for this launch, or `None` when the box is not under
 /// `allowlist` (or its settings do not resolve: the plan reports that).
 pub fn for_launch(k: &super::facts::Known<'_>) -> Option<EgressConfig> {
-    let policy = Policy::resolve(&k.levels).ok()?;
+    let policy = policy(k).ok()?;
     let pins = k.cx.host.var_str(PIN_VAR);
-    section(&policy, &k.cx.paths.state, &k.b().hash, pins)
-}
-
-/// The entry's shell text: start the forwarder (it returns once listening), then
-/// become the command.
-fn entry_script() -> String {
-    format!(
-        "{IN_BOX_KANIBAKO} egress-forward --detach {DEFAULT_LISTEN} {} </dev/null >/dev/null 2>&1 || echo 'kanibako: the egress forwarder did not start: this box is offline' >&2; exec \"$@\"",
-        crate::egress::IN_BOX_SOCKET
+    section(
+        &policy,
+        &k.cx.paths.state,
+        &k.b().hash,
+        pins,
+        k.launch.learn,
     )
 }
 
@@ -98,17 +119,9 @@ pub fn add_to(mut spec: RunSpec) -> RunSpec {
     for (k, v) in proxy_env(listen) {
         spec.env.insert(k.to_owned(), v);
     }
-    let mut command: Vec<OsString> = ["-c".into(), entry_script(), "kanibako-egress".into()]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-    match spec.entrypoint.take() {
-        Some(e) => command.push(e.into()),
-        None if spec.command.is_empty() => command.push("/bin/bash".into()),
-        None => {}
-    }
-    command.append(&mut spec.command);
-    spec.entrypoint = Some("/bin/sh".into());
+    let (entrypoint, command) =
+        crate::egress::entry::wrap(spec.entrypoint.take(), std::mem::take(&mut spec.command));
+    spec.entrypoint = Some(entrypoint);
     spec.command = command;
     spec
 }
@@ -119,6 +132,7 @@ mod tests {
     use crate::runtime::spec::{Network, RunMode, UserMapping};
     use crate::settings::stack::{Origin, Setting};
     use std::collections::BTreeMap;
+    use std::ffi::OsString;
 
     fn policy(mode: NetworkMode, rules: &[&str]) -> Policy {
         fn s<T>(value: T) -> Setting<T> {
@@ -143,17 +157,37 @@ mod tests {
     fn only_allowlist_has_a_proxy_and_pins_allow_their_own_names_private() {
         let st = Path::new("/s");
         let hash = "0123456789abcdef0123";
-        assert!(section(&policy(NetworkMode::Full, &["a.test"]), st, hash, None).is_none());
-        assert!(section(&policy(NetworkMode::None, &["a.test"]), st, hash, None).is_none());
+        assert!(
+            section(
+                &policy(NetworkMode::Full, &["a.test"]),
+                st,
+                hash,
+                None,
+                false
+            )
+            .is_none()
+        );
+        assert!(
+            section(
+                &policy(NetworkMode::None, &["a.test"]),
+                st,
+                hash,
+                None,
+                false
+            )
+            .is_none()
+        );
         let p = policy(NetworkMode::Allowlist, &["a.test:8080", "b.test"]);
-        let s = section(&p, st, hash, Some("a.test=127.0.0.1, ")).unwrap();
+        let s = section(&p, st, hash, Some("a.test=127.0.0.1, "), false).unwrap();
         assert_eq!(s.policy.allow, ["a.test:8080", "b.test"]);
         assert_eq!(s.policy.allow_private, ["a.test:8080"]);
         assert_eq!(s.pins, ["a.test=127.0.0.1"]);
         assert_eq!(s.journal, Path::new("/s/egress/0123456789abcdef.jsonl"));
         s.validate().unwrap();
-        let s = section(&p, st, hash, None).unwrap();
+        assert!(!s.policy.learn);
+        let s = section(&p, st, hash, None, true).unwrap();
         assert!(s.policy.allow_private.is_empty() && s.pins.is_empty());
+        assert!(s.policy.learn, "a learn session's proxy lets out and logs");
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn gather<'r>(k: &Known<'_>, rt: &'r Runtime) -> Result<Gathered<'r>> {
     };
     let crab_id = target.crab_id();
     let (entrypoint, command) = k.in_box().command(false)?;
-    let hardening = crate::hardening::Policy::resolve(levels)?;
+    let hardening = super::egress::policy(k)?;
     for w in hardening.warnings(rt.engine.kind) {
         crate::output::warn(w);
     }

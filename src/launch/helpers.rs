@@ -167,6 +167,7 @@ impl Hub {
         };
         let member = runtime_dir.join("m").join("director");
         let (entrypoint, model_flag) = helper_command(k);
+        let under_allowlist = egress.is_some();
         Some(Self {
             cfg: HubConfig {
                 egress,
@@ -180,6 +181,7 @@ impl Hub {
                 login: login(b),
                 without: vec![super::companions::COMMS_GUEST.to_owned()],
                 own_labels: vec![labels::ROOTFS.to_owned()],
+                egress: under_allowlist,
             },
             member,
             dry_run,

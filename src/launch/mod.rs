@@ -76,6 +76,9 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     let seen = state::gather(&cx.host, &rt, b, dry_run, k.launch.shell_like())?;
     let leftover = match decide(&seen.existing, k.launch.shell_like(), k.persistent()) {
         Action::Run { leftover } => leftover,
+        Action::Join | Action::Reattach { .. } if k.launch.learn => {
+            return Err(egress::refuse_running(b).into());
+        }
         Action::Join => {
             return execute::join(cx, &rt, b, &k.cli_env, k.in_box().joining()?, dry_run);
         }

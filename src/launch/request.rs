@@ -48,6 +48,9 @@ pub struct Launch {
     pub helpers: Option<bool>,
     /// `--browser`: a Chromium sidecar for the session.
     pub browser: bool,
+    /// `box net learn`: the box runs under `allowlist` in learn mode (its proxy lets
+    /// out what no rule allows and logs it), in a new container of its own.
+    pub learn: bool,
     pub session: Session,
 }
 
@@ -196,6 +199,7 @@ mod tests {
             share_images: None,
             helpers: None,
             browser: false,
+            learn: false,
             session: Session::Start {
                 flags: SessionFlags {
                     new_session,

@@ -295,6 +295,7 @@ mod tests {
             share_images: None,
             helpers: None,
             browser: false,
+            learn: false,
             session: Session::Start {
                 flags,
                 cont: false,

@@ -264,3 +264,125 @@ fn box_net_log_of_a_box_without_one() {
     assert_eq!(v["schema_version"], 1, "{v}");
     assert_eq!(v["records"], serde_json::json!([]), "{v}");
 }
+
+/// `box net learn`: a session of the box under `allowlist` whatever `box.network` says,
+/// its proxy in learn mode; then the names that session reached and `box.allow` does
+/// not allow are proposed. Without a terminal it prints them and fails with the hint
+/// `--force`, which writes them to the box's own level (added to what is there).
+/// A fake engine stands in for the box: its `run` logs what the proxy would have.
+#[test]
+fn box_net_learn_proposes_what_the_session_reached_and_writes_only_when_told() {
+    let mut e = env();
+    let xdg = e.dir("xdg");
+    e.set("XDG_RUNTIME_DIR", &xdg);
+    let p = e.dir("p/app");
+    e.run(&p, &["create"]).ok();
+    e.run(&p, &["system", "config", "box.allow=known.test"])
+        .ok();
+    e.run(&p, &["box", "config", "box.allow=mine.test"]).ok();
+    let hash = kanibako::boxes::project_hash(&p);
+    let journal = e.home.join(format!(
+        ".local/state/kanibako/egress/{}.jsonl",
+        &hash[..16]
+    ));
+    fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    let record = |time: &str, host: &str, port: u16| {
+        format!(
+            r#"{{"time":"{time}","member":"director","method":"CONNECT","host":"{host}","port":{port},"decision":"learn","reason":"learn","status":200,"bytes_up":5,"bytes_down":7,"ms":1}}"#
+        )
+    };
+    // before this session: not its to propose
+    fs::write(
+        &journal,
+        record("2020-01-01T00:00:00.000Z", "old.test", 443) + "\n",
+    )
+    .unwrap();
+    let base = e.bin.join("podman");
+    fs::rename(&base, e.bin.join("podman-base")).unwrap();
+    let seen = e.root_file("hub.seen");
+    let lines: String = [
+        ("new.test", 443),
+        ("new.test", 443),
+        ("git.new.test", 22),
+        ("known.test", 443),
+        ("mine.test", 80),
+    ]
+    .iter()
+    .map(|(h, port)| {
+        format!(
+            "echo '{}' >> '{}'\n",
+            record("$t", h, *port),
+            journal.display()
+        )
+    })
+    .collect::<String>()
+    .replace("\"$t\"", "\"'\"$t\"'\"");
+    e.script(
+        "podman",
+        &format!(
+            r#"if [ "$1" = run ]; then
+  for a in "$@"; do case "$a" in *:/run/kanibako:ro*) m="${{a%%:/run/kanibako:ro*}}" ;; esac; done
+  i=0; while [ ! -f "$m/../../hub.json" ] && [ $i -lt 100 ]; do /bin/sleep 0.05; i=$((i+1)); done
+  /bin/cp "$m/../../hub.json" '{seen}'
+  t=$(/bin/date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+{lines}fi
+exec '{base}' "$@"
+"#,
+            seen = seen.display(),
+            base = e.bin.join("podman-base").display(),
+        ),
+    );
+    let r = e
+        .run(&p, &["box", "net", "learn", "--", "sh", "-c", "true"])
+        .fails();
+    assert!(
+        r.stderr.contains("standard input is not a terminal")
+            && r.stderr.contains("hint: pass --force"),
+        "{r:?}"
+    );
+    let out: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(out[0], "This session of app reached, beyond its box.allow:");
+    assert!(
+        out[1].starts_with("  new.test ")
+            && out[1].ends_with("2 connections, 10 B up, 14 B down (director)"),
+        "{out:?}"
+    );
+    assert!(out[2].starts_with("  git.new.test:22 "), "{out:?}");
+    assert_eq!(out[3], "Proposed: box.allow += new.test, git.new.test:22");
+    assert_eq!(out.len(), 4, "{out:?}");
+    // the session ran under allowlist (box.network is full), its proxy learning
+    let run = e.last_call("run").unwrap();
+    assert!(
+        run.contains("--network=none") && run.contains("egress-forward --detach"),
+        "{run}"
+    );
+    let hub: serde_json::Value = serde_json::from_str(&fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(hub["egress"]["policy"]["learn"], true, "{hub}");
+    let r = e.run(&p, &["box", "config", "box.allow"]).ok();
+    assert!(!r.stdout.contains("new.test"), "nothing written: {r:?}");
+
+    // --force writes them after what the box's level has
+    let r = e
+        .run(&p, &["box", "net", "learn", "--force", "--", "true"])
+        .ok();
+    assert!(
+        r.stdout
+            .contains("Set box.allow=mine.test, new.test, git.new.test:22"),
+        "{r:?}"
+    );
+    let r = e
+        .run(&p, &["box", "config", "--effective", "--show-origin"])
+        .ok();
+    assert!(r.stdout.contains("git.new.test:22"), "{}", r.stdout);
+    // nothing new the next time: it says so and writes nothing
+    fs::write(&journal, "").unwrap();
+    e.script(
+        "podman",
+        &format!("exec '{}' \"$@\"\n", e.bin.join("podman-base").display()),
+    );
+    let r = e.run(&p, &["box", "net", "learn", "--", "true"]).ok();
+    assert!(
+        (r.stdout.clone() + &r.stderr).contains("Learnt nothing new"),
+        "{r:?}"
+    );
+}

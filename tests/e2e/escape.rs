@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use super::{Flavour, session_env, tag};
 use crate::support::{Env, Run};
 
+#[path = "escape_net.rs"]
+mod net;
+
 const FLAVOURS: [Flavour; 3] = [
     Flavour::RootfulPodman,
     Flavour::RootlessPodman,

@@ -372,3 +372,103 @@ fn rootless_podman_team_of_helpers() {
 fn docker_team_of_helpers() {
     team_of_helpers(Flavour::Docker);
 }
+
+/// Issue 13: a helper of a box under `box.network = allowlist` has the director's way
+/// out and no other: no network of its own, the proxy variables, and its command behind
+/// the in-box forwarder, which relays to the `egress.sock` of the helper's own member
+/// directory (the proxy logs it as `helper 1`). The allowed name is a loopback origin of
+/// ours, pinned for the proxy (`KANIBAKO_EGRESS_PIN`).
+#[test]
+fn rootful_podman_allowlist_helper_goes_out_through_the_proxy() {
+    use std::io::{Read as _, Write as _};
+    let flavour = Flavour::RootfulPodman;
+    let Some((mut e, _)) = session_env(flavour) else {
+        return;
+    };
+    // the escape rig (scripts/escape-rig) holds the libgcc_s the in-box forwarder needs
+    let image = std::env::var("KANIBAKO_TEST_ESCAPE_IMAGE")
+        .unwrap_or_else(|_| "localhost/kanibako-escape:latest".into());
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = origin.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in origin.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\nhello helper!\n");
+        }
+    });
+    let xdg = e.dir("xdg");
+    std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    e.set("XDG_RUNTIME_DIR", &xdg);
+    e.set("KANIBAKO_EGRESS_PIN", "allowed.test=127.0.0.1");
+    let name = format!("hx{}", tag(flavour));
+    let p = e.dir(&format!("p/{name}"));
+    let lib = p.join(".kblib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(LIBGCC, lib.join("libgcc_s.so.1")).unwrap();
+    e.run(&p, &["create", "-i", &image]).ok();
+    e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+    e.run(
+        &p,
+        &["box", "config", &format!("box.allow=allowed.test:{port}")],
+    )
+    .ok();
+    let director = format!("kanibako-{name}");
+    let helper = format!("{director}-helper-1");
+    let mut t = Team {
+        e: &e,
+        program: PathBuf::from(which("podman")),
+        containers: vec![helper.clone()],
+        sessions: Vec::new(),
+        hubs: Vec::new(),
+    };
+    t.session(&p, &director);
+    let out = t.inbox(&director, &["spawn"]).ok();
+    assert!(out.stdout.starts_with("Spawned helper 1\n"), "{out:?}");
+    wait_until("the helper to run", Duration::from_secs(30), || {
+        t.running(&helper)
+    });
+    let get = format!("wget -q -O- http://allowed.test:{port}/");
+    // the forwarder starts with the helper's command: wait for it to listen
+    let mut got = Run::from(Command::new("true").output().unwrap());
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until {
+        got = t.engine(&["exec", &helper, "sh", "-c", &get]);
+        if got.code == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(got.stdout.contains("hello helper!"), "{got:?}");
+    let refused = t.engine(&[
+        "exec",
+        &helper,
+        "sh",
+        "-c",
+        "wget -q -O- http://forbidden.test/",
+    ]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    let direct = t.engine(&["exec", &helper, "sh", "-c", "ls /sys/class/net"]);
+    assert_eq!(
+        direct.stdout.trim(),
+        "lo",
+        "no network of its own: {direct:?}"
+    );
+    let log = e.run(&p, &["box", "net", "log"]).ok();
+    assert!(
+        log.stdout.lines().any(|l| l.contains("  helper 1  ")
+            && l.contains("allow")
+            && l.contains("allowed.test")),
+        "{}",
+        log.stdout
+    );
+    assert!(
+        log.stdout.lines().any(|l| l.contains("  helper 1  ")
+            && l.contains("deny")
+            && l.contains("forbidden.test")),
+        "{}",
+        log.stdout
+    );
+    e.run(&p, &["stop"]).ok();
+    drop(t);
+}

@@ -31,6 +31,7 @@ fn template() -> HelperTemplate {
         pass_env: Vec::new(),
         limits: Default::default(),
         no_network: false,
+        egress: false,
         labels: BTreeMap::new(),
         homes: None,
         login: Vec::new(),
