@@ -25,6 +25,10 @@ use crate::runtime::{EngineInfo, Runtime};
 /// How long `stop` gives a hub to remove its helpers before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
+/// How long an ephemeral session's hub waits before it watches the director itself
+/// (unless a member connects first).
+pub const EPHEMERAL_WATCH_AFTER_MS: u64 = 3_000;
+
 /// The hub of one launch, planned; [`Hub::start`] makes it real.
 pub struct Hub {
     /// Everything but the helpers' template, which needs the final plan.
@@ -87,6 +91,7 @@ pub fn config(
         // A remote engine's container pids mean nothing on this host.
         peer_check: !engine.remote,
         director_timeout_ms: 60_000,
+        watch_after_ms: 0,
         egress: None,
     }
 }
@@ -165,9 +170,17 @@ impl Hub {
         };
         let member = runtime_dir.join("m").join("director");
         let (entrypoint, model_flag) = helper_command(k);
+        let persistent = k.persistent();
         Some(Self {
             cfg: HubConfig {
                 egress,
+                // An ephemeral session's end ends its hub (`end`); the hub's own watch
+                // is the fallback for a launch that died, so it need not start at once.
+                watch_after_ms: if persistent {
+                    0
+                } else {
+                    EPHEMERAL_WATCH_AFTER_MS
+                },
                 ..config(cx, b, &rt.engine, &k.user, runtime_dir)
             },
             run: HelperRun {
@@ -181,7 +194,7 @@ impl Hub {
             },
             member,
             dry_run,
-            persistent: k.persistent(),
+            persistent,
             kanibako: std::env::current_exe().ok(),
             exec: cx.exec.clone(),
             starting: Mutex::new(None),
