@@ -93,6 +93,7 @@ pub mod process;
 pub mod progress;
 pub mod prompt;
 pub mod relocate;
+pub mod remote;
 pub mod rig;
 pub mod runtime;
 pub mod settings;

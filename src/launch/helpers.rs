@@ -153,6 +153,16 @@ impl Hub {
         if !helpers && egress.is_none() {
             return None;
         }
+        if rt.engine.remote {
+            // Its sockets are on this host; a box on another cannot reach them.
+            let why = "no helpers for this session: the engine is remote, and the helper hub's socket is on this host";
+            if k.launch.shell_like() {
+                tracing::debug!("{why}");
+            } else {
+                output::warn(why);
+            }
+            return None;
+        }
         let (cx, b, dry_run) = (k.cx, k.b(), k.launch.dry_run);
         let runtime_dir = if dry_run {
             PathBuf::from(format!("<hub runtime dir {}>", &b.hash[..16]))

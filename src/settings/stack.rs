@@ -510,7 +510,13 @@ impl Stack {
 /// Settings that widen what a box sees or runs with: which image (and so which
 /// setuid binaries and entrypoint), which host agent's login, the host's image store.
 /// Never read from a file inside the box's workspace.
-pub const WIDENING: &[&str] = &["box.image", "box.crab", "box.share_images"];
+pub const WIDENING: &[&str] = &[
+    "box.image",
+    "box.crab",
+    "box.share_images",
+    // it names what of the engine's host the box gets mounted
+    "box.remote_path",
+];
 
 /// A settings file that lies inside a box's workspace (a standalone box's own
 /// `project.yaml`), which a cloned repository or the box itself can have written:
