@@ -7,7 +7,7 @@
 //! A hub that will not start is a warning: the box runs without helpers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,9 +25,21 @@ use crate::runtime::{EngineInfo, Runtime};
 /// How long `stop` gives a hub to remove its helpers before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
+/// How long an ephemeral session (without the egress proxy, which the box needs at
+/// once) runs before its hub starts: a shorter session never starts one, and a client
+/// in the box waits that long at most (it retries for `client::CONNECT_PATIENCE`, 5 s).
+pub const EPHEMERAL_HUB_AFTER: Duration = Duration::from_millis(1000);
+
 /// How long an ephemeral session's hub waits before it watches the director itself
 /// (unless a member connects first).
 pub const EPHEMERAL_WATCH_AFTER_MS: u64 = 3_000;
+
+/// A hub start under way (`None` from it: the session ended before it was due), and
+/// how to tell it the session ended.
+type Starting = (
+    JoinHandle<Option<Result<Started, HubError>>>,
+    mpsc::Sender<()>,
+);
 
 /// The hub of one launch, planned; [`Hub::start`] makes it real.
 pub struct Hub {
@@ -40,7 +52,7 @@ pub struct Hub {
     persistent: bool,
     kanibako: Option<PathBuf>,
     exec: std::sync::Arc<dyn crate::process::Executor>,
-    starting: Mutex<Option<JoinHandle<Result<Started, HubError>>>>,
+    starting: Mutex<Option<Starting>>,
     /// Helpers on: without, a hub that serves only the egress proxy refuses `spawn`.
     helpers: bool,
 }
@@ -253,8 +265,22 @@ impl Hub {
             return output::warn("no helpers for this session: where this kanibako is is unknown");
         };
         let exec = self.exec.clone();
-        let handle = std::thread::spawn(move || hub::start(&cfg, exec.as_ref(), &kanibako));
-        *self.starting.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        let delay = if self.persistent || cfg.egress.is_some() {
+            Duration::ZERO
+        } else {
+            EPHEMERAL_HUB_AFTER
+        };
+        let (ended, end_rx) = mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            // The session's end (or its sender gone) before the delay: no hub at all.
+            if !delay.is_zero()
+                && end_rx.recv_timeout(delay) != Err(mpsc::RecvTimeoutError::Timeout)
+            {
+                return None;
+            }
+            Some(hub::start(&cfg, exec.as_ref(), &kanibako))
+        });
+        *self.starting.lock().unwrap_or_else(|e| e.into_inner()) = Some((handle, ended));
     }
 
     /// Where the session's run returned: how the start went (a warning if it failed),
@@ -265,11 +291,15 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let Some(handle) = handle else { return };
+        let Some((handle, ended)) = handle else {
+            return;
+        };
+        let _ = ended.send(());
         // A hub that never started has no helpers to end.
         match handle.join() {
-            Ok(Ok(s)) => tracing::debug!("helper hub: {s:?}"),
-            Ok(Err(e)) => {
+            Ok(None) => return self.leave_nothing(),
+            Ok(Some(Ok(s))) => tracing::debug!("helper hub: {s:?}"),
+            Ok(Some(Err(e))) => {
                 self.leave_nothing();
                 return output::warn(format_args!("the helper hub did not start: {e}"));
             }
