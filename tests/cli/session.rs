@@ -742,7 +742,8 @@ fn strip_ulimits(text: &str) -> String {
 
 /// Issue 12: a launch mounts the director's hub directory read-only at /run/kanibako
 /// and only its own mailbox of `$DATA/comms`; the hub it starts beside an ephemeral
-/// run ends with it (its runtime directory goes). `--no-helpers` and
+/// run that lasts past the hub's delay ends with it (its runtime directory goes), and a
+/// shorter run starts none. `--no-helpers` and
 /// `allow_helpers: false` mean no hub and no mount.
 #[test]
 fn a_launch_mounts_its_hub_and_only_its_own_mailbox() {
@@ -777,12 +778,21 @@ fn a_launch_mounts_its_hub_and_only_its_own_mailbox() {
         data.join("comms/broadcast.log").is_file(),
         "the Python layout is kept"
     );
-    // the hub ran (its log says so) and ended with the session
-    let log = fs::read_to_string(
-        e.home
-            .join(format!(".local/state/kanibako/hub/{}.log", &hash[..16])),
-    )
-    .unwrap_or_default();
+    let hub_log = e
+        .home
+        .join(format!(".local/state/kanibako/hub/{}.log", &hash[..16]));
+    // a session shorter than the hub's delay started none, and left nothing
+    assert!(
+        !hub_log.exists(),
+        "{}",
+        fs::read_to_string(&hub_log).unwrap()
+    );
+    assert!(!rt.exists(), "nothing of a hub left");
+    // a longer one: the hub ran (its log says so) and ended with the session
+    fs::write(e.root_file("run.sleep"), "2").unwrap();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    fs::remove_file(e.root_file("run.sleep")).unwrap();
+    let log = fs::read_to_string(&hub_log).unwrap_or_default();
     assert!(
         log.contains("\"stop_requested\"") && log.contains("\"hub_stopped\""),
         "{log}"
