@@ -21,6 +21,7 @@
 //! | [`vault`] | vault snapshots of `share-rw`: names, taking, listing, restoring, pruning |
 //! | [`archive`] | box archives (`.txz`): member rules, manifest, info file, pack, staged extract |
 //! | [`relocate`] | a box's recorded paths in `project.yaml`, rewritten for where it now lives |
+//! | [`remote`] | a box's run on a remote engine: the project mapped (`box.remote_path`), local-only mounts copied into the home, what cannot be had there refused, the sources checked on the engine's host |
 //! | [`hub`] | the helper hub: per-box host process, its protocol and limits, the in-box client |
 //! | [`tweakcc`] | the agent binary patched by tweakcc, the Bun executable parser, the LRU cache, a session's patched binary |
 //! | [`egress`] | per-box network egress: policy, the host-side proxy, the in-box forwarder |
@@ -95,6 +96,7 @@ pub mod process;
 pub mod progress;
 pub mod prompt;
 pub mod relocate;
+pub mod remote;
 pub mod rig;
 pub mod runtime;
 pub mod settings;

@@ -1592,6 +1592,8 @@ mod installed;
 mod escape;
 #[path = "e2e/helpers.rs"]
 mod helpers;
+#[path = "e2e/remote.rs"]
+mod remote;
 
 /// Issue 10 (low): a standalone box's read-only vault share, which lies in its
 /// workspace, cannot be written through the workspace; it reads as the share.

@@ -56,6 +56,10 @@ fn default_true() -> bool {
     true
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn default_director_timeout() -> u64 {
     60_000
 }
@@ -90,6 +94,12 @@ pub struct HubConfig {
     /// How long to wait for the director's container to be running.
     #[serde(default = "default_director_timeout")]
     pub director_timeout_ms: u64,
+    /// How long the director watcher waits (or until the first connection) before it
+    /// asks the engine anything. An ephemeral launch ends its hub itself when its run
+    /// returns, so there the watcher only guards against a launch that died, and a
+    /// short session costs no engine call of the hub's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub watch_after_ms: u64,
     /// Where the box lives on the host, for `crab fork`; without it `fork` is refused
     /// as unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +249,7 @@ pub fn sample(rt: &Path) -> HubConfig {
         helper: None,
         peer_check: true,
         director_timeout_ms: 60_000,
+        watch_after_ms: 0,
         fork: None,
         egress: None,
     }

@@ -778,7 +778,8 @@ pub mod fake {
 
     impl HubEngine for FakeEngine {
         fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerInfo>, EngineError> {
-            let s = self.state.lock().unwrap();
+            let mut s = self.state.lock().unwrap();
+            s.calls.push(format!("inspect {id_or_name}"));
             Ok(s.containers
                 .iter()
                 .find(|c| c.id == id_or_name || c.name == id_or_name)
@@ -786,7 +787,8 @@ pub mod fake {
         }
 
         fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>, EngineError> {
-            let s = self.state.lock().unwrap();
+            let mut s = self.state.lock().unwrap();
+            s.calls.push("ps".into());
             Ok(s.containers
                 .iter()
                 .filter(|c| {

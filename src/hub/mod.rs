@@ -198,22 +198,62 @@ pub fn stop(rt: &Path, grace: Duration) -> Result<Stopped, HubError> {
     // Gone: the lock is free (or went with the runtime directory) and the process ended
     // (a zombie waiting for init to reap it has ended).
     let gone = || !crate::fsutil::is_locked(&lock) && !running(pid.as_raw());
+    // Opened before the signal, so the exit cannot come between the two unseen.
+    let exit = pidfd_open(pid.as_raw());
     kill(pid, Signal::SIGTERM).map_err(|e| HubError::Stop(format!("signal to {pid}: {e}")))?;
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if gone() {
-            return Ok(Stopped::Clean);
-        }
-        std::thread::sleep(Duration::from_millis(25));
+    if wait_until(Instant::now() + grace, exit.as_ref(), &gone) {
+        return Ok(Stopped::Clean);
     }
     let _ = kill(pid, Signal::SIGKILL);
-    for _ in 0..80 {
-        if gone() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_until(
+        Instant::now() + Duration::from_secs(2),
+        exit.as_ref(),
+        &gone,
+    );
     Ok(Stopped::Killed)
+}
+
+/// Wait until `gone` or `until`; whether it is gone. With the hub's pidfd the wait
+/// ends the moment it exits (its teardown is a few ms when it had no helpers: a fixed
+/// poll interval would be most of the wait); without one (an old kernel), short polls.
+fn wait_until(
+    until: Instant,
+    exit: Option<&std::os::fd::OwnedFd>,
+    gone: &dyn Fn() -> bool,
+) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut exited = exit.is_none();
+    loop {
+        if gone() {
+            return true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match exit {
+            Some(fd) if !exited => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let ms = u16::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+                // Readable once it exited; then its lock goes with its last fd.
+                exited = matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0);
+            }
+            _ => std::thread::sleep(left.min(Duration::from_millis(5))),
+        }
+    }
+}
+
+/// A pidfd for process `pid` (`None` where the kernel has none, or it is gone).
+#[allow(unsafe_code)]
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and only returns a new descriptor (or
+    // fails); no memory is passed.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: a non-negative result is a fresh descriptor owned by us alone.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether process `pid` exists and is not a zombie.

@@ -68,6 +68,19 @@ pub const SUCCESSOR_GRACE: Duration = Duration::from_secs(3);
 /// Wait for the director to run, then for it to exit; a director replaced at once by a
 /// new container of the box under its name is watched on.
 pub fn watch_director(engine: &dyn HubEngine, cfg: &HubConfig, log: &HubLog) -> Ended {
+    watch_director_after(engine, cfg, log, |_| {})
+}
+
+/// [`watch_director`], first waiting as `pause` does (up to `cfg.watch_after_ms`).
+fn watch_director_after(
+    engine: &dyn HubEngine,
+    cfg: &HubConfig,
+    log: &HubLog,
+    pause: impl FnOnce(Duration),
+) -> Ended {
+    if cfg.watch_after_ms > 0 {
+        pause(Duration::from_millis(cfg.watch_after_ms));
+    }
     let deadline = Instant::now() + Duration::from_millis(cfg.director_timeout_ms);
     let mut id = match first_director(engine, cfg, log, deadline) {
         Ok(id) => id,
@@ -234,7 +247,10 @@ pub fn run(cfg: HubConfig, ready: Option<OwnedFd>, log: HubLog) -> i32 {
         std::thread::Builder::new()
             .name("hub-director".into())
             .spawn(move || {
-                let _ = tx.send(watch_director(engine.as_ref(), &hub.cfg, &hub.log));
+                let ended = watch_director_after(engine.as_ref(), &hub.cfg, &hub.log, |d| {
+                    hub.await_contact(d);
+                });
+                let _ = tx.send(ended);
             })
             .ok();
     }
@@ -256,6 +272,31 @@ mod tests {
     use crate::hub::engine::fake::FakeEngine;
 
     const HASH: &str = "0123456789abcdef0123456789abcdef";
+
+    /// An ephemeral session's hub asks the engine nothing about its director until its
+    /// pause is over (the launch ends it before that when the session is short).
+    #[test]
+    fn the_director_is_watched_after_the_pause_only() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = crate::hub::config::sample(d.path());
+        cfg.box_hash = HASH.into();
+        cfg.watch_after_ms = 3_000;
+        let log = HubLog::open(&d.path().join("hub.log"), 1 << 20, false);
+        let e = FakeEngine::default();
+        e.add(&cfg.director, true, &[(box_labels::HASH, HASH)]);
+        e.director_exits();
+        let mut paused = None;
+        let ended = watch_director_after(&e, &cfg, &log, |d| {
+            assert!(e.calls().is_empty(), "{:?}", e.calls());
+            paused = Some(d);
+        });
+        assert_eq!(paused, Some(Duration::from_secs(3)));
+        assert_eq!(ended, Ended::DirectorExited);
+        assert!(!e.calls().is_empty());
+        cfg.watch_after_ms = 0;
+        let ended = watch_director_after(&e, &cfg, &log, |_| panic!("no pause"));
+        assert_eq!(ended, Ended::DirectorExited);
+    }
 
     /// A persistent session restarted as a new conversation replaces the director
     /// under its name: the hub watches the new one instead of ending.

@@ -63,6 +63,11 @@ impl Companions {
         }
     }
 
+    /// Whether the box's egress proxy (`box.network = allowlist`) is among them.
+    pub fn egress(&self) -> bool {
+        self.egress
+    }
+
     /// Their mounts, after everything else the run mounts: the box's own mailbox (a
     /// standalone box has none), the hub's member directory.
     pub fn add_to(&self, mut spec: RunSpec) -> RunSpec {

@@ -40,6 +40,8 @@ pub struct Known<'a> {
     pub image_named_in: Option<std::path::PathBuf>,
     pub user: UserMapping,
     pub settings: LaunchSettings,
+    /// Why the engine is remote (`None`: it is local; see [`crate::remote`]).
+    pub remote: Option<String>,
 }
 
 impl Known<'_> {

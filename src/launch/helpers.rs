@@ -7,7 +7,7 @@
 //! A hub that will not start is a warning: the box runs without helpers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,6 +25,22 @@ use crate::runtime::{EngineInfo, Runtime};
 /// How long `stop` gives a hub to remove its helpers before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
+/// How long an ephemeral session (without the egress proxy, which the box needs at
+/// once) runs before its hub starts: a shorter session never starts one, and a client
+/// in the box waits that long at most (it retries for `client::CONNECT_PATIENCE`, 5 s).
+pub const EPHEMERAL_HUB_AFTER: Duration = Duration::from_millis(1000);
+
+/// How long an ephemeral session's hub waits before it watches the director itself
+/// (unless a member connects first).
+pub const EPHEMERAL_WATCH_AFTER_MS: u64 = 3_000;
+
+/// A hub start under way (`None` from it: the session ended before it was due), and
+/// how to tell it the session ended.
+type Starting = (
+    JoinHandle<Option<Result<Started, HubError>>>,
+    mpsc::Sender<()>,
+);
+
 /// The hub of one launch, planned; [`Hub::start`] makes it real.
 pub struct Hub {
     /// Everything but the helpers' template, which needs the final plan.
@@ -36,7 +52,7 @@ pub struct Hub {
     persistent: bool,
     kanibako: Option<PathBuf>,
     exec: std::sync::Arc<dyn crate::process::Executor>,
-    starting: Mutex<Option<JoinHandle<Result<Started, HubError>>>>,
+    starting: Mutex<Option<Starting>>,
     /// Helpers on: without, a hub that serves only the egress proxy refuses `spawn`.
     helpers: bool,
 }
@@ -89,6 +105,7 @@ pub fn config(
         // A remote engine's container pids mean nothing on this host.
         peer_check: !engine.remote,
         director_timeout_ms: 60_000,
+        watch_after_ms: 0,
         egress: None,
     }
 }
@@ -150,6 +167,16 @@ impl Hub {
         if !helpers && egress.is_none() {
             return None;
         }
+        if rt.engine.remote {
+            // Its sockets are on this host; a box on another cannot reach them.
+            let why = "no helpers for this session: the engine is remote, and the helper hub's socket is on this host";
+            if k.launch.shell_like() {
+                tracing::debug!("{why}");
+            } else {
+                output::warn(why);
+            }
+            return None;
+        }
         let (cx, b, dry_run) = (k.cx, k.b(), k.launch.dry_run);
         let runtime_dir = if dry_run {
             PathBuf::from(format!("<hub runtime dir {}>", &b.hash[..16]))
@@ -168,9 +195,17 @@ impl Hub {
         let member = runtime_dir.join("m").join("director");
         let (entrypoint, model_flag) = helper_command(k);
         let under_allowlist = egress.is_some();
+        let persistent = k.persistent();
         Some(Self {
             cfg: HubConfig {
                 egress,
+                // An ephemeral session's end ends its hub (`end`); the hub's own watch
+                // is the fallback for a launch that died, so it need not start at once.
+                watch_after_ms: if persistent {
+                    0
+                } else {
+                    EPHEMERAL_WATCH_AFTER_MS
+                },
                 ..config(cx, b, &rt.engine, &k.user, runtime_dir)
             },
             run: HelperRun {
@@ -185,7 +220,7 @@ impl Hub {
             },
             member,
             dry_run,
-            persistent: k.persistent(),
+            persistent,
             kanibako: std::env::current_exe().ok(),
             exec: cx.exec.clone(),
             starting: Mutex::new(None),
@@ -234,8 +269,22 @@ impl Hub {
             return output::warn("no helpers for this session: where this kanibako is is unknown");
         };
         let exec = self.exec.clone();
-        let handle = std::thread::spawn(move || hub::start(&cfg, exec.as_ref(), &kanibako));
-        *self.starting.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        let delay = if self.persistent || cfg.egress.is_some() {
+            Duration::ZERO
+        } else {
+            EPHEMERAL_HUB_AFTER
+        };
+        let (ended, end_rx) = mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            // The session's end (or its sender gone) before the delay: no hub at all.
+            if !delay.is_zero()
+                && end_rx.recv_timeout(delay) != Err(mpsc::RecvTimeoutError::Timeout)
+            {
+                return None;
+            }
+            Some(hub::start(&cfg, exec.as_ref(), &kanibako))
+        });
+        *self.starting.lock().unwrap_or_else(|e| e.into_inner()) = Some((handle, ended));
     }
 
     /// Where the session's run returned: how the start went (a warning if it failed),
@@ -246,11 +295,15 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let Some(handle) = handle else { return };
+        let Some((handle, ended)) = handle else {
+            return;
+        };
+        let _ = ended.send(());
         // A hub that never started has no helpers to end.
         match handle.join() {
-            Ok(Ok(s)) => tracing::debug!("helper hub: {s:?}"),
-            Ok(Err(e)) => {
+            Ok(None) => return self.leave_nothing(),
+            Ok(Some(Ok(s))) => tracing::debug!("helper hub: {s:?}"),
+            Ok(Some(Err(e))) => {
                 self.leave_nothing();
                 return output::warn(format_args!("the helper hub did not start: {e}"));
             }

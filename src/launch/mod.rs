@@ -96,7 +96,14 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         tweakcc: _held,
     } = facts::gather(&k, &rt)?;
     let companions = Companions::for_launch(&k, &rt);
-    let spec = companions.add_to(plan::plan(&inputs));
+    // The run as planned here, and (on a remote engine) as the engine's host sees it.
+    let local = companions.add_to(plan::plan(&inputs));
+    let remote = remote_run(&k, &rt, &inputs, companions.egress())?;
+    let there = |spec: RunSpec| match &remote {
+        Some(r) => r.adapt(spec),
+        None => spec,
+    };
+    let spec = there(local.clone());
     mounts::check_paths(&spec)?;
     if dry_run {
         let spec = companions.dry_run(spec);
@@ -108,8 +115,12 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
     if let Some(rootfs) = &leftover {
         persistent::remove(cx, &rt, &spec.name, rootfs.as_deref());
     }
-    home::prepare(&k, &spec)?;
+    home::prepare(&k, &local)?;
     let spec = companions.start(spec, mounted.as_ref().map(|m| m.dir.as_path()));
+    // After everything the run mounts is made (a remote engine has no hub to start).
+    if let Some(r) = &remote {
+        r.prepare(&rt, &k.image, &spec)?;
+    }
     let run = Planned {
         spec,
         image: k.image.clone(),
@@ -122,7 +133,7 @@ pub fn run(cx: &Context, l: Launch) -> Result<Exit> {
         let in_box = k.in_box();
         let replan = |new_session: bool| -> Result<RunSpec> {
             (inputs.entrypoint, inputs.command) = in_box.command(new_session)?;
-            Ok(companions.add_to(plan::plan(&inputs)))
+            Ok(there(companions.add_to(plan::plan(&inputs))))
         };
         persistent::launch(cx, &rt, b, run, lock, may_retry, replan)
     } else {
@@ -148,7 +159,7 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
         tracing::debug!("  setting {line}");
     }
     image::pin(&chosen, &levels, l.rig.as_deref(), l.dry_run)?;
-    let rt = cx.runtime()?;
+    let (rt, remote) = crate::remote::engine(&cx.host, cx.runtime()?, &levels)?;
     let image_named_in =
         image::named_in_workspace(&settings.image.origin, &chosen.identity.workspace);
     let k = Known {
@@ -162,6 +173,36 @@ fn settle(cx: &Context, l: Launch) -> Result<Option<(Known<'_>, Runtime)>> {
         chosen,
         target,
         levels,
+        remote,
     };
     Ok(Some((k, rt)))
+}
+
+/// On a remote engine, what its run becomes there (see [`crate::remote`]).
+fn remote_run(
+    k: &Known<'_>,
+    rt: &Runtime,
+    inputs: &plan::PlanInputs,
+    allowlist: bool,
+) -> Result<Option<crate::remote::Remote>> {
+    let b = k.b();
+    let local_only = inputs
+        .agent_mounts
+        .iter()
+        .filter_map(|m| match m {
+            crate::runtime::spec::Mount::Bind { src, .. } => Some(src.clone()),
+            crate::runtime::spec::Mount::Mask { .. } => None,
+        })
+        .chain(inputs.self_binary.clone())
+        .collect();
+    let facts = crate::remote::Facts {
+        workspace: &b.workspace,
+        home: &b.shell,
+        local_only,
+        share_images: inputs.image_store.is_some(),
+        allowlist,
+        browser: k.settings.browser.is_some(),
+    };
+    let path = crate::remote::remote_path(&k.levels)?;
+    crate::remote::Remote::plan(&rt.engine, k.remote.clone(), path, facts)
 }

@@ -223,6 +223,28 @@ pub fn copy_into_invocation(
 }
 
 /// `commit CONTAINER IMAGE`.
+/// See [`Runtime::check_bind_sources`].
+pub fn check_binds_invocation(
+    base: Invocation,
+    image: &str,
+    name: &str,
+    sources: &[&Path],
+) -> Invocation {
+    let mut inv = base
+        .arg("create")
+        .arg("--pull=never")
+        .arg("--network=none")
+        .arg("--name")
+        .arg(name);
+    for (i, s) in sources.iter().enumerate() {
+        let mut spec = std::ffi::OsString::from("type=bind,src=");
+        spec.push(s.as_os_str());
+        spec.push(format!(",dst=/kanibako-check/{i}"));
+        inv = inv.arg("--mount").arg(spec);
+    }
+    inv.arg(image).arg("true")
+}
+
 pub fn commit_invocation(base: Invocation, container: &str, image: &str) -> Invocation {
     base.arg("commit").arg(container).arg(image)
 }
@@ -276,6 +298,29 @@ impl Runtime {
             .capture(&remove_invocation(self.invocation(), name))
             .ok()?;
         out.status.success().then(|| parse_removed(&out.stdout))
+    }
+
+    /// Create (never start) a container `name` of `image` that bind-mounts each of
+    /// `sources`, then remove it: the engine's own word on whether they exist on its
+    /// host (`--mount`, which refuses a missing source where `-v` would make it). The
+    /// engine's complaint when it refused.
+    pub fn check_bind_sources(
+        &self,
+        image: &str,
+        name: &str,
+        sources: &[&Path],
+    ) -> Result<Option<String>, RuntimeError> {
+        let out = self.capture(&check_binds_invocation(
+            self.invocation(),
+            image,
+            name,
+            sources,
+        ))?;
+        if out.status.success() {
+            let _ = self.remove_container(name);
+            return Ok(None);
+        }
+        Ok(Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
     }
 
     /// What [`Runtime::remove_container`] runs, for `--dry-run`.

@@ -14,6 +14,7 @@
 pub mod containers;
 pub mod images;
 pub mod limits;
+pub mod remote;
 pub mod seccomp;
 pub mod spec;
 pub mod tun;
@@ -277,27 +278,35 @@ pub fn detect(host: &HostEnv, exec: &dyn Executor) -> Result<EngineInfo, Runtime
 }
 
 fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo {
-    let (rootless, remote) = match kind {
-        EngineKind::Podman => {
-            let remote = host.var(vars::CONTAINER_HOST).is_some()
-                || program
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains("remote"));
-            (!remote && host.uid != 0, remote)
-        }
-        EngineKind::Docker => {
-            // Docker is a daemon: rootless only when its socket lives in a user runtime dir.
-            let docker_host = host.var_str(vars::DOCKER_HOST).unwrap_or("");
-            let rootless = docker_host.contains("/run/user/");
-            let remote = docker_host.starts_with("tcp://") || docker_host.starts_with("ssh://");
-            (rootless, remote)
-        }
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let remote = remote::detect(kind, &name, |k| host.var_str(k).map(str::to_owned)).is_some();
+    let rootless = match kind {
+        EngineKind::Podman => !remote && host.uid != 0,
+        // Docker is a daemon: rootless only when its socket lives in a user runtime dir.
+        EngineKind::Docker => host
+            .var_str(vars::DOCKER_HOST)
+            .is_some_and(|h| h.contains("/run/user/")),
     };
     EngineInfo {
         kind,
         program,
         rootless,
         remote,
+    }
+}
+
+impl EngineInfo {
+    /// This engine as `engine.remote` says it is (see [`remote::decide`]).
+    pub fn with_remote(mut self, remote: bool) -> Self {
+        if remote && !self.remote && self.kind == EngineKind::Podman {
+            // A remote podman's containers are not in our user namespace.
+            self.rootless = false;
+        }
+        self.remote = remote;
+        self
     }
 }
 

@@ -516,6 +516,8 @@ pub const WIDENING: &[&str] = &[
     "box.browser_image",
     "box.crab",
     "box.share_images",
+    // it names what of the engine's host the box gets mounted
+    "box.remote_path",
 ];
 
 /// A settings file that lies inside a box's workspace (a standalone box's own

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::support::{Env, tree};
+use crate::support::{Env, Run, tree};
 
 fn env_with_claude() -> (Env, PathBuf) {
     let e = Env::new();
@@ -742,7 +742,8 @@ fn strip_ulimits(text: &str) -> String {
 
 /// Issue 12: a launch mounts the director's hub directory read-only at /run/kanibako
 /// and only its own mailbox of `$DATA/comms`; the hub it starts beside an ephemeral
-/// run ends with it (its runtime directory goes). `--no-helpers` and
+/// run that lasts past the hub's delay ends with it (its runtime directory goes), and a
+/// shorter run starts none. `--no-helpers` and
 /// `allow_helpers: false` mean no hub and no mount.
 #[test]
 fn a_launch_mounts_its_hub_and_only_its_own_mailbox() {
@@ -777,12 +778,21 @@ fn a_launch_mounts_its_hub_and_only_its_own_mailbox() {
         data.join("comms/broadcast.log").is_file(),
         "the Python layout is kept"
     );
-    // the hub ran (its log says so) and ended with the session
-    let log = fs::read_to_string(
-        e.home
-            .join(format!(".local/state/kanibako/hub/{}.log", &hash[..16])),
-    )
-    .unwrap_or_default();
+    let hub_log = e
+        .home
+        .join(format!(".local/state/kanibako/hub/{}.log", &hash[..16]));
+    // a session shorter than the hub's delay started none, and left nothing
+    assert!(
+        !hub_log.exists(),
+        "{}",
+        fs::read_to_string(&hub_log).unwrap()
+    );
+    assert!(!rt.exists(), "nothing of a hub left");
+    // a longer one: the hub ran (its log says so) and ended with the session
+    fs::write(e.root_file("run.sleep"), "2").unwrap();
+    e.run(&p, &["shell", "--", "true"]).ok();
+    fs::remove_file(e.root_file("run.sleep")).unwrap();
+    let log = fs::read_to_string(&hub_log).unwrap_or_default();
     assert!(
         log.contains("\"stop_requested\"") && log.contains("\"hub_stopped\""),
         "{log}"
@@ -920,5 +930,85 @@ fn stop_ends_the_hub_and_ps_and_info_show_the_helpers() {
         )),
         "{}",
         e.podman_log()
+    );
+}
+
+/// Issue 17: on a remote engine (`CONTAINER_HOST=ssh://…`) the project is mounted from
+/// `box.remote_path`, this binary from its copy in the box's home, every source is
+/// checked by one `create` before the run, and what the engine's host cannot have is
+/// refused in one line.
+#[test]
+fn a_remote_engine_maps_the_project_and_refuses_what_it_cannot_have() {
+    let (mut e, p) = env_with_claude();
+    e.set("CONTAINER_HOST", "ssh://ana@build/run/podman/podman.sock");
+    e.run(&p, &["create"]).ok();
+    e.run(&p, &["box", "config", "box.remote_path=/srv/app"])
+        .ok();
+    let r = e.run(&p, &["shell", "--dry-run", "--", "true"]).ok();
+    let run = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(" run "))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(run.contains("-v /srv/app:/home/agent/workspace:"), "{run}");
+    assert!(
+        run.contains("-v /srv/app/vault/ro:/home/agent/share-ro:"),
+        "{run}"
+    );
+    assert!(!run.contains(&format!("{}:", p.display())), "{run}");
+    assert!(
+        run.contains(".kanibako-remote/") && run.contains(":/home/agent/.local/bin/kanibako:"),
+        "{run}"
+    );
+    assert!(
+        !run.contains("/run/kanibako"),
+        "no hub on a remote engine: {run}"
+    );
+
+    // the run: one create that mounts every source, then the run, and the copy made
+    e.run(&p, &["shell", "--", "true"]).ok();
+    let log = e.podman_log();
+    let create = log
+        .lines()
+        .position(|l| l.starts_with("create "))
+        .unwrap_or_else(|| panic!("{log}"));
+    let run_at = log.lines().position(|l| l.starts_with("run ")).unwrap();
+    assert!(create < run_at, "{log}");
+    let create_line = log.lines().nth(create).unwrap();
+    assert!(
+        create_line.contains("--mount type=bind,src=/srv/app,dst=/kanibako-check/"),
+        "{create_line}"
+    );
+    let home = e.data().join("boxes/app/shell/.kanibako-remote");
+    assert_eq!(
+        fs::read_dir(&home).unwrap().count(),
+        2,
+        "the copy and its stamp"
+    );
+
+    // refused: a relative remote path, and allowlist (its proxy is on this host)
+    e.run(&p, &["box", "config", "box.remote_path=srv/app"])
+        .ok();
+    let r = e.run(&p, &["shell", "--", "true"]).fails();
+    let error = |r: &Run| {
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with("Error: "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        error(&r).starts_with("Error: box.remote_path srv/app"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("not an absolute path"), "{r:?}");
+    e.run(&p, &["box", "config", "box.remote_path=/srv/app"])
+        .ok();
+    e.run(&p, &["box", "config", "box.network=allowlist"]).ok();
+    let r = e.run(&p, &["shell", "--", "true"]).fails();
+    let first = error(&r);
+    assert!(
+        first.contains("allowlist") && first.contains("CONTAINER_HOST=ssh://ana@build"),
+        "{r:?}"
     );
 }

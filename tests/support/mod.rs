@@ -159,7 +159,8 @@ impl Env {
     /// (absent: no container), `rm.gone` to make `rm -f` find nothing (it then prints
     /// no name, as podman does), `no.image` for a rig that is not local (`image
     /// inspect`/`mount` fail, and so does a `run` of it), `exit.code` for `run`/`exec`,
-    /// whose `--env-file` it copies to `run.env`.
+    /// whose `--env-file` it copies to `run.env`, `run.sleep` for how many seconds a
+    /// `run` lasts.
     pub fn fake_podman(&self) -> PathBuf {
         let r = self.root.path().display().to_string();
         self.script(
@@ -180,6 +181,7 @@ case "$1" in
     # `--pull=never` with a missing image fails at once (a `--rootfs` run has none).
     [ "$1" = run ] && [ -f '{r}/no.image' ] && case " $* " in *" --rootfs "*) ;; *) exit 125 ;; esac
     while [ $# -gt 0 ]; do [ "$1" = --env-file ] && /bin/cp "$2" '{r}/run.env'; shift; done
+    [ -f '{r}/run.sleep' ] && /bin/sleep "$(/bin/cat '{r}/run.sleep')"
     exit $(/bin/cat '{r}/exit.code' 2>/dev/null || echo 0) ;;
 esac
 "#

@@ -195,6 +195,7 @@ impl Hub {
             ));
         }
         let member = Member::Helper(number);
+        self.seen_helpers.store(true, Ordering::SeqCst);
         let dir = rundir::ensure_member(&self.cfg.runtime_dir, member, self.cfg.member_owner)
             .map_err(|e| refusal(ErrorCode::Internal, e.to_string()))?;
         // Listening before the container starts: its first connect must find us.

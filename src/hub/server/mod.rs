@@ -20,7 +20,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -125,6 +125,17 @@ pub struct Hub {
     wake_rx: UnixStream,
     pub log: HubLog,
     undetermined: AtomicBool,
+    /// Helpers that still run re-adopted (once): at start when a helper's directory is
+    /// left from an earlier hub, else at the first connection. Until then the hub asks
+    /// the engine nothing, so a short session pays for no engine call of ours.
+    adopted: OnceLock<()>,
+    /// The engine showed a helper of this box, or one was spawned: teardown must ask
+    /// the engine for them. Without it (and with no helper's directory) the hub has
+    /// none to remove and its teardown asks the engine nothing.
+    seen_helpers: AtomicBool,
+    /// Set at the first connection (woken: the director watcher, see
+    /// [`Hub::await_contact`]).
+    contact: (Mutex<bool>, Condvar),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -184,37 +195,99 @@ impl Hub {
             wake_rx,
             log,
             undetermined: AtomicBool::new(false),
+            adopted: OnceLock::new(),
+            seen_helpers: AtomicBool::new(false),
+            contact: (Mutex::new(false), Condvar::new()),
             cfg,
         });
         hub.bind(Member::Director)?;
-        let team = hub.refresh_team().unwrap_or_else(|e| {
-            hub.log
-                .event("engine_error", json!({"during": "adoption", "error": e.1}));
-            Team::default()
-        });
-        let mut adopted = Vec::new();
-        for h in team.all().filter(|h| h.running) {
-            hub.slot_container(Member::Helper(h.number), &h.id);
-            hub.bind(Member::Helper(h.number))?;
-            adopted.push(h.number);
-        }
-        // Sockets left by a crash for helpers no longer running.
-        for m in rundir::existing_members(&hub.cfg.runtime_dir) {
-            if let Member::Helper(n) = m
-                && !adopted.contains(&n)
-            {
-                for s in &hub.services {
-                    let _ = std::fs::remove_file(
-                        rundir::member_dir(&hub.cfg.runtime_dir, m).join(s.socket_name()),
-                    );
-                }
-            }
-        }
+        // A helper's directory is made before its container and removed after it: with
+        // none left by an earlier hub (a restarted worker, a revived hub) no helper
+        // waits for its socket, and adoption can wait for the first connection.
+        let adopted = if hub.helper_dirs_left() {
+            let adopted = hub.adopt()?;
+            let _ = hub.adopted.set(());
+            Some(adopted)
+        } else {
+            None
+        };
         hub.log.event(
             "hub_started",
             json!({"box": hub.cfg.box_name, "director": hub.cfg.director, "adopted": adopted}),
         );
         Ok(hub)
+    }
+
+    /// Whether `m/` holds a helper's directory.
+    fn helper_dirs_left(&self) -> bool {
+        rundir::existing_members(&self.cfg.runtime_dir)
+            .iter()
+            .any(|m| matches!(m, Member::Helper(_)))
+    }
+
+    /// Bind the sockets of the box's helpers that still run (their labels say which),
+    /// and take away sockets a crash left for helpers no longer running. The numbers
+    /// adopted.
+    fn adopt(&self) -> Result<Vec<u32>, StartError> {
+        let team = self.refresh_team().unwrap_or_else(|e| {
+            self.log
+                .event("engine_error", json!({"during": "adoption", "error": e.1}));
+            Team::default()
+        });
+        let mut adopted = Vec::new();
+        for h in team.all().filter(|h| h.running) {
+            self.slot_container(Member::Helper(h.number), &h.id);
+            self.bind(Member::Helper(h.number))?;
+            adopted.push(h.number);
+        }
+        for m in rundir::existing_members(&self.cfg.runtime_dir) {
+            if let Member::Helper(n) = m
+                && !adopted.contains(&n)
+            {
+                for s in &self.services {
+                    let _ = std::fs::remove_file(
+                        rundir::member_dir(&self.cfg.runtime_dir, m).join(s.socket_name()),
+                    );
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Adopt now if that has not happened (the first connection's turn).
+    fn adopt_once(&self) {
+        self.adopted.get_or_init(|| match self.adopt() {
+            Ok(adopted) if !adopted.is_empty() => {
+                self.log
+                    .event("helpers_adopted", json!({"adopted": adopted}));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.log.event(
+                    "engine_error",
+                    json!({"during": "adoption", "error": e.to_string()}),
+                );
+            }
+        });
+    }
+
+    /// Wait up to `limit` for the first connection; whether one came.
+    pub fn await_contact(&self, limit: Duration) -> bool {
+        let (m, cv) = &self.contact;
+        let g = lock(m);
+        let (g, _) = cv
+            .wait_timeout_while(g, limit, |seen| !*seen && !self.is_shutting_down())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g
+    }
+
+    fn contacted(&self) {
+        let (m, cv) = &self.contact;
+        let mut g = lock(m);
+        if !*g {
+            *g = true;
+            cv.notify_all();
+        }
     }
 
     /// Compare peers through `/proc` instead of pidfds (the path of older kernels).
@@ -325,6 +398,9 @@ impl Hub {
                 })
                 .collect(),
         );
+        if team.all().next().is_some() {
+            self.seen_helpers.store(true, Ordering::SeqCst);
+        }
         *lock(&self.team) = team.clone();
         Ok(team)
     }
@@ -424,6 +500,8 @@ impl Hub {
                     service,
                     conn_id,
                 };
+                hub.contacted();
+                hub.adopt_once();
                 let cred = peer::peer_cred(&stream).ok();
                 if let Err((code, message)) = hub.verify(member, &stream) {
                     hub.log.event(
@@ -551,11 +629,17 @@ impl Hub {
         for f in lock(&self.followers).iter() {
             f.ready.notify_all();
         }
+        self.contact.1.notify_all();
         let _held = lock(&self.mutate);
         // A fork under way sees the flag between two files and undoes its copy: wait
         // for that, so the hub never exits with half a box on the host.
         let _forking = lock(&self.forks);
-        let removed = remove_helpers(self.engine.as_ref(), &self.cfg.box_hash);
+        // No helper seen, spawned or left (see `seen_helpers`): none to ask the engine for.
+        let removed = if self.seen_helpers.load(Ordering::SeqCst) || self.helper_dirs_left() {
+            remove_helpers(self.engine.as_ref(), &self.cfg.box_hash)
+        } else {
+            0
+        };
         let _ = rundir::remove_all(&self.cfg.runtime_dir);
         self.log.event(
             "hub_stopped",

@@ -664,6 +664,84 @@ fn teardown_removes_the_boxs_helpers_and_the_runtime_dir_only() {
     assert!(d.call_may_fail());
 }
 
+fn helper_labels(n: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (box_labels::HASH, HASH.into()),
+        (labels::ROLE, "helper".into()),
+        (labels::HELPER, n.into()),
+        (labels::PARENT, "0".into()),
+        (labels::DEPTH, "1".into()),
+        (labels::BREADTH, "1".into()),
+    ]
+}
+
+/// A short session's hub costs no engine call: nothing at start, nothing at teardown,
+/// when it never had a helper.
+#[test]
+fn a_hub_that_never_had_a_helper_asks_the_engine_nothing() {
+    let t = start(fast());
+    assert!(t.engine.calls().is_empty(), "{:?}", t.engine.calls());
+    assert_eq!(t.hub.teardown("test"), 0);
+    assert!(t.engine.calls().is_empty(), "{:?}", t.engine.calls());
+    assert!(!t.rt.exists());
+}
+
+/// Helpers that still run are adopted at the first connection; at start already when
+/// an earlier hub left a helper's directory (a restarted worker: the helper may be the
+/// first to connect). What the engine showed is removed at teardown.
+#[test]
+fn running_helpers_are_adopted_at_the_first_connection_or_at_start_when_one_left_its_dir() {
+    let add_helper = |e: &FakeEngine| {
+        let l = helper_labels("1");
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        e.add("kanibako-app-helper-1", true, &l)
+    };
+    let engine = Arc::new(FakeEngine::default());
+    engine.add("kanibako-app", true, &[(box_labels::HASH, HASH)]);
+    let h1 = add_helper(&engine);
+    let t = start_with(fast(), engine.clone(), tempfile::tempdir().unwrap());
+    assert!(engine.calls().is_empty(), "{:?}", engine.calls());
+    let h1_sock = rundir::socket_path(&t.rt, Member::Helper(1), rundir::SOCKET).unwrap();
+    assert!(!h1_sock.exists());
+    let mut d = Conn::open(&t, Member::Director);
+    assert_eq!(code(&d.call(json!({"op": "ping"}))), "ok");
+    assert!(engine.calls().contains(&"ps".to_owned()));
+    let mut h = Conn::open(&t, Member::Helper(1));
+    assert_eq!(code(&h.call(json!({"op": "ping"}))), "ok");
+    assert_eq!(t.hub.teardown("test"), 1);
+    assert!(engine.calls().contains(&format!("rm {h1}")));
+
+    // a helper's directory left behind: adopted before anyone connects
+    let engine = Arc::new(FakeEngine::default());
+    engine.add("kanibako-app", true, &[(box_labels::HASH, HASH)]);
+    add_helper(&engine);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = dir.path().join("rt");
+    rundir::private_dir(&rt, nix::unistd::geteuid().as_raw()).unwrap();
+    rundir::ensure_member(&rt, Member::Helper(1), None).unwrap();
+    let t = start_with(fast(), engine.clone(), dir);
+    assert_eq!(engine.calls(), ["ps"]);
+    let mut h = Conn::open(&t, Member::Helper(1));
+    assert_eq!(code(&h.call(json!({"op": "ping"}))), "ok");
+}
+
+/// The director watcher's pause ends at the first connection.
+#[test]
+fn the_first_connection_ends_the_wait_for_contact() {
+    let t = start(fast());
+    assert!(!t.hub.await_contact(Duration::from_millis(20)));
+    let hub = t.hub.clone();
+    let waiter = std::thread::spawn(move || {
+        let at = Instant::now();
+        (hub.await_contact(Duration::from_secs(30)), at.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let mut d = Conn::open(&t, Member::Director);
+    assert_eq!(code(&d.call(json!({"op": "ping"}))), "ok");
+    let (seen, took) = waiter.join().unwrap();
+    assert!(seen && took < Duration::from_secs(10), "{took:?}");
+}
+
 impl Conn {
     /// After teardown: the connection is closed (or answers nothing more).
     fn call_may_fail(&mut self) -> bool {
