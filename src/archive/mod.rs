@@ -12,6 +12,7 @@
 //!
 //! This module asks no questions and prints nothing; `commands::archive` does.
 
+pub mod encoder;
 pub mod extract;
 #[cfg(test)]
 mod fuzz;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::encoder::Encoder;
 use super::info::{FILE as INFO_FILE, Info};
 use super::manifest::{Record, sha256};
 use super::member::MemberKind;
@@ -324,9 +325,9 @@ fn is_temp(name: &OsStr) -> bool {
     name.as_bytes().starts_with(b".kanibako-tmp-")
 }
 
-/// The archive file's writer, closed for good once packing failed: the tar builder and
-/// the xz encoder finish themselves when dropped, and an interrupted archive should not
-/// first compress what is still queued.
+/// The archive file's writer, closed for good once packing failed: the tar builder
+/// finishes itself when dropped, and an interrupted archive should not write (or wait
+/// for the encoder's threads to compress) anything more.
 struct Gate<W> {
     inner: W,
     closed: std::rc::Rc<std::cell::Cell<bool>>,
@@ -382,11 +383,13 @@ fn xz_builder(threads: usize) -> liblzma::stream::MtStreamBuilder {
 }
 
 /// The multi-threaded xz encoder at [`XZ_PRESET`], one thread per core (fewer where
-/// [`XZ_MEMLIMIT_THREADING`] says).
-pub fn xz_writer<W: Write>(out: W) -> io::Result<liblzma::write::XzEncoder<W>> {
+/// [`XZ_MEMLIMIT_THREADING`] says), stopped by `check` even while its threads work.
+pub fn xz_writer<'a, W: Write>(
+    out: W,
+    check: &'a dyn Fn() -> io::Result<()>,
+) -> io::Result<Encoder<'a, W>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let stream = xz_builder(threads).encoder().map_err(io::Error::other)?;
-    Ok(liblzma::write::XzEncoder::new_stream(out, stream))
+    Encoder::new(&mut xz_builder(threads), out, check)
 }
 
 /// Write the archive of `src` to `out`, with `info` (its manifest filled in here).
@@ -422,7 +425,7 @@ pub fn pack(
         inner: io::BufWriter::with_capacity(1 << 20, file),
         closed: closed.clone(),
     };
-    let enc = xz_writer(gate).map_err(wrap("starting xz".into()))?;
+    let enc = xz_writer(gate, check).map_err(wrap("starting xz".into()))?;
     let ctx = || format!("writing {}", out.display());
     let written = (|| -> Result<Packed, PackError> {
         let mut p = Packer {
@@ -512,7 +515,7 @@ mod xz_tests {
         let data: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        let mut w = xz_writer(Vec::new()).unwrap();
+        let mut w = xz_writer(Vec::new(), &|| Ok(())).unwrap();
         w.write_all(&data).unwrap();
         let packed = w.finish().unwrap();
         let mut back = Vec::new();

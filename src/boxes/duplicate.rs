@@ -41,6 +41,10 @@ pub struct Change<'a, E> {
     /// Work on the new trees before the registry is written (a duplicate drops what is
     /// not its own; a workset records its new member).
     pub prepare: &'a dyn Fn() -> Result<(), E>,
+    /// The files `prepare` writes besides the new trees (a workset's `workset.yaml`,
+    /// a link to an in-place member's directory): recorded as they were before, and put
+    /// back when the change is undone, by its own error path or after a crash.
+    pub files: &'a [PathBuf],
     /// The registry edit; `Ok(false)`: none. Runs first, on the loaded registry, so a
     /// name taken meanwhile stops the change before any file moves.
     pub edit: &'a dyn Fn(&mut Registry) -> Result<bool, E>,
@@ -73,7 +77,7 @@ pub fn carry<E: From<io::Error> + From<DocError>>(
         .as_ref()
         .and_then(|t| String::from_utf8(t.clone()).ok())
         .map(|t| (c.from.project_file(), t));
-    let mut intent = Intent::begin(paths, &plan, c.how, record)?;
+    let mut intent = Intent::begin(paths, &plan, c.how, record, c.files)?;
     crate::fault::point("carry.begun");
     let mut applied = match relocation::apply(&plan, c.how, check) {
         Ok(a) => a,
@@ -99,6 +103,11 @@ pub fn carry<E: From<io::Error> + From<DocError>>(
         applied.undo();
         if let (Some(text), How::Move) = (&original, c.how) {
             let _ = fsutil::atomic_write(&c.from.project_file(), text, fsutil::MODE_CONFIG);
+        }
+        if let Err(undo) = intent.put_back_files() {
+            // Keep the record: the next command's recovery tries again.
+            crate::output::warn(format_args!("putting back what the change wrote: {undo}"));
+            return Err(e);
         }
         intent.end();
         return Err(e);

@@ -157,6 +157,7 @@ pub fn fork(
             workspace: transfer::Workspace::Carry,
             how: How::Copy,
             prepare: &prepare,
+            files: &[],
             edit: &|reg: &mut Registry| {
                 let Some(n) = &registered else {
                     return Ok(false);

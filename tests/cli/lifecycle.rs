@@ -1105,3 +1105,232 @@ fn a_crash_at_any_point_of_a_duplicate_leaves_the_source_and_a_whole_copy_or_non
     // the project and the box's data are two trees
     assert_eq!(crashes, 6);
 }
+
+/// The crash points of a change into or out of a workset: carry's, and the one right
+/// after the member list is written.
+const WORKSET_CRASH_POINTS: [&str; 8] = [
+    "carry.begun",
+    "carry.transfer.0",
+    "carry.transfer.1",
+    "carry.transfer.2",
+    "workset.joined",
+    "carry.prepared",
+    "carry.registered",
+    "carry.committed",
+];
+
+fn members(root: &Path) -> String {
+    fs::read_to_string(root.join("workset.yaml")).unwrap()
+}
+
+/// Issue 15: a crash at any point of `box migrate --to workset` (moved or in place)
+/// leaves either the default-mode box, with no member entry, link or data of it in the
+/// workset, or the whole member and no default-mode box: never a half-registered member.
+#[test]
+fn a_crash_at_any_point_of_a_migrate_to_a_workset_leaves_no_half_member() {
+    for in_place in [false, true] {
+        let mut crashes = 0;
+        for point in WORKSET_CRASH_POINTS {
+            let mut e = env();
+            let p = lived_in(&e, &[]);
+            e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+            let root = e.home.join("ws/client");
+            let mut args = vec![
+                "box",
+                "migrate",
+                "app",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--name",
+                "web",
+                "--force",
+            ];
+            if in_place {
+                args.push("--in-place");
+            }
+            e.set("KANIBAKO_CRASH_AT", point);
+            let crashed = e.run(&e.home, &args);
+            e.unset("KANIBAKO_CRASH_AT");
+            crashes += usize::from(crashed.code == -1);
+            e.run(&e.home, &["list"]).ok();
+            let what = format!("{point} (in place: {in_place})");
+            let link = root.join("workspaces/web");
+            if e.names_yaml().contains("app:") {
+                // undone: the default-mode box as it was, nothing of it in the workset
+                assert!(crashed.code != 0, "{what}: {crashed:?}");
+                assert!(
+                    !members(&root).contains("name: web"),
+                    "{what}: {}",
+                    members(&root)
+                );
+                assert!(
+                    link.symlink_metadata().is_err(),
+                    "{what}: no workspace or link"
+                );
+                assert!(!root.join("boxes/web").exists(), "{what}");
+                assert!(!root.join("vault/web").exists(), "{what}");
+                assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+                assert_eq!(fs::read_to_string(p.join("vault/rw/data")).unwrap(), "v\n");
+                assert_eq!(
+                    fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+                    "hi\n"
+                );
+                let info = e.run(&p, &["box", "info"]).ok().stdout;
+                assert!(info.contains("Mode:         default"), "{what}: {info}");
+            } else {
+                // finished: the whole member, and no default-mode box left
+                assert!(members(&root).contains("name: web"), "{what}");
+                assert!(!meta(&e, "app").exists(), "{what}");
+                let w = if in_place { p.clone() } else { link.clone() };
+                assert_eq!(in_place, p.exists(), "{what}");
+                if in_place {
+                    assert_eq!(fs::read_link(&link).unwrap(), p, "{what}");
+                }
+                assert_eq!(fs::read_to_string(w.join("src.txt")).unwrap(), "code\n");
+                assert_eq!(
+                    fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+                    "hi\n"
+                );
+                assert_eq!(
+                    fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+                    "v\n"
+                );
+                let info = e.run(&w, &["box", "info"]).ok().stdout;
+                assert!(info.contains("Mode:         workset"), "{what}: {info}");
+            }
+            nothing_half_made(&e, &e.home);
+        }
+        // every point is passed, but for one transfer fewer in place (the project
+        // directory stays)
+        assert_eq!(
+            crashes,
+            if in_place { 7 } else { 8 },
+            "in place: {in_place}"
+        );
+    }
+}
+
+/// The way back out: a crash at any point of `box migrate WS/NAME --to default` leaves
+/// the member or the default-mode box, never both and never neither.
+#[test]
+fn a_crash_at_any_point_of_leaving_a_workset_leaves_one_box() {
+    let mut crashes = 0;
+    for point in WORKSET_CRASH_POINTS {
+        let mut e = env();
+        let p = lived_in(&e, &[]);
+        e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+        let root = e.home.join("ws/client");
+        e.run(
+            &e.home,
+            &[
+                "box",
+                "migrate",
+                "app",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--name",
+                "web",
+                "--force",
+            ],
+        )
+        .ok();
+        let point = point.replace("workset.joined", "workset.left");
+        e.set("KANIBAKO_CRASH_AT", &point);
+        let crashed = e.run(
+            &e.home,
+            &["box", "migrate", "client/web", "--to", "default", "--force"],
+        );
+        e.unset("KANIBAKO_CRASH_AT");
+        crashes += usize::from(crashed.code == -1);
+        e.run(&e.home, &["list"]).ok();
+        if e.names_yaml().contains("app:") {
+            assert!(!members(&root).contains("name: web"), "{point}");
+            assert!(!root.join("boxes/web").exists(), "{point}");
+            assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+            assert_eq!(
+                fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+                "hi\n"
+            );
+            let info = e.run(&p, &["box", "info"]).ok().stdout;
+            assert!(info.contains("Mode:         default"), "{point}: {info}");
+        } else {
+            assert!(crashed.code != 0, "{point}: {crashed:?}");
+            assert!(members(&root).contains("name: web"), "{point}");
+            assert!(!p.exists() && !meta(&e, "app").exists(), "{point}");
+            let w = root.join("workspaces/web");
+            assert_eq!(fs::read_to_string(w.join("src.txt")).unwrap(), "code\n");
+            assert_eq!(
+                fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+                "hi\n"
+            );
+            let info = e.run(&w, &["box", "info"]).ok().stdout;
+            assert!(info.contains("Mode:         workset"), "{point}: {info}");
+        }
+        nothing_half_made(&e, &e.home);
+    }
+    assert_eq!(crashes, 8, "every point is passed");
+}
+
+/// `box duplicate --to workset`: the source is never touched; the copy is a whole
+/// member (entry, home, vault, workspace) or nothing at all, its entry included.
+#[test]
+fn a_crash_at_any_point_of_a_duplicate_to_a_workset_leaves_a_whole_member_or_none() {
+    let mut crashes = 0;
+    for point in WORKSET_CRASH_POINTS {
+        let mut e = env();
+        let p = lived_in(&e, &[]);
+        e.run(&e.home, &["workset", "create", "ws/client"]).ok();
+        let root = e.home.join("ws/client");
+        e.set("KANIBAKO_CRASH_AT", point);
+        let crashed = e.run(
+            &e.home,
+            &[
+                "box",
+                "duplicate",
+                "app",
+                "web",
+                "--to",
+                "workset",
+                "--workset",
+                "client",
+                "--force",
+            ],
+        );
+        e.unset("KANIBAKO_CRASH_AT");
+        crashes += usize::from(crashed.code == -1);
+        e.run(&e.home, &["list"]).ok();
+        assert_eq!(fs::read_to_string(p.join("src.txt")).unwrap(), "code\n");
+        assert_eq!(
+            fs::read_to_string(meta(&e, "app").join("shell/note")).unwrap(),
+            "hi\n"
+        );
+        assert!(e.names_yaml().contains(&format!("app: {}", p.display())));
+        let w = root.join("workspaces/web");
+        if members(&root).contains("name: web") {
+            assert_eq!(fs::read_to_string(w.join("src.txt")).unwrap(), "code\n");
+            assert_eq!(
+                fs::read_to_string(root.join("boxes/web/shell/note")).unwrap(),
+                "hi\n",
+                "{point}"
+            );
+            assert_eq!(
+                fs::read_to_string(root.join("vault/web/rw/data")).unwrap(),
+                "v\n"
+            );
+            let info = e.run(&w, &["box", "info"]).ok().stdout;
+            assert!(info.contains("Mode:         workset"), "{point}: {info}");
+        } else {
+            assert!(crashed.code != 0, "{point}: {crashed:?}");
+            assert!(!w.exists(), "{point}: no half copy of the project");
+            assert!(!root.join("boxes/web").exists(), "{point}");
+            assert!(!root.join("vault/web").exists(), "{point}");
+        }
+        nothing_half_made(&e, &e.home);
+    }
+    // a member's copy registers no name: no `carry.registered`
+    assert_eq!(crashes, 7);
+}

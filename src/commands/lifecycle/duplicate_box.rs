@@ -1,7 +1,7 @@
 //! `box duplicate SOURCE NEW`: a new box with its own copy of the source's home and
 //! vault (upstream shared them: defect 9).
 
-use super::migrate::{drop_member, new_member, workset_flag};
+use super::migrate::{new_member, workset_flag};
 use super::*;
 
 pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
@@ -142,7 +142,13 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
     } else {
         duplicate::leftovers(&src, &to)
     };
-    let joined = std::cell::Cell::new(false);
+    // A member entry is written with the copy and undone with it (carry's error path,
+    // or the next command's recovery after a crash): never a member without its box.
+    let files: Vec<PathBuf> = to
+        .workset
+        .iter()
+        .map(|(_, root)| root.join(crate::workset::WORKSET_FILE))
+        .collect();
     let prepare = || -> Result<()> {
         duplicate::strip(&to, logins)?;
         for p in &stale {
@@ -155,7 +161,7 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
                 source: src.workspace.clone(),
             });
             ws.save()?;
-            joined.set(true);
+            crate::fault::point("workset.joined");
         }
         Ok(())
     };
@@ -171,6 +177,7 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
             },
             how: How::Copy,
             prepare: &prepare,
+            files: &files,
             edit: &|reg| {
                 let Some(n) = &name else { return Ok(false) };
                 if let Some((section, path)) = reg.lookup(n.as_str()) {
@@ -187,9 +194,6 @@ pub fn duplicate(cx: &Context, a: &DuplicateArgs) -> Result<Exit> {
         },
     );
     if let Err(e) = result {
-        if let (true, Some((ws_name, _))) = (joined.get(), &to.workset) {
-            let _ = drop_member(cx, ws_name, to.display_name());
-        }
         if made_dir {
             let _ = std::fs::remove_dir(&dest);
         }

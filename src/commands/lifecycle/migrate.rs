@@ -141,6 +141,7 @@ fn remap(cx: &Context, old: &str, new: Option<&str>, force: bool) -> Result<Exit
             workspace: transfer::Workspace::Moved,
             how: How::Move,
             prepare: &|| Ok(()),
+            files: &[],
             edit: &|reg| {
                 reg.projects.remove(old_name.as_str());
                 if new_name != old_name && reg.lookup(new_name.as_str()).is_some() {
@@ -288,6 +289,7 @@ fn convert(
             workspace: transfer::Workspace::Carry,
             how: How::Move,
             prepare: &|| Ok(()),
+            files: &[],
             edit: &|reg| {
                 if let Some(n) = &old_name {
                     reg.projects.remove(n.as_str());
@@ -415,27 +417,31 @@ fn join_workset(
     }
     let old_name = src.name.clone();
     let source = src.workspace.clone();
-    let joined = std::cell::Cell::new(false);
-    let linked = std::cell::Cell::new(false);
+    // The member entry and the link are written with the trees: undone with them (by
+    // carry's own error path, or after a crash by the next command), so a workset
+    // never keeps a member whose box went back.
     let add_member = || -> Result<()> {
-        if in_place {
-            if let Some(p) = link.parent() {
-                std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-            }
-            std::os::unix::fs::symlink(&source, &link)
-                .with_context(|| format!("linking {} to {}", link.display(), source.display()))?;
-            linked.set(true);
-        }
         let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
         ws.members.push(crate::workset::Member {
             name: member.to_string(),
             source: source.clone(),
         });
         ws.save()?;
-        joined.set(true);
+        crate::fault::point("workset.joined");
+        if in_place {
+            if let Some(p) = link.parent() {
+                std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+            }
+            std::os::unix::fs::symlink(&source, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), source.display()))?;
+        }
         Ok(())
     };
-    let result = carry(
+    let mut files = vec![ws.root.join(crate::workset::WORKSET_FILE)];
+    if in_place {
+        files.push(link.clone());
+    }
+    carry(
         cx,
         &Change {
             from: src,
@@ -443,6 +449,7 @@ fn join_workset(
             workspace: transfer::Workspace::Carry,
             how: How::Move,
             prepare: &add_member,
+            files: &files,
             edit: &|reg| {
                 Ok(match &old_name {
                     Some(n) => reg.projects.remove(n.as_str()).is_some(),
@@ -450,16 +457,7 @@ fn join_workset(
                 })
             },
         },
-    );
-    if let Err(e) = result {
-        if joined.get() {
-            let _ = drop_member(cx, ws_name, member.as_str());
-        }
-        if linked.get() {
-            let _ = std::fs::remove_file(&link);
-        }
-        return Err(e);
-    }
+    )?;
     if in_place {
         println!(
             "Made '{}' member '{member}' of workset '{}' in place: {}",
@@ -478,7 +476,7 @@ fn join_workset(
     Ok(Exit::Success)
 }
 
-pub(super) fn drop_member(cx: &Context, ws_name: &str, member: &str) -> Result<()> {
+fn drop_member(cx: &Context, ws_name: &str, member: &str) -> Result<()> {
     let mut ws = crate::workset::Workset::find(&cx.paths, ws_name)?;
     ws.members.retain(|m| m.name != member);
     ws.save()?;
@@ -486,8 +484,9 @@ pub(super) fn drop_member(cx: &Context, ws_name: &str, member: &str) -> Result<(
 }
 
 /// A workset member becomes a default-mode box at `dest` (default: the source it was
-/// connected from). The name is registered before the member entry goes, so a stop
-/// between leaves the box findable.
+/// connected from). The member entry goes with the trees and the name comes with the
+/// registry, in one change ([`carry`]): a stop or a crash anywhere leaves either the
+/// member or the default-mode box, never both, never neither.
 fn leave_workset(
     cx: &Context,
     src: &BoxIdentity,
@@ -555,6 +554,21 @@ fn leave_workset(
     )? {
         return declined();
     }
+    // The member entry (and an in-place member's link) goes with the trees, undone
+    // with them: never a member without its box, nor a box in two places.
+    let link = root.join("workspaces").join(&member);
+    let leave = || -> Result<()> {
+        drop_member(cx, &ws_name, &member)?;
+        if in_place {
+            std::fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
+        }
+        crate::fault::point("workset.left");
+        Ok(())
+    };
+    let mut files = vec![root.join(crate::workset::WORKSET_FILE)];
+    if in_place {
+        files.push(link.clone());
+    }
     carry(
         cx,
         &Change {
@@ -562,7 +576,8 @@ fn leave_workset(
             to: &to,
             workspace: transfer::Workspace::Carry,
             how: How::Move,
-            prepare: &|| Ok(()),
+            prepare: &leave,
+            files: &files,
             edit: &|reg| {
                 if let Some((section, path)) = reg.lookup(n.as_str()) {
                     return Err(BoxError::NameTaken {
@@ -577,10 +592,6 @@ fn leave_workset(
             },
         },
     )?;
-    drop_member(cx, &ws_name, &member)?;
-    if in_place {
-        let _ = std::fs::remove_file(root.join("workspaces").join(&member));
-    }
     println!(
         "Converted '{ws_name}/{member}' to default mode as '{n}': {}",
         dest.display()

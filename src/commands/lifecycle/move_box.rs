@@ -70,6 +70,7 @@ pub fn move_box(cx: &Context, a: &MoveArgs) -> Result<Exit> {
             workspace: transfer::Workspace::Carry,
             how: How::Move,
             prepare: &|| Ok(()),
+            files: &[],
             edit: &|reg| {
                 Ok(match &name {
                     Some(n) => {
