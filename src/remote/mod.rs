@@ -54,15 +54,7 @@ pub fn engine(
     levels: &Stack,
 ) -> anyhow::Result<(Runtime, Option<String>)> {
     let setting = levels.str_setting("engine.remote", Some("auto"))?;
-    let name = rt
-        .engine
-        .program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let detected = crate::runtime::remote::detect(rt.engine.kind, &name, |k| {
-        host.var_str(k).map(str::to_owned)
-    });
+    let detected = crate::runtime::remote::detect_for(rt.engine.kind, &rt.engine.program, host);
     let why = crate::runtime::remote::decide(setting.value.as_deref(), detected);
     rt.engine = rt.engine.clone().with_remote(why.is_some());
     Ok((rt, why))

@@ -278,11 +278,7 @@ pub fn detect(host: &HostEnv, exec: &dyn Executor) -> Result<EngineInfo, Runtime
 }
 
 fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo {
-    let name = program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let remote = remote::detect(kind, &name, |k| host.var_str(k).map(str::to_owned)).is_some();
+    let remote = remote::detect_for(kind, &program, host).is_some();
     let rootless = match kind {
         EngineKind::Podman => !remote && host.uid != 0,
         // Docker is a daemon: rootless only when its socket lives in a user runtime dir.

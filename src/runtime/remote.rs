@@ -11,6 +11,19 @@
 
 use super::EngineKind;
 
+/// [`detect`] for the engine program at `program`, from the host's variables.
+pub fn detect_for(
+    kind: EngineKind,
+    program: &std::path::Path,
+    host: &crate::host::HostEnv,
+) -> Option<String> {
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    detect(kind, &name, |k| host.var_str(k).map(str::to_owned))
+}
+
 /// Why the engine is remote, as shown to the user (`None`: local).
 pub fn detect(
     kind: EngineKind,
