@@ -42,6 +42,8 @@ pub fn dir_for(state: &Path, container: &str) -> PathBuf {
 pub struct Sidecar {
     pub name: String,
     pub endpoint: String,
+    /// The box container it stands beside (its name and directory derive from it).
+    pub container: String,
 }
 
 /// `--browser` for one launch.
@@ -175,6 +177,7 @@ impl Browser {
                 return Ok(Sidecar {
                     name: side.name,
                     endpoint,
+                    container: spec.name.clone(),
                 });
             }
             polls += 1;
@@ -205,23 +208,21 @@ impl Browser {
     /// one's only if its box's container is not there (it did not start, or ended).
     pub fn end(&self) {
         let Some(s) = self.started.get() else { return };
-        let Some(container) = s.name.strip_suffix("-browser") else {
-            return;
-        };
-        if self.persistent && self.rt.is_running(container) {
+        if self.persistent && self.rt.is_running(&s.container) {
             return;
         }
-        remove_for(&self.rt, &self.state, container);
+        remove_for(&self.rt, &self.state, &s.container);
     }
 }
 
 /// The box container `container` is being removed: its sidecar goes with it. Only a
 /// look at the disk when it never had one.
 pub fn remove_for(rt: &Runtime, state: &Path, container: &str) {
-    let dir = dir_for(state, container);
-    if std::fs::symlink_metadata(&dir).is_ok() {
-        remove(rt, &plan::sidecar_name(container), &dir);
-    }
+    remove(
+        rt,
+        &plan::sidecar_name(container),
+        &dir_for(state, container),
+    );
 }
 
 fn remove(rt: &Runtime, sidecar: &str, dir: &Path) {

@@ -66,12 +66,15 @@ impl Ended {
 pub const SUCCESSOR_GRACE: Duration = Duration::from_secs(3);
 
 /// Wait for the director to run, then for it to exit; a director replaced at once by a
-/// new container of the box under its name is watched on.
+/// new container of the box under its name is watched on (the tests' form of
+/// [`watch_director_after`], with no pause).
+#[cfg(test)]
 pub fn watch_director(engine: &dyn HubEngine, cfg: &HubConfig, log: &HubLog) -> Ended {
     watch_director_after(engine, cfg, log, |_| {})
 }
 
-/// [`watch_director`], first waiting as `pause` does (up to `cfg.watch_after_ms`).
+/// Wait for the director to run, then for it to exit, first waiting as `pause` does
+/// (up to `cfg.watch_after_ms`).
 fn watch_director_after(
     engine: &dyn HubEngine,
     cfg: &HubConfig,

@@ -157,26 +157,10 @@ mod tests {
     fn only_allowlist_has_a_proxy_and_pins_allow_their_own_names_private() {
         let st = Path::new("/s");
         let hash = "0123456789abcdef0123";
-        assert!(
-            section(
-                &policy(NetworkMode::Full, &["a.test"]),
-                st,
-                hash,
-                None,
-                false
-            )
-            .is_none()
-        );
-        assert!(
-            section(
-                &policy(NetworkMode::None, &["a.test"]),
-                st,
-                hash,
-                None,
-                false
-            )
-            .is_none()
-        );
+        for mode in [NetworkMode::Full, NetworkMode::None] {
+            let p = policy(mode, &["a.test"]);
+            assert!(section(&p, st, hash, None, false).is_none(), "{mode:?}");
+        }
         let p = policy(NetworkMode::Allowlist, &["a.test:8080", "b.test"]);
         let s = section(&p, st, hash, Some("a.test=127.0.0.1, "), false).unwrap();
         assert_eq!(s.policy.allow, ["a.test:8080", "b.test"]);

@@ -102,8 +102,9 @@ pub fn config(
         member_owner: member_owner(user, nix::unistd::geteuid().as_raw()),
         helper: None,
         fork: Some(hub::config::ForkConfig::for_box(&cx.paths, b)),
-        // A remote engine's container pids mean nothing on this host.
-        peer_check: !engine.remote,
+        // Always: a remote engine, whose container pids would mean nothing here, gets
+        // no hub at all (`Hub::for_launch`).
+        peer_check: true,
         director_timeout_ms: 60_000,
         watch_after_ms: 0,
         egress: None,

@@ -185,6 +185,10 @@ fn remote_run(
     inputs: &plan::PlanInputs,
     allowlist: bool,
 ) -> Result<Option<crate::remote::Remote>> {
+    // A local engine: nothing to plan (nor box.remote_path to read).
+    if k.remote.is_none() {
+        return Ok(None);
+    }
     let b = k.b();
     let local_only = inputs
         .agent_mounts

@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::boxes::relocation::remove_tree;
 use crate::fstree::copy::{CopyOptions, LinkRule, copy_tree};
 use crate::fstree::dir::Dir;
 
@@ -40,15 +41,6 @@ fn sibling(dest: &Path, what: &str) -> PathBuf {
     s.into()
 }
 
-fn remove_any(p: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Copy `src` (a file, or a directory's tree) to `dest` unless the copy there is of
 /// the source as it is now; whether it copied.
 pub fn once(src: &Path, dest: &Path) -> io::Result<bool> {
@@ -67,7 +59,7 @@ pub fn once(src: &Path, dest: &Path) -> io::Result<bool> {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = sibling(dest, "new");
-    remove_any(&tmp)?;
+    remove_tree(&tmp)?;
     let made = if std::fs::metadata(src)?.is_dir() {
         std::fs::create_dir(&tmp)?;
         let opts = CopyOptions {
@@ -80,7 +72,7 @@ pub fn once(src: &Path, dest: &Path) -> io::Result<bool> {
         std::fs::copy(src, &tmp).map(drop)
     };
     if let Err(e) = made {
-        let _ = remove_any(&tmp);
+        let _ = remove_tree(&tmp);
         return Err(e);
     }
     // A directory cannot be renamed over a non-empty one: the old copy goes first.
@@ -89,7 +81,7 @@ pub fn once(src: &Path, dest: &Path) -> io::Result<bool> {
         std::fs::rename(dest, &old)?;
     }
     std::fs::rename(&tmp, dest)?;
-    let _ = remove_any(&old);
+    let _ = remove_tree(&old);
     crate::fsutil::atomic_write(&stamp_file, now.as_bytes(), 0o644)
         .map_err(|e| io::Error::other(e.to_string()))?;
     Ok(true)

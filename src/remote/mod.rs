@@ -56,7 +56,7 @@ pub fn engine(
     let setting = levels.str_setting("engine.remote", Some("auto"))?;
     let detected = crate::runtime::remote::detect_for(rt.engine.kind, &rt.engine.program, host);
     let why = crate::runtime::remote::decide(setting.value.as_deref(), detected);
-    rt.engine = rt.engine.clone().with_remote(why.is_some());
+    rt.engine = rt.engine.clone().with_remote(why.is_some(), host.uid);
     Ok((rt, why))
 }
 

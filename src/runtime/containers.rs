@@ -222,7 +222,6 @@ pub fn copy_into_invocation(
     base.arg("cp").arg(src).arg(format!("{container}:{dest}"))
 }
 
-/// `commit CONTAINER IMAGE`.
 /// See [`Runtime::check_bind_sources`].
 pub fn check_binds_invocation(
     base: Invocation,
@@ -245,6 +244,7 @@ pub fn check_binds_invocation(
     inv.arg(image).arg("true")
 }
 
+/// `commit CONTAINER IMAGE`.
 pub fn commit_invocation(base: Invocation, container: &str, image: &str) -> Invocation {
     base.arg("commit").arg(container).arg(image)
 }

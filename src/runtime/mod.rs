@@ -277,10 +277,14 @@ pub fn detect(host: &HostEnv, exec: &dyn Executor) -> Result<EngineInfo, Runtime
     Ok(engine_info(host, kind, program))
 }
 
+fn podman_rootless(remote: bool, uid: u32) -> bool {
+    !remote && uid != 0
+}
+
 fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo {
     let remote = remote::detect_for(kind, &program, host).is_some();
     let rootless = match kind {
-        EngineKind::Podman => !remote && host.uid != 0,
+        EngineKind::Podman => podman_rootless(remote, host.uid),
         // Docker is a daemon: rootless only when its socket lives in a user runtime dir.
         EngineKind::Docker => host
             .var_str(vars::DOCKER_HOST)
@@ -295,11 +299,12 @@ fn engine_info(host: &HostEnv, kind: EngineKind, program: PathBuf) -> EngineInfo
 }
 
 impl EngineInfo {
-    /// This engine as `engine.remote` says it is (see [`remote::decide`]).
-    pub fn with_remote(mut self, remote: bool) -> Self {
-        if remote && !self.remote && self.kind == EngineKind::Podman {
-            // A remote podman's containers are not in our user namespace.
-            self.rootless = false;
+    /// This engine as `engine.remote` says it is (see [`remote::decide`]), for a user
+    /// `uid`: podman's rootlessness follows, either way, by the one rule of
+    /// [`engine_info`] (a remote podman's containers are not in our user namespace).
+    pub fn with_remote(mut self, remote: bool, uid: u32) -> Self {
+        if self.kind == EngineKind::Podman {
+            self.rootless = podman_rootless(remote, uid);
         }
         self.remote = remote;
         self
@@ -493,6 +498,27 @@ impl Runtime {
 mod tests {
     use super::*;
     use crate::process::testing::Recorder;
+
+    #[test]
+    fn engine_remote_sets_podman_rootlessness_both_ways() {
+        let podman = EngineInfo {
+            kind: EngineKind::Podman,
+            program: "podman".into(),
+            rootless: false,
+            remote: true,
+        };
+        let local = podman.clone().with_remote(false, 1000);
+        assert!(
+            local.rootless && !local.remote,
+            "engine.remote=no for a user: rootless"
+        );
+        let remote = local.with_remote(true, 1000);
+        assert!(!remote.rootless && remote.remote);
+        assert!(
+            !remote.with_remote(false, 0).rootless,
+            "root's podman is rootful"
+        );
+    }
 
     fn host(vars: &[(&str, &str)], uid: u32) -> HostEnv {
         let mut h = HostEnv::for_test(Path::new("/"), vars);

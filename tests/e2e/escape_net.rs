@@ -305,9 +305,14 @@ fn judge(s: &Seen, keys: &[&str], must_work: bool) -> Outcome {
         let reached = out.contains(HELLO) || out.contains(REPO_MARK);
         let short: String = out.chars().take(70).collect();
         ev.push(format!("{k} rc={rc} {short}"));
-        // 127: the tool is not in the rig, which proves nothing
-        if *rc == 127 || (must_work != (*rc == 0 && reached) && (must_work || *rc == 0 || reached))
-        {
+        // 127: the tool is not in the rig, which proves nothing; a blocked probe fails
+        // when the origin's content reached it, whatever the tool's exit code
+        let failed = if must_work {
+            !(*rc == 0 && reached)
+        } else {
+            reached
+        };
+        if *rc == 127 || failed {
             bad.push(k.to_string());
         }
     }
